@@ -1,0 +1,85 @@
+"""Names: which user, group and hub names are valid, and the name of every Docker object.
+
+This is the only place a Docker object's name is made. The rules that keep names unambiguous:
+
+- A hub name is `[a-z0-9-]`, a user or group name is `[a-z0-9._-]`, each starting and ending with a
+  letter or digit; user and group names are lowercased before anything else sees them (JupyterHub
+  lowercases usernames, so `Alice` and `alice` are one person).
+- Every object of a hub starts with `<hub>-`, and each kind has its own infix (`-user-`, `-group-`),
+  so within one hub two different (kind, name) pairs never give the same object name.
+- Lengths are capped so that the longest container name (`<hub>-user-<name>`: 24 + 6 + 32) stays
+  within the 63 characters of a DNS label, which Docker uses to resolve containers on a network.
+"""
+
+from __future__ import annotations
+
+import re
+
+HUB_NAME_MAX = 24
+NAME_MAX = 32
+
+_HUB_NAME = re.compile(r"[a-z](?:[a-z0-9-]*[a-z0-9])?")
+_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
+
+HUB_NAME_RULE = (
+    f"use 1 to {HUB_NAME_MAX} lowercase letters, digits and '-', starting with a letter "
+    "and ending with a letter or digit"
+)
+NAME_RULE = (
+    f"use 1 to {NAME_MAX} letters, digits, '.', '_' and '-', starting and ending with a letter "
+    "or digit"
+)
+
+
+def hub_name_problem(value: str) -> str | None:
+    """Why `value` cannot be a hub name, or None when it can."""
+    if not value:
+        return "is empty"
+    if len(value) > HUB_NAME_MAX:
+        return f"is {len(value)} characters long"
+    if not _HUB_NAME.fullmatch(value):
+        return "is not a valid hub name"
+    return None
+
+
+def name_problem(value: str) -> str | None:
+    """Why `value` (already lowercased) cannot be a user or group name, or None when it can."""
+    if len(value) > NAME_MAX:
+        return f"is {len(value)} characters long"
+    if not _NAME.fullmatch(value):
+        bad = sorted({ch for ch in value if not re.fullmatch(r"[a-z0-9._-]", ch)})
+        if bad:
+            shown = " ".join(repr(ch) for ch in bad)
+            return f"has characters a name cannot carry ({shown})"
+        return "does not start and end with a letter or digit"
+    return None
+
+
+# One function per kind of Docker object.
+
+
+def hub_container(hub: str) -> str:
+    return hub
+
+
+def network(hub: str) -> str:
+    return f"{hub}-net"
+
+
+def hub_data_volume(hub: str) -> str:
+    """The hub's database (sqlite) and runtime state."""
+    return f"{hub}-data"
+
+
+def user_container(hub: str, user: str) -> str:
+    return f"{hub}-user-{user}"
+
+
+def user_volume(hub: str, user: str) -> str:
+    """The user's home, /home/jovyan."""
+    return f"{hub}-user-{user}"
+
+
+def group_volume(hub: str, group: str) -> str:
+    """The group's shared folder, mounted in each member's home as `<group>`."""
+    return f"{hub}-group-{group}"

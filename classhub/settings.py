@@ -1,0 +1,360 @@
+"""The settings model: what `.env` (and the environment, which overrides it) may say, and its checks.
+
+Rules:
+- `FIELDS` is the one list of settings: key, default, parser and help. Defaults live here alone;
+  `.env.example` repeats them for people to read and a test keeps the two equal.
+- `load_settings` never stops at the first mistake: it returns every problem, each naming the file
+  and line (or the environment) and the key, what is wrong, and the accepted form.
+- `Settings` is frozen and holds parsed values (bytes, seconds, Paths); nothing downstream re-parses.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import ipaddress
+import math
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dotenv.parser import parse_stream
+
+from . import names
+from .errors import Problem
+
+
+class Invalid(Exception):
+    """A value a parser refuses: `reason` completes "KEY=value ...", `fix` says what to write."""
+
+    def __init__(self, reason: str, fix: str):
+        super().__init__(reason)
+        self.reason = reason
+        self.fix = fix
+
+
+@dataclass(frozen=True)
+class Context:
+    """What parsers may need beyond the value itself."""
+
+    root: Path
+    cpu_count: int
+
+
+@dataclass(frozen=True)
+class Field:
+    key: str
+    attr: str
+    default: str
+    parse: Callable[[str, Context], Any]
+    help: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    hub_name: str
+    port: int
+    bind_address: str
+    public_url: str  # always filled: derived from BIND_ADDRESS, PORT and HUB_NAME when not set
+    admin_user: str
+    hub_db: str
+    notebook_image: str
+    base_image: str
+    build_ca_bundle: Path | None
+    mem_limit: int  # bytes
+    cpu_limit: float  # cores
+    cull_idle_timeout: int  # seconds; 0 never culls
+    # Where each key's value came from: "default", ".env:LINE", "environment".
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        """The path JupyterHub serves under."""
+        return f"/{self.hub_name}/"
+
+    @property
+    def upstream(self) -> str:
+        """Where a proxy on this host reaches the hub's published port."""
+        addr = ipaddress.ip_address(self.bind_address)
+        if addr.is_unspecified:
+            addr = ipaddress.ip_address("::1" if addr.version == 6 else "127.0.0.1")
+        host = f"[{addr}]" if addr.version == 6 else str(addr)
+        return f"{host}:{self.port}"
+
+
+# Parsers. Each takes the raw text and returns the parsed value or raises Invalid.
+
+
+def _hub_name(raw: str, _: Context) -> str:
+    problem = names.hub_name_problem(raw)
+    if problem:
+        raise Invalid(problem, names.HUB_NAME_RULE + ", e.g. HUB_NAME=math101")
+    return raw
+
+
+def _port(raw: str, _: Context) -> int:
+    fix = "use a whole number from 1 to 65535, e.g. PORT=8000"
+    if not raw.isdigit():
+        raise Invalid("is not a port number", fix)
+    if not 1 <= int(raw) <= 65535:
+        raise Invalid("is out of range", fix)
+    return int(raw)
+
+
+def _bind_address(raw: str, _: Context) -> str:
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise Invalid(
+            "is not an IP address",
+            "use 127.0.0.1 (only this server, e.g. its nginx, reaches the hub) or 0.0.0.0 "
+            "(every network interface)",
+        ) from None
+
+
+def _public_url(raw: str, _: Context) -> str:
+    # Checked against HUB_NAME once both are known (see _cross_checks); here only the form.
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise Invalid(
+            "is not an http(s) URL",
+            "write the address students open, e.g. PUBLIC_URL=https://jupyter.example.edu/hub/, "
+            "or leave it empty",
+        )
+    return raw if raw.endswith("/") else raw + "/"
+
+
+def _user_name(raw: str, _: Context) -> str:
+    value = raw.lower()
+    problem = names.name_problem(value)
+    if problem:
+        raise Invalid(problem, names.NAME_RULE + ", e.g. ADMIN_USER=hub-admin")
+    return value
+
+
+def _hub_db(raw: str, _: Context) -> str:
+    value = raw.lower()
+    if value not in ("sqlite", "postgres"):
+        raise Invalid("is not a known database", "use sqlite or postgres")
+    return value
+
+
+# A Docker image reference: [registry[:port]/]path[:tag][@digest], simplified from the reference
+# grammar enough to refuse what Docker would refuse.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"(?:[a-zA-Z0-9.-]+(?::\d+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
+
+
+def _image(example: str) -> Callable[[str, Context], str]:
+    def parse(raw: str, _: Context) -> str:
+        if not _IMAGE.fullmatch(raw):
+            raise Invalid(
+                "is not a Docker image name",
+                f"use NAME or NAME:TAG in lowercase, e.g. {example}",
+            )
+        return raw
+
+    return parse
+
+
+def _ca_bundle(raw: str, ctx: Context) -> Path | None:
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    path = path if path.is_absolute() else ctx.root / path
+    fix = (
+        "name a PEM file of CA certificates, e.g. BUILD_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt, "
+        "or leave it empty"
+    )
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        raise Invalid(f"names {path}, which does not exist", fix) from None
+    except OSError as exc:
+        raise Invalid(f"names {path}, which cannot be read ({exc.strerror})", fix) from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise Invalid(f"names {path}, which holds no PEM certificate", fix)
+    return path
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+MEM_LIMIT_MIN = 128 * 1024**2
+
+
+def _mem_limit(raw: str, _: Context) -> int:
+    fix = "use a size with a unit, e.g. MEM_LIMIT=2G or MEM_LIMIT=512M (M and G are MiB and GiB)"
+    match = _SIZE.fullmatch(raw)
+    if not match:
+        raise Invalid("is not a size", fix)
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if size < MEM_LIMIT_MIN:
+        raise Invalid(
+            "is too small: an idle JupyterLab alone needs about 110 MiB",
+            "use at least 128M, e.g. MEM_LIMIT=2G",
+        )
+    return size
+
+
+def _cpu_limit(raw: str, ctx: Context) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0.01:
+        raise Invalid("is not a number of cores", "use a number such as 1 or 0.5")
+    if value > ctx.cpu_count:
+        raise Invalid(
+            f"is more than this server's {ctx.cpu_count} cores (Docker would refuse every server)",
+            f"use at most {ctx.cpu_count}",
+        )
+    return value
+
+
+_DURATION = re.compile(r"(\d+)\s*([smhd]?)", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(raw: str, _: Context) -> int:
+    match = _DURATION.fullmatch(raw)
+    if not match:
+        raise Invalid(
+            "is not a duration",
+            "use seconds or a number with s, m, h or d, e.g. CULL_IDLE_TIMEOUT=1h; 0 never stops idle servers",
+        )
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("HUB_NAME", "hub_name", "hub", _hub_name,
+          "Names this hub: every Docker object starts with it, and the hub is served under /HUB_NAME/."),
+    Field("PORT", "port", "8000", _port,
+          "The port the hub is published on, on BIND_ADDRESS."),
+    Field("BIND_ADDRESS", "bind_address", "127.0.0.1", _bind_address,
+          "The address the port is bound to: 127.0.0.1 lets only this server (its nginx) reach the hub."),
+    Field("PUBLIC_URL", "public_url", "", _public_url,
+          "The address students open, e.g. https://jupyter.example.edu/hub/; empty: http://BIND_ADDRESS:PORT/HUB_NAME/."),
+    Field("ADMIN_USER", "admin_user", "hub-admin", _user_name,
+          "The hub's administrator: always on the roster, always an admin."),
+    Field("HUB_DB", "hub_db", "sqlite", _hub_db,
+          "The hub's database: sqlite (a file in the hub's volume) or postgres (a container of its own)."),
+    Field("NOTEBOOK_IMAGE", "notebook_image", "classhub-notebook:latest", _image("NOTEBOOK_IMAGE=classhub-notebook:latest"),
+          "The image every user's server runs (built from singleuser/)."),
+    Field("BASE_IMAGE", "base_image", "debian:bookworm-slim", _image("BASE_IMAGE=debian:bookworm-slim"),
+          "The image the hub and notebook images are built FROM."),
+    Field("BUILD_CA_BUNDLE", "build_ca_bundle", "", _ca_bundle,
+          "A PEM file of extra CA certificates that pip and npm trust during image builds (for networks "
+          "that intercept TLS); empty: none."),
+    Field("MEM_LIMIT", "mem_limit", "2G", _mem_limit,
+          "Memory limit of each user's server (K, M, G: KiB, MiB, GiB)."),
+    Field("CPU_LIMIT", "cpu_limit", "1", _cpu_limit,
+          "CPU limit of each user's server, in cores (0.5 is half a core)."),
+    Field("CULL_IDLE_TIMEOUT", "cull_idle_timeout", "1h", _duration,
+          "Stop a user's server after this long unused (s, m, h, d; 0 never); their files stay."),
+)  # fmt: skip
+
+KEYS = tuple(f.key for f in FIELDS)
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    value: str
+    line: int
+
+
+def read_env_text(text: str, shown: str) -> tuple[dict[str, EnvEntry], list[Problem], list[str]]:
+    """Parse `.env` text: the entries by key (the last one wins), problems, warnings."""
+    entries: dict[str, EnvEntry] = {}
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            snippet = binding.original.string.strip()
+            problems.append(
+                Problem(
+                    f"{shown}:{line}",
+                    f"this line cannot be read ({snippet[:60]!r})",
+                    "write it as KEY=value, or start it with # to make it a comment",
+                )
+            )
+            continue
+        if binding.key is None:
+            continue  # blank line or comment
+        key, value = binding.key, binding.value or ""
+        if key not in KEYS:
+            close = difflib.get_close_matches(key.upper(), KEYS, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "the known keys are in .env.example"
+            warnings.append(f"{shown}:{line}: unknown key {key} is ignored; {hint}")
+            continue
+        if key in entries:
+            warnings.append(
+                f"{shown}:{line}: {key} is set again (also on line {entries[key].line}); "
+                f"line {line} wins"
+            )
+        entries[key] = EnvEntry(value.strip(), line)
+    return entries, problems, warnings
+
+
+def load_settings(
+    env_text: str, shown: str, environ: Mapping[str, str], ctx: Context
+) -> tuple[Settings | None, list[Problem], list[str]]:
+    """Build `Settings` from `.env` text and the environment (which overrides the file).
+
+    Returns (settings or None when there are problems, problems, warnings).
+    """
+    entries, problems, warnings = read_env_text(env_text, shown)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for fld in FIELDS:
+        if fld.key in environ:
+            raw, where = environ[fld.key].strip(), "environment"
+        elif fld.key in entries:
+            raw, where = entries[fld.key].value, f"{shown}:{entries[fld.key].line}"
+        else:
+            raw, where = fld.default, "default"
+        sources[fld.key] = where
+        try:
+            values[fld.attr] = fld.parse(raw, ctx)
+        except Invalid as bad:
+            default = f" (default: {fld.default})" if fld.default else ""
+            shown_raw = raw if raw else ""
+            problems.append(
+                Problem(where, f"{fld.key}={shown_raw} {bad.reason}", bad.fix + default)
+            )
+    if problems:
+        return None, problems, warnings
+    problems += _cross_checks(values, sources)
+    if problems:
+        return None, problems, warnings
+    if not values["public_url"]:
+        host = values["bind_address"]
+        if ipaddress.ip_address(host).is_unspecified:
+            host = socket.gethostname()
+        elif ":" in host:
+            host = f"[{host}]"
+        values["public_url"] = f"http://{host}:{values['port']}/{values['hub_name']}/"
+    return Settings(**values, sources=sources), [], warnings
+
+
+def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Problem]:
+    problems = []
+    url = values["public_url"]
+    if url and urlsplit(url).path != f"/{values['hub_name']}/":
+        problems.append(
+            Problem(
+                sources["PUBLIC_URL"],
+                f"PUBLIC_URL={url} does not end in /{values['hub_name']}/, the path this hub is served under",
+                f"end it with /{values['hub_name']}/ (the path comes from HUB_NAME)",
+            )
+        )
+    return problems

@@ -1,0 +1,66 @@
+"""Fixtures shared by every test: a throwaway checkout of classhub and a clean environment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from classhub.paths import Paths
+from classhub.settings import KEYS
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+# What an administrator's clone holds that the tasks read (the package comes from the install).
+CHECKOUT_FILES = (".env.example", "userlist", "tasks.py", "nginx", "secrets/README.md")
+
+
+def make_checkout(dest: Path) -> Paths:
+    for name in CHECKOUT_FILES:
+        src, dst = PROJECT / name, dest / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst)
+        else:
+            shutil.copy2(src, dst)
+    (dest / "secrets").chmod(0o755)  # as git leaves it in a fresh clone
+    return Paths.at(dest)
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Paths:
+    """A fresh clone's files in a temporary folder: no .env, no secrets yet."""
+    return make_checkout(tmp_path / "clone")
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """The process environment without any classhub setting in it, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in KEYS}
+    env.update(extra)
+    return env
+
+
+def invoke(paths: Paths, *args: str, env: dict[str, str] | None = None):
+    """Run `invoke ARGS` in the checkout as an administrator would; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=paths.root,
+        env=env if env is not None else clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file and folder below root with its content and mode: to prove nothing changed."""
+    result = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        mode = path.stat().st_mode & 0o7777
+        result[rel] = (path.read_bytes() if path.is_file() else b"<dir>", mode)
+    return result

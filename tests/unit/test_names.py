@@ -1,0 +1,63 @@
+"""Docker object names: one per (kind, name), never shared, short enough for DNS."""
+
+from __future__ import annotations
+
+import itertools
+
+from classhub import names
+
+HUBS = ["hub", "a", "math-101", "h" * names.HUB_NAME_MAX]
+USERS = [
+    "alice",
+    "a",
+    "2nd.year",
+    "x_y",
+    "x-y",
+    "x.y",
+    "user-bob",
+    "group-a",
+    "db",
+    "net",
+    "n" * names.NAME_MAX,
+]
+
+
+def objects(hub: str) -> dict[tuple[str, str], str]:
+    """Every Docker object a hub with USERS as users and as groups would have."""
+    made = {
+        ("hub", ""): names.hub_container(hub),
+        ("network", ""): names.network(hub),
+        ("hub-data", ""): names.hub_data_volume(hub),
+    }
+    for name in USERS:
+        made[("user-container", name)] = names.user_container(hub, name)
+        made[("user-volume", name)] = names.user_volume(hub, name)
+        made[("group-volume", name)] = names.group_volume(hub, name)
+    return made
+
+
+def test_no_two_volumes_or_containers_of_a_hub_share_a_name():
+    for hub in HUBS:
+        made = objects(hub)
+        volumes = [v for (kind, _), v in made.items() if "volume" in kind or kind == "hub-data"]
+        containers = [v for (kind, _), v in made.items() if kind in ("hub", "user-container")]
+        assert len(set(volumes)) == len(volumes), hub
+        assert len(set(containers)) == len(containers), hub
+
+
+def test_every_object_starts_with_the_hub_name_and_fits_a_dns_label():
+    for hub in HUBS:
+        for name in objects(hub).values():
+            assert name == hub or name.startswith(hub + "-")
+            assert len(name) <= 63, name
+
+
+def test_valid_names_pass_and_invalid_ones_say_why():
+    for name in USERS:
+        assert names.name_problem(name) is None, name
+    assert names.name_problem("a" * (names.NAME_MAX + 1)) == "is 33 characters long"
+    assert names.name_problem("-x") == "does not start and end with a letter or digit"
+    assert names.name_problem("a b") == "has characters a name cannot carry (' ')"
+    for good, bad in itertools.product(["hub", "math-101"], ["Hub", "1hub", "hub-", "hub_1", ""]):
+        assert names.hub_name_problem(good) is None
+        assert names.hub_name_problem(bad) is not None

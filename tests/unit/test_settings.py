@@ -1,0 +1,209 @@
+"""The settings model: defaults, overrides, every bad value named by file, line and key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from classhub.errors import Problem
+from classhub.settings import FIELDS, KEYS, Context, load_settings, read_env_text
+from tests.conftest import PROJECT
+
+CTX = Context(root=Path("/srv/classhub"), cpu_count=2)
+
+
+def load(text: str, environ: dict[str, str] | None = None, ctx: Context = CTX):
+    return load_settings(text, ".env", environ or {}, ctx)
+
+
+def only_problem(text: str, environ: dict[str, str] | None = None) -> Problem:
+    settings, problems, _ = load(text, environ)
+    assert settings is None
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def test_defaults_when_env_is_empty():
+    settings, problems, warnings = load("")
+    assert problems == [] and warnings == []
+    assert settings.hub_name == "hub"
+    assert settings.port == 8000
+    assert settings.bind_address == "127.0.0.1"
+    assert settings.public_url == "http://127.0.0.1:8000/hub/"
+    assert settings.admin_user == "hub-admin"
+    assert settings.hub_db == "sqlite"
+    assert settings.notebook_image == "classhub-notebook:latest"
+    assert settings.base_image == "debian:bookworm-slim"
+    assert settings.build_ca_bundle is None
+    assert settings.mem_limit == 2 * 1024**3
+    assert settings.cpu_limit == 1.0
+    assert settings.cull_idle_timeout == 3600
+    assert settings.base_url == "/hub/"
+    assert set(settings.sources.values()) == {"default"}
+
+
+def test_values_from_env_file_with_their_lines():
+    text = "# comment\nHUB_NAME=math101\nexport PORT=8001\nMEM_LIMIT='512M'\nCPU_LIMIT=0.5\n"
+    settings, problems, _ = load(text)
+    assert problems == []
+    assert (settings.hub_name, settings.port, settings.mem_limit) == (
+        "math101",
+        8001,
+        512 * 1024**2,
+    )
+    assert settings.cpu_limit == 0.5
+    assert settings.public_url == "http://127.0.0.1:8001/math101/"
+    assert settings.sources["HUB_NAME"] == ".env:2"
+    assert settings.sources["PORT"] == ".env:3"
+
+
+def test_environment_overrides_the_file():
+    settings, problems, _ = load("PORT=8001\nHUB_NAME=math\n", {"PORT": "9000", "UNRELATED": "x"})
+    assert problems == []
+    assert settings.port == 9000
+    assert settings.hub_name == "math"
+    assert settings.sources["PORT"] == "environment"
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("PORT=abc", "use a whole number from 1 to 65535"),
+        ("PORT=0", "out of range"),
+        ("PORT=65536", "out of range"),
+        ("PORT=", "not a port number"),
+        ("HUB_NAME=Math_101", "lowercase letters"),
+        ("HUB_NAME=1st", "starting with a letter"),
+        ("HUB_NAME=a-very-long-hub-name-for-maths", "is 30 characters long"),
+        ("BIND_ADDRESS=localhost", "is not an IP address"),
+        ("ADMIN_USER=root@x", "'@'"),
+        ("HUB_DB=mysql", "use sqlite or postgres"),
+        ("NOTEBOOK_IMAGE=My Image", "is not a Docker image name"),
+        ("BASE_IMAGE=Debian:bookworm", "is not a Docker image name"),
+        ("MEM_LIMIT=lots", "e.g. MEM_LIMIT=2G"),
+        ("MEM_LIMIT=2048", "too small"),
+        ("MEM_LIMIT=64M", "at least 128M"),
+        ("CPU_LIMIT=many", "is not a number of cores"),
+        ("CPU_LIMIT=0", "is not a number of cores"),
+        ("CPU_LIMIT=nan", "is not a number of cores"),
+        ("CPU_LIMIT=3", "more than this server's 2 cores"),
+        ("CULL_IDLE_TIMEOUT=soon", "is not a duration"),
+        ("CULL_IDLE_TIMEOUT=-5", "is not a duration"),
+        ("PUBLIC_URL=jupyter.example.edu/hub/", "is not an http(s) URL"),
+        ("PUBLIC_URL=https://x.edu/other/", "does not end in /hub/"),
+        ("BUILD_CA_BUNDLE=/nonexistent/ca.pem", "does not exist"),
+    ],
+)
+def test_bad_value_names_line_key_and_fix(line: str, fragment: str):
+    problem = only_problem(f"# settings\n{line}\n")
+    assert problem.where == ".env:2"
+    assert problem.what.startswith(line + " ")
+    assert fragment in str(problem)
+    assert problem.fix  # always a way out
+
+
+def test_bad_value_from_environment_says_environment():
+    problem = only_problem("PORT=8000\n", {"PORT": "http"})
+    assert problem.where == "environment"
+    assert problem.what == "PORT=http is not a port number"
+
+
+def test_every_problem_at_once():
+    _, problems, _ = load("PORT=abc\nMEM_LIMIT=lots\nHUB_DB=oracle\nnonsense line\n")
+    assert sorted(p.where for p in problems) == [".env:1", ".env:2", ".env:3", ".env:4"]
+
+
+def test_unparsable_line_is_named():
+    problem = only_problem("PORT=8000\nthis is not a setting\n")
+    assert problem.where == ".env:2"
+    assert "cannot be read" in problem.what
+    assert "KEY=value" in problem.fix
+
+
+def test_unknown_key_warns_with_closest_known_key():
+    settings, problems, warnings = load("PROT=8001\nmem_limit=1G\nFOO=1\n")
+    assert problems == [] and settings.port == 8000
+    assert warnings == [
+        ".env:1: unknown key PROT is ignored; did you mean PORT?",
+        ".env:2: unknown key mem_limit is ignored; did you mean MEM_LIMIT?",
+        ".env:3: unknown key FOO is ignored; the known keys are in .env.example",
+    ]
+
+
+def test_key_set_twice_warns_and_last_wins():
+    settings, _, warnings = load("PORT=8001\nPORT=8002\n")
+    assert settings.port == 8002
+    assert warnings == [".env:2: PORT is set again (also on line 1); line 2 wins"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("512M", 512 * 1024**2), ("2G", 2 * 1024**3), ("2g", 2 * 1024**3), ("1.5G", 1536 * 1024**2),
+     ("1GiB", 1024**3), ("4096m", 4 * 1024**3), ("1T", 1024**4)],
+)  # fmt: skip
+def test_memory_sizes(raw: str, expected: int):
+    settings, problems, _ = load(f"MEM_LIMIT={raw}\n")
+    assert problems == [] and settings.mem_limit == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("0", 0), ("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("1d", 86400)],
+)
+def test_durations(raw: str, expected: int):
+    settings, problems, _ = load(f"CULL_IDLE_TIMEOUT={raw}\n")
+    assert problems == [] and settings.cull_idle_timeout == expected
+
+
+def test_ca_bundle_relative_to_checkout_and_must_hold_a_certificate(tmp_path: Path):
+    ctx = Context(root=tmp_path, cpu_count=2)
+    (tmp_path / "corp-ca.pem").write_text(
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    )
+    (tmp_path / "empty.pem").write_text("not a certificate\n")
+    settings, problems, _ = load("BUILD_CA_BUNDLE=corp-ca.pem\n", ctx=ctx)
+    assert problems == [] and settings.build_ca_bundle == tmp_path / "corp-ca.pem"
+    _, problems, _ = load("BUILD_CA_BUNDLE=empty.pem\n", ctx=ctx)
+    assert [p.where for p in problems] == [".env:1"]
+    assert "holds no PEM certificate" in problems[0].what
+
+
+def test_public_url_gets_trailing_slash_and_derived_url_uses_hostname_on_all_interfaces():
+    settings, _, _ = load("PUBLIC_URL=https://jupyter.example.edu/hub\n")
+    assert settings.public_url == "https://jupyter.example.edu/hub/"
+    settings, _, _ = load("BIND_ADDRESS=0.0.0.0\n")
+    assert settings.public_url.startswith("http://") and ":8000/hub/" in settings.public_url
+    assert "0.0.0.0" not in settings.public_url
+    assert settings.upstream == "127.0.0.1:8000"
+    settings, _, _ = load("BIND_ADDRESS=::1\n")
+    assert settings.public_url == "http://[::1]:8000/hub/"
+    assert settings.upstream == "[::1]:8000"
+
+
+def test_admin_user_is_lowercased():
+    settings, _, _ = load("ADMIN_USER=Teacher\n")
+    assert settings.admin_user == "teacher"
+
+
+def test_env_example_documents_every_key_with_its_default():
+    """.env.example and the model cannot drift: same keys, same defaults, each with a comment."""
+    text = (PROJECT / ".env.example").read_text()
+    entries, problems, warnings = read_env_text(text, ".env.example")
+    assert problems == [] and warnings == []
+    assert list(entries) == list(KEYS)
+    for field in FIELDS:
+        assert entries[field.key].value == field.default, field.key
+        before = text.split(f"\n{field.key}=")[0].rstrip().splitlines()[-1]
+        assert before.startswith("#"), f"{field.key} has no comment above it in .env.example"
+
+
+def test_readme_documents_every_setting():
+    readme = (PROJECT / "README.md").read_text()
+    for field in FIELDS:
+        default = f"`{field.default}`" if field.default else "(empty)"
+        row = re.search(rf"^\| `{field.key}` \| {re.escape(default)} \|", readme, re.MULTILINE)
+        assert row, (
+            f"README's settings table has no row for {field.key} with default {field.default!r}"
+        )
