@@ -1,0 +1,142 @@
+"""The roster: who may use the hub, who is an admin, and which groups each person is in.
+
+`userlist` has one user a line: `name [token ...]`. Each token after the name is a group name, or
+the word `admin`, which makes the user an admin. `#` starts a comment; blank lines are ignored; any
+whitespace separates tokens. Rules that hold for every `Roster`:
+- user and group names are lowercased (JupyterHub lowercases usernames, so `Alice` is `alice`) and
+  valid for JupyterHub and for Docker object names (`names.name_problem`);
+- no user appears twice, so no two users share a container or a volume;
+- the hub's `ADMIN_USER` is always on it, always as an admin.
+This is the only parser of `userlist`; the hub reads what the host rendered from a `Roster`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import names
+from .errors import Problem
+
+ADMIN_WORD = "admin"
+
+HEADER_HELP = "one user a line: name [group ...] [admin], e.g. 'alice team-1'"
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    admin: bool
+    groups: tuple[str, ...]
+    line: int | None  # None: not in the file (the ADMIN_USER that classhub adds)
+
+
+@dataclass(frozen=True)
+class Roster:
+    users: tuple[User, ...]
+
+    def get(self, name: str) -> User | None:
+        name = name.lower()
+        return next((u for u in self.users if u.name == name), None)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(u.name for u in self.users)
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Each group (sorted) with its members in roster order."""
+        members: dict[str, list[str]] = {}
+        for user in self.users:
+            for group in user.groups:
+                members.setdefault(group, []).append(user.name)
+        return {g: tuple(members[g]) for g in sorted(members)}
+
+
+def parse_userlist(
+    text: str, admin_user: str | None, shown: str = "userlist"
+) -> tuple[Roster | None, list[Problem], list[str]]:
+    """Read `userlist` text into a Roster. Returns (roster or None, problems, warnings).
+
+    `admin_user` is the hub's ADMIN_USER (None when that setting is itself invalid).
+    """
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    users: list[User] = []
+    first_line: dict[str, tuple[int, str]] = {}  # lowercased name -> (line, name as written)
+
+    for lineno, raw_line in enumerate(text.splitlines(), start=1):
+        tokens = raw_line.split("#", 1)[0].split()
+        if not tokens:
+            continue
+        where = f"{shown}:{lineno}"
+        written, name = tokens[0], tokens[0].lower()
+        line_ok = True
+
+        problem = names.name_problem(name)
+        if problem:
+            problems.append(Problem(where, f"user name {written!r} {problem}", names.NAME_RULE))
+            line_ok = False
+        elif name in first_line:
+            earlier, as_written = first_line[name]
+            same = (
+                ""
+                if as_written == written
+                else (
+                    f" as {as_written!r}; names are case-insensitive, so both would be the same "
+                    f"JupyterHub user with one home volume"
+                )
+            )
+            problems.append(
+                Problem(
+                    where,
+                    f"user {written!r} is already listed on line {earlier}{same}",
+                    "keep one line for each user and put all their groups on it",
+                )
+            )
+            line_ok = False
+        else:
+            first_line[name] = (lineno, written)
+
+        admin = False
+        groups: list[str] = []
+        for token in tokens[1:]:
+            word = token.lower()
+            if word == ADMIN_WORD:
+                admin = True
+                continue
+            problem = names.name_problem(word)
+            if problem:
+                problems.append(
+                    Problem(
+                        where,
+                        f"group name {token!r} {problem}",
+                        names.NAME_RULE + f"; or write '{ADMIN_WORD}' to make the user an admin",
+                    )
+                )
+                line_ok = False
+            elif word in groups:
+                warnings.append(
+                    f"{where}: group {word!r} is given twice for {name!r}; once is enough"
+                )
+            else:
+                groups.append(word)
+        if line_ok:
+            users.append(User(name, admin, tuple(groups), lineno))
+
+    if not first_line and not problems:
+        problems.append(Problem(shown, "lists no users", f"add {HEADER_HELP}"))
+    if problems:
+        return None, problems, warnings
+
+    if admin_user is not None:
+        users = _with_admin(users, admin_user)
+    return Roster(tuple(users)), [], warnings
+
+
+def _with_admin(users: list[User], admin_user: str) -> list[User]:
+    """ADMIN_USER is always on the roster and always an admin."""
+    for i, user in enumerate(users):
+        if user.name == admin_user:
+            if not user.admin:
+                users[i] = User(user.name, True, user.groups, user.line)
+            return users
+    return [User(admin_user, True, (), None), *users]

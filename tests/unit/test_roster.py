@@ -1,0 +1,120 @@
+"""The roster parser: what a good userlist gives, and a corpus of bad ones, each error on its line."""
+
+from __future__ import annotations
+
+import pytest
+
+from classhub.roster import User, parse_userlist
+from tests.conftest import PROJECT
+
+
+def parse(text: str, admin: str | None = "hub-admin"):
+    return parse_userlist(text, admin)
+
+
+def test_users_groups_and_admins():
+    text = (
+        "# class of 2026\n"
+        "\n"
+        "alice team-1 team-2   # two teams\n"
+        "Bob\tadmin team-1\n"
+        "carol team-2 ADMIN\n"
+        "  dave\n"
+    )
+    roster, problems, warnings = parse(text)
+    assert problems == [] and warnings == []
+    assert roster.users == (
+        User("hub-admin", True, (), None),
+        User("alice", False, ("team-1", "team-2"), 3),
+        User("bob", True, ("team-1",), 4),
+        User("carol", True, ("team-2",), 5),
+        User("dave", False, (), 6),
+    )
+    assert roster.groups() == {"team-1": ("alice", "bob"), "team-2": ("alice", "carol")}
+    assert roster.get("ALICE").name == "alice"
+
+
+def test_admin_user_listed_without_admin_word_is_made_admin():
+    roster, _, _ = parse("alice\nhub-admin team-1\n")
+    assert roster.get("hub-admin") == User("hub-admin", True, ("team-1",), 2)
+    assert roster.names == ("alice", "hub-admin")
+
+
+def test_group_names_are_lowercased_and_repeats_warned():
+    roster, problems, warnings = parse("alice Team-1 team-1\n")
+    assert problems == []
+    assert roster.get("alice").groups == ("team-1",)
+    assert warnings == ["userlist:1: group 'team-1' is given twice for 'alice'; once is enough"]
+
+
+def test_odd_but_valid_names():
+    text = "2nd.year_student-x\njane.doe\na\n" + "x" * 32 + "\n"
+    roster, problems, _ = parse(text)
+    assert problems == []
+    assert "2nd.year_student-x" in roster.names
+
+
+def test_example_userlist_is_valid():
+    roster, problems, warnings = parse((PROJECT / "userlist").read_text())
+    assert problems == [] and warnings == []
+    assert len(roster.users) == 5 and set(roster.groups()) == {"team-1", "team-2"}
+
+
+# The corpus: (userlist text, [(line, fragment of the message)]), every error found at once.
+BAD_ROSTERS = {
+    "duplicate": ("alice\nbob\nalice team-1\n", [(3, "'alice' is already listed on line 1")]),
+    "duplicate by case": (
+        "Alice\nalice\n",
+        [(2, "already listed on line 1 as 'Alice'; names are case-insensitive")],
+    ),
+    "duplicate admin": ("hub-admin admin\nHUB-ADMIN\n", [(2, "already listed on line 1")]),
+    "at sign": (
+        "jane@uni.edu\n",
+        [(1, "user name 'jane@uni.edu' has characters a name cannot carry ('@')")],
+    ),
+    "accents": ("jérôme\n", [(1, "('é' 'ô')")]),
+    "slash": ("../etc\n", [(1, "('/')")]),
+    "leading dot": (".hidden\n", [(1, "does not start and end with a letter or digit")]),
+    "trailing hyphen": ("bob-\n", [(1, "does not start and end with a letter or digit")]),
+    "too long": ("x" * 33 + "\n", [(1, "is 33 characters long")]),
+    "bad group": (
+        "alice team:1\n",
+        [(1, "group name 'team:1' has characters a name cannot carry (':')")],
+    ),
+    "group too long": (
+        "alice " + "g" * 40 + "\n",
+        [(1, "group name '" + "g" * 40 + "' is 40 characters long")],
+    ),
+    "several at once": (
+        "ok\nbad!\nok\nfine grp/1\n",
+        [
+            (2, "user name 'bad!'"),
+            (3, "'ok' is already listed on line 1"),
+            (4, "group name 'grp/1'"),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ROSTERS))
+def test_bad_roster(case: str):
+    text, expected = BAD_ROSTERS[case]
+    roster, problems, _ = parse(text)
+    assert roster is None
+    assert [p.where for p in problems] == [f"userlist:{line}" for line, _ in expected]
+    for problem, (_, fragment) in zip(problems, expected, strict=True):
+        assert fragment in str(problem), str(problem)
+        assert problem.fix
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only comments\n   # and more\n"])
+def test_empty_roster(text: str):
+    roster, problems, _ = parse(text)
+    assert roster is None
+    assert len(problems) == 1
+    assert str(problems[0]).startswith("userlist: lists no users; add one user a line")
+
+
+def test_roster_without_admin_user_when_setting_is_invalid():
+    roster, problems, _ = parse("alice\n", admin=None)
+    assert problems == [] and roster.names == ("alice",)
