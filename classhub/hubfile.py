@@ -1,0 +1,49 @@
+"""The one file the hub reads (`state/hub.json`): its format, and the reader the hub uses.
+
+The host renders this file from the validated settings and roster (`render.hub_file`); the hub's
+`jupyterhub_config.py` reads it with `load` and never parses `.env` or `userlist` itself.
+
+Rules: standard library only (the hub image copies this module alone, not the package); `get`
+raises on a missing key rather than inventing a default, so a host/hub mismatch fails loudly at
+hub start instead of silently running with a value nobody chose.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+FORMAT = 1
+
+
+class HubFileError(Exception):
+    pass
+
+
+class HubFile:
+    def __init__(self, data: dict[str, Any], source: str):
+        if data.get("format") != FORMAT:
+            raise HubFileError(
+                f"{source}: format {data.get('format')!r}, this hub reads format {FORMAT}; "
+                "run invoke setup with the same classhub version as the hub image"
+            )
+        self._data = data
+        self._source = source
+
+    def get(self, dotted: str) -> Any:
+        """The value at a dotted key, e.g. get("limits.mem_limit"); raises when it is absent."""
+        node: Any = self._data
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise HubFileError(f"{self._source}: no key {dotted!r}; re-run invoke setup")
+            node = node[part]
+        return node
+
+
+def load(path: str | Path) -> HubFile:
+    path = Path(path)
+    try:
+        return HubFile(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except (OSError, ValueError) as exc:
+        raise HubFileError(f"{path}: cannot be read ({exc}); re-run invoke setup") from None

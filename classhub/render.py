@@ -1,0 +1,61 @@
+"""Rendering: from validated settings and roster to the files and text others read.
+
+- `hub_file`: the JSON the hub reads (users, admin flags, groups, password hashes, limits, images,
+  Docker object names). Deterministic (sorted keys) so that "up to date" is a plain comparison and
+  an unchanged roster never rewrites the file.
+- `nginx_location`: the `location /<HUB_NAME>/` block for a host's existing nginx, from the template
+  in `nginx/location.conf.template`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from . import hubfile, names
+from .credentials import Credential
+from .paths import Paths
+from .roster import Roster
+from .settings import Settings
+
+
+def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -> str:
+    """The hub file's text. Every roster user must have credentials."""
+    hub = settings.hub_name
+    users = {
+        user.name: {
+            "admin": user.admin,
+            "groups": list(user.groups),
+            "password_hash": creds[user.name].hash,
+            "volume": names.user_volume(hub, user.name),
+            "container": names.user_container(hub, user.name),
+        }
+        for user in roster.users
+    }
+    groups = {
+        group: {"members": list(members), "volume": names.group_volume(hub, group)}
+        for group, members in roster.groups().items()
+    }
+    data = {
+        "format": hubfile.FORMAT,
+        "hub_name": hub,
+        "base_url": settings.base_url,
+        "public_url": settings.public_url,
+        "db": settings.hub_db,
+        "notebook_image": settings.notebook_image,
+        "network": names.network(hub),
+        "limits": {"mem_limit": settings.mem_limit, "cpu_limit": settings.cpu_limit},
+        "cull_idle_timeout": settings.cull_idle_timeout,
+        "users": users,
+        "groups": groups,
+    }
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+_PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
+
+
+def nginx_location(paths: Paths, settings: Settings) -> str:
+    template = (paths.nginx_dir / "location.conf.template").read_text(encoding="utf-8")
+    values = {"HUB_NAME": settings.hub_name, "UPSTREAM": settings.upstream}
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)

@@ -1,0 +1,148 @@
+"""The printed nginx block, in a real nginx, in front of a real HTTP server on loopback.
+
+This proves the block parses, routes /<HUB_NAME>/ with the path intact, redirects the bare path, and
+passes the headers the hub and websockets need. (Issue-level websocket tests through the real hub
+come with the Docker tests.)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from classhub import render
+from classhub.paths import Paths
+from classhub.settings import Context, load_settings
+from tests.conftest import PROJECT
+
+
+class Echo(BaseHTTPRequestHandler):
+    """Answers every GET with the path and headers it received, as JSON."""
+
+    def do_GET(self):
+        body = json.dumps(
+            {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}}
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def upstream():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+@pytest.fixture
+def nginx_with_block(tmp_path: Path, upstream: int):
+    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    assert binary, "nginx is needed for this test: apt-get install nginx-light (.ci/run does)"
+    settings, problems, _ = load_settings(
+        f"HUB_NAME=math101\nPORT={upstream}\n", ".env", {}, Context(root=PROJECT, cpu_count=2)
+    )
+    assert not problems
+    (tmp_path / "classhub.conf").write_text(render.nginx_location(Paths.at(PROJECT), settings))
+    port = free_port()
+    (tmp_path / "nginx.conf").write_text(
+        f"""
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    server {{
+        listen 127.0.0.1:{port};
+        server_name _;
+        include {tmp_path}/classhub.conf;
+    }}
+}}
+"""
+    )
+    conf = str(tmp_path / "nginx.conf")
+    check = subprocess.run(
+        [binary, "-t", "-c", conf, "-e", str(tmp_path / "error.log")],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen(
+        [binary, "-c", conf, "-e", str(tmp_path / "error.log"), "-g", "daemon off;"]
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, (tmp_path / "error.log").read_text()
+            assert proc.poll() is None, (tmp_path / "error.log").read_text()
+            time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def get(port: int, path: str, headers: dict[str, str] | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response, body
+
+
+def test_block_routes_hub_path_with_forwarded_headers(nginx_with_block: int):
+    port = nginx_with_block
+    response, body = get(port, "/math101/hub/login?next=%2Fmath101%2F")
+    assert response.status == 200
+    seen = json.loads(body)
+    assert seen["path"] == "/math101/hub/login?next=%2Fmath101%2F"  # path passed unchanged
+    assert seen["headers"]["host"] == f"127.0.0.1:{port}"  # with the port the browser used
+    assert seen["headers"]["x-forwarded-proto"] == "http"
+    assert seen["headers"]["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_block_passes_websocket_upgrade(nginx_with_block: int):
+    response, body = get(
+        nginx_with_block,
+        "/math101/user/alice/api/kernels/k1/channels",
+        {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"},
+    )
+    assert response.status == 200
+    seen = json.loads(body)["headers"]
+    assert seen["upgrade"] == "websocket"
+    assert seen["connection"].lower() == "upgrade"
+
+
+def test_bare_path_redirects_and_other_paths_are_not_routed(nginx_with_block: int):
+    response, _ = get(nginx_with_block, "/math101")
+    assert response.status == 302
+    assert response.getheader("Location").endswith("/math101/")
+    response, _ = get(nginx_with_block, "/math1010/hub/")
+    assert response.status == 404
