@@ -1,0 +1,225 @@
+"""The tasks as an administrator runs them: `invoke ...` in a fresh checkout, real files, real output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pytest
+
+from classhub import credentials
+from classhub.paths import Paths
+from tests.conftest import PROJECT, clean_environ, invoke, snapshot
+
+TASKS = ["check", "login", "nginx", "reset-password", "setup", "status"]
+
+
+def ok(result) -> str:
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def fails(result) -> str:
+    """A clean failure: exit 1, a message starting with 'error:', no traceback."""
+    assert result.returncode == 1, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.startswith("error: ") or "\nerror: " in result.stderr, result.stderr
+    return result.stderr
+
+
+def test_list_shows_every_task_with_a_summary(checkout: Paths):
+    out = ok(invoke(checkout, "--list"))
+    for name in TASKS:
+        assert re.search(rf"^  {re.escape(name)}\s+\S", out, re.MULTILINE), name
+
+
+def test_readme_documents_every_task():
+    readme = (PROJECT / "README.md").read_text()
+    for name in TASKS:
+        assert f"invoke {name}" in readme, name
+
+
+def test_dry_run_changes_nothing_and_needs_no_docker(checkout: Paths):
+    before = snapshot(checkout.root)
+    env = clean_environ(DOCKER_HOST="unix:///nonexistent/docker.sock")
+    out = ok(invoke(checkout, "setup", "--dry-run", env=env))
+    assert snapshot(checkout.root) == before
+    assert "Dry run: nothing was changed (7 step(s) would change something)." in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith(" ")}
+    assert "create from .env.example" in rows[".env"]
+    assert "create (JupyterHub cookie secret)" in rows["secrets/cookie_secret"]
+    assert "make 5" in rows["passwords"]
+
+
+def test_setup_then_setup_again_changes_nothing(checkout: Paths):
+    result = invoke(checkout, "setup")
+    out = ok(result)
+    assert "Done: 7 step(s) changed something." in out
+    assert "hashing passwords: 5/5" in result.stderr
+    # what setup made
+    assert checkout.env_file.read_text() == checkout.env_example.read_text()
+    assert checkout.secrets_dir.stat().st_mode & 0o777 == 0o700
+    for name in ("cookie_secret", "proxy_auth_token", "classhub_api_token", "credentials.json"):
+        assert (checkout.secrets_dir / name).stat().st_mode & 0o777 == 0o600, name
+    assert not (checkout.secrets_dir / "postgres_password").exists()
+    hub = json.loads(checkout.hub_file.read_text())
+    assert sorted(hub["users"]) == ["hub-admin", "student1", "student2", "student3", "student4"]
+    assert hub["users"]["hub-admin"]["admin"] is True
+    assert hub["groups"]["team-1"]["members"] == ["student1", "student2"]
+    creds = credentials.load(checkout)
+    for name, entry in hub["users"].items():
+        assert credentials.verify(creds[name].password, entry["password_hash"])
+    # it ends with the nginx block and the admin's login
+    assert "location /hub/ {" in out
+    assert f"Password: {creds['hub-admin'].password}" in out
+    assert "Username: hub-admin" in out
+
+    before = snapshot(checkout.root)
+    again = ok(invoke(checkout, "setup"))
+    assert "Nothing to change: everything is already set up." in again
+    assert snapshot(checkout.root) == before
+
+
+def test_setup_picks_up_a_new_user_and_keeps_old_passwords(checkout: Paths):
+    ok(invoke(checkout, "setup"))
+    old = credentials.load(checkout)
+    with checkout.userlist.open("a") as f:
+        f.write("newcomer team-2\n")
+    status = ok(invoke(checkout, "status"))
+    assert "5 of 6 users have one" in status and "2 step(s) pending" in status
+    out = ok(invoke(checkout, "setup"))
+    assert "Done: 2 step(s) changed something." in out
+    new = credentials.load(checkout)
+    assert {k: new[k] for k in old} == old
+    assert "newcomer" in json.loads(checkout.hub_file.read_text())["users"]
+    assert "In step with the settings." in ok(invoke(checkout, "status"))
+
+
+def test_setup_keeps_existing_secrets_and_env(checkout: Paths):
+    checkout.env_file.write_text("HUB_NAME=math\n")
+    checkout.secrets_dir.mkdir(exist_ok=True)
+    cookie = checkout.secrets_dir / "cookie_secret"
+    cookie.write_text("ab" * 32 + "\n")
+    out = ok(invoke(checkout, "setup"))
+    assert cookie.read_text() == "ab" * 32 + "\n"
+    assert checkout.env_file.read_text() == "HUB_NAME=math\n"
+    assert "Hub 'math' at http://127.0.0.1:8000/math/" in out
+
+
+def test_login_variants(checkout: Paths):
+    ok(invoke(checkout, "setup"))
+    creds = credentials.load(checkout)
+    out = ok(invoke(checkout, "login"))
+    assert out.splitlines() == [
+        "  URL:      http://127.0.0.1:8000/hub/",
+        "  Username: hub-admin",
+        f"  Password: {creds['hub-admin'].password}",
+    ]
+    out = ok(invoke(checkout, "login", "--name", "Student3"))
+    assert f"  Password: {creds['student3'].password}" in out and "Username: student3" in out
+    rows = list(csv.reader(io.StringIO(ok(invoke(checkout, "login", "--csv")))))
+    assert rows[0] == ["username", "password"]
+    assert rows[1:] == [[name, creds[name].password] for name in
+                        ["hub-admin", "student1", "student2", "student3", "student4"]]  # fmt: skip
+    assert "'nobody' is not on the roster" in fails(invoke(checkout, "login", "--name", "nobody"))
+    assert "--csv prints the whole roster" in fails(
+        invoke(checkout, "login", "--csv", "--name", "student1")
+    )
+
+
+def test_login_before_setup_says_to_run_setup(checkout: Paths):
+    err = fails(invoke(checkout, "login"))
+    assert "'hub-admin' has no password yet; run invoke setup" in err
+
+
+def test_reset_password(checkout: Paths):
+    ok(invoke(checkout, "setup"))
+    old = credentials.load(checkout)
+    hub_before = checkout.hub_file.read_text()
+
+    before = snapshot(checkout.root)
+    ok(invoke(checkout, "reset-password", "student1", "--dry-run"))
+    assert snapshot(checkout.root) == before
+
+    out = ok(invoke(checkout, "reset-password", "student1"))
+    new = credentials.load(checkout)
+    assert new["student1"].password != old["student1"].password
+    assert f"Password: {new['student1'].password}" in out
+    assert all(new[n] == old[n] for n in old if n != "student1")
+    hub = json.loads(checkout.hub_file.read_text())
+    assert checkout.hub_file.read_text() != hub_before
+    assert credentials.verify(new["student1"].password, hub["users"]["student1"]["password_hash"])
+    assert not credentials.verify(
+        old["student1"].password, hub["users"]["student1"]["password_hash"]
+    )
+    assert "'ghost' is not on the roster" in fails(invoke(checkout, "reset-password", "ghost"))
+
+
+def test_nginx_prints_the_block_for_the_settings(checkout: Paths):
+    checkout.env_file.write_text("HUB_NAME=math8660\nPORT=8001\n")
+    out = ok(invoke(checkout, "nginx"))
+    assert "location /math8660/ {" in out
+    assert "proxy_pass http://127.0.0.1:8001;" in out
+
+
+# Bad input: one clear message, exit 1, no traceback, and nothing written.
+BAD_INPUTS = {
+    "bad port": (".env", "PORT=abc\n", ".env:1: PORT=abc is not a port number"),
+    "bad memory": (".env", "MEM_LIMIT=lots\n", ".env:1: MEM_LIMIT=lots is not a size"),
+    "unparsable .env line": (".env", "PORT 8000\n", ".env:1: this line cannot be read"),
+    "empty userlist": ("userlist", "# nobody yet\n", "userlist: lists no users"),
+    "duplicate user": (
+        "userlist",
+        "ann\nAnn\n",
+        "userlist:2: user 'Ann' is already listed on line 1",
+    ),
+    "userlist not utf-8": ("userlist", b"ren\xe9\n", "userlist: is not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_fails_cleanly_and_writes_nothing(checkout: Paths, case: str):
+    name, content, message = BAD_INPUTS[case]
+    target = checkout.root / name
+    target.write_bytes(content if isinstance(content, bytes) else content.encode())
+    before = snapshot(checkout.root)
+    for args in (["setup"], ["setup", "--dry-run"], ["check"], ["status"], ["login"]):
+        err = fails(invoke(checkout, *args))
+        assert message in err, (args, err)
+        assert "nothing was changed" in err
+    assert snapshot(checkout.root) == before
+
+
+def test_missing_userlist_and_unreadable_env(checkout: Paths):
+    checkout.userlist.unlink()
+    checkout.env_file.mkdir()
+    before = snapshot(checkout.root)
+    err = fails(invoke(checkout, "setup"))
+    assert ".env: is a folder, not a file" in err
+    assert "userlist: the file does not exist; create it with one user a line" in err
+    assert snapshot(checkout.root) == before
+
+
+def test_unknown_key_warning_is_shown_even_when_another_line_is_wrong(checkout: Paths):
+    checkout.env_file.write_text("PROT=8001\nPORT=x\n")
+    err = fails(invoke(checkout, "check"))
+    assert ".env:2: PORT=x is not a port number" in err
+    assert ".env:1: unknown key PROT is ignored; did you mean PORT?" in err
+
+
+def test_environment_overrides_are_reported(checkout: Paths):
+    out = ok(invoke(checkout, "check", env=clean_environ(PORT="8123")))
+    assert "published on 127.0.0.1:8123" in out
+    assert "From the environment, overriding .env.example: PORT." in out
+
+
+def test_malformed_secret_stops_setup_before_anything_is_written(checkout: Paths):
+    checkout.secrets_dir.mkdir(exist_ok=True)
+    (checkout.secrets_dir / "proxy_auth_token").write_text("short\n")
+    before = snapshot(checkout.root)
+    err = fails(invoke(checkout, "setup"))
+    assert "secrets/proxy_auth_token: does not hold a valid proxy auth token" in err
+    assert snapshot(checkout.root) == before
