@@ -9,6 +9,7 @@ reset-password and the end of setup).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from typing import TextIO
@@ -41,10 +42,18 @@ class Output:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a `UserError` into invoke's clean exit: the message on stderr, exit code 1."""
+    """Turn a `UserError` into invoke's clean exit: the message on stderr, exit code 1.
+
+    A reader that stops early (`invoke login --csv | head -3`) ends the task quietly, as other
+    command-line tools do, instead of with a traceback.
+    """
     from invoke.exceptions import Exit
 
     try:
         yield
     except UserError as exc:
         raise Exit(f"error: {exc}", code=1) from None
+    except BrokenPipeError:
+        # Python would report the pipe again when it flushes stdout at exit: point stdout elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise Exit(code=141) from None

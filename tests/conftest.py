@@ -56,11 +56,19 @@ def invoke(paths: Paths, *args: str, env: dict[str, str] | None = None):
     )
 
 
-def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file and folder below root with its content and mode: to prove nothing changed."""
+def snapshot(root: Path) -> dict[str, tuple[bytes, int, int, int]]:
+    """Every file and folder below root: content, mode, inode and mtime, to prove nothing changed.
+
+    Inode and mtime catch a rewrite with the same content (an atomic write makes a new inode).
+    """
     result = {}
     for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        mode = path.stat().st_mode & 0o7777
-        result[rel] = (path.read_bytes() if path.is_file() else b"<dir>", mode)
+        st = path.stat()
+        content = path.read_bytes() if path.is_file() else b"<dir>"
+        result[str(path.relative_to(root))] = (
+            content,
+            st.st_mode & 0o7777,
+            st.st_ino,
+            st.st_mtime_ns,
+        )
     return result

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -61,6 +63,7 @@ def test_setup_then_setup_again_changes_nothing(checkout: Paths):
     assert "hashing passwords: 5/5" in result.stderr
     # what setup made
     assert checkout.env_file.read_text() == checkout.env_example.read_text()
+    assert checkout.env_file.stat().st_mode & 0o777 == 0o600
     assert checkout.secrets_dir.stat().st_mode & 0o777 == 0o700
     for name in ("cookie_secret", "proxy_auth_token", "classhub_api_token", "credentials.json"):
         assert (checkout.secrets_dir / name).stat().st_mode & 0o777 == 0o600, name
@@ -128,6 +131,22 @@ def test_login_variants(checkout: Paths):
     assert "--csv prints the whole roster" in fails(
         invoke(checkout, "login", "--csv", "--name", "student1")
     )
+
+
+def test_reader_that_stops_early_gets_no_traceback(checkout: Paths):
+    ok(invoke(checkout, "setup"))
+    with subprocess.Popen(
+        [sys.executable, "-m", "invoke", "setup"],
+        cwd=checkout.root,
+        env=clean_environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        proc.stdout.close()  # like `| head -0`: nobody reads what setup prints
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode == 141
 
 
 def test_login_before_setup_says_to_run_setup(checkout: Paths):
