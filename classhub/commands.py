@@ -17,6 +17,7 @@ from .config import Config
 from .console import Output
 from .errors import UserError
 from .paths import Paths
+from .plan import Step
 from .roster import Roster
 from .settings import Settings
 
@@ -43,8 +44,10 @@ def summary(cfg: Config) -> str:
     return line
 
 
-def setup(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> int:
-    """Plan and apply the host side of setup. Returns how many steps changed something."""
+def _show_setup_plan(
+    paths: Paths, environ: Mapping[str, str], out: Output
+) -> tuple[Config, list[Step]]:
+    """Load the inputs and print the summary and the setup plan; returns both."""
     cfg = load(paths, environ, out)
     steps = deploy.setup_steps(
         paths, cfg, lambda done, total: out.progress("hashing passwords", done, total)
@@ -53,8 +56,14 @@ def setup(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool =
     out.info()
     out.info(plan.table(steps))
     out.info()
-    pending = sum(step.changes for step in steps)
+    return cfg, steps
+
+
+def setup(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> int:
+    """Plan and apply the host side of setup. Returns how many steps changed something."""
+    cfg, steps = _show_setup_plan(paths, environ, out)
     if dry_run:
+        pending = sum(step.changes for step in steps)
         out.info(f"Dry run: nothing was changed ({pending} step(s) would change something).")
         return 0
     changed = plan.apply(steps, out.info)
@@ -65,30 +74,18 @@ def setup(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool =
     out.info()
     out.info("For your nginx site (also printed by: invoke nginx):")
     out.info(render.nginx_location(paths, cfg.settings))
+    admin = cfg.settings.admin_user
     out.info("Log in as the admin (also printed by: invoke login):")
-    out.info(
-        _login_text(
-            cfg.settings,
-            cfg.settings.admin_user,
-            _password(paths, cfg.roster, cfg.settings.admin_user),
-        )
-    )
+    out.info(_login_text(cfg.settings, admin, _password(paths, cfg.roster, admin)))
     return changed
 
 
 def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """What setup would find: the same table as `setup --dry-run`, changing nothing."""
-    cfg = load(paths, environ, out)
-    steps = deploy.setup_steps(paths, cfg, lambda done, total: None)
-    out.info(summary(cfg))
-    out.info()
-    out.info(plan.table(steps))
+    _, steps = _show_setup_plan(paths, environ, out)
     pending = sum(step.changes for step in steps)
-    out.info()
     out.info(
-        "In step with the settings."
-        if not pending
-        else f"{pending} step(s) pending: run invoke setup."
+        f"{pending} step(s) pending: run invoke setup." if pending else "In step with the settings."
     )
 
 

@@ -25,7 +25,7 @@ def setup_steps(paths: Paths, config: Config, progress: Progress) -> list[Step]:
     creds = credentials.load(paths)
     todo = credentials.missing(creds, config.roster.names)
     steps.append(_passwords_step(paths, config, len(todo), progress))
-    steps.append(hub_file_step(paths, config, pending=bool(todo)))
+    steps.append(hub_file_step(paths, config, creds, pending=bool(todo)))
     return steps
 
 
@@ -38,26 +38,30 @@ def reset_password_steps(paths: Paths, config: Config, name: str) -> list[Step]:
 
     return [
         Step(f"password of {name}", state, "replace with a new random one", run),
-        hub_file_step(paths, config, pending=True),
+        hub_file_step(paths, config, creds, pending=True),
     ]
 
 
-def hub_file_step(paths: Paths, config: Config, pending: bool) -> Step:
-    """Render the hub file; `pending`: an earlier step changes passwords, so it will change."""
+def hub_file_step(
+    paths: Paths, config: Config, creds: dict[str, credentials.Credential], pending: bool
+) -> Step:
+    """Render the hub file from `creds`; `pending`: an earlier step changes passwords first."""
     path = paths.hub_file
     shown = paths.show(path)
 
     def run() -> None:
         ensure_private_dir(paths.state_dir)
+        # Rendered now, not at planning: an earlier step may have made or replaced passwords.
         text = render.hub_file(config.settings, config.roster, credentials.load(paths))
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             write_atomic(path, text, mode=0o600)
+        else:
+            path.chmod(0o600)
 
     if not path.exists():
         return Step(shown, "missing", "write", run)
     if pending:
         return Step(shown, "present", "rewrite with the new passwords", run)
-    creds = credentials.load(paths)
     current = read_text(path, shown, "run invoke setup")
     if current != render.hub_file(config.settings, config.roster, creds):
         return Step(shown, "out of date", "rewrite", run)

@@ -42,9 +42,12 @@ def file_mode(path: Path) -> int:
 
 
 def read_text(path: Path, shown: str, fix_missing: str) -> str:
-    """Read a file a person edits; every way it can fail is a `ConfigError` naming the file."""
+    """Read a file a person edits; every way it can fail is a `ConfigError` naming the file.
+
+    A byte-order mark (Windows editors add one) is dropped; line endings are left to the parsers.
+    """
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         problem = Problem(shown, "the file does not exist", fix_missing)
     except IsADirectoryError:

@@ -101,6 +101,20 @@ def test_setup_picks_up_a_new_user_and_keeps_old_passwords(checkout: Paths):
     assert "In step with the settings." in ok(invoke(checkout, "status"))
 
 
+def test_setup_tightens_loose_permissions_without_rewriting(checkout: Paths):
+    ok(invoke(checkout, "setup"))
+    checkout.hub_file.chmod(0o644)
+    token = checkout.secrets_dir / "proxy_auth_token"
+    token.chmod(0o640)
+    value = token.read_text()
+    status = ok(invoke(checkout, "status"))
+    assert "up to date, permissions too open" in status and "present, mode 0640" in status
+    ok(invoke(checkout, "setup"))
+    assert checkout.hub_file.stat().st_mode & 0o777 == 0o600
+    assert token.stat().st_mode & 0o777 == 0o600 and token.read_text() == value
+    assert "In step with the settings." in ok(invoke(checkout, "status"))
+
+
 def test_setup_keeps_existing_secrets_and_env(checkout: Paths):
     checkout.env_file.write_text("HUB_NAME=math\n")
     checkout.secrets_dir.mkdir(exist_ok=True)
@@ -227,6 +241,14 @@ def test_unknown_key_warning_is_shown_even_when_another_line_is_wrong(checkout: 
     err = fails(invoke(checkout, "check"))
     assert ".env:2: PORT=x is not a port number" in err
     assert ".env:1: unknown key PROT is ignored; did you mean PORT?" in err
+
+
+def test_files_saved_by_windows_editors_are_read(checkout: Paths):
+    checkout.env_file.write_bytes(b"\xef\xbb\xbfHUB_NAME=math\r\nPORT=8001\r\n")
+    checkout.userlist.write_bytes(b"\xef\xbb\xbfalice team-1\r\nbob admin\r\n")
+    out = ok(invoke(checkout, "check"))
+    assert "Hub 'math' at http://127.0.0.1:8001/math/" in out
+    assert "3 users (2 admins), 1 group." in out
 
 
 def test_environment_overrides_are_reported(checkout: Paths):
