@@ -1,8 +1,9 @@
 """The settings model: what `.env` (and the environment, which overrides it) may say, and its checks.
 
 Rules:
-- `FIELDS` is the one list of settings: key, default, parser and help. Defaults live here alone;
-  `.env.example` repeats them for people to read and a test keeps the two equal.
+- `FIELDS` is the one list of settings: key, attribute, default and parser. Defaults live here
+  alone; `.env.example` documents each key with its default for people, and tests keep it and the
+  README's table equal to this list.
 - `load_settings` never stops at the first mistake: it returns every problem, each naming the file
   and line (or the environment) and the key, what is wrong, and the accepted form.
 - `Settings` is frozen and holds parsed values (bytes, seconds, Paths); nothing downstream re-parses.
@@ -51,7 +52,6 @@ class Field:
     attr: str
     default: str
     parse: Callable[[str, Context], Any]
-    help: str
 
 
 @dataclass(frozen=True)
@@ -235,31 +235,18 @@ def _duration(raw: str, _: Context) -> int:
 
 
 FIELDS: tuple[Field, ...] = (
-    Field("HUB_NAME", "hub_name", "hub", _hub_name,
-          "Names this hub: every Docker object starts with it, and the hub is served under /HUB_NAME/."),
-    Field("PORT", "port", "8000", _port,
-          "The port the hub is published on, on BIND_ADDRESS."),
-    Field("BIND_ADDRESS", "bind_address", "127.0.0.1", _bind_address,
-          "The address the port is bound to: 127.0.0.1 lets only this server (its nginx) reach the hub."),
-    Field("PUBLIC_URL", "public_url", "", _public_url,
-          "The address students open, e.g. https://jupyter.example.edu/hub/; empty: http://BIND_ADDRESS:PORT/HUB_NAME/."),
-    Field("ADMIN_USER", "admin_user", "hub-admin", _user_name,
-          "The hub's administrator: always on the roster, always an admin."),
-    Field("HUB_DB", "hub_db", "sqlite", _hub_db,
-          "The hub's database: sqlite (a file in the hub's volume) or postgres (a container of its own)."),
-    Field("NOTEBOOK_IMAGE", "notebook_image", "classhub-notebook:latest", _image("NOTEBOOK_IMAGE=classhub-notebook:latest"),
-          "The image every user's server runs (built from singleuser/)."),
-    Field("BASE_IMAGE", "base_image", "debian:bookworm-slim", _image("BASE_IMAGE=debian:bookworm-slim"),
-          "The image the hub and notebook images are built FROM."),
-    Field("BUILD_CA_BUNDLE", "build_ca_bundle", "", _ca_bundle,
-          "A PEM file of extra CA certificates that pip and npm trust during image builds (for networks "
-          "that intercept TLS); empty: none."),
-    Field("MEM_LIMIT", "mem_limit", "2G", _mem_limit,
-          "Memory limit of each user's server (K, M, G: KiB, MiB, GiB)."),
-    Field("CPU_LIMIT", "cpu_limit", "1", _cpu_limit,
-          "CPU limit of each user's server, in cores (0.5 is half a core)."),
-    Field("CULL_IDLE_TIMEOUT", "cull_idle_timeout", "1h", _duration,
-          "Stop a user's server after this long unused (s, m, h, d; 0 never); their files stay."),
+    Field("HUB_NAME", "hub_name", "hub", _hub_name),
+    Field("PORT", "port", "8000", _port),
+    Field("BIND_ADDRESS", "bind_address", "127.0.0.1", _bind_address),
+    Field("PUBLIC_URL", "public_url", "", _public_url),
+    Field("ADMIN_USER", "admin_user", "hub-admin", _user_name),
+    Field("HUB_DB", "hub_db", "sqlite", _hub_db),
+    Field("NOTEBOOK_IMAGE", "notebook_image", "classhub-notebook:latest", _image("NOTEBOOK_IMAGE=classhub-notebook:latest")),
+    Field("BASE_IMAGE", "base_image", "debian:bookworm-slim", _image("BASE_IMAGE=debian:bookworm-slim")),
+    Field("BUILD_CA_BUNDLE", "build_ca_bundle", "", _ca_bundle),
+    Field("MEM_LIMIT", "mem_limit", "2G", _mem_limit),
+    Field("CPU_LIMIT", "cpu_limit", "1", _cpu_limit),
+    Field("CULL_IDLE_TIMEOUT", "cull_idle_timeout", "1h", _duration),
 )  # fmt: skip
 
 KEYS = tuple(f.key for f in FIELDS)
