@@ -28,9 +28,6 @@ class Output:
     def warn(self, text: str) -> None:
         print(f"warning: {text}", file=self.err, flush=True)
 
-    def note(self, text: str) -> None:
-        print(text, file=self.err, flush=True)
-
     def progress(self, label: str, done: int, total: int) -> None:
         """A progress line: rewritten in place on a terminal, every 10th and the last otherwise."""
         if self.err.isatty():

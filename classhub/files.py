@@ -1,7 +1,7 @@
 """Writing files so that a crash or a full disk never leaves one half-written.
 
-Every file classhub generates (secrets, credentials, the rendered hub file, `.env`, `userlist`
-updates) goes through `write_atomic`: a temporary file in the same folder, flushed to disk, given its
+Every file classhub generates (secrets, credentials, the rendered hub file, `.env`) goes through
+`write_atomic`: a temporary file in the same folder, flushed to disk, given its
 mode, then renamed over the target. Readers see the old content or the new, never a mix.
 """
 
