@@ -1,4 +1,4 @@
-"""Every roster user's password: making, hashing, storing and printing them.
+"""Every roster user's password: making, hashing and storing them (commands.py prints them).
 
 Rules:
 - A password is random, easy to type and read aloud: three groups of five characters from an
@@ -48,6 +48,11 @@ def verify(password: str, hashed: str) -> bool:
 class Credential:
     password: str
     hash: str
+
+
+def new_credential() -> Credential:
+    password = new_password()
+    return Credential(password, hash_password(password))
 
 
 def load(paths: Paths) -> dict[str, Credential]:
@@ -100,8 +105,7 @@ def ensure(
     creds = load(paths)
     todo = missing(creds, names)
     for done, name in enumerate(todo, start=1):
-        password = new_password()
-        creds[name] = Credential(password, hash_password(password))
+        creds[name] = new_credential()
         progress(done, len(todo))
     if todo:
         save(paths, creds)
@@ -111,7 +115,6 @@ def ensure(
 def reset(paths: Paths, name: str) -> Credential:
     """Replace `name`'s password with a new random one."""
     creds = load(paths)
-    password = new_password()
-    creds[name] = Credential(password, hash_password(password))
+    creds[name] = new_credential()
     save(paths, creds)
     return creds[name]

@@ -42,7 +42,7 @@ class ConfigError(UserError):
         self.warnings = tuple(warnings)
         count = len(self.problems)
         head = "1 problem" if count == 1 else f"{count} problems"
-        lines = [f"classhub found {head} in its settings; nothing was changed:"]
+        lines = [f"classhub found {head} in its settings and roster; nothing was changed:"]
         lines += [f"  {p}" for p in self.problems]
         if self.warnings:
             lines.append("Also noticed:")

@@ -314,10 +314,7 @@ def load_settings(
             values[fld.attr] = fld.parse(raw, ctx)
         except Invalid as bad:
             default = f" (default: {fld.default})" if fld.default else ""
-            shown_raw = raw if raw else ""
-            problems.append(
-                Problem(where, f"{fld.key}={shown_raw} {bad.reason}", bad.fix + default)
-            )
+            problems.append(Problem(where, f"{fld.key}={raw} {bad.reason}", bad.fix + default))
     if problems:
         return None, problems, warnings
     problems += _cross_checks(values, sources)

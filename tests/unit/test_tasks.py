@@ -46,6 +46,8 @@ def test_readme_documents_every_task():
 
 def test_dry_run_changes_nothing_and_needs_no_docker(checkout: Paths):
     before = snapshot(checkout.root)
+    # No step talks to Docker yet, so the bogus DOCKER_HOST cannot fail this today; it guards the
+    # promise (a dry run works without Docker) for when setup starts inspecting Docker objects.
     env = clean_environ(DOCKER_HOST="unix:///nonexistent/docker.sock")
     out = ok(invoke(checkout, "setup", "--dry-run", env=env))
     assert snapshot(checkout.root) == before
