@@ -5,7 +5,7 @@ Every session installs the pinned versions (requirements-dev.txt) and classhub i
 
 import nox
 
-nox.options.sessions = ["lint", "unit"]
+nox.options.sessions = ["lint", "unit", "e2e"]
 nox.options.error_on_missing_interpreters = True
 
 PINS = "requirements-dev.txt"
@@ -32,11 +32,24 @@ def unit(session: nox.Session) -> None:
     _pytest(session, "tests/unit")
 
 
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """End to end on the real Docker engine: setup, logins, spawns, kernels, volumes, groups.
+
+    Needs a running engine (invoke engine). Builds the images on first use (a few minutes)."""
+    _pytest(session, "tests/e2e")
+
+
 @nox.session(name="lock", default=False)
 def lock(session: nox.Session) -> None:
-    """Re-pin requirements.txt and requirements-dev.txt from pyproject.toml."""
-    session.install("-c", PINS, "pip-tools")
+    """Re-pin requirements.txt and requirements-dev.txt from pyproject.toml, and the images'."""
+    session.install("-c", PINS, "pip-tools", "uv")
     common = ["--quiet", "--strip-extras", "--no-emit-index-url", "--no-emit-find-links",
               "--allow-unsafe", *session.posargs]  # fmt: skip
     session.run("pip-compile", *common, "-o", "requirements.txt", "pyproject.toml")
     session.run("pip-compile", *common, "--extra", "dev", "-o", PINS, "pyproject.toml")
+    # The images run Debian bookworm's Python 3.11.2, not the host's: uv resolves for that one.
+    for image in ("hub", "singleuser"):
+        session.run("uv", "pip", "compile", "--quiet", "--generate-hashes",
+                    "--python-version", "3.11.2", "--python-platform", "x86_64-manylinux_2_36",
+                    "-o", f"{image}/requirements.txt", f"{image}/requirements.in")  # fmt: skip

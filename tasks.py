@@ -15,16 +15,82 @@ from classhub.paths import Paths
 PATHS = Paths.at(Path(__file__).parent)
 
 
-@task(help={"dry_run": "print the plan (component, state, action) and change nothing"})
-def setup(c, dry_run=False):
+@task(
+    help={
+        "dry_run": "print the plan (component, state, action) and change nothing",
+        "files_only": "only the files: .env, secrets, passwords, state/hub.json; no Docker",
+    },
+)
+def setup(c, dry_run=False, files_only=False):
     """Set up this hub from .env and userlist, then print the nginx block and the admin's login."""
     with user_errors():
-        commands.setup(PATHS, os.environ, Output(), dry_run=dry_run)
+        commands.setup(PATHS, os.environ, Output(), dry_run=dry_run, files_only=files_only)
+
+
+@task
+def engine(c):
+    """Install (Debian/Ubuntu docker.io) and start a Docker engine if none answers. Needs root."""
+    with user_errors():
+        commands.engine(os.environ, Output())
+
+
+@task
+def up(c):
+    """Start the hub again after invoke down (images and settings as setup left them)."""
+    with user_errors():
+        commands.up(PATHS, os.environ, Output())
+
+
+@task
+def down(c):
+    """Stop the hub and every user's server. All data stays in the volumes."""
+    with user_errors():
+        commands.down(PATHS, os.environ, Output())
+
+
+@task(
+    help={
+        "user": "show this user's server instead of the hub",
+        "tail": "how many lines from the end (default 100)",
+        "follow": "keep printing new lines until Ctrl-C",
+    },
+)
+def logs(c, user="", tail=100, follow=False):
+    """Print the hub's log (or a user's server's, with --user NAME)."""
+    with user_errors():
+        commands.logs(PATHS, os.environ, Output(), user, tail, follow)
+
+
+@task(
+    iterable=["group"],
+    help={
+        "name": "the new user's name (letters, digits, '.', '_', '-')",
+        "group": "a group to put them in; repeat for several",
+        "admin": "make them an admin of the hub",
+    },
+)
+def add_user(c, name, group=None, admin=False):
+    """Add NAME to userlist and the running hub, make their password and print it."""
+    with user_errors():
+        commands.add_user(PATHS, os.environ, Output(), name, group or [], admin)
+
+
+@task(
+    help={
+        "name": "the group's name",
+        "members": "comma-separated users (already on the roster) to add to it",
+    },
+)
+def add_group(c, name, members=""):
+    """Create group NAME with its shared folder volume; --members a,b adds them to it."""
+    with user_errors():
+        members_list = [m.strip() for m in members.split(",") if m.strip()]
+        commands.add_group(PATHS, os.environ, Output(), name, members_list)
 
 
 @task
 def status(c):
-    """Show each component's state and what setup would change."""
+    """Show each component's state, what setup would change, and who has a server running."""
     with user_errors():
         commands.status(PATHS, os.environ, Output())
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping
+from dataclasses import replace
 
 from . import config as config_mod
-from . import credentials, deploy, plan, render
+from . import credentials, deploy, hubapi, names, plan, render, secrets, stack
+from . import engine as engine_mod
 from .config import Config
 from .console import Output
-from .errors import UserError
+from .errors import ConfigError, UserError
+from .files import file_mode, write_atomic
 from .paths import Paths
 from .plan import Step
-from .roster import Roster
+from .roster import ADMIN_WORD, GROUP_WORD, Roster, parse_userlist, with_tokens
 from .settings import Settings
 
 
@@ -45,32 +48,49 @@ def summary(cfg: Config) -> str:
 
 
 def _show_setup_plan(
-    paths: Paths, environ: Mapping[str, str], out: Output
-) -> tuple[Config, list[Step]]:
-    """Load the inputs and print the summary and the setup plan; returns both."""
+    paths: Paths, environ: Mapping[str, str], out: Output, docker: str = "required"
+) -> tuple[Config, list[Step], bool]:
+    """Load the inputs, print the summary and the plan; returns them and whether Docker answered.
+
+    `docker`: "required" (no engine is an error), "skip" (files only) or "if-available" (status).
+    """
     cfg = load(paths, environ, out)
+    client = None
+    if docker == "required":
+        client = engine_mod.connect(environ)
+    elif docker == "if-available":
+        client = engine_mod.try_connect(environ)
     steps = deploy.setup_steps(
         paths, cfg, lambda done, total: out.progress("hashing passwords", done, total)
     )
+    if client is not None:
+        steps += deploy.docker_steps(paths, cfg, client, out.info)
     out.info(summary(cfg))
+    if client is not None:
+        out.info(f"Docker engine {engine_mod.version(client)} at {engine_mod.where(environ)}.")
+    elif docker == "if-available":
+        out.info(
+            f"No Docker engine answers at {engine_mod.where(environ)}: start one with invoke engine."
+        )
     out.info()
     out.info(plan.table(steps))
     out.info()
-    return cfg, steps
+    return cfg, steps, client is not None
 
 
-def setup(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> int:
-    """Plan and apply the host side of setup. Returns how many steps changed something."""
-    cfg, steps = _show_setup_plan(paths, environ, out)
+def setup(
+    paths: Paths,
+    environ: Mapping[str, str],
+    out: Output,
+    dry_run: bool = False,
+    files_only: bool = False,
+) -> int:
+    """Plan and apply all of setup (only the host's files with `files_only`).
+
+    Returns how many steps changed something."""
+    cfg, changed = _converge(paths, environ, out, dry_run, "skip" if files_only else "required")
     if dry_run:
-        pending = sum(step.changes for step in steps)
-        out.info(f"Dry run: nothing was changed ({pending} step(s) would change something).")
         return 0
-    changed = plan.apply(steps, out.info)
-    if changed:
-        out.info(f"Done: {changed} step(s) changed something.")
-    else:
-        out.info("Nothing to change: everything is already set up.")
     out.info()
     out.info("For your nginx site (also printed by: invoke nginx):")
     out.info(render.nginx_location(paths, cfg.settings))
@@ -80,13 +100,196 @@ def setup(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool =
     return changed
 
 
+def _converge(
+    paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool, docker: str
+) -> tuple[Config, int]:
+    """Show the plan, then apply it unless a dry run; returns the config and the changed count."""
+    cfg, steps, _ = _show_setup_plan(paths, environ, out, docker)
+    if dry_run:
+        pending = sum(step.changes for step in steps)
+        out.info(f"Dry run: nothing was changed ({pending} step(s) would change something).")
+        return cfg, 0
+    changed = plan.apply(steps, out.info)
+    if changed:
+        out.info(f"Done: {changed} step(s) changed something.")
+    else:
+        out.info("Nothing to change: everything is already set up.")
+    return cfg, changed
+
+
+def add_user(
+    paths: Paths,
+    environ: Mapping[str, str],
+    out: Output,
+    name: str,
+    groups: list[str],
+    admin: bool,
+) -> None:
+    """Put NAME on the roster (with groups, admin), then bring the hub in line; print the login."""
+    cfg = load(paths, environ, out)
+    who = name.lower()
+    wanted = [g.lower() for g in groups] + ([ADMIN_WORD] if admin else [])
+    user = cfg.roster.get(who)
+    have = (list(user.groups) + ([ADMIN_WORD] if user.admin else [])) if user else []
+    tokens = [t for t in dict.fromkeys(wanted) if t not in have]
+    if user is None or tokens:
+        _edit_userlist(paths, cfg, environ, who, user.line if user else None, tokens)
+        out.info(
+            f"userlist: {'added' if user is None else 'updated'} {who} {' '.join(tokens)}".rstrip()
+        )
+    else:
+        out.info(f"userlist: {who} is already listed so; nothing to add.")
+    cfg, _ = _converge(paths, environ, out, False, "required")
+    out.info()
+    out.info(_login_text(cfg.settings, who, _password(paths, cfg.roster, who)))
+
+
+def add_group(
+    paths: Paths, environ: Mapping[str, str], out: Output, group: str, members: list[str]
+) -> None:
+    """Create GROUP (its volume and hub group), adding MEMBERS (already on the roster) to it."""
+    cfg = load(paths, environ, out)
+    group = group.lower()
+    problem = names.name_problem(group)
+    if problem:
+        raise UserError(f"group name {group!r} {problem}; {names.NAME_RULE}")
+    who = [m.lower() for m in members]
+    unknown = [m for m in who if cfg.roster.get(m) is None]
+    if unknown:
+        raise UserError(
+            f"not on the roster: {', '.join(unknown)}; add them first with: "
+            f"invoke add-user NAME --group {group}"
+        )
+    text = paths.userlist.read_text(encoding="utf-8-sig")
+    changed = []
+    for member in who:
+        user = cfg.roster.get(member)
+        if group not in user.groups:
+            text = with_tokens(text, user.line, member, [group])
+            cfg = replace(cfg, roster=_parse_or_fail(paths, cfg, text))
+            changed.append(member)
+    if not who and group not in cfg.roster.groups():
+        text = text + ("" if text.endswith("\n") else "\n") + f"{GROUP_WORD} {group}\n"
+        changed.append("")
+    if changed:
+        _parse_or_fail(paths, cfg, text)
+        engine_mod.connect(environ)  # no engine: say so before userlist changes
+        write_atomic(paths.userlist, text, mode=file_mode(paths.userlist))
+        out.info(
+            f"userlist: group {group}"
+            + (
+                f", members added: {', '.join(m for m in changed if m)}"
+                if any(changed)
+                else " declared"
+            )
+        )
+    else:
+        out.info(f"userlist: group {group} already has these members; nothing to add.")
+    _converge(paths, environ, out, False, "required")
+
+
+def _edit_userlist(
+    paths: Paths, cfg: Config, environ: Mapping[str, str], who: str, line, tokens: list[str]
+) -> None:
+    problem = names.name_problem(who)
+    if problem:
+        raise UserError(f"user name {who!r} {problem}; {names.NAME_RULE}")
+    text = with_tokens(paths.userlist.read_text(encoding="utf-8-sig"), line, who, tokens)
+    _parse_or_fail(paths, cfg, text)
+    engine_mod.connect(environ)  # no engine: say so before userlist changes
+    write_atomic(paths.userlist, text, mode=file_mode(paths.userlist))
+
+
+def _parse_or_fail(paths: Paths, cfg: Config, text: str) -> Roster:
+    roster, problems, _ = parse_userlist(text, cfg.settings.admin_user)
+    if roster is None:
+        raise ConfigError(problems)
+    return roster
+
+
 def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
-    """What setup would find: the same table as `setup --dry-run`, changing nothing."""
-    _, steps = _show_setup_plan(paths, environ, out)
+    """Each component's state (the same table as `setup --dry-run`) and who has a server running."""
+    cfg, steps, docker = _show_setup_plan(paths, environ, out, "if-available")
+    api = hubapi.HubAPI(cfg.settings, lambda: secrets.api_token(paths))
+    if not docker:
+        pass
+    elif api.answers():
+        running = api.running()
+        out.info(
+            f"Servers running: {len(running)}" + (f" ({', '.join(running)})" if running else "")
+        )
+    else:
+        out.info(f"The hub does not answer at {api.root}.")
     pending = sum(step.changes for step in steps)
     out.info(
         f"{pending} step(s) pending: run invoke setup." if pending else "In step with the settings."
     )
+
+
+def engine(environ: Mapping[str, str], out: Output) -> None:
+    out.info(engine_mod.install_and_start(environ, out.info))
+
+
+def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
+    """Start what `down` stopped: the network, the hub container, the hub's users and groups."""
+    cfg = load(paths, environ, out)
+    client = engine_mod.connect(environ)
+    missing = [
+        what
+        for what, ref in (
+            ("hub image", names.HUB_IMAGE),
+            ("notebook image", cfg.settings.notebook_image),
+        )
+        if stack.find_image(client, ref) is None
+    ]
+    if missing or not paths.hub_file.exists():
+        raise UserError(
+            f"this hub is not set up yet ({', '.join(missing) or 'no hub file'}); run invoke setup"
+        )
+    steps = [
+        s
+        for s in deploy.docker_steps(paths, cfg, client, out.info)
+        if s.component.startswith(("network", "volume", "user volumes", "group volumes", "hub "))
+    ]
+    out.info(plan.table(steps))
+    out.info()
+    changed = plan.apply(steps, out.info)
+    out.info(
+        f"The hub answers at {cfg.settings.public_url}."
+        if changed
+        else "Already up: nothing to change."
+    )
+
+
+def down(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
+    """Stop the hub and every user server; all data stays in the volumes."""
+    cfg = load(paths, environ, out)
+    client = engine_mod.connect(environ)
+    count = stack.stop_all(client, cfg.settings.hub_name, out.info)
+    out.info(
+        f"Stopped {count} container(s); every volume is kept. Start again with: invoke up"
+        if count
+        else "Nothing was running."
+    )
+
+
+def logs(
+    paths: Paths, environ: Mapping[str, str], out: Output, user: str, tail: int, follow: bool
+) -> None:
+    cfg = load(paths, environ, out)
+    client = engine_mod.connect(environ)
+    hub = cfg.settings.hub_name
+    name = names.user_container(hub, user.lower()) if user else names.hub_container(hub)
+    container = stack.find_container(client, name)
+    if container is None:
+        who = f"{user}'s server is not running" if user else "the hub container does not exist"
+        raise UserError(f"{who} (no container {name}); see: invoke status")
+    if not follow:
+        out.info(container.logs(tail=tail).decode("utf-8", "replace").rstrip("\n"))
+        return
+    for chunk in container.logs(tail=tail, stream=True, follow=True):
+        out.out.write(chunk.decode("utf-8", "replace"))
+        out.out.flush()
 
 
 def check(paths: Paths, environ: Mapping[str, str], out: Output) -> None:

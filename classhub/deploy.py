@@ -1,8 +1,11 @@
-"""The setup plan: from a validated `Config` to the ordered steps that bring the host in line.
+"""The setup plan: from a validated `Config` to the ordered steps that bring host and engine in line.
 
 Every step looks first and acts only when needed, so running setup twice changes nothing the
-second time. Steps here prepare the host side: `.env`, `secrets/`, passwords and the rendered hub
-file. Nothing here deletes anything, and a step never overwrites a value it did not create.
+second time. `setup_steps` prepares the host side (`.env`, `secrets/`, passwords, the rendered hub
+file); `docker_steps` the engine's side (base image, hub and notebook images, network, volumes,
+the hub container, the hub's users and groups). Planning only looks: a dry run or `invoke status`
+changes nothing anywhere. A step's action re-checks what it found before it acts. Nothing here
+deletes anything, and a step never overwrites a value it did not create.
 """
 
 from __future__ import annotations
@@ -10,13 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from . import credentials, render, secrets
+import docker
+
+from . import credentials, hubapi, images, names, render, secrets, stack, wait
 from .config import Config
 from .files import ensure_private_dir, file_mode, read_text, write_atomic
 from .paths import Paths
 from .plan import Step
 
 Progress = Callable[[int, int], None]
+Echo = Callable[[str], None]
+HUB_START_TIMEOUT = 180
 
 
 def setup_steps(paths: Paths, config: Config, progress: Progress) -> list[Step]:
@@ -111,3 +118,127 @@ def _passwords_step(paths: Paths, config: Config, todo: int, progress: Progress)
         credentials.ensure(paths, config.roster.names, progress)
 
     return Step("passwords", state, f"make {todo} (bcrypt hashes for the hub)", run)
+
+
+def docker_steps(
+    paths: Paths, config: Config, client: docker.DockerClient, echo: Echo
+) -> list[Step]:
+    settings, roster = config.settings, config.roster
+    hub = settings.hub_name
+    steps = []
+
+    # Base and images. The base is only looked for here; pulling or building it is an action.
+    base_ref, base_state = images.resolve_base(client, settings.base_image)
+    chosen: dict[str, str] = {}
+
+    def ensure_base() -> None:
+        chosen["base"] = images.ensure_base(client, settings.base_image, paths.state_dir, echo)
+
+    if base_ref is None:
+        steps.append(
+            Step(f"base image {settings.base_image}", base_state,
+                 "pull (or build a local Debian base if it cannot be pulled)", ensure_base)
+        )  # fmt: skip
+    else:
+        chosen["base"] = base_ref
+        steps.append(Step(f"base image {settings.base_image}", base_state))
+
+    ca = images.ca_bundle(settings)
+    rebuilt = {}
+    for spec in (images.hub_spec(paths), images.notebook_spec(paths, settings)):
+        steps.append(_image_step(client, paths, spec, ca, base_ref, chosen, echo))
+        rebuilt[spec.tag] = steps[-1].changes
+
+    # Network and volumes.
+    if stack.network_state(client, hub) == "missing":
+        steps.append(Step(f"network {names.network(hub)}", "missing", "create",
+                          lambda: stack.ensure_network(client, hub)))  # fmt: skip
+    else:
+        steps.append(Step(f"network {names.network(hub)}", "present"))
+    data = names.hub_data_volume(hub)
+    if data not in stack.volume_names(client):
+        steps.append(Step(f"volume {data}", "missing", "create (hub database)",
+                          lambda: stack.ensure_data_volume(client, hub)))  # fmt: skip
+    else:
+        steps.append(Step(f"volume {data}", "present"))
+    missing = stack.missing_volumes(client, hub, roster)
+    wanted = stack.wanted_volumes(hub, roster)
+    for kind, label, how in (
+        ("user", "user volumes (homes)", "owner 1000:100"),
+        ("group", "group volumes", "owner 1000:100, mode 2775"),
+    ):
+        total = sum(k == kind for k in wanted.values())
+        todo = {n: k for n, k in missing.items() if k == kind}
+        state = f"{total - len(todo)} of {total} present"
+        if todo:
+
+            def run(todo: dict[str, str] = todo) -> None:
+                stack.create_volumes(client, hub, todo, settings.notebook_image, echo)
+
+            steps.append(Step(label, state, f"create {len(todo)} ({how})", run))
+        else:
+            steps.append(Step(label, state))
+
+    # The hub container, then the hub's own users and groups.
+    container = names.hub_container(hub)
+    state, action = stack.hub_state(client, paths, settings)
+    if rebuilt[names.HUB_IMAGE] and not action:
+        action = "replace if the new image differs (user servers keep running)"
+    api = hubapi.HubAPI(settings, lambda: secrets.api_token(paths))
+
+    def start_hub() -> None:
+        stack.ensure_hub(client, paths, settings, echo)
+        _wait_for_hub(client, settings, api, echo)
+
+    steps.append(Step(f"hub container {container}", state, action or "none",
+                      start_hub if action else None))  # fmt: skip
+
+    def sync() -> None:
+        _wait_for_hub(client, settings, api, echo)
+        hubapi.apply_drift(api, hubapi.drift(api, roster))
+
+    if action or not api.answers():
+        steps.append(Step("hub users and groups", "hub not answering yet",
+                          "add the roster's users and groups once it answers", sync))  # fmt: skip
+    else:
+        change = hubapi.drift(api, roster)
+        if change.empty:
+            steps.append(Step("hub users and groups", "in step with the roster"))
+        else:
+            steps.append(
+                Step("hub users and groups", "differ from the roster", change.describe(), sync)
+            )
+    return steps
+
+
+def _image_step(client, paths, spec, ca, base_ref, chosen, echo) -> Step:
+    label = f"{spec.what} {spec.tag}"
+    if base_ref is None:
+        state = images.image_state(client, spec.tag, None)
+    else:
+        wanted = images.inputs_hash(spec, ca, client.images.get(base_ref).id)
+        state = images.image_state(client, spec.tag, wanted)
+    if state in ("up to date", "not built by classhub"):
+        return Step(label, state if state == "up to date" else f"{state}: used as it is")
+
+    def run() -> None:
+        base = chosen["base"]
+        wanted = images.inputs_hash(spec, ca, client.images.get(base).id)
+        if images.image_state(client, spec.tag, wanted) == "missing" or (
+            images.image_state(client, spec.tag, wanted) == "out of date"
+        ):
+            images.build(client, spec, ca, base, paths.state_dir / "logs", echo)
+
+    return Step(label, state, "build" if state == "missing" else "rebuild", run)
+
+
+def _wait_for_hub(client, settings, api: hubapi.HubAPI, echo: Echo) -> None:
+    wait.until(
+        f"the hub at {api.root}",
+        api.answers,
+        HUB_START_TIMEOUT,
+        echo,
+        on_timeout=lambda: (
+            "   the hub's last log lines:\n" + stack.hub_logs(client, settings.hub_name)
+        ),
+    )

@@ -1,5 +1,8 @@
 """The one file the hub reads (`state/hub.json`): its format, and the reader the hub uses.
 
+It is also the contract between host and hub: where the hub container finds the file, the
+secrets and its data, which the host's `stack` module mounts and the hub's config reads.
+
 The host renders this file from the validated settings and roster (`render.hub_file`); the hub's
 `jupyterhub_config.py` reads it with `load` and never parses `.env` or `userlist` itself.
 
@@ -15,6 +18,17 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = 1
+
+# Where the hub container finds what the host gives it (classhub/stack.py mounts them there).
+HUB_FILE_IN_HUB = "/etc/classhub/state/hub.json"
+SECRETS_IN_HUB = "/etc/classhub/secrets"
+CONFIG_D_IN_HUB = "/etc/classhub/jupyterhub_config.d"
+DATA_IN_HUB = "/srv/jupyterhub"
+# The proxy's public port and the hub's own API port inside the hub container.
+PROXY_PORT = 8000
+HUB_API_PORT = 8081
+# The secrets the hub reads from SECRETS_IN_HUB (files of the same names in the host's secrets/).
+HUB_SECRETS = ("cookie_secret", "proxy_auth_token", "classhub_api_token")
 
 
 class HubFileError(Exception):

@@ -83,3 +83,17 @@ def user_volume(hub: str, user: str) -> str:
 def group_volume(hub: str, group: str) -> str:
     """The group's shared folder, mounted in each member's home as `<group>`."""
     return f"{hub}-group-{group}"
+
+
+# Images and labels, shared by every hub on this engine.
+HUB_IMAGE = "classhub-hub:latest"
+LOCAL_BASE_IMAGE = "classhub-base"  # tagged with the host's Debian codename
+# Every container, network and volume classhub makes carries these, so status, down and tests
+# find exactly one hub's objects.
+LABEL_HUB = "classhub.hub"
+LABEL_KIND = "classhub.kind"
+LABEL_SPEC = "classhub.spec"
+
+
+def labels(hub: str, kind: str) -> dict[str, str]:
+    return {LABEL_HUB: hub, LABEL_KIND: kind}

@@ -19,6 +19,23 @@ from .roster import Roster
 from .settings import Settings
 
 
+def hub_settings(settings: Settings) -> dict:
+    """The hub file's settings: everything but users and groups, which the hub re-reads live."""
+    hub = settings.hub_name
+    return {
+        "format": hubfile.FORMAT,
+        "hub_name": hub,
+        "hub_container": names.hub_container(hub),
+        "base_url": settings.base_url,
+        "public_url": settings.public_url,
+        "db": settings.hub_db,
+        "notebook_image": settings.notebook_image,
+        "network": names.network(hub),
+        "limits": {"mem_limit": settings.mem_limit, "cpu_limit": settings.cpu_limit},
+        "cull_idle_timeout": settings.cull_idle_timeout,
+    }
+
+
 def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -> str:
     """The hub file's text. Every roster user must have credentials."""
     hub = settings.hub_name
@@ -36,19 +53,7 @@ def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -
         group: {"members": list(members), "volume": names.group_volume(hub, group)}
         for group, members in roster.groups().items()
     }
-    data = {
-        "format": hubfile.FORMAT,
-        "hub_name": hub,
-        "base_url": settings.base_url,
-        "public_url": settings.public_url,
-        "db": settings.hub_db,
-        "notebook_image": settings.notebook_image,
-        "network": names.network(hub),
-        "limits": {"mem_limit": settings.mem_limit, "cpu_limit": settings.cpu_limit},
-        "cull_idle_timeout": settings.cull_idle_timeout,
-        "users": users,
-        "groups": groups,
-    }
+    data = {**hub_settings(settings), "users": users, "groups": groups}
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 

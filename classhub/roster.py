@@ -2,7 +2,8 @@
 
 `userlist` has one user a line: `name [token ...]`. Each token after the name is a group name, or
 the word `admin`, which makes the user an admin. `#` starts a comment; blank lines are ignored; any
-whitespace separates tokens. Rules that hold for every `Roster`:
+whitespace separates tokens. A line `group: NAME ...` declares groups that may have no members yet
+(`invoke add-group`). Rules that hold for every `Roster`:
 - user and group names are lowercased (JupyterHub lowercases usernames, so `Alice` is `alice`) and
   valid for JupyterHub and for Docker object names (`names.name_problem`);
 - no user appears twice, so no two users share a container or a volume;
@@ -18,6 +19,7 @@ from . import names
 from .errors import Problem
 
 ADMIN_WORD = "admin"
+GROUP_WORD = "group:"
 
 HEADER_HELP = "one user a line: name [group ...] [admin], e.g. 'alice team-1'"
 
@@ -33,6 +35,7 @@ class User:
 @dataclass(frozen=True)
 class Roster:
     users: tuple[User, ...]
+    declared: tuple[str, ...] = ()  # groups from `group:` lines, members or not
 
     def get(self, name: str) -> User | None:
         name = name.lower()
@@ -44,7 +47,7 @@ class Roster:
 
     def groups(self) -> dict[str, tuple[str, ...]]:
         """Each group (sorted) with its members in roster order."""
-        members: dict[str, list[str]] = {}
+        members: dict[str, list[str]] = {g: [] for g in self.declared}
         for user in self.users:
             for group in user.groups:
                 members.setdefault(group, []).append(user.name)
@@ -61,6 +64,7 @@ def parse_userlist(
     problems: list[Problem] = []
     warnings: list[str] = []
     users: list[User] = []
+    declared: list[str] = []
     first_line: dict[str, tuple[int, str]] = {}  # lowercased name -> (line, name as written)
 
     for lineno, raw_line in enumerate(text.splitlines(), start=1):
@@ -68,6 +72,16 @@ def parse_userlist(
         if not tokens:
             continue
         where = f"{shown}:{lineno}"
+        if tokens[0].lower() == GROUP_WORD:
+            for token in tokens[1:]:
+                problem = names.name_problem(token.lower())
+                if problem:
+                    problems.append(
+                        Problem(where, f"group name {token!r} {problem}", names.NAME_RULE)
+                    )
+                elif token.lower() not in declared:
+                    declared.append(token.lower())
+            continue
         written, name = tokens[0], tokens[0].lower()
         line_ok = True
 
@@ -129,7 +143,18 @@ def parse_userlist(
 
     if admin_user is not None:
         users = _with_admin(users, admin_user)
-    return Roster(tuple(users)), [], warnings
+    return Roster(tuple(users), tuple(declared)), [], warnings
+
+
+def with_tokens(text: str, line: int | None, name: str, tokens: list[str]) -> str:
+    """`text` with `tokens` added to the user's line (kept before any comment), or a new line."""
+    lines = text.splitlines()
+    if line is None:
+        body = text if text.endswith("\n") or not text else text + "\n"
+        return body + " ".join([name, *tokens]) + "\n"
+    code, sep, comment = lines[line - 1].partition("#")
+    lines[line - 1] = " ".join([code.rstrip(), *tokens]) + (f"  #{comment}" if sep else "")
+    return "\n".join(lines) + "\n"
 
 
 def _with_admin(users: list[User], admin_user: str) -> list[User]:

@@ -95,3 +95,8 @@ def ensure(paths: Paths, spec: SecretSpec) -> None:
         write_atomic(path, new_value() + "\n", mode=0o600)
     elif file_mode(path) != 0o600:
         path.chmod(0o600)
+
+
+def api_token(paths: Paths) -> str:
+    """The token of the hub's `classhub` service, which the host's tasks use on the hub's API."""
+    return read(paths, next(spec for spec in SPECS if spec.filename == "classhub_api_token"))

@@ -37,14 +37,21 @@ def checkout(tmp_path: Path) -> Paths:
     return make_checkout(tmp_path / "clone")
 
 
+# Unit tests never reach the Docker engine CI runs for the end-to-end tests.
+NO_ENGINE = "unix:///nonexistent/docker.sock"
+
+
 def clean_environ(**extra: str) -> dict[str, str]:
-    """The process environment without any classhub setting in it, plus `extra`."""
+    """The process environment without any classhub setting in it, plus `extra`.
+
+    DOCKER_HOST points nowhere unless `extra` says otherwise."""
     env = {k: v for k, v in os.environ.items() if k not in KEYS}
+    env["DOCKER_HOST"] = NO_ENGINE
     env.update(extra)
     return env
 
 
-def invoke(paths: Paths, *args: str, env: dict[str, str] | None = None):
+def invoke(paths: Paths, *args: str, env: dict[str, str] | None = None, timeout: int = 120):
     """Run `invoke ARGS` in the checkout as an administrator would; returns the CompletedProcess."""
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args],
@@ -52,7 +59,7 @@ def invoke(paths: Paths, *args: str, env: dict[str, str] | None = None):
         env=env if env is not None else clean_environ(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 

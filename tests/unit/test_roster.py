@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from classhub.roster import User, parse_userlist
+from classhub.roster import User, parse_userlist, with_tokens
 from tests.conftest import PROJECT
 
 
@@ -118,3 +118,18 @@ def test_empty_roster(text: str):
 def test_roster_without_admin_user_when_setting_is_invalid():
     roster, problems, _ = parse("alice\n", admin=None)
     assert problems == [] and roster.names == ("alice",)
+
+
+def test_group_lines_declare_groups_without_members():
+    roster, problems, _ = parse_userlist("group: team-9 Lab\nann team-1\n", "boss")
+    assert not problems
+    assert roster.groups() == {"lab": (), "team-1": ("ann",), "team-9": ()}
+    _, problems, _ = parse_userlist("group: bad!name\nann\n", "boss")
+    assert "group name 'bad!name'" in str(problems[0])
+
+
+def test_with_tokens_keeps_comments_and_adds_new_lines():
+    text = "ann team-1  # the TA\nbob\n"
+    assert with_tokens(text, 1, "ann", ["team-2"]) == "ann team-1 team-2  # the TA\nbob\n"
+    assert with_tokens(text, None, "cy", ["admin"]) == text + "cy admin\n"
+    assert with_tokens("ann", None, "bob", []) == "ann\nbob\n"

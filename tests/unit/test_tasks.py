@@ -15,7 +15,18 @@ from classhub import credentials
 from classhub.paths import Paths
 from tests.conftest import PROJECT, clean_environ, invoke, snapshot
 
-TASKS = ["check", "login", "nginx", "reset-password", "setup", "status"]
+TASKS = [
+    "check",
+    "down",
+    "engine",
+    "login",
+    "logs",
+    "nginx",
+    "reset-password",
+    "setup",
+    "status",
+    "up",
+]
 
 
 def ok(result) -> str:
@@ -44,12 +55,9 @@ def test_readme_documents_every_task():
         assert f"invoke {name}" in readme, name
 
 
-def test_dry_run_changes_nothing_and_needs_no_docker(checkout: Paths):
+def test_dry_run_changes_nothing(checkout: Paths):
     before = snapshot(checkout.root)
-    # No step talks to Docker yet, so the bogus DOCKER_HOST cannot fail this today; it guards the
-    # promise (a dry run works without Docker) for when setup starts inspecting Docker objects.
-    env = clean_environ(DOCKER_HOST="unix:///nonexistent/docker.sock")
-    out = ok(invoke(checkout, "setup", "--dry-run", env=env))
+    out = ok(invoke(checkout, "setup", "--files-only", "--dry-run"))
     assert snapshot(checkout.root) == before
     assert "Dry run: nothing was changed (7 step(s) would change something)." in out
     rows = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith(" ")}
@@ -59,7 +67,7 @@ def test_dry_run_changes_nothing_and_needs_no_docker(checkout: Paths):
 
 
 def test_setup_then_setup_again_changes_nothing(checkout: Paths):
-    result = invoke(checkout, "setup")
+    result = invoke(checkout, "setup", "--files-only")
     out = ok(result)
     assert "Done: 7 step(s) changed something." in out
     assert "hashing passwords: 5/5" in result.stderr
@@ -83,19 +91,19 @@ def test_setup_then_setup_again_changes_nothing(checkout: Paths):
     assert "Username: hub-admin" in out
 
     before = snapshot(checkout.root)
-    again = ok(invoke(checkout, "setup"))
+    again = ok(invoke(checkout, "setup", "--files-only"))
     assert "Nothing to change: everything is already set up." in again
     assert snapshot(checkout.root) == before
 
 
 def test_setup_picks_up_a_new_user_and_keeps_old_passwords(checkout: Paths):
-    ok(invoke(checkout, "setup"))
+    ok(invoke(checkout, "setup", "--files-only"))
     old = credentials.load(checkout)
     with checkout.userlist.open("a") as f:
         f.write("newcomer team-2\n")
     status = ok(invoke(checkout, "status"))
     assert "5 of 6 users have one" in status and "2 step(s) pending" in status
-    out = ok(invoke(checkout, "setup"))
+    out = ok(invoke(checkout, "setup", "--files-only"))
     assert "Done: 2 step(s) changed something." in out
     new = credentials.load(checkout)
     assert {k: new[k] for k in old} == old
@@ -104,14 +112,14 @@ def test_setup_picks_up_a_new_user_and_keeps_old_passwords(checkout: Paths):
 
 
 def test_setup_tightens_loose_permissions_without_rewriting(checkout: Paths):
-    ok(invoke(checkout, "setup"))
+    ok(invoke(checkout, "setup", "--files-only"))
     checkout.hub_file.chmod(0o644)
     token = checkout.secrets_dir / "proxy_auth_token"
     token.chmod(0o640)
     value = token.read_text()
     status = ok(invoke(checkout, "status"))
     assert "up to date, permissions too open" in status and "present, mode 0640" in status
-    ok(invoke(checkout, "setup"))
+    ok(invoke(checkout, "setup", "--files-only"))
     assert checkout.hub_file.stat().st_mode & 0o777 == 0o600
     assert token.stat().st_mode & 0o777 == 0o600 and token.read_text() == value
     assert "In step with the settings." in ok(invoke(checkout, "status"))
@@ -122,14 +130,14 @@ def test_setup_keeps_existing_secrets_and_env(checkout: Paths):
     checkout.secrets_dir.mkdir(exist_ok=True)
     cookie = checkout.secrets_dir / "cookie_secret"
     cookie.write_text("ab" * 32 + "\n")
-    out = ok(invoke(checkout, "setup"))
+    out = ok(invoke(checkout, "setup", "--files-only"))
     assert cookie.read_text() == "ab" * 32 + "\n"
     assert checkout.env_file.read_text() == "HUB_NAME=math\n"
     assert "Hub 'math' at http://127.0.0.1:8000/math/" in out
 
 
 def test_login_variants(checkout: Paths):
-    ok(invoke(checkout, "setup"))
+    ok(invoke(checkout, "setup", "--files-only"))
     creds = credentials.load(checkout)
     out = ok(invoke(checkout, "login"))
     assert out.splitlines() == [
@@ -150,9 +158,9 @@ def test_login_variants(checkout: Paths):
 
 
 def test_reader_that_stops_early_gets_no_traceback(checkout: Paths):
-    ok(invoke(checkout, "setup"))
+    ok(invoke(checkout, "setup", "--files-only"))
     with subprocess.Popen(
-        [sys.executable, "-m", "invoke", "setup"],
+        [sys.executable, "-m", "invoke", "setup", "--files-only"],
         cwd=checkout.root,
         env=clean_environ(),
         stdout=subprocess.PIPE,
@@ -165,13 +173,24 @@ def test_reader_that_stops_early_gets_no_traceback(checkout: Paths):
     assert proc.returncode == 141
 
 
+def test_setup_without_an_engine_says_what_to_do_and_writes_nothing(checkout: Paths):
+    before = snapshot(checkout.root)
+    for args in (["setup"], ["setup", "--dry-run"], ["up"], ["down"], ["logs"]):
+        err = fails(invoke(checkout, *args))
+        assert "no Docker engine answers at unix:///nonexistent/docker.sock" in err, args
+        assert "invoke engine" in err
+    assert snapshot(checkout.root) == before
+    out = ok(invoke(checkout, "status"))  # status still shows the host side
+    assert "No Docker engine answers" in out and "secrets/cookie_secret" in out
+
+
 def test_login_before_setup_says_to_run_setup(checkout: Paths):
     err = fails(invoke(checkout, "login"))
     assert "'hub-admin' has no password yet; run invoke setup" in err
 
 
 def test_reset_password(checkout: Paths):
-    ok(invoke(checkout, "setup"))
+    ok(invoke(checkout, "setup", "--files-only"))
     old = credentials.load(checkout)
     hub_before = checkout.hub_file.read_text()
 
@@ -232,7 +251,7 @@ def test_missing_userlist_and_unreadable_env(checkout: Paths):
     checkout.userlist.unlink()
     checkout.env_file.mkdir()
     before = snapshot(checkout.root)
-    err = fails(invoke(checkout, "setup"))
+    err = fails(invoke(checkout, "setup", "--files-only"))
     assert ".env: is a folder, not a file" in err
     assert "userlist: the file does not exist; create it with one user a line" in err
     assert snapshot(checkout.root) == before
@@ -263,6 +282,6 @@ def test_malformed_secret_stops_setup_before_anything_is_written(checkout: Paths
     checkout.secrets_dir.mkdir(exist_ok=True)
     (checkout.secrets_dir / "proxy_auth_token").write_text("short\n")
     before = snapshot(checkout.root)
-    err = fails(invoke(checkout, "setup"))
+    err = fails(invoke(checkout, "setup", "--files-only"))
     assert "secrets/proxy_auth_token: does not hold a valid proxy auth token" in err
     assert snapshot(checkout.root) == before

@@ -1,0 +1,136 @@
+"""The hub's REST API, as the host's `classhub` service uses it (token in secrets/).
+
+Used for what only the running hub knows or holds: whether it answers, which users have a
+running server, and its users and groups, which `sync_steps` keeps in step with the roster so the
+admin panel shows every student before their first login. It never deletes a user: someone
+taken off the roster stays in the hub's database but can no longer log in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from .errors import UserError
+from .roster import Roster
+from .settings import Settings
+
+PAGINATED = "application/jupyterhub-pagination+json"
+
+
+class HubAPI:
+    def __init__(self, settings: Settings, token: Callable[[], str], timeout: float = 30):
+        """`token` is called on first use: on a fresh setup the token does not exist yet."""
+        self.root = f"http://{settings.upstream}{settings.base_url}hub/api"
+        self.session = requests.Session()
+        self._token = token
+        self.timeout = timeout
+
+    def _authorize(self) -> None:
+        if "Authorization" not in self.session.headers:
+            self.session.headers["Authorization"] = f"token {self._token()}"
+
+    def answers(self) -> bool:
+        try:
+            return self.session.get(self.root + "/", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        self._authorize()
+        try:
+            response = self.session.request(
+                method, self.root + path, timeout=self.timeout, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise UserError(
+                f"the hub's API at {self.root} does not answer ({type(exc).__name__}); "
+                "start the hub with: invoke up (its log: invoke logs)"
+            ) from None
+        if response.status_code >= 400:
+            raise UserError(
+                f"the hub's API refused {method} {path}: {response.status_code} "
+                f"{response.text[:300]}"
+            )
+        return response.json() if response.content else None
+
+    def _all(self, path: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            page = self.call(
+                "GET", path, params={"offset": offset, "limit": 200}, headers={"Accept": PAGINATED}
+            )
+            items += page["items"]
+            following = (page.get("_pagination") or {}).get("next")
+            if not following:
+                return items
+            offset = following["offset"]
+
+    def users(self) -> list[dict[str, Any]]:
+        return self._all("/users")
+
+    def groups(self) -> list[dict[str, Any]]:
+        return self._all("/groups")
+
+    def running(self) -> list[str]:
+        """Users with a running (or starting) server."""
+        return sorted(u["name"] for u in self.users() if u.get("servers"))
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How the hub's users and groups differ from the roster's."""
+
+    new_users: tuple[str, ...]
+    new_groups: tuple[str, ...]
+    add_members: dict[str, tuple[str, ...]]
+    drop_members: dict[str, tuple[str, ...]]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.new_users or self.new_groups or self.add_members or self.drop_members)
+
+    def describe(self) -> str:
+        parts = []
+        if self.new_users:
+            parts.append(f"add {len(self.new_users)} user(s)")
+        if self.new_groups:
+            parts.append(f"add {len(self.new_groups)} group(s)")
+        changed = len(set(self.add_members) | set(self.drop_members))
+        if changed:
+            parts.append(f"update the members of {changed} group(s)")
+        return ", ".join(parts)
+
+
+def drift(api: HubAPI, roster: Roster) -> Drift:
+    have_users = {u["name"] for u in api.users()}
+    have_groups = {g["name"]: set(g.get("users") or ()) for g in api.groups()}
+    wanted = {g: set(members) for g, members in roster.groups().items()}
+    add, drop = {}, {}
+    for group, members in wanted.items():
+        have = have_groups.get(group, set())
+        if members - have:
+            add[group] = tuple(sorted(members - have))
+        if have - members:
+            drop[group] = tuple(sorted(have - members))
+    return Drift(
+        new_users=tuple(n for n in roster.names if n not in have_users),
+        new_groups=tuple(sorted(set(wanted) - set(have_groups))),
+        add_members=add,
+        drop_members=drop,
+    )
+
+
+def apply_drift(api: HubAPI, change: Drift) -> None:
+    if change.new_users:
+        api.call("POST", "/users", json={"usernames": list(change.new_users)})
+    for group in change.new_groups:
+        api.call("POST", f"/groups/{group}")
+    for group, members in change.add_members.items():
+        api.call("POST", f"/groups/{group}/users", json={"users": list(members)})
+    for group, members in change.drop_members.items():
+        api.call("DELETE", f"/groups/{group}/users", json={"users": list(members)})

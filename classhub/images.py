@@ -1,0 +1,296 @@
+"""Images: the hub image, the notebook image and, when no registry answers, a local Debian base.
+
+Rules that hold here:
+- A build's context is assembled from an explicit list of files (never the whole checkout, so
+  `secrets/` can never reach an image), plus `build-ca.pem`: BUILD_CA_BUNDLE's content, or empty.
+- Every image classhub builds carries the label `classhub.inputs`, a hash of everything the build
+  reads: the files, the Dockerfile, the CA bundle and the base image's ID. An image whose label
+  matches is not rebuilt; an image without the label was not built by classhub and is left alone.
+- The base image is used when present, pulled when not; when the pull fails, a base is built from
+  the host's Debian packages (debootstrap, then an import) and used instead.
+- Builds stream their steps as progress and keep the full log under state/logs/; a failure ends
+  with the log's tail, and certificate failures point at BUILD_CA_BUNDLE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from . import hubfile, names
+from .errors import UserError
+from .paths import Paths
+from .settings import Settings
+
+LABEL_INPUTS = "classhub.inputs"
+LABEL_BASE = "classhub.base"
+Echo = Callable[[str], None]
+
+_CERT_FAILURE = re.compile(
+    r"CERTIFICATE_VERIFY_FAILED|SELF_SIGNED_CERT_IN_CHAIN|self[- ]signed certificate|"
+    r"unable to get local issuer certificate|UNABLE_TO_GET_ISSUER_CERT",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    what: str  # "hub image"
+    tag: str
+    dockerfile: str  # path inside the context
+    files: tuple[tuple[str, Path], ...]  # (path inside the context, source file)
+
+
+def hub_spec(paths: Paths) -> ImageSpec:
+    hub = paths.root / "hub"
+    package = Path(hubfile.__file__).parent
+    files = [
+        ("hub/Dockerfile", hub / "Dockerfile"),
+        ("hub/requirements.txt", hub / "requirements.txt"),
+        ("hub/proxy/package.json", hub / "proxy" / "package.json"),
+        ("hub/proxy/package-lock.json", hub / "proxy" / "package-lock.json"),
+        ("hub/jupyterhub_config.py", hub / "jupyterhub_config.py"),
+        ("classhub/__init__.py", package / "__init__.py"),
+        ("classhub/hubfile.py", package / "hubfile.py"),
+    ]
+    files += [
+        (f"hub/classhub_hub/{p.name}", p) for p in sorted((hub / "classhub_hub").glob("*.py"))
+    ]
+    return ImageSpec("hub image", names.HUB_IMAGE, "hub/Dockerfile", tuple(files))
+
+
+def notebook_spec(paths: Paths, settings: Settings) -> ImageSpec:
+    folder = paths.root / "singleuser"
+    files = (
+        ("singleuser/Dockerfile", folder / "Dockerfile"),
+        ("singleuser/requirements.txt", folder / "requirements.txt"),
+        ("singleuser/start-notebook", folder / "start-notebook"),
+    )
+    return ImageSpec("notebook image", settings.notebook_image, "singleuser/Dockerfile", files)
+
+
+def ca_bundle(settings: Settings) -> bytes:
+    if settings.build_ca_bundle is None:
+        return b""
+    try:
+        return settings.build_ca_bundle.read_bytes()
+    except OSError as exc:
+        raise UserError(
+            f"BUILD_CA_BUNDLE={settings.build_ca_bundle} cannot be read ({exc.strerror}); "
+            "point it at a readable PEM file, or leave it empty"
+        ) from None
+
+
+def inputs_hash(spec: ImageSpec, ca: bytes, base_id: str) -> str:
+    digest = hashlib.sha256()
+    for arcname, source in spec.files:
+        digest.update(arcname.encode() + b"\0")
+        digest.update(_read(source) + b"\0")
+        digest.update(b"x" if source.stat().st_mode & 0o111 else b"-")
+    digest.update(b"build-ca.pem\0" + ca + b"\0base\0" + base_id.encode())
+    return digest.hexdigest()[:32]
+
+
+def context_tar(spec: ImageSpec, ca: bytes) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for arcname, source in spec.files:
+            _add(tar, arcname, _read(source), 0o755 if source.stat().st_mode & 0o111 else 0o644)
+        _add(tar, "build-ca.pem", ca, 0o644)
+    buffer.seek(0)
+    return buffer
+
+
+def _read(source: Path) -> bytes:
+    try:
+        return source.read_bytes()
+    except OSError as exc:
+        raise UserError(
+            f"{source} cannot be read ({exc.strerror}); it is part of classhub: restore it "
+            "with: git checkout -- ."
+        ) from None
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), mode, 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+# --- images in the engine -------------------------------------------------------------------
+
+
+def find(client: docker.DockerClient, ref: str):
+    try:
+        return client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def image_state(client: docker.DockerClient, tag: str, wanted: str | None) -> str:
+    """'missing', 'up to date', 'out of date' or 'not built by classhub' (left alone)."""
+    image = find(client, tag)
+    if image is None:
+        return "missing"
+    label = (image.labels or {}).get(LABEL_INPUTS)
+    if label is None:
+        return "not built by classhub"
+    return "up to date" if label == wanted else "out of date"
+
+
+def build(
+    client: docker.DockerClient, spec: ImageSpec, ca: bytes, base: str, log_dir: Path, echo: Echo
+) -> None:
+    """Build `spec` FROM `base`, streaming its steps; raises UserError with the log's tail."""
+    base_id = client.images.get(base).id
+    wanted = inputs_hash(spec, ca, base_id)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"build-{spec.tag.replace('/', '_').replace(':', '_')}.log"
+    started = time.monotonic()
+    lines: list[str] = []
+    error = None
+    with log_path.open("w", encoding="utf-8") as log:
+        stream = client.api.build(
+            fileobj=context_tar(spec, ca),
+            custom_context=True,
+            dockerfile=spec.dockerfile,
+            tag=spec.tag,
+            buildargs={"BASE_IMAGE": base},
+            labels={LABEL_INPUTS: wanted},
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for chunk in stream:
+            text = chunk.get("stream", "")
+            if "error" in chunk:
+                error = chunk["error"]
+                text = chunk["error"] + "\n"
+            if not text:
+                continue
+            log.write(text)
+            lines.extend(text.splitlines())
+            if text.startswith("Step "):
+                step = text.strip().split(" : ", 1)
+                echo(
+                    f"   {spec.what}: {step[0]} ({time.monotonic() - started:.0f}s) {step[-1][:70]}"
+                )
+    if error is None:
+        echo(f"   {spec.what}: built {spec.tag} in {time.monotonic() - started:.0f}s")
+        return
+    tail = "\n".join("     " + line for line in lines[-25:])
+    hint = f"the full log is {log_path}"
+    if _CERT_FAILURE.search("\n".join(lines)):
+        hint = (
+            "it failed on certificate verification: something on this network intercepts "
+            "HTTPS. Set BUILD_CA_BUNDLE in .env to the PEM file of the CA it uses (on Debian "
+            "and Ubuntu hosts that trust it: /etc/ssl/certs/ca-certificates.crt) and run "
+            f"invoke setup again. The full log is {log_path}"
+        )
+    raise UserError(f"building the {spec.what} ({spec.tag}) failed:\n{tail}\n   {hint}")
+
+
+# --- the base image -------------------------------------------------------------------------
+
+
+def host_codename() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("VERSION_CODENAME="):
+                return line.split("=", 1)[1].strip().strip('"') or "bookworm"
+    except OSError:
+        pass
+    return "bookworm"
+
+
+def local_base_tag() -> str:
+    return f"{names.LOCAL_BASE_IMAGE}:{host_codename()}"
+
+
+def resolve_base(client: docker.DockerClient, base: str) -> tuple[str | None, str]:
+    """Which base the builds use without pulling: (image reference or None, state to show)."""
+    if find(client, base) is not None:
+        return base, "present"
+    local = local_base_tag()
+    if find(client, local) is not None:
+        return (
+            local,
+            f"not here; using the local Debian base {local} built when it could not be pulled",
+        )
+    return None, "not here"
+
+
+def ensure_base(client: docker.DockerClient, base: str, state_dir: Path, echo: Echo) -> str:
+    """The base to build from: present, pulled, or else built from the host's Debian packages."""
+    found, _ = resolve_base(client, base)
+    if found is not None:
+        return found
+    echo(f"   pulling {base} ...")
+    try:
+        client.images.pull(base)
+        return base
+    except docker.errors.APIError as exc:
+        reason = str(exc.explanation or exc).strip().splitlines()[0][:160]
+        echo(f"   {base} could not be pulled ({reason}).")
+    local = local_base_tag()
+    echo(f"   Building a local Debian base {local} from this host's Debian packages instead.")
+    build_local_base(client, local, state_dir, echo)
+    return local
+
+
+def build_local_base(client: docker.DockerClient, tag: str, state_dir: Path, echo: Echo) -> None:
+    debootstrap = shutil.which("debootstrap")
+    if debootstrap is None:
+        raise UserError(
+            "no base image could be pulled, and building one locally needs debootstrap: "
+            "install it (apt-get install -y debootstrap) and run invoke setup again; or set "
+            "BASE_IMAGE in .env to a Debian-based image this engine has (see: docker images)"
+        )
+    suite = tag.rsplit(":", 1)[1]
+    started = time.monotonic()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="classhub-base-", dir=state_dir) as tmp:
+        root = Path(tmp) / "root"
+        log_path = state_dir / "logs" / "debootstrap.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        echo(f"   debootstrap {suite} (about a minute; log: {log_path}) ...")
+        with log_path.open("w") as log:
+            result = subprocess.run(
+                [debootstrap, "--variant=minbase", "--include=ca-certificates", suite, str(root)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if result.returncode != 0:
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            raise UserError(
+                f"debootstrap {suite} failed (exit {result.returncode}); it needs root and "
+                "access to a Debian mirror. Last lines:\n"
+                + "\n".join("     " + line for line in tail)
+                + f"\n   full log: {log_path}"
+            )
+        archive = Path(tmp) / "root.tar"
+        subprocess.run(["tar", "-C", str(root), "-cf", str(archive), "."], check=True)
+        repository, tag_part = tag.rsplit(":", 1)
+        client.api.import_image_from_file(
+            str(archive),
+            repository=repository,
+            tag=tag_part,
+            changes=[
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                f"LABEL {LABEL_BASE}=debootstrap-{suite}",
+                'CMD ["bash"]',
+            ],
+        )
+    echo(f"   local base {tag} ready in {time.monotonic() - started:.0f}s")

@@ -1,0 +1,104 @@
+"""JupyterHub's configuration, set from the rendered hub file: `apply_config(c, hub, secrets)`.
+
+Pure and set-only: it reads nothing and starts nothing, so tests check it against a plain
+`traitlets.config.Config`. What it promises:
+- the hub serves under `/<HUB_NAME>/`; the proxy listens on PROXY_PORT, the hub's API on
+  HUB_API_PORT, reached by user containers at the hub container's name on the hub's network;
+- logins are the roster's (RosterAuthenticator), groups are the roster's (`manage_groups`);
+- every user gets the one notebook image (no choice, never pulled), the memory and CPU limits,
+  their home volume at /home/jovyan and one folder per group they are in (`pre_spawn_hook`);
+- user containers are removed on stop (data lives only in volumes), and restarting the hub keeps
+  user servers running (`cleanup_servers = False`);
+- the idle culler and the host's `classhub` service hold only the scopes they use.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from classhub import hubfile
+
+from .roster import LiveRoster
+
+HOME = "/home/jovyan"
+# A class starting at once on a small machine: 50 containers may need minutes to all answer.
+START_TIMEOUT = 600
+HTTP_TIMEOUT = 300
+
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+# What `invoke add-user`, `add-group` and `status` use through the hub's REST API.
+CLASSHUB_SCOPES = ["admin:users", "admin:groups", "admin:servers", "list:users", "list:groups"]
+
+
+def read_secrets(folder: str = hubfile.SECRETS_IN_HUB) -> dict[str, str]:
+    return {
+        name: (Path(folder) / name).read_text(encoding="utf-8").strip()
+        for name in hubfile.HUB_SECRETS
+    }
+
+
+def volumes_for(hub: hubfile.HubFile, username: str) -> dict[str, str]:
+    """The volumes a user's container mounts: their home, then one folder per group."""
+    user = hub.get("users")[username]
+    volumes = {user["volume"]: HOME}
+    for group in user["groups"]:
+        volumes[hub.get("groups")[group]["volume"]] = f"{HOME}/{group}"
+    return volumes
+
+
+def make_pre_spawn_hook(live: LiveRoster):
+    def pre_spawn_hook(spawner) -> None:
+        # Read at each spawn, so a roster change reaches the next start without a hub restart.
+        spawner.volumes = volumes_for(live.hub(), spawner.user.name)
+
+    return pre_spawn_hook
+
+
+def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
+    name = hub.get("hub_name")
+    base_url = hub.get("base_url")
+
+    c.JupyterHub.bind_url = f"http://0.0.0.0:{hubfile.PROXY_PORT}{base_url}"
+    c.JupyterHub.hub_bind_url = f"http://0.0.0.0:{hubfile.HUB_API_PORT}"
+    c.JupyterHub.hub_connect_url = f"http://{hub.get('hub_container')}:{hubfile.HUB_API_PORT}"
+    c.JupyterHub.db_url = f"sqlite:///{hubfile.DATA_IN_HUB}/jupyterhub.sqlite"
+    c.JupyterHub.cookie_secret_file = f"{hubfile.SECRETS_IN_HUB}/cookie_secret"
+    c.ConfigurableHTTPProxy.auth_token = secrets["proxy_auth_token"]
+    c.JupyterHub.cleanup_servers = False
+
+    c.JupyterHub.authenticator_class = "classhub_hub.auth.RosterAuthenticator"
+    c.RosterAuthenticator.hub_file = hubfile.HUB_FILE_IN_HUB
+    c.Authenticator.manage_groups = True
+    c.Authenticator.admin_users = {u for u, v in hub.get("users").items() if v["admin"]}
+    c.Authenticator.auth_refresh_age = 60
+    c.Authenticator.refresh_pre_spawn = True
+
+    c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
+    c.DockerSpawner.image = hub.get("notebook_image")
+    c.DockerSpawner.allowed_images = []  # users get the one image, never a choice
+    c.DockerSpawner.pull_policy = "never"  # a pull would stall every spawn; setup builds it
+    c.DockerSpawner.remove = True
+    c.DockerSpawner.network_name = hub.get("network")
+    c.DockerSpawner.use_internal_ip = True
+    c.DockerSpawner.name_template = f"{name}-user-{{raw_username}}"
+    c.DockerSpawner.extra_create_kwargs = {
+        "labels": {"classhub.hub": name, "classhub.kind": "user", "classhub.user": "{raw_username}"}
+    }
+    c.DockerSpawner.notebook_dir = HOME
+    c.DockerSpawner.mem_limit = hub.get("limits.mem_limit")
+    c.DockerSpawner.cpu_limit = float(hub.get("limits.cpu_limit"))
+    c.Spawner.pre_spawn_hook = make_pre_spawn_hook(LiveRoster(hubfile.HUB_FILE_IN_HUB))
+    c.Spawner.default_url = "/lab"
+    c.Spawner.start_timeout = START_TIMEOUT
+    c.Spawner.http_timeout = HTTP_TIMEOUT
+
+    services = [{"name": "classhub", "api_token": secrets["classhub_api_token"]}]
+    roles = [{"name": "classhub", "scopes": CLASSHUB_SCOPES, "services": ["classhub"]}]
+    timeout = hub.get("cull_idle_timeout")
+    if timeout:
+        command = [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={timeout}"]
+        services.append({"name": "idle-culler", "command": command})
+        roles.append({"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]})
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles

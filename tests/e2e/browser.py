@@ -1,0 +1,158 @@
+"""A student's browser, over plain HTTP: the login form with its xsrf token, cookies, the hub's
+spawn, the server's OAuth redirects, and a kernel run over its websocket through the proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from urllib.parse import urlparse
+
+import requests
+import websocket
+
+
+class Browser:
+    def __init__(self, hub_url: str, user: str):
+        self.hub_url = hub_url  # http://127.0.0.1:PORT/NAME/
+        self.user = user
+        self.session = requests.Session()
+        self.prefix = urlparse(hub_url).path  # /NAME/
+
+    def _xsrf(self, path: str) -> str:
+        """The _xsrf cookie the page at `path` set (hub and server each set their own)."""
+        best = None
+        for cookie in self.session.cookies:
+            if (
+                cookie.name == "_xsrf"
+                and path.startswith(cookie.path or "/")
+                and (best is None or len(cookie.path) > len(best.path))
+            ):
+                best = cookie
+        return best.value if best else ""
+
+    def login(self, password: str) -> requests.Response:
+        page = self.session.get(self.hub_url + "hub/login")
+        page.raise_for_status()
+        token = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+        assert token, "the login form has no _xsrf field"
+        return self.session.post(
+            self.hub_url + "hub/login",
+            data={"_xsrf": token.group(1), "username": self.user, "password": password},
+            allow_redirects=False,
+        )
+
+    def hub_api(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"X-XSRFToken": self._xsrf(self.prefix + "hub/")}
+        return self.session.request(
+            method, self.hub_url + "hub/api" + path, headers=headers, **kwargs
+        )
+
+    def start(self, timeout: float = 300) -> float:
+        """Start my server as the hub's home page does; returns seconds until it is ready."""
+        started = time.monotonic()
+        response = self.hub_api("POST", f"/users/{self.user}/server")
+        already = response.status_code == 400 and "is already running" in response.text
+        assert already or response.status_code in (201, 202), (response.status_code, response.text)
+        while time.monotonic() - started < timeout:
+            model = self.hub_api("GET", f"/users/{self.user}").json()
+            server = model.get("servers", {}).get("")
+            if server and server.get("ready"):
+                return time.monotonic() - started
+            assert server, f"{self.user}'s server went away while starting: {model}"
+            time.sleep(0.5)
+        raise AssertionError(f"{self.user}'s server not ready after {timeout}s")
+
+    def stop(self, timeout: float = 120) -> None:
+        response = self.hub_api("DELETE", f"/users/{self.user}/server")
+        assert response.status_code in (202, 204), (response.status_code, response.text)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.hub_api("GET", f"/users/{self.user}").json().get("servers"):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{self.user}'s server did not stop in {timeout}s")
+
+    @property
+    def server_url(self) -> str:
+        return self.hub_url + f"user/{self.user}/"
+
+    def open_lab(self) -> requests.Response:
+        """Open JupyterLab: follows the server's OAuth round trip through the hub."""
+        return self.session.get(self.server_url + "lab")
+
+    def server_api(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"X-XSRFToken": self._xsrf(self.prefix + f"user/{self.user}/")}
+        return self.session.request(
+            method, self.server_url + "api" + path, headers=headers, **kwargs
+        )
+
+    def run(self, code: str, timeout: float = 60) -> str:
+        """Start a kernel, run `code` over its websocket, return what it printed; stops the kernel."""
+        kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
+        assert kernel.status_code == 201, (kernel.status_code, kernel.text)
+        kernel_id = kernel.json()["id"]
+        try:
+            return _execute(self, kernel_id, code, timeout)
+        finally:
+            self.server_api("DELETE", f"/kernels/{kernel_id}")
+
+
+def _execute(browser: Browser, kernel_id: str, code: str, timeout: float) -> str:
+    session_id = uuid.uuid4().hex
+    ws_url = browser.server_url.replace("http://", "ws://") + (
+        f"api/kernels/{kernel_id}/channels?session_id={session_id}"
+    )
+    cookies = "; ".join(f"{c.name}={c.value}" for c in browser.session.cookies)
+    origin = "http://" + urlparse(browser.hub_url).netloc
+    ws = websocket.create_connection(
+        ws_url, timeout=timeout, cookie=cookies, origin=origin,
+        header=[f"X-XSRFToken: {browser._xsrf(browser.prefix + f'user/{browser.user}/')}"],
+    )  # fmt: skip
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": browser.user,
+                        "session": session_id,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                    "channel": "shell",
+                    "buffers": [],
+                }
+            )
+        )
+        output = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = json.loads(ws.recv())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = message["msg_type"]
+            if kind == "stream":
+                output.append(message["content"]["text"])
+            elif kind == "error":
+                raise AssertionError(
+                    "the kernel raised: " + "\n".join(message["content"]["traceback"])
+                )
+            elif kind == "execute_reply":
+                return "".join(output)
+        raise AssertionError(f"no execute_reply in {timeout}s")
+    finally:
+        ws.close()

@@ -1,0 +1,151 @@
+"""End-to-end fixtures: one real hub on the real Docker engine, shared by the tests that use it.
+
+The hub is set up once per run from a fresh checkout with `invoke setup`, exactly as an
+administrator does, under its own HUB_NAME; every container, network and volume carrying that name
+is removed afterwards. When a test fails, the hub's log and every user container's log are added
+to its report. Images are kept: building them is the slow part, and they carry no hub's data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import secrets
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import pytest
+
+from classhub import names
+from classhub.paths import Paths
+from tests.conftest import PROJECT, clean_environ, invoke, make_checkout
+
+ROSTER = """\
+hub-admin admin
+student1 team-1
+student2 team-1
+student3 team-2
+student4 team-2
+"""
+CA_BUNDLE = os.environ.get("CLASSHUB_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+ARTIFACTS = PROJECT / "test-artifacts"
+
+
+def engine_environ(**extra: str) -> dict[str, str]:
+    """The environment for tasks that talk to this machine's Docker engine."""
+    env = clean_environ(**extra)
+    if "DOCKER_HOST" in os.environ:
+        env["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
+    else:
+        env.pop("DOCKER_HOST")
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Hub:
+    name: str
+    paths: Paths
+    port: int
+    passwords: dict[str, str]
+    client: docker.DockerClient
+    figures: dict[str, float] = field(default_factory=dict)
+    setup_output: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.name}/"
+
+    def invoke(self, *args: str, timeout: int = 300):
+        return invoke(self.paths, *args, env=engine_environ(), timeout=timeout)
+
+    def logs(self) -> str:
+        parts = []
+        flt = {"label": f"{names.LABEL_HUB}={self.name}"}
+        for container in self.client.containers.list(all=True, filters=flt):
+            text = container.logs(tail=80).decode("utf-8", "replace")
+            parts.append(f"----- {container.name} ({container.status}) -----\n{text}")
+        return "\n".join(parts) or "(no containers)"
+
+
+def sweep(client: docker.DockerClient, hub: str) -> None:
+    """Remove every Docker object of test hub `hub`: containers, then the network and volumes."""
+    flt = {"label": f"{names.LABEL_HUB}={hub}"}
+    for container in client.containers.list(all=True, filters=flt):
+        container.remove(force=True)
+    for network in client.networks.list(filters=flt):
+        network.remove()
+    for volume in client.volumes.list(filters=flt):
+        volume.remove(force=True)
+
+
+def new_checkout(root: Path, hub: str, port: int, roster: str = ROSTER) -> Paths:
+    paths = make_checkout(root)
+    for folder in ("hub", "singleuser"):
+        shutil.copytree(
+            PROJECT / folder,
+            root / folder,
+            ignore=shutil.ignore_patterns("*.py[co]", "__pycache__"),
+        )
+    for extra in (root / "hub" / "jupyterhub_config.d").glob("*.py"):
+        extra.unlink()  # a developer's own extras are not part of a clean clone
+    env = [f"HUB_NAME={hub}", f"PORT={port}", "CULL_IDLE_TIMEOUT=1h", "MEM_LIMIT=1G"]
+    if Path(CA_BUNDLE).is_file():
+        env.append(f"BUILD_CA_BUNDLE={CA_BUNDLE}")
+    (root / ".env").write_text("\n".join(env) + "\n")
+    (root / "userlist").write_text(roster)
+    return paths
+
+
+def read_passwords(hub_paths: Paths) -> dict[str, str]:
+    result = invoke(hub_paths, "login", "--csv", env=engine_environ())
+    assert result.returncode == 0, result.stderr
+    return {row["username"]: row["password"] for row in csv.DictReader(io.StringIO(result.stdout))}
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    client = docker.from_env(environment=engine_environ(), timeout=600)
+    client.ping()  # no engine: every end-to-end test errors, none is skipped
+    return client
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory, docker_client) -> Hub:
+    name = f"e2e{secrets.token_hex(3)}"
+    port = free_port()
+    paths = new_checkout(tmp_path_factory.mktemp("hub") / "clone", name, port)
+    try:
+        started = time.monotonic()
+        result = invoke(paths, "setup", env=engine_environ(), timeout=1800)
+        cold = time.monotonic() - started
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        hub = Hub(name, paths, port, read_passwords(paths), docker_client)
+        hub.figures["setup, cold (s)"] = cold
+        hub.setup_output = result.stdout
+        yield hub
+        ARTIFACTS.mkdir(exist_ok=True)
+        with (ARTIFACTS / "e2e-figures.txt").open("a") as out:
+            for key, value in hub.figures.items():
+                out.write(f"{name}: {key}: {value:.2f}\n")
+    finally:
+        sweep(docker_client, name)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    hub = getattr(item, "funcargs", {}).get("hub")
+    if report.failed and isinstance(hub, Hub):
+        report.sections.append(("hub and user container logs", hub.logs()))

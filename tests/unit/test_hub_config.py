@@ -1,0 +1,91 @@
+"""The hub's configuration (hub/classhub_hub/config.py) against a real traitlets Config."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from traitlets.config import Config
+
+from classhub import hubfile, names, render
+from classhub.credentials import Credential
+from classhub.roster import parse_userlist
+from classhub.settings import Context, load_settings
+from classhub_hub.config import CLASSHUB_SCOPES, CULLER_SCOPES, apply_config, volumes_for
+from tests.conftest import PROJECT
+
+SECRETS = {"cookie_secret": "c" * 64, "proxy_auth_token": "p" * 64, "classhub_api_token": "t" * 64}
+
+
+def hub_file(env: str = "HUB_NAME=physics\nMEM_LIMIT=1G\nCPU_LIMIT=0.5\n") -> hubfile.HubFile:
+    settings, problems, _ = load_settings(env, ".env", {}, Context(PROJECT, 4))
+    assert not problems
+    roster, problems, _ = parse_userlist("ann team-1 team-2\nbob team-1\ngroup: empty\n", "boss")
+    assert not problems
+    creds = {n: Credential("x", "$2b$10$" + "a" * 53) for n in roster.names}
+    return hubfile.HubFile(json.loads(render.hub_file(settings, roster, creds)), "test")
+
+
+def test_apply_config_sets_the_promised_behaviour():
+    c = Config()
+    hub = hub_file()
+    apply_config(c, hub, SECRETS)
+    assert c.JupyterHub.bind_url == "http://0.0.0.0:8000/physics/"
+    assert c.JupyterHub.hub_connect_url == "http://physics:8081"
+    assert c.JupyterHub.cleanup_servers is False
+    assert c.JupyterHub.authenticator_class == "classhub_hub.auth.RosterAuthenticator"
+    assert c.Authenticator.manage_groups is True
+    assert c.Authenticator.admin_users == {"boss"}
+    assert c.DockerSpawner.image == "classhub-notebook:latest"
+    assert c.DockerSpawner.allowed_images == []
+    assert c.DockerSpawner.pull_policy == "never"
+    assert c.DockerSpawner.remove is True
+    assert c.DockerSpawner.network_name == "physics-net"
+    assert c.DockerSpawner.mem_limit == 1024**3
+    assert c.DockerSpawner.cpu_limit == 0.5
+    assert c.Spawner.start_timeout >= 300 and c.Spawner.http_timeout >= 120
+    # The container name the spawner makes is the one the host's names module gives.
+    rendered = c.DockerSpawner.name_template.replace("{raw_username}", "ann")
+    assert rendered == names.user_container("physics", "ann")
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert services["classhub"]["api_token"] == SECRETS["classhub_api_token"]
+    assert "--timeout=3600" in services["idle-culler"]["command"]
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["idle-culler"]["scopes"] == CULLER_SCOPES
+    assert roles["classhub"]["scopes"] == CLASSHUB_SCOPES
+    assert "admin" not in str(CULLER_SCOPES)
+
+
+def test_no_culler_when_the_timeout_is_zero():
+    c = Config()
+    apply_config(c, hub_file("HUB_NAME=physics\nCULL_IDLE_TIMEOUT=0\n"), SECRETS)
+    assert [s["name"] for s in c.JupyterHub.services] == ["classhub"]
+
+
+def test_volumes_home_and_one_folder_per_group():
+    hub = hub_file()
+    assert volumes_for(hub, "ann") == {
+        "physics-user-ann": "/home/jovyan",
+        "physics-group-team-1": "/home/jovyan/team-1",
+        "physics-group-team-2": "/home/jovyan/team-2",
+    }
+    assert volumes_for(hub, "boss") == {"physics-user-boss": "/home/jovyan"}
+    assert hub.get("groups")["empty"] == {"members": [], "volume": "physics-group-empty"}
+
+
+def _pin(path: str, package: str) -> str:
+    match = re.search(rf"^{package}==(\S+)", (PROJECT / path).read_text(), re.MULTILINE)
+    assert match, (path, package)
+    return match.group(1)
+
+
+def test_singleuser_jupyterhub_matches_the_hub():
+    assert _pin("singleuser/requirements.txt", "jupyterhub") == _pin(
+        "hub/requirements.txt", "jupyterhub"
+    )
+
+
+def test_pinned_versions_are_above_known_advisories():
+    version = tuple(int(p) for p in _pin("hub/requirements.txt", "jupyterhub").split(".")[:3])
+    assert version >= (5, 5, 1)  # CSRF (5.4.5/5.4.6), failed-login DoS (5.5.0), 5.5.1
+    assert int(_pin("hub/requirements.txt", "dockerspawner").split(".")[0]) >= 13  # CVE-2023-48311
