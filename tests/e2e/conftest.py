@@ -132,6 +132,11 @@ def hub(tmp_path_factory, docker_client) -> Hub:
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
         hub = Hub(name, paths, port, read_passwords(paths), docker_client)
         hub.figures["setup, cold (s)"] = cold
+        for line in result.stdout.splitlines():  # "   hub image: built classhub-hub:latest in 71s"
+            if ": built " in line:
+                hub.figures[line.split(":")[0].strip() + " build (s)"] = float(
+                    line.rsplit(" in ", 1)[1].rstrip("s")
+                )
         hub.setup_output = result.stdout
         yield hub
         ARTIFACTS.mkdir(exist_ok=True)

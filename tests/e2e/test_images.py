@@ -1,0 +1,40 @@
+"""Image builds on the real engine: inputs hashed into a label, and certificate failures explained.
+
+These machines reach the package index only through a TLS-intercepting proxy (shared/
+ENVIRONMENT.md), so a build without BUILD_CA_BUNDLE fails on certificate verification for real.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from classhub import config, images, names
+from classhub.errors import UserError
+from classhub.paths import Paths
+
+from .conftest import Hub
+
+
+def test_built_images_carry_the_hash_of_their_inputs(hub: Hub):
+    for tag in (names.HUB_IMAGE, "classhub-notebook:latest"):
+        label = hub.client.images.get(tag).labels.get(images.LABEL_INPUTS)
+        assert label and len(label) == 32, tag
+    assert "hub image classhub-hub:latest" in hub.setup_output
+
+
+def test_a_build_failing_on_certificates_points_at_build_ca_bundle(hub: Hub, tmp_path):
+    base, _ = images.resolve_base(hub.client, "debian:bookworm-slim")
+    assert base is not None, "the hub's setup left a base image"
+    spec = images.notebook_spec(Paths.at(hub.paths.root), _settings(hub))
+    spec = images.ImageSpec(spec.what, "classhub-e2e-nocert:latest", spec.dockerfile, spec.files)
+    lines: list[str] = []
+    with pytest.raises(UserError) as failure:
+        images.build(hub.client, spec, b"", base, tmp_path, lines.append)
+    message = str(failure.value)
+    assert "failed on certificate verification" in message
+    assert "BUILD_CA_BUNDLE" in message and "/etc/ssl/certs/ca-certificates.crt" in message
+    assert images.find(hub.client, "classhub-e2e-nocert:latest") is None
+
+
+def _settings(hub: Hub):
+    return config.load(hub.paths, {}).settings
