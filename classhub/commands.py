@@ -246,11 +246,7 @@ def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
         raise UserError(
             f"this hub is not set up yet ({', '.join(missing) or 'no hub file'}); run invoke setup"
         )
-    steps = [
-        s
-        for s in deploy.docker_steps(paths, cfg, client, out.info)
-        if s.component.startswith(("network", "volume", "user volumes", "group volumes", "hub "))
-    ]
+    steps = deploy.docker_steps(paths, cfg, client, out.info, build=False)
     out.info(plan.table(steps))
     out.info()
     changed = plan.apply(steps, out.info)

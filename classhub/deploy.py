@@ -121,33 +121,13 @@ def _passwords_step(paths: Paths, config: Config, todo: int, progress: Progress)
 
 
 def docker_steps(
-    paths: Paths, config: Config, client: docker.DockerClient, echo: Echo
+    paths: Paths, config: Config, client: docker.DockerClient, echo: Echo, build: bool = True
 ) -> list[Step]:
+    """The engine's side of setup; `build=False` (invoke up) leaves out the base and the images."""
     settings, roster = config.settings, config.roster
     hub = settings.hub_name
-    steps = []
-
-    # Base and images. The base is only looked for here; pulling or building it is an action.
-    base_ref, base_state = images.resolve_base(client, settings.base_image)
-    chosen: dict[str, str] = {}
-
-    def ensure_base() -> None:
-        chosen["base"] = images.ensure_base(client, settings.base_image, paths.state_dir, echo)
-
-    if base_ref is None:
-        steps.append(
-            Step(f"base image {settings.base_image}", base_state,
-                 "pull (or build a local Debian base if it cannot be pulled)", ensure_base)
-        )  # fmt: skip
-    else:
-        chosen["base"] = base_ref
-        steps.append(Step(f"base image {settings.base_image}", base_state))
-
-    ca = images.ca_bundle(settings)
-    rebuilt = {}
-    for spec in (images.hub_spec(paths), images.notebook_spec(paths, settings)):
-        steps.append(_image_step(client, paths, spec, ca, base_ref, chosen, echo))
-        rebuilt[spec.tag] = steps[-1].changes
+    rebuilt = {names.HUB_IMAGE: False}
+    steps = _image_steps(paths, settings, client, echo, rebuilt) if build else []
 
     # Network and volumes.
     if stack.network_state(client, hub) == "missing":
@@ -211,6 +191,35 @@ def docker_steps(
     return steps
 
 
+def _image_steps(
+    paths: Paths, settings, client: docker.DockerClient, echo: Echo, rebuilt: dict[str, bool]
+) -> list[Step]:
+    """The base (only looked for here; pulling or building it is an action), then both images.
+
+    Records in `rebuilt` which image tags will be built."""
+    steps = []
+    base_ref, base_state = images.resolve_base(client, settings.base_image)
+    chosen: dict[str, str] = {}
+
+    def ensure_base() -> None:
+        chosen["base"] = images.ensure_base(client, settings.base_image, paths.state_dir, echo)
+
+    if base_ref is None:
+        steps.append(
+            Step(f"base image {settings.base_image}", base_state,
+                 "pull (or build a local Debian base if it cannot be pulled)", ensure_base)
+        )  # fmt: skip
+    else:
+        chosen["base"] = base_ref
+        steps.append(Step(f"base image {settings.base_image}", base_state))
+
+    ca = images.ca_bundle(settings)
+    for spec in (images.hub_spec(paths), images.notebook_spec(paths, settings)):
+        steps.append(_image_step(client, paths, spec, ca, base_ref, chosen, echo))
+        rebuilt[spec.tag] = steps[-1].changes
+    return steps
+
+
 def _image_step(client, paths, spec, ca, base_ref, chosen, echo) -> Step:
     label = f"{spec.what} {spec.tag}"
     if base_ref is None:
@@ -224,9 +233,7 @@ def _image_step(client, paths, spec, ca, base_ref, chosen, echo) -> Step:
     def run() -> None:
         base = chosen["base"]
         wanted = images.inputs_hash(spec, ca, client.images.get(base).id)
-        if images.image_state(client, spec.tag, wanted) == "missing" or (
-            images.image_state(client, spec.tag, wanted) == "out of date"
-        ):
+        if images.image_state(client, spec.tag, wanted) in ("missing", "out of date"):
             images.build(client, spec, ca, base, paths.state_dir / "logs", echo)
 
     return Step(label, state, "build" if state == "missing" else "rebuild", run)
