@@ -10,10 +10,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping
-from dataclasses import replace
 
 from . import config as config_mod
-from . import credentials, deploy, hubapi, names, plan, render, secrets, stack
+from . import credentials, deploy, hubapi, images, names, plan, render, secrets, stack
 from . import engine as engine_mod
 from .config import Config
 from .console import Output
@@ -160,31 +159,22 @@ def add_group(
             f"not on the roster: {', '.join(unknown)}; add them first with: "
             f"invoke add-user NAME --group {group}"
         )
-    text = paths.userlist.read_text(encoding="utf-8-sig")
-    changed = []
-    for member in who:
-        user = cfg.roster.get(member)
+    original = text = paths.userlist.read_text(encoding="utf-8-sig")
+    added = []
+    for member in dict.fromkeys(who):
+        user = _parse_or_fail(cfg, text).get(member)  # line numbers as of the latest edit
         if group not in user.groups:
             text = with_tokens(text, user.line, member, [group])
-            cfg = replace(cfg, roster=_parse_or_fail(paths, cfg, text))
-            changed.append(member)
+            added.append(member)
     if not who and group not in cfg.roster.groups():
-        text = text + ("" if text.endswith("\n") else "\n") + f"{GROUP_WORD} {group}\n"
-        changed.append("")
-    if changed:
-        _parse_or_fail(paths, cfg, text)
-        engine_mod.connect(environ)  # no engine: say so before userlist changes
-        write_atomic(paths.userlist, text, mode=file_mode(paths.userlist))
-        out.info(
-            f"userlist: group {group}"
-            + (
-                f", members added: {', '.join(m for m in changed if m)}"
-                if any(changed)
-                else " declared"
-            )
-        )
-    else:
+        text = with_tokens(text, None, GROUP_WORD, [group])
+    if text == original:
         out.info(f"userlist: group {group} already has these members; nothing to add.")
+    else:
+        _write_userlist(paths, cfg, environ, text)
+        out.info(
+            f"userlist: group {group}: " + (f"added {', '.join(added)}" if added else "declared")
+        )
     _converge(paths, environ, out, False, "required")
 
 
@@ -195,12 +185,17 @@ def _edit_userlist(
     if problem:
         raise UserError(f"user name {who!r} {problem}; {names.NAME_RULE}")
     text = with_tokens(paths.userlist.read_text(encoding="utf-8-sig"), line, who, tokens)
-    _parse_or_fail(paths, cfg, text)
-    engine_mod.connect(environ)  # no engine: say so before userlist changes
+    _write_userlist(paths, cfg, environ, text)
+
+
+def _write_userlist(paths: Paths, cfg: Config, environ: Mapping[str, str], text: str) -> None:
+    """Replace userlist with `text` once it parses and an engine answers, so nothing is half done."""
+    _parse_or_fail(cfg, text)
+    engine_mod.connect(environ)
     write_atomic(paths.userlist, text, mode=file_mode(paths.userlist))
 
 
-def _parse_or_fail(paths: Paths, cfg: Config, text: str) -> Roster:
+def _parse_or_fail(cfg: Config, text: str) -> Roster:
     roster, problems, _ = parse_userlist(text, cfg.settings.admin_user)
     if roster is None:
         raise ConfigError(problems)
@@ -211,14 +206,12 @@ def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """Each component's state (the same table as `setup --dry-run`) and who has a server running."""
     cfg, steps, docker = _show_setup_plan(paths, environ, out, "if-available")
     api = hubapi.HubAPI(cfg.settings, lambda: secrets.api_token(paths))
-    if not docker:
-        pass
-    elif api.answers():
+    if docker and api.answers():
         running = api.running()
         out.info(
             f"Servers running: {len(running)}" + (f" ({', '.join(running)})" if running else "")
         )
-    else:
+    elif docker:
         out.info(f"The hub does not answer at {api.root}.")
     pending = sum(step.changes for step in steps)
     out.info(
@@ -240,7 +233,7 @@ def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
             ("hub image", names.HUB_IMAGE),
             ("notebook image", cfg.settings.notebook_image),
         )
-        if stack.find_image(client, ref) is None
+        if images.find(client, ref) is None
     ]
     if missing or not paths.hub_file.exists():
         raise UserError(

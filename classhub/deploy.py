@@ -126,8 +126,7 @@ def docker_steps(
     """The engine's side of setup; `build=False` (invoke up) leaves out the base and the images."""
     settings, roster = config.settings, config.roster
     hub = settings.hub_name
-    rebuilt = {names.HUB_IMAGE: False}
-    steps = _image_steps(paths, settings, client, echo, rebuilt) if build else []
+    steps, hub_rebuilt = _image_steps(paths, settings, client, echo) if build else ([], False)
 
     # Network and volumes.
     if stack.network_state(client, hub) == "missing":
@@ -162,7 +161,7 @@ def docker_steps(
     # The hub container, then the hub's own users and groups.
     container = names.hub_container(hub)
     state, action = stack.hub_state(client, paths, settings)
-    if rebuilt[names.HUB_IMAGE] and not action:
+    if hub_rebuilt and not action:
         action = "replace if the new image differs (user servers keep running)"
     api = hubapi.HubAPI(settings, lambda: secrets.api_token(paths))
 
@@ -192,11 +191,11 @@ def docker_steps(
 
 
 def _image_steps(
-    paths: Paths, settings, client: docker.DockerClient, echo: Echo, rebuilt: dict[str, bool]
-) -> list[Step]:
+    paths: Paths, settings, client: docker.DockerClient, echo: Echo
+) -> tuple[list[Step], bool]:
     """The base (only looked for here; pulling or building it is an action), then both images.
 
-    Records in `rebuilt` which image tags will be built."""
+    Also returns whether the hub image will be built."""
     steps = []
     base_ref, base_state = images.resolve_base(client, settings.base_image)
     chosen: dict[str, str] = {}
@@ -214,10 +213,10 @@ def _image_steps(
         steps.append(Step(f"base image {settings.base_image}", base_state))
 
     ca = images.ca_bundle(settings)
-    for spec in (images.hub_spec(paths), images.notebook_spec(paths, settings)):
-        steps.append(_image_step(client, paths, spec, ca, base_ref, chosen, echo))
-        rebuilt[spec.tag] = steps[-1].changes
-    return steps
+    hub_step = _image_step(client, paths, images.hub_spec(paths), ca, base_ref, chosen, echo)
+    notebook = images.notebook_spec(paths, settings)
+    steps += [hub_step, _image_step(client, paths, notebook, ca, base_ref, chosen, echo)]
+    return steps, hub_step.changes
 
 
 def _image_step(client, paths, spec, ca, base_ref, chosen, echo) -> Step:
@@ -230,11 +229,8 @@ def _image_step(client, paths, spec, ca, base_ref, chosen, echo) -> Step:
     if state in ("up to date", "not built by classhub"):
         return Step(label, state if state == "up to date" else f"{state}: used as it is")
 
-    def run() -> None:
-        base = chosen["base"]
-        wanted = images.inputs_hash(spec, ca, client.images.get(base).id)
-        if images.image_state(client, spec.tag, wanted) in ("missing", "out of date"):
-            images.build(client, spec, ca, base, paths.state_dir / "logs", echo)
+    def run() -> None:  # the base may be new by now: ensure re-checks against it
+        images.ensure(client, spec, ca, chosen["base"], paths.state_dir / "logs", echo)
 
     return Step(label, state, "build" if state == "missing" else "rebuild", run)
 

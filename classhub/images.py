@@ -150,12 +150,27 @@ def image_state(client: docker.DockerClient, tag: str, wanted: str | None) -> st
     return "up to date" if label == wanted else "out of date"
 
 
-def build(
+def ensure(
     client: docker.DockerClient, spec: ImageSpec, ca: bytes, base: str, log_dir: Path, echo: Echo
 ) -> None:
-    """Build `spec` FROM `base`, streaming its steps; raises UserError with the log's tail."""
-    base_id = client.images.get(base).id
-    wanted = inputs_hash(spec, ca, base_id)
+    """Build `spec` FROM `base` unless an image with the same inputs is there (or not ours)."""
+    wanted = inputs_hash(spec, ca, client.images.get(base).id)
+    if image_state(client, spec.tag, wanted) in ("missing", "out of date"):
+        build(client, spec, ca, base, wanted, log_dir, echo)
+
+
+def build(
+    client: docker.DockerClient,
+    spec: ImageSpec,
+    ca: bytes,
+    base: str,
+    wanted: str,
+    log_dir: Path,
+    echo: Echo,
+) -> None:
+    """Build `spec` FROM `base`, labelled with its inputs' hash `wanted`, streaming its steps.
+
+    Raises UserError with the log's tail."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"build-{spec.tag.replace('/', '_').replace(':', '_')}.log"
     started = time.monotonic()

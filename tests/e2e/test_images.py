@@ -29,7 +29,7 @@ def test_a_build_failing_on_certificates_points_at_build_ca_bundle(hub: Hub, tmp
     spec = images.ImageSpec(spec.what, "classhub-e2e-nocert:latest", spec.dockerfile, spec.files)
     lines: list[str] = []
     with pytest.raises(UserError) as failure:
-        images.build(hub.client, spec, b"", base, tmp_path, lines.append)
+        images.ensure(hub.client, spec, b"", base, tmp_path, lines.append)
     message = str(failure.value)
     assert "failed on certificate verification" in message
     assert "BUILD_CA_BUNDLE" in message and "/etc/ssl/certs/ca-certificates.crt" in message
