@@ -128,12 +128,22 @@ def docker_steps(
     hub = settings.hub_name
     steps, hub_rebuilt = _image_steps(paths, settings, client, echo) if build else ([], False)
 
-    # Network and volumes.
-    if stack.network_state(client, hub) == "missing":
-        steps.append(Step(f"network {names.network(hub)}", "missing", "create",
-                          lambda: stack.ensure_network(client, hub)))  # fmt: skip
-    else:
+    # Networks and volumes.
+    net_state = stack.network_state(client, hub)
+    if net_state == "present":
         steps.append(Step(f"network {names.network(hub)}", "present"))
+    else:
+        action = "create" if net_state == "missing" else (
+            "recreate with a fixed hub address (stops the hub and running servers; files are kept)"
+        )  # fmt: skip
+        steps.append(Step(f"network {names.network(hub)}", net_state, action,
+                          lambda: stack.ensure_network(client, hub, echo)))  # fmt: skip
+    socket_net = names.socket_network(hub)
+    if stack.socket_network_state(client, hub) == "missing":
+        steps.append(Step(f"network {socket_net}", "missing", "create (internal: hub and Docker proxy only)",
+                          lambda: stack.ensure_socket_network(client, hub)))  # fmt: skip
+    else:
+        steps.append(Step(f"network {socket_net}", "present"))
     data = names.hub_data_volume(hub)
     if data not in stack.volume_names(client):
         steps.append(Step(f"volume {data}", "missing", "create (hub database)",
@@ -158,19 +168,36 @@ def docker_steps(
         else:
             steps.append(Step(label, state))
 
-    # The hub container, then the hub's own users and groups.
-    container = names.hub_container(hub)
-    state, action = stack.hub_state(client, paths, settings)
-    if hub_rebuilt and not action:
-        action = "replace if the new image differs (user servers keep running)"
+    # The hub's containers (firewall, Docker socket proxy, hub), then its users and groups.
     api = hubapi.HubAPI(settings, lambda: secrets.api_token(paths))
+    planned = stack.services(client, paths, settings) if net_state == "present" else None
+    hub_action = ""
+    for index, (what, name) in enumerate((
+        ("firewall", names.firewall_container(hub)),
+        ("Docker socket proxy", names.socket_proxy_container(hub)),
+        ("hub container", names.hub_container(hub)),
+    )):  # fmt: skip
+        if planned is not None:
+            state, action = stack.service_state(client, hub, planned[index])
+        else:
+            found = stack.find_container(client, name)
+            state = found.status if found is not None else "missing"
+            action = "create and start" if found is None else "replace (new network)"
+        if hub_rebuilt and not action:
+            action = "replace if the new image differs"
+        if action and what == "hub container" and action != "create and start":
+            action += " (user servers keep running)"
+        hub_action = hub_action or action
 
-    def start_hub() -> None:
-        stack.ensure_hub(client, paths, settings, echo)
-        _wait_for_hub(client, settings, api, echo)
+        def run(index: int = index) -> None:
+            # Made now, not at planning: the network or the image may just have been made.
+            service = stack.services(client, paths, settings)[index]
+            stack.ensure_service(client, hub, service, echo)
+            if service.what == "hub":
+                _wait_for_hub(client, settings, api, echo)
 
-    steps.append(Step(f"hub container {container}", state, action or "none",
-                      start_hub if action else None))  # fmt: skip
+        steps.append(Step(f"{what} {name}", state, action or "none", run if action else None))
+    action = hub_action
 
     def sync() -> None:
         _wait_for_hub(client, settings, api, echo)

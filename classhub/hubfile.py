@@ -27,6 +27,8 @@ DATA_IN_HUB = "/srv/jupyterhub"
 # The proxy's public port and the hub's own API port inside the hub container.
 PROXY_PORT = 8000
 HUB_API_PORT = 8081
+# The Docker socket proxy's port on the hub's socket network (the hub's DOCKER_HOST).
+SOCKET_PROXY_PORT = 2375
 # The secrets the hub reads from SECRETS_IN_HUB (files of the same names in the host's secrets/).
 HUB_SECRETS = ("cookie_secret", "proxy_auth_token", "classhub_api_token")
 

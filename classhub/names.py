@@ -66,6 +66,24 @@ def network(hub: str) -> str:
     return f"{hub}-net"
 
 
+def socket_network(hub: str) -> str:
+    """The network only the hub and its Docker socket proxy join (internal: no way out)."""
+    return f"{hub}-socket"
+
+
+def socket_proxy_container(hub: str) -> str:
+    return f"{hub}-socket-proxy"
+
+
+def firewall_container(hub: str) -> str:
+    return f"{hub}-firewall"
+
+
+def firewall_table(hub: str) -> str:
+    """The nftables table of the hub network's firewall (hub names have no '_': one to one)."""
+    return "classhub_" + hub.replace("-", "_")
+
+
 def hub_data_volume(hub: str) -> str:
     """The hub's database (sqlite) and runtime state."""
     return f"{hub}-data"

@@ -31,7 +31,11 @@ def hub_settings(settings: Settings) -> dict:
         "db": settings.hub_db,
         "notebook_image": settings.notebook_image,
         "network": names.network(hub),
-        "limits": {"mem_limit": settings.mem_limit, "cpu_limit": settings.cpu_limit},
+        "limits": {
+            "mem_limit": settings.mem_limit,
+            "cpu_limit": settings.cpu_limit,
+            "pids_limit": settings.pids_limit,
+        },
         "cull_idle_timeout": settings.cull_idle_timeout,
     }
 

@@ -67,6 +67,7 @@ class Settings:
     build_ca_bundle: Path | None
     mem_limit: int  # bytes
     cpu_limit: float  # cores
+    pids_limit: int  # processes and threads in one user container
     cull_idle_timeout: int  # seconds; 0 never culls
     # Where each key's value came from: "default", ".env:LINE", "environment".
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -220,6 +221,18 @@ def _cpu_limit(raw: str, ctx: Context) -> float:
     return value
 
 
+PIDS_LIMIT_MIN = 64
+
+
+def _pids_limit(raw: str, _: Context) -> int:
+    fix = "use a whole number of at least 64, e.g. PIDS_LIMIT=1024"
+    if not raw.isdigit():
+        raise Invalid("is not a whole number", fix)
+    if int(raw) < PIDS_LIMIT_MIN:
+        raise Invalid("is too small: JupyterLab and one kernel run about 40 threads", fix)
+    return int(raw)
+
+
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)", re.IGNORECASE)
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -246,6 +259,7 @@ FIELDS: tuple[Field, ...] = (
     Field("BUILD_CA_BUNDLE", "build_ca_bundle", "", _ca_bundle),
     Field("MEM_LIMIT", "mem_limit", "2G", _mem_limit),
     Field("CPU_LIMIT", "cpu_limit", "1", _cpu_limit),
+    Field("PIDS_LIMIT", "pids_limit", "1024", _pids_limit),
     Field("CULL_IDLE_TIMEOUT", "cull_idle_timeout", "1h", _duration),
 )  # fmt: skip
 

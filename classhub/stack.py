@@ -1,4 +1,11 @@
-"""The hub's Docker objects: its network, its volumes and the hub container, made and checked.
+"""The hub's Docker objects: its networks, its volumes and its containers, made and checked.
+
+The hub's containers (`services`): the firewall (classhub_hub/firewall.py: on the host's network
+with only NET_ADMIN, it keeps the nftables rules that stop user containers from reaching each
+other), the Docker socket proxy (classhub_hub/dockerproxy.py: the only holder of the Docker socket,
+on `<hub>-socket`, an internal network only the hub joins) and the hub itself, at a fixed address
+on `<hub>-net`, with the proxy as its DOCKER_HOST. All three drop every capability they do not need
+and run with `no-new-privileges`.
 
 Rules that hold here:
 - Every object carries the labels `classhub.hub=<HUB_NAME>` and `classhub.kind`, so one hub's
@@ -7,8 +14,9 @@ Rules that hold here:
   and group volumes are prepared in one short container: owned 1000:100 (jovyan:users), group
   folders setgid 2775 so every member can edit what another made. A volume whose preparation
   fails is removed again (it is new and empty), so nothing is left half made.
-- The hub container carries `classhub.spec`, a hash of everything it is made from (image, mounts,
-  ports, the hub file's settings, jupyterhub_config.d). It is replaced only when that changes.
+- Each of the hub's containers carries `classhub.spec`, a hash of everything it is made from
+  (image, mounts, ports, addresses; for the hub also the hub file's settings and
+  jupyterhub_config.d). It is replaced only when that changes.
   User containers are not touched by a hub restart: the hub is configured to leave them running.
 - A container, network or volume classhub did not make is never changed or removed.
 """
@@ -17,8 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +47,86 @@ JOVYAN = "1000:100"
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
-# --- the network and the hub's data volume ----------------------------------------------------
+# --- the networks and the hub's data volume ---------------------------------------------------
+
+
+def _network(client: docker.DockerClient, name: str):
+    found = [n for n in client.networks.list(names=[name]) if n.name == name]
+    return client.networks.get(found[0].id) if found else None
+
+
+def _pool(network) -> dict:
+    config = (network.attrs.get("IPAM") or {}).get("Config") or []
+    return config[0] if config else {}
 
 
 def network_state(client: docker.DockerClient, hub: str) -> str:
-    found = client.networks.list(names=[names.network(hub)])
-    return "present" if any(n.name == names.network(hub) for n in found) else "missing"
+    """'missing', 'present', or 'without a fixed hub address' (made before the firewall was)."""
+    network = _network(client, names.network(hub))
+    if network is None:
+        return "missing"
+    pool = _pool(network)
+    return (
+        "present" if pool.get("Subnet") and pool.get("IPRange") else "without a fixed hub address"
+    )
 
 
-def ensure_network(client: docker.DockerClient, hub: str) -> None:
-    if network_state(client, hub) == "missing":
-        client.networks.create(names.network(hub), driver="bridge", labels=names.labels(hub, "net"))
+def ensure_network(client: docker.DockerClient, hub: str, echo: Echo) -> None:
+    """Make the hub's network with a subnet the engine picks and a fixed address for the hub.
+
+    The engine chooses the subnet (honouring its default-address-pools) for a short-lived probe
+    network; the real one reuses it with containers given addresses from its lower half only, so
+    the hub's address at the top (`hub_address`) is never handed to a user container.
+    """
+    state = network_state(client, hub)
+    if state == "present":
+        return
+    name = names.network(hub)
+    if state != "missing":
+        echo(f"   {name} is replaced: stopping this hub's containers first (volumes are kept)")
+        stop_all(client, hub, echo)
+        _network(client, name).remove()
+    probe = client.networks.create(
+        f"{name}-probe", driver="bridge", labels=names.labels(hub, "probe")
+    )
+    try:
+        subnet = ipaddress.ip_network(_pool(client.networks.get(probe.id))["Subnet"])
+    finally:
+        probe.remove()
+    lower = next(subnet.subnets(prefixlen_diff=1))
+    pool = docker.types.IPAMPool(subnet=str(subnet), iprange=str(lower), gateway=str(subnet[1]))
+    client.networks.create(
+        name, driver="bridge", ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+        labels=names.labels(hub, "net"),
+    )  # fmt: skip
+
+
+def hub_address(client: docker.DockerClient, hub: str) -> str | None:
+    """The hub container's fixed address on its network (None while the network is missing)."""
+    network = _network(client, names.network(hub))
+    if network is None or not _pool(network).get("IPRange"):
+        return None
+    return str(ipaddress.ip_network(_pool(network)["Subnet"])[-2])
+
+
+def bridge_name(client: docker.DockerClient, hub: str) -> str | None:
+    network = _network(client, names.network(hub))
+    if network is None:
+        return None
+    options = network.attrs.get("Options") or {}
+    return options.get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
+
+
+def socket_network_state(client: docker.DockerClient, hub: str) -> str:
+    return "present" if _network(client, names.socket_network(hub)) else "missing"
+
+
+def ensure_socket_network(client: docker.DockerClient, hub: str) -> None:
+    if socket_network_state(client, hub) == "missing":
+        client.networks.create(
+            names.socket_network(hub), driver="bridge", internal=True,
+            labels=names.labels(hub, "socket-net"),
+        )  # fmt: skip
 
 
 def volume_names(client: docker.DockerClient) -> set[str]:
@@ -106,19 +185,80 @@ def create_volumes(
     echo(f"   created {len(made)} volume(s), owned by jovyan (1000:100)")
 
 
-# --- the hub container -------------------------------------------------------------------------
+# --- the hub's containers: firewall, Docker socket proxy, hub ------------------------------------
+
+
+@dataclass(frozen=True)
+class Service:
+    """One of the hub's own containers, as made by `containers.create` (plus the spec label)."""
+
+    what: str
+    kwargs: dict[str, Any]
+    join: tuple[str, ...] = ()  # networks joined after create, before start
+    inputs: str = ""  # what else it is made from, for its spec hash
+
+    @property
+    def name(self) -> str:
+        return self.kwargs["name"]
 
 
 def config_d(paths: Paths) -> Path:
     return paths.root / "hub" / "jupyterhub_config.d"
 
 
-def hub_container_kwargs(paths: Paths, settings: Settings) -> dict[str, Any]:
-    """How the hub container is made (without its spec label), for docker's containers.create."""
+HARDENED = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
+ALWAYS = {"restart_policy": {"Name": "unless-stopped"}}
+
+
+def services(client: docker.DockerClient, paths: Paths, settings: Settings) -> list[Service]:
+    """The hub's containers in start order. Needs the hub's network (its address, its bridge)."""
+    hub = settings.hub_name
+    address, bridge = hub_address(client, hub), bridge_name(client, hub)
+    if address is None or bridge is None:
+        raise UserError(f"the network {names.network(hub)} is missing; run invoke setup")
+    image_id = _image_id(client, names.HUB_IMAGE)
+    module = ["python3", "-m"]
+    firewall = Service(
+        "firewall",
+        {
+            "image": names.HUB_IMAGE,
+            "name": names.firewall_container(hub),
+            "command": [*module, "classhub_hub.firewall", "--table", names.firewall_table(hub),
+                        "--bridge", bridge, "--hub-ip", address,
+                        "--port", str(hubfile.PROXY_PORT), "--port", str(hubfile.HUB_API_PORT)],
+            "network_mode": "host",
+            **HARDENED,
+            "cap_add": ["NET_ADMIN"],
+            "read_only": True,
+            **ALWAYS,
+            "labels": names.labels(hub, "firewall"),
+        },
+        inputs=image_id,
+    )  # fmt: skip
+    proxy = Service(
+        "Docker socket proxy",
+        {
+            "image": names.HUB_IMAGE,
+            "name": names.socket_proxy_container(hub),
+            "command": [*module, "classhub_hub.dockerproxy", "--hub", hub,
+                        "--network", names.network(hub), "--image", settings.notebook_image,
+                        "--port", str(hubfile.SOCKET_PROXY_PORT)],
+            "network": names.socket_network(hub),
+            "volumes": {DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"}},
+            **HARDENED,
+            "read_only": True,
+            **ALWAYS,
+            "labels": names.labels(hub, "socket-proxy"),
+        },
+        inputs=image_id,
+    )  # fmt: skip
+    return [firewall, proxy, _hub_service(client, paths, settings, address, image_id)]
+
+
+def _hub_service(client, paths: Paths, settings: Settings, address: str, image_id: str) -> Service:
     hub = settings.hub_name
     state_in_hub = str(Path(hubfile.HUB_FILE_IN_HUB).parent)
     volumes = {
-        DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
         names.hub_data_volume(hub): {"bind": hubfile.DATA_IN_HUB, "mode": "rw"},
         str(paths.state_dir): {"bind": state_in_hub, "mode": "ro"},
         str(config_d(paths)): {"bind": hubfile.CONFIG_D_IN_HUB, "mode": "ro"},
@@ -126,28 +266,31 @@ def hub_container_kwargs(paths: Paths, settings: Settings) -> dict[str, Any]:
     for secret in hubfile.HUB_SECRETS:
         source = str(paths.secrets_dir / secret)
         volumes[source] = {"bind": f"{hubfile.SECRETS_IN_HUB}/{secret}", "mode": "ro"}
-    return {
+    proxy = f"tcp://{names.socket_proxy_container(hub)}:{hubfile.SOCKET_PROXY_PORT}"
+    network = names.network(hub)
+    kwargs = {
         "image": names.HUB_IMAGE,
         "name": names.hub_container(hub),
-        "detach": True,
-        "network": names.network(hub),
+        "environment": {"DOCKER_HOST": proxy},
+        "network": network,
+        "networking_config": {network: client.api.create_endpoint_config(ipv4_address=address)},
         "ports": {f"{hubfile.PROXY_PORT}/tcp": (settings.bind_address, settings.port)},
-        "restart_policy": {"Name": "unless-stopped"},
         "volumes": volumes,
+        **HARDENED,
+        **ALWAYS,
         "labels": names.labels(hub, "hub"),
     }
-
-
-def hub_spec_hash(client: docker.DockerClient, paths: Paths, settings: Settings) -> str:
-    digest = hashlib.sha256()
-    digest.update(json.dumps(hub_container_kwargs(paths, settings), sort_keys=True).encode())
-    image = _image_id(client, names.HUB_IMAGE)
-    digest.update(f"\0{image}\0".encode())
     # What the hub reads only at start; users and groups it re-reads without a restart.
-    digest.update(json.dumps(render.hub_settings(settings), sort_keys=True).encode())
+    inputs = [image_id, json.dumps(render.hub_settings(settings), sort_keys=True)]
     folder = config_d(paths)
     for extra in sorted(folder.glob("*.py")) if folder.is_dir() else ():
-        digest.update(b"\0" + extra.name.encode() + b"\0" + extra.read_bytes())
+        inputs.append(extra.name + "\0" + extra.read_text(encoding="utf-8", errors="replace"))
+    return Service("hub", kwargs, join=(names.socket_network(hub),), inputs="\0".join(inputs))
+
+
+def spec_hash(service: Service) -> str:
+    digest = hashlib.sha256(json.dumps(service.kwargs, sort_keys=True, default=str).encode())
+    digest.update(f"\0{service.join}\0{service.inputs}".encode())
     return digest.hexdigest()[:32]
 
 
@@ -163,53 +306,50 @@ def find_container(client: docker.DockerClient, name: str):
         return None
 
 
-def hub_state(client: docker.DockerClient, paths: Paths, settings: Settings) -> tuple[str, str]:
-    """(state, action) of the hub container; action is '' when nothing is to be done."""
-    container = find_container(client, names.hub_container(settings.hub_name))
+def service_state(client: docker.DockerClient, hub: str, service: Service) -> tuple[str, str]:
+    """(state, action) of one of the hub's containers; action is '' when nothing is to be done."""
+    container = find_container(client, service.name)
     if container is None:
         return "missing", "create and start"
-    _owned(container, settings.hub_name)
-    if container.labels.get(names.LABEL_SPEC) != hub_spec_hash(client, paths, settings):
-        return (
-            f"{container.status}, made from other settings or image",
-            "replace (user servers keep running)",
-        )
+    _owned(container, hub)
+    if container.labels.get(names.LABEL_SPEC) != spec_hash(service):
+        return f"{container.status}, made from other settings or image", "replace"
     if container.status != "running":
         return container.status, "start"
     return "running", ""
 
 
-def ensure_hub(client: docker.DockerClient, paths: Paths, settings: Settings, echo: Echo) -> None:
-    _, action = hub_state(client, paths, settings)
+def ensure_service(client: docker.DockerClient, hub: str, service: Service, echo: Echo) -> None:
+    _, action = service_state(client, hub, service)
     if not action:
         return
-    name = names.hub_container(settings.hub_name)
-    container = find_container(client, name)
+    container = find_container(client, service.name)
     if action == "start":
         container.start()
         return
     if container is not None:
-        echo(f"   removing the old hub container {name} (its data is in a volume)")
+        echo(f"   removing the old {service.what} container {service.name}")
         container.stop(timeout=20)
         container.remove()
-    kwargs = hub_container_kwargs(paths, settings)
-    kwargs["labels"] = {
-        **kwargs["labels"],
-        names.LABEL_SPEC: hub_spec_hash(client, paths, settings),
-    }
+    kwargs = dict(service.kwargs)
+    kwargs["labels"] = {**kwargs["labels"], names.LABEL_SPEC: spec_hash(service)}
     try:
-        client.containers.run(**kwargs)
+        container = client.containers.create(**kwargs)
+        for network in service.join:
+            client.networks.get(network).connect(container)
+        container.start()
     except docker.errors.APIError as exc:
-        leftover = find_container(client, name)
+        leftover = find_container(client, service.name)
         if leftover is not None:
             leftover.remove(force=True)
         explanation = str(exc.explanation or exc)
         if "address already in use" in explanation or "port is already allocated" in explanation:
             raise UserError(
-                f"the hub cannot listen on {settings.bind_address}:{settings.port}: another "
-                "program uses that port. Set PORT in .env to a free port and run invoke setup"
+                f"the hub cannot listen on {service.kwargs['ports']}: another program uses that "
+                "port. Set PORT in .env to a free port and run invoke setup"
             ) from None
-        raise UserError(f"starting the hub container {name} failed: {explanation}") from None
+        raise UserError(f"starting the {service.what} container {service.name} failed: "
+                        f"{explanation}") from None  # fmt: skip
 
 
 def _owned(container, hub: str) -> None:
@@ -230,7 +370,8 @@ def hub_objects(client: docker.DockerClient, hub: str, kind: str) -> list:
 
 
 def stop_all(client: docker.DockerClient, hub: str, echo: Echo) -> int:
-    """Stop the hub, then every user container (removed: their data lives in volumes)."""
+    """Stop the hub, every user container (removed: their data lives in volumes), the socket proxy
+    and the firewall (whose rules stay in the kernel, so nothing opens up meanwhile)."""
     count = 0
     for container in hub_objects(client, hub, "hub"):
         if container.status == "running":
@@ -245,7 +386,24 @@ def stop_all(client: docker.DockerClient, hub: str, echo: Echo) -> int:
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
         count += 1
+    for kind in ("socket-proxy", "firewall"):
+        for container in hub_objects(client, hub, kind):
+            if container.status == "running":
+                echo(f"-> stopping {container.name}")
+                container.stop(timeout=20)
+                count += 1
     return count
+
+
+def remove_firewall_rules(client: docker.DockerClient, hub: str) -> None:
+    """Take the hub's firewall table out of the host's kernel (its firewall container is gone)."""
+    client.containers.run(
+        names.HUB_IMAGE,
+        ["sh", "-c", f"nft list table ip {names.firewall_table(hub)} >/dev/null 2>&1 && "
+                     f"nft delete table ip {names.firewall_table(hub)}; true"],
+        network_mode="host", cap_drop=["ALL"], cap_add=["NET_ADMIN"], remove=True,
+        labels=names.labels(hub, "firewall-removal"),
+    )  # fmt: skip
 
 
 def hub_logs(client: docker.DockerClient, hub: str, tail: int = 60) -> str:

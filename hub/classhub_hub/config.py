@@ -5,8 +5,13 @@ Pure and set-only: it reads nothing and starts nothing, so tests check it agains
 - the hub serves under `/<HUB_NAME>/`; the proxy listens on PROXY_PORT, the hub's API on
   HUB_API_PORT, reached by user containers at the hub container's name on the hub's network;
 - logins are the roster's (RosterAuthenticator), groups are the roster's (`manage_groups`);
-- every user gets the one notebook image (no choice, never pulled), the memory and CPU limits,
-  their home volume at /home/jovyan and one folder per group they are in (`pre_spawn_hook`);
+- every user gets the one notebook image (no choice, never pulled), the memory, CPU and pids
+  limits, their home volume at /home/jovyan and one folder per group they are in
+  (`pre_spawn_hook`);
+- user containers are hardened: every capability dropped, `no-new-privileges`, Docker's default
+  seccomp profile, and no server config read from the user's home (`disable_user_config`); the
+  hub reaches Docker only through the socket proxy (`DOCKER_HOST`, classhub_hub/dockerproxy.py),
+  which refuses any container made otherwise;
 - user containers are removed on stop (data lives only in volumes), and restarting the hub keeps
   user servers running (`cleanup_servers = False`);
 - the idle culler and the host's `classhub` service hold only the scopes they use.
@@ -27,6 +32,8 @@ START_TIMEOUT = 600
 HTTP_TIMEOUT = 300
 
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+# Every user container gets these (the Docker socket proxy refuses a container without them).
+HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 # What `invoke add-user`, `add-group` and `status` use through the hub's REST API.
 CLASSHUB_SCOPES = ["admin:users", "admin:groups", "admin:servers", "list:users", "list:groups"]
 
@@ -49,10 +56,30 @@ def volumes_for(hub: hubfile.HubFile, username: str) -> dict[str, str]:
 
 def make_pre_spawn_hook(live: LiveRoster):
     def pre_spawn_hook(spawner) -> None:
+        refuse_user_options(spawner)
         # Read at each spawn, so a roster change reaches the next start without a hub restart.
         spawner.volumes = volumes_for(live.hub(), spawner.user.name)
 
     return pre_spawn_hook
+
+
+def refuse_user_options(spawner) -> None:
+    """classhub servers take no options: refuse a start that asks for any (an image, say).
+
+    JupyterHub saves a start request's options before the spawner looks at them and reuses them
+    for every later start that names none, so a refused option would block that user's server
+    for good. They are forgotten here before the refusal."""
+    if not spawner.user_options:
+        return
+    from tornado import web
+
+    asked = ", ".join(sorted(spawner.user_options))
+    spawner.user_options = {}
+    spawner.orm_spawner.user_options = {}
+    spawner.db.commit()
+    raise web.HTTPError(
+        400, f"Specifying {asked} is not allowed: every user of this hub gets the same server"
+    )
 
 
 def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
@@ -88,6 +115,12 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
     c.DockerSpawner.notebook_dir = HOME
     c.DockerSpawner.mem_limit = hub.get("limits.mem_limit")
     c.DockerSpawner.cpu_limit = float(hub.get("limits.cpu_limit"))
+    c.DockerSpawner.extra_host_config = {
+        **HARDENING,
+        "pids_limit": int(hub.get("limits.pids_limit")),
+        "memswap_limit": hub.get("limits.mem_limit"),  # no swap beyond the limit
+    }
+    c.Spawner.disable_user_config = True  # no server config from the student's own home
     c.Spawner.pre_spawn_hook = make_pre_spawn_hook(LiveRoster(hubfile.HUB_FILE_IN_HUB))
     c.Spawner.default_url = "/lab"
     c.Spawner.start_timeout = START_TIMEOUT

@@ -14,6 +14,10 @@ import requests
 import websocket
 
 
+class KernelDied(AssertionError):
+    """The kernel died while running the code (killed for memory, say) and is being restarted."""
+
+
 class Browser:
     def __init__(self, hub_url: str, user: str):
         self.hub_url = hub_url  # http://127.0.0.1:PORT/NAME/
@@ -142,6 +146,9 @@ def _execute(browser: Browser, kernel_id: str, code: str, timeout: float) -> str
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             message = json.loads(ws.recv())
+            state = message.get("content", {}).get("execution_state")
+            if message["msg_type"] == "status" and state in ("restarting", "dead"):
+                raise KernelDied(f"the kernel is {state}")
             if message.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             kind = message["msg_type"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from classhub import names
+from classhub import names, stack
 from classhub.paths import Paths
 from tests.conftest import PROJECT, clean_environ, invoke, make_checkout
 
@@ -87,6 +87,7 @@ def sweep(client: docker.DockerClient, hub: str) -> None:
         network.remove()
     for volume in client.volumes.list(filters=flt):
         volume.remove(force=True)
+    stack.remove_firewall_rules(client, hub)
 
 
 def new_checkout(root: Path, hub: str, port: int, roster: str = ROSTER) -> Paths:
@@ -99,7 +100,13 @@ def new_checkout(root: Path, hub: str, port: int, roster: str = ROSTER) -> Paths
         )
     for extra in (root / "hub" / "jupyterhub_config.d").glob("*.py"):
         extra.unlink()  # a developer's own extras are not part of a clean clone
-    env = [f"HUB_NAME={hub}", f"PORT={port}", "CULL_IDLE_TIMEOUT=1h", "MEM_LIMIT=1G"]
+    env = [
+        f"HUB_NAME={hub}",
+        f"PORT={port}",
+        "CULL_IDLE_TIMEOUT=1h",
+        "MEM_LIMIT=1G",
+        "PIDS_LIMIT=256",
+    ]
     if Path(CA_BUNDLE).is_file():
         env.append(f"BUILD_CA_BUNDLE={CA_BUNDLE}")
     (root / ".env").write_text("\n".join(env) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import docker
 from traitlets.config import Config
 
 from classhub import hubfile, names, render
@@ -12,6 +13,7 @@ from classhub.credentials import Credential
 from classhub.roster import parse_userlist
 from classhub.settings import Context, load_settings
 from classhub_hub.config import CLASSHUB_SCOPES, CULLER_SCOPES, apply_config, volumes_for
+from classhub_hub.dockerproxy import Policy
 from tests.conftest import PROJECT
 
 SECRETS = {"cookie_secret": "c" * 64, "proxy_auth_token": "p" * 64, "classhub_api_token": "t" * 64}
@@ -89,3 +91,35 @@ def test_pinned_versions_are_above_known_advisories():
     version = tuple(int(p) for p in _pin("hub/requirements.txt", "jupyterhub").split(".")[:3])
     assert version >= (5, 5, 1)  # CSRF (5.4.5/5.4.6), failed-login DoS (5.5.0), 5.5.1
     assert int(_pin("hub/requirements.txt", "dockerspawner").split(".")[0]) >= 13  # CVE-2023-48311
+
+
+def test_user_containers_are_made_the_way_the_docker_proxy_requires():
+    """The spawner's settings, through docker-py as DockerSpawner sends them, pass the proxy."""
+    c = Config()
+    apply_config(c, hub_file("HUB_NAME=physics\nPIDS_LIMIT=300\n"), SECRETS)
+    spawner = c.DockerSpawner
+    assert c.Spawner.disable_user_config is True
+    assert spawner.extra_host_config["pids_limit"] == 300
+    api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+    labels = {k: v.replace("{raw_username}", "ann")
+              for k, v in spawner.extra_create_kwargs["labels"].items()}  # fmt: skip
+    body = api.create_container_config(
+        image=spawner.image,
+        command=["start-notebook"],
+        labels=labels,
+        host_config=api.create_host_config(
+            auto_remove=spawner.remove,
+            binds=["physics-user-ann:/home/jovyan:rw"],
+            mem_limit=spawner.mem_limit,
+            network_mode=spawner.network_name,
+            **spawner.extra_host_config,
+        ),
+    )
+    name = spawner.name_template.replace("{raw_username}", "ann")
+    policy = Policy("physics", names.network("physics"), frozenset({spawner.image}))
+    target = f"/v1.41/containers/create?name={name}"
+    assert policy.refusal("POST", target, json.dumps(body).encode(), None) is None
+    body["HostConfig"]["CapDrop"] = []
+    assert "drop all capabilities" in policy.refusal(
+        "POST", target, json.dumps(body).encode(), None
+    )

@@ -28,6 +28,8 @@ def objects(hub: str) -> dict[tuple[str, str], str]:
         ("hub", ""): names.hub_container(hub),
         ("network", ""): names.network(hub),
         ("hub-data", ""): names.hub_data_volume(hub),
+        ("socket-proxy", ""): names.socket_proxy_container(hub),
+        ("firewall", ""): names.firewall_container(hub),
     }
     for name in USERS:
         made[("user-container", name)] = names.user_container(hub, name)
@@ -40,7 +42,11 @@ def test_no_two_volumes_or_containers_of_a_hub_share_a_name():
     for hub in HUBS:
         made = objects(hub)
         volumes = [v for (kind, _), v in made.items() if "volume" in kind or kind == "hub-data"]
-        containers = [v for (kind, _), v in made.items() if kind in ("hub", "user-container")]
+        containers = [
+            v
+            for (kind, _), v in made.items()
+            if kind in ("hub", "user-container", "socket-proxy", "firewall")
+        ]
         assert len(set(volumes)) == len(volumes), hub
         assert len(set(containers)) == len(containers), hub
 

@@ -1,0 +1,98 @@
+"""The hub network's firewall: students reach the hub and the proxy, never each other.
+
+Docker lets every container on a network talk to every other one. For a hub's network that would
+let a student reach another student's server, or a port another student opens. This keeps one
+nftables table in the host's kernel, `ip classhub_<hub>`, that allows on the hub's bridge only:
+
+- anything the hub container (fixed address) sends, and the replies to it (the proxy and the hub
+  reach every server);
+- new connections from a user container to the hub's proxy and API ports;
+and refuses every other connection between two containers of the hub's network (TCP reset, so a
+probe fails at once). It also refuses the Docker daemon's TCP ports (2375, 2376) to anything that
+comes in from the hub's bridge.
+
+Bridged traffic reaches these rules through br_netfilter (`bridge-nf-call-iptables`), the same path
+Docker's own inter-container rules take. The table is replaced atomically, checked every few
+seconds and put back if anything removed or changed it (a firewall reload, say). It is left in
+place when this program stops: a stopped guard keeps its last rules rather than opening the
+network. Run as `python3 -m classhub_hub.firewall` in a container on the host's network with
+only CAP_NET_ADMIN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+
+DOCKER_PORTS = (2375, 2376)
+
+
+def ruleset(table: str, bridge: str, hub_ip: str, ports: list[int]) -> str:
+    """The nft script that replaces `table` in one transaction."""
+    allowed = ", ".join(str(p) for p in ports)
+    docker = ", ".join(str(p) for p in DOCKER_PORTS)
+    return f"""\
+add table ip {table}
+delete table ip {table}
+table ip {table} {{
+  chain forward {{
+    type filter hook forward priority filter - 1; policy accept;
+    iifname "{bridge}" oifname "{bridge}" jump between_containers
+  }}
+  chain between_containers {{
+    ct state established,related accept
+    ip saddr {hub_ip} accept
+    ip daddr {hub_ip} tcp dport {{ {allowed} }} accept
+    meta l4proto tcp reject with tcp reset
+    reject
+  }}
+  chain input {{
+    type filter hook input priority filter - 1; policy accept;
+    iifname "{bridge}" tcp dport {{ {docker} }} reject with tcp reset
+  }}
+}}
+"""
+
+
+def nft(*args: str, script: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["nft", *args], input=script, capture_output=True, text=True)
+
+
+def apply(table: str, script: str) -> str:
+    """Load `script`; return `table` as the kernel lists it. Raises on failure."""
+    done = nft("-f", "-", script=script)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip())
+    return current(table)
+
+
+def current(table: str) -> str:
+    listed = nft("list", "table", "ip", table)
+    return listed.stdout if listed.returncode == 0 else ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--table", required=True)
+    parser.add_argument("--bridge", required=True)
+    parser.add_argument("--hub-ip", required=True)
+    parser.add_argument("--port", type=int, action="append", required=True)
+    parser.add_argument("--every", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    script = ruleset(args.table, args.bridge, args.hub_ip, args.port)
+    loaded = apply(args.table, script)
+    print(f"firewall: table ip {args.table} loaded for bridge {args.bridge}", flush=True)
+    while True:
+        time.sleep(args.every)
+        if current(args.table) != loaded:
+            print(f"firewall: table ip {args.table} was changed or removed; loading it again",
+                  flush=True)  # fmt: skip
+            loaded = apply(args.table, script)
+
+
+if __name__ == "__main__":
+    main()

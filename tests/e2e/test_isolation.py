@@ -1,0 +1,443 @@
+"""Attacks from inside a student's container, and what each must run into (issue: isolation).
+
+Each test runs code in a student's kernel, as a student would, against the shared e2e hub. Where a
+defence could only be shown by something being absent, the test first shows that the target is
+really there (a listener that the hub, or the host, does reach).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import docker.errors
+import pytest
+import requests
+
+from classhub import hubfile, names
+
+from .browser import Browser, KernelDied
+from .conftest import Hub
+from .test_hub import logged_in, running_server
+
+PROBE = """
+import socket
+def probe(host, port):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return "open"
+    except OSError as exc:
+        return type(exc).__name__
+"""
+
+
+def user_ip(hub: Hub, user: str) -> str:
+    container = hub.client.containers.get(names.user_container(hub.name, user))
+    return container.attrs["NetworkSettings"]["Networks"][names.network(hub.name)]["IPAddress"]
+
+
+def exec_in_hub(hub: Hub, code: str) -> str:
+    container = hub.client.containers.get(names.hub_container(hub.name))
+    result = container.exec_run(["python3", "-c", code])
+    assert result.exit_code == 0, result.output.decode()
+    return result.output.decode()
+
+
+# --- 1. no Docker API for students ------------------------------------------------------------
+
+
+def test_students_have_no_docker_socket_and_cannot_reach_the_proxy(hub: Hub):
+    browser = running_server(hub, "student1")
+    proxy = hub.client.containers.get(names.socket_proxy_container(hub.name))
+    proxy_ip = proxy.attrs["NetworkSettings"]["Networks"][names.socket_network(hub.name)][
+        "IPAddress"
+    ]
+    out = browser.run(
+        PROBE
+        + "import os\n"
+        + "print(os.path.exists('/var/run/docker.sock'), 'DOCKER_HOST' in os.environ)\n"
+        + f"print(probe({proxy_ip!r}, {hubfile.SOCKET_PROXY_PORT}))\n"
+        + f"print(probe({names.socket_proxy_container(hub.name)!r}, 2375))\n"
+    )
+    socket_file, docker_host, by_address, by_name = out.split()
+    assert (socket_file, docker_host, by_name) == ("False", "False", "gaierror"), out
+    assert by_address in ("TimeoutError", "ConnectionRefusedError", "OSError"), out
+    # The proxy does answer there: the hub reaches it by name.
+    version = exec_in_hub(
+        hub,
+        "import docker; print(docker.from_env().version()['ApiVersion'])",
+    )
+    assert version.strip()
+
+
+def test_the_hub_holds_no_docker_socket_and_the_proxy_refuses_what_spawning_does_not_need(hub: Hub):
+    container = hub.client.containers.get(names.hub_container(hub.name))
+    assert not [m for m in container.attrs["Mounts"] if "docker.sock" in m.get("Source", "")]
+    # A hub taken over by a student: every dangerous call is refused by the proxy.
+    out = exec_in_hub(
+        hub,
+        f"""
+import docker
+client = docker.from_env()
+attempts = {{
+    "list containers": lambda: client.containers.list(),
+    "privileged container": lambda: client.containers.create(
+        "classhub-notebook:latest", name="{hub.name}-user-evil", privileged=True,
+        labels={{"classhub.hub": "{hub.name}", "classhub.kind": "user"}}),
+    "mount the host": lambda: client.containers.create(
+        "classhub-notebook:latest", name="{hub.name}-user-evil", volumes={{"/": {{"bind": "/host"}}}},
+        labels={{"classhub.hub": "{hub.name}", "classhub.kind": "user"}}),
+    "stop the hub": lambda: client.api.stop("{hub.name}"),
+    "exec": lambda: client.api.exec_create("{hub.name}-firewall", "true"),
+    "pull": lambda: client.images.pull("busybox"),
+}}
+for what, attempt in attempts.items():
+    try:
+        attempt()
+        print(what, "ALLOWED")
+    except docker.errors.APIError as exc:
+        print(what, exc.status_code, "classhub docker proxy" in str(exc))
+""",
+    )
+    for line in out.strip().splitlines():
+        assert line.endswith("403 True"), out
+    assert len(out.strip().splitlines()) == 6
+
+
+def test_students_cannot_reach_docker_tcp_ports_on_the_gateway(hub: Hub):
+    browser = running_server(hub, "student2")
+    network = hub.client.networks.get(names.network(hub.name))
+    gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+    listeners = []
+    for port in (2375, 2376, 0):  # 0: any free port, to show the listeners are reachable at all
+        server = socket.create_server((gateway, port))
+        listeners.append(server)
+        threading.Thread(target=_accept_forever, args=(server,), daemon=True).start()
+    try:
+        ports = [s.getsockname()[1] for s in listeners]
+        out = browser.run(PROBE + f"print(*[probe({gateway!r}, p) for p in {ports}])")
+        assert out.split() == ["ConnectionRefusedError", "ConnectionRefusedError", "open"], out
+    finally:
+        for server in listeners:
+            server.close()
+
+
+def _accept_forever(server: socket.socket) -> None:
+    try:
+        while True:
+            conn, _ = server.accept()
+            conn.close()
+    except OSError:
+        pass
+
+
+# --- 2. no lateral movement -------------------------------------------------------------------
+
+
+def test_students_cannot_reach_each_other_but_reach_the_hub_and_proxy(hub: Hub):
+    victim = running_server(hub, "student1")
+    # The victim opens a port of their own, in a process that outlives the kernel.
+    victim.run(
+        "import subprocess; subprocess.Popen(['python3', '-m', 'http.server', '9999'], "
+        "start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)"
+    )
+    target = user_ip(hub, "student1")
+    deadline = time.monotonic() + 20
+    while "open" not in victim.run(PROBE + "print(probe('127.0.0.1', 9999))"):
+        assert time.monotonic() < deadline, "the victim's own listener never came up"
+        time.sleep(0.5)
+    # The hub reaches both ports: they are open and the firewall lets the hub through.
+    reach = exec_in_hub(hub, PROBE + f"print(probe({target!r}, 8888), probe({target!r}, 9999))")
+    assert reach.split() == ["open", "open"]
+
+    attacker = running_server(hub, "student3")
+    hub_name = names.hub_container(hub.name)
+    out = attacker.run(
+        PROBE
+        + "import os, urllib.request, json\n"
+        + f"print(probe({target!r}, 8888), probe({target!r}, 9999))\n"
+        + "api = urllib.request.urlopen(os.environ['JUPYTERHUB_API_URL'], timeout=5)\n"
+        + f"proxy = urllib.request.urlopen('http://{hub_name}:{hubfile.PROXY_PORT}/{hub.name}/hub/api', timeout=5)\n"
+        + "print(api.status, 'version' in json.load(api), proxy.status)\n"
+    )
+    assert out.split() == [
+        "ConnectionRefusedError",
+        "ConnectionRefusedError",
+        "200",
+        "True",
+        "200",
+    ], out
+
+
+READ = ("GET",)
+WRITE = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("lab", READ),
+        ("tree", READ),
+        ("api/status", READ),
+        ("api/contents", WRITE),
+        ("api/contents/team-1", WRITE),
+        ("api/contents/notes.txt", WRITE),
+        ("api/kernels", ("GET", "POST")),
+        ("api/sessions", ("GET", "POST")),
+        ("api/terminals", ("GET", "POST")),
+        ("files/notes.txt", READ),
+        ("lab/api/settings", READ),
+        ("nbconvert/html/notes.ipynb", READ),
+        ("doesnotexist", READ),
+    ],
+)
+def test_through_the_proxy_a_student_gets_nothing_of_anothers_server(hub: Hub, path, methods):
+    """Every method each URL of a Jupyter server answers to (others get 405 before any check)."""
+    running_server(hub, "student1")
+    intruder = logged_in(hub, "student4")
+    intruder.start()
+    intruder.open_lab()  # the intruder has a server of their own, and its cookies
+    for method in methods:
+        response = intruder.session.request(
+            method, hub.url + f"user/student1/{path}", allow_redirects=True, timeout=30
+        )
+        assert response.status_code in (403, 404), (method, path, response.status_code)
+
+
+# --- 3. hardened containers --------------------------------------------------------------------
+
+
+def test_user_containers_are_hardened(hub: Hub):
+    browser = running_server(hub, "student2")
+    container = hub.client.containers.get(names.user_container(hub.name, "student2"))
+    host = container.attrs["HostConfig"]
+    assert host["Privileged"] is False
+    assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert not [o for o in host["SecurityOpt"] if "unconfined" in o]
+    assert host["PidsLimit"] == 256
+    assert host["Memory"] == 1024**3 and host["MemorySwap"] == 1024**3
+    assert host["CpuQuota"] == 100_000
+    assert host["NetworkMode"] == names.network(hub.name)
+    status = browser.run(
+        "import socket\n"
+        "fields = dict(l.split(':', 1) for l in open('/proc/self/status'))\n"
+        "print(*[fields[k].strip() for k in ('Seccomp', 'NoNewPrivs', 'CapEff', 'CapBnd')])\n"
+        "try:\n"
+        "    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); print('raw')\n"
+        "except PermissionError:\n"
+        "    print('no-raw')\n"
+    )
+    # Seccomp 2: a filter (Docker's default profile); no capabilities at all, not even NET_RAW.
+    assert status.split() == ["2", "1", "0000000000000000", "0000000000000000", "no-raw"], status
+
+
+def test_a_fork_bomb_is_contained_and_the_hub_keeps_serving(hub: Hub):
+    bystander = running_server(hub, "student1")
+    bomber = running_server(hub, "student4")
+    out = bomber.run(
+        "import os, time\n"
+        "count, error = 0, None\n"
+        "while count < 100_000:\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError as exc:\n"
+        "        error = exc.errno; break\n"
+        "    if pid == 0:\n"
+        "        time.sleep(25); os._exit(0)\n"
+        "    count += 1\n"
+        "print(count, error)\n",
+        timeout=120,
+    )
+    count, error = out.split()
+    assert int(count) < 256 and error == "11", out  # EAGAIN: the pids limit
+    # While the bomb's processes hold every pid the student may have, everyone else works.
+    assert requests.get(hub.url + "hub/api/", timeout=10).status_code == 200
+    assert bystander.run("print(6 * 7)") == "42\n"
+    assert logged_in(hub, "student2").hub_api("GET", "/users/student2").status_code == 200
+
+
+def test_memory_past_the_limit_kills_only_that_kernel(hub: Hub):
+    browser = running_server(hub, "student3")
+    container = hub.client.containers.get(names.user_container(hub.name, "student3"))
+    started = container.attrs["State"]["StartedAt"]
+    with pytest.raises(KernelDied):
+        browser.run(
+            "chunks = []\n"
+            "for _ in range(64):  # 4 GiB at most, four times the limit\n"
+            "    chunks.append(b'x' * 2**26)\n"
+            "print('survived')\n",
+            timeout=120,
+        )
+    container.reload()
+    assert container.status == "running" and container.attrs["State"]["StartedAt"] == started
+    assert browser.server_api("GET", "/status").status_code == 200
+    assert browser.run("print('a new kernel')") == "a new kernel\n"
+
+
+# --- 4. a fixed environment --------------------------------------------------------------------
+
+
+def test_a_spawn_asking_for_another_image_is_refused(hub: Hub):
+    browser = logged_in(hub, "student2")
+    if browser.hub_api("GET", "/users/student2").json().get("servers"):
+        browser.stop()
+    response = browser.hub_api("POST", "/users/student2/server", json={"image": names.HUB_IMAGE})
+    assert response.status_code == 400, (response.status_code, response.text)
+    assert "not allowed" in response.json()["message"]
+    with pytest.raises(docker.errors.NotFound):
+        hub.client.containers.get(names.user_container(hub.name, "student2"))
+    # The refused request is not remembered: the next plain start gets the notebook image.
+    browser.start()
+    container = hub.client.containers.get(names.user_container(hub.name, "student2"))
+    assert container.attrs["Config"]["Image"] == "classhub-notebook:latest"
+
+
+def test_students_cannot_change_the_python_that_runs_their_server(hub: Hub):
+    browser = running_server(hub, "student2")
+    out = browser.run(
+        "import os, site, sys, sysconfig\n"
+        "purelib = sysconfig.get_paths()['purelib']\n"
+        "print(os.access(sys.prefix, os.W_OK), os.access(purelib, os.W_OK), site.ENABLE_USER_SITE)\n"
+        "os.makedirs(site.getusersitepackages(), exist_ok=True)\n"
+        "open(os.path.join(site.getusersitepackages(), 'usercustomize.py'), 'w').write('X = 1')\n"
+        "print(os.environ.get('JUPYTERHUB_DISABLE_USER_CONFIG'))\n"
+    )
+    assert out.split() == ["False", "False", "False", "1"], out
+
+
+def test_server_config_in_the_home_is_not_loaded(hub: Hub):
+    browser = running_server(hub, "student2")
+    browser.run(
+        "import os\n"
+        "os.makedirs('.jupyter', exist_ok=True)\n"
+        "open('.jupyter/jupyter_server_config.py', 'w').write(\n"
+        "    \"c.ServerApp.tornado_settings = {'headers': {'X-Student-Config': 'loaded'}}\\n\")\n"
+    )
+    browser.stop()
+    browser.start()
+    response = browser.open_lab()
+    assert response.status_code == 200
+    assert "X-Student-Config" not in response.headers
+    browser.run("import os; os.remove('.jupyter/jupyter_server_config.py')")
+
+
+# --- 5. secrets stay secret ---------------------------------------------------------------------
+
+
+def test_secrets_appear_in_no_container_log_or_status(hub: Hub):
+    running_server(hub, "student1")
+    secret_values = {
+        name: (hub.paths.secrets_dir / name).read_text().strip() for name in hubfile.HUB_SECRETS
+    }
+    culler = culler_token(hub)
+    secret_values["culler token"] = culler
+    status = hub.invoke("status")
+    assert status.returncode == 0, status.stderr
+    places = {"invoke status": status.stdout + status.stderr}
+    flt = {"label": f"{names.LABEL_HUB}={hub.name}"}
+    for container in hub.client.containers.list(all=True, filters=flt):
+        places[f"docker inspect {container.name}"] = json.dumps(container.attrs)
+        places[f"log of {container.name}"] = container.logs().decode("utf-8", "replace")
+    for where, text in places.items():
+        for name, value in secret_values.items():
+            assert value not in text, f"{name} appears in {where}"
+    for name in hubfile.HUB_SECRETS:
+        assert (hub.paths.secrets_dir / name).stat().st_mode & 0o777 == 0o600
+    modes = exec_in_hub(
+        hub,
+        "import os, glob; print(*sorted({oct(os.stat(p).st_mode & 0o777) for p in "
+        f"glob.glob('{hubfile.SECRETS_IN_HUB}/*') + ['{hubfile.HUB_FILE_IN_HUB}']}}))",
+    )
+    assert modes.split() == ["0o600"]
+
+
+def culler_token(hub: Hub) -> str:
+    return exec_in_hub(
+        hub,
+        "import glob\n"
+        "for path in glob.glob('/proc/[0-9]*/cmdline'):\n"
+        "    if b'jupyterhub_idle_culler' in open(path, 'rb').read():\n"
+        "        env = open(path.replace('cmdline', 'environ'), 'rb').read().split(b'\\0')\n"
+        "        print([e for e in env if e.startswith(b'JUPYTERHUB_API_TOKEN=')][0]"
+        ".split(b'=', 1)[1].decode())\n"
+        "        break\n",
+    ).strip()
+
+
+def test_the_cullers_token_is_refused_outside_its_scopes(hub: Hub):
+    token = culler_token(hub)
+    assert token
+    api = hub.url + "hub/api"
+    headers = {"Authorization": f"token {token}"}
+    assert requests.get(api + "/users", headers=headers, timeout=10).status_code == 200
+    for method, path in [
+        ("POST", "/users/intruder"),
+        ("DELETE", "/users/student1"),
+        ("POST", "/users/student1/tokens"),
+        ("GET", "/proxy"),
+        ("POST", "/groups/team-1/users"),
+        ("POST", "/users/student1/server"),
+    ]:
+        response = requests.request(method, api + path, headers=headers, json={}, timeout=10)
+        assert response.status_code == 403, (method, path, response.status_code)
+
+
+# --- 6. authentication -----------------------------------------------------------------------
+
+
+def test_there_is_no_sign_up_page(hub: Hub):
+    for path in ("hub/signup", "hub/api/users/newcomer"):
+        response = requests.post(hub.url + path, data={"username": "newcomer"}, timeout=10)
+        assert response.status_code in (403, 404, 405), (path, response.status_code)
+    assert requests.get(hub.url + "hub/signup", timeout=10).status_code == 404
+
+
+def test_passwords_reach_the_hub_only_as_hashes(hub: Hub):
+    password = hub.passwords["student4"]
+    out = hub.client.containers.get(names.hub_container(hub.name)).exec_run(
+        ["grep", "-r", "-l", "-F", password, hubfile.DATA_IN_HUB, "/etc/classhub"]
+    )
+    assert out.exit_code == 1, out.output.decode()  # grep: no file holds it
+    assert "$2b$" in (hub.paths.state_dir / "hub.json").read_text()
+
+
+def test_fifty_wrong_passwords_never_500_and_never_lock_the_owner_out(hub: Hub):
+    statuses = [Browser(hub.url, "student4").login(f"wrong-{n}").status_code for n in range(50)]
+    assert set(statuses) == {403}, statuses
+    assert Browser(hub.url, "student4").login(hub.passwords["student4"]).status_code == 302
+
+
+# --- 7. names ----------------------------------------------------------------------------------
+
+ODD_NAMES = ["7seas", "jane.doe", "jane-doe", "jane_doe", "l" * 32]
+
+
+def test_odd_names_get_distinct_stable_containers_and_volumes(hub: Hub):
+    passwords = {}
+    for name in ODD_NAMES:
+        result = hub.invoke("add-user", name)
+        assert result.returncode == 0, result.stdout + result.stderr
+        passwords[name] = result.stdout.rsplit("Password: ", 1)[1].split()[0]
+    seen = {}
+    for name in ODD_NAMES[:4]:
+        browser = Browser(hub.url, name)
+        assert browser.login(passwords[name]).status_code == 302
+        for _ in range(2):  # the same names again after a restart
+            browser.start()
+            container = hub.client.containers.get(names.user_container(hub.name, name))
+            home = [
+                m["Name"] for m in container.attrs["Mounts"] if m["Destination"] == "/home/jovyan"
+            ]
+            assert home == [names.user_volume(hub.name, name)]
+            seen.setdefault(name, set()).add((container.name, home[0]))
+            browser.stop()
+    assert all(len(pairs) == 1 for pairs in seen.values()), seen
+    assert len({pair for pairs in seen.values() for pair in pairs}) == 4
+    long_one = Browser(hub.url, ODD_NAMES[-1])
+    assert long_one.login(passwords[ODD_NAMES[-1]]).status_code == 302
+    long_one.start()
+    assert hub.client.containers.get(names.user_container(hub.name, ODD_NAMES[-1]))
+    long_one.stop()
