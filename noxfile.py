@@ -40,6 +40,16 @@ def e2e(session: nox.Session) -> None:
     _pytest(session, "tests/e2e")
 
 
+@nox.session(default=False)
+def audit(session: nox.Session) -> None:
+    """pip-audit: both images' pinned dependencies against OSV's advisories; fails on any.
+
+    Needs api.osv.dev, or an OSV mirror named by CLASSHUB_OSV_URL."""
+    session.install("-c", PINS, "pip-audit")
+    session.install("--no-deps", "-e", ".")
+    session.run("python", "-m", "classhub.audit")
+
+
 @nox.session(name="lock", default=False)
 def lock(session: nox.Session) -> None:
     """Re-pin requirements.txt and requirements-dev.txt from pyproject.toml, and the images'."""
