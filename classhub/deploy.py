@@ -10,6 +10,7 @@ deletes anything, and a step never overwrites a value it did not create.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -192,7 +193,10 @@ def docker_steps(
         def run(index: int = index) -> None:
             # Made now, not at planning: the network or the image may just have been made.
             service = stack.services(client, paths, settings)[index]
+            started = int(time.time())
             stack.ensure_service(client, hub, service, echo)
+            if service.what == "firewall":
+                stack.wait_for_firewall(client, hub, since=started)
             if service.what == "hub":
                 _wait_for_hub(client, settings, api, echo)
 

@@ -35,7 +35,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from . import hubfile, names, render
+from . import hubfile, names, render, wait
 from .errors import UserError
 from .images import find as find_image
 from .paths import Paths
@@ -288,6 +288,33 @@ def _hub_service(client, paths: Paths, settings: Settings, address: str, image_i
     return Service("hub", kwargs, join=(names.socket_network(hub),), inputs="\0".join(inputs))
 
 
+FIREWALL_LOADED = "firewall: table ip"  # the line the firewall prints once its rules are in
+
+
+def wait_for_firewall(
+    client: docker.DockerClient, hub: str, since: int, timeout: float = 30
+) -> None:
+    """Return once the firewall (started at `since`, epoch seconds) has loaded its rules; stop
+    setup before the hub starts if it cannot, since students would then reach each other."""
+    container = client.containers.get(names.firewall_container(hub))
+
+    def loaded() -> bool:
+        container.reload()
+        log = container.logs(since=since).decode("utf-8", "replace")
+        if FIREWALL_LOADED in log:
+            return True
+        if container.status != "running" or "error" in log.lower():
+            raise UserError(
+                f"the firewall {container.name} could not load its rules, so students would "
+                "reach each other's servers; the hub is not started. Its log:\n"
+                + "\n".join("   " + line for line in log.strip().splitlines()[-15:])
+            )
+        return False
+
+    wait.until(f"the firewall {container.name}", loaded, timeout,
+               on_timeout=lambda: container.logs(tail=15).decode("utf-8", "replace"))  # fmt: skip
+
+
 def spec_hash(service: Service) -> str:
     digest = hashlib.sha256(json.dumps(service.kwargs, sort_keys=True, default=str).encode())
     digest.update(f"\0{service.join}\0{service.inputs}".encode())
@@ -344,9 +371,10 @@ def ensure_service(client: docker.DockerClient, hub: str, service: Service, echo
             leftover.remove(force=True)
         explanation = str(exc.explanation or exc)
         if "address already in use" in explanation or "port is already allocated" in explanation:
+            address, port = next(iter(service.kwargs["ports"].values()))
             raise UserError(
-                f"the hub cannot listen on {service.kwargs['ports']}: another program uses that "
-                "port. Set PORT in .env to a free port and run invoke setup"
+                f"the hub cannot listen on {address}:{port}: another program uses that port. "
+                "Set PORT in .env to a free port and run invoke setup"
             ) from None
         raise UserError(f"starting the {service.what} container {service.name} failed: "
                         f"{explanation}") from None  # fmt: skip

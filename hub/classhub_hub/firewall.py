@@ -28,6 +28,21 @@ import sys
 import time
 
 DOCKER_PORTS = (2375, 2376)
+BRIDGE_NF = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+
+
+def bridge_filtering_problem() -> str | None:
+    """Why traffic between two containers would bypass these rules, or None."""
+    try:
+        with open(BRIDGE_NF) as flag:
+            if flag.read().strip() == "1":
+                return None
+    except OSError:
+        pass
+    return (
+        f"{BRIDGE_NF} is not 1, so traffic between containers bypasses the firewall; "
+        "on the host run: modprobe br_netfilter && sysctl -w net.bridge.bridge-nf-call-iptables=1"
+    )
 
 
 def ruleset(table: str, bridge: str, hub_ip: str, ports: list[int]) -> str:
@@ -83,8 +98,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=float, default=5.0)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    problem = bridge_filtering_problem()
+    if problem:
+        print(f"error: {problem}", flush=True)
+        sys.exit(1)
     script = ruleset(args.table, args.bridge, args.hub_ip, args.port)
-    loaded = apply(args.table, script)
+    try:
+        loaded = apply(args.table, script)
+    except RuntimeError as exc:
+        print(f"error: nft could not load table ip {args.table}: {exc}", flush=True)
+        sys.exit(1)
     print(f"firewall: table ip {args.table} loaded for bridge {args.bridge}", flush=True)
     while True:
         time.sleep(args.every)

@@ -16,7 +16,8 @@ import docker.errors
 import pytest
 import requests
 
-from classhub import hubfile, names
+from classhub import hubfile, names, stack
+from classhub.errors import UserError
 
 from .browser import Browser, KernelDied
 from .conftest import Hub
@@ -441,3 +442,22 @@ def test_odd_names_get_distinct_stable_containers_and_volumes(hub: Hub):
     long_one.start()
     assert hub.client.containers.get(names.user_container(hub.name, ODD_NAMES[-1]))
     long_one.stop()
+
+
+def test_setup_stops_when_the_firewall_cannot_load_its_rules(hub: Hub):
+    """A firewall without NET_ADMIN: the real nft fails, and setup's wait says so and why."""
+    other = f"{hub.name}fw"
+    container = hub.client.containers.run(
+        names.HUB_IMAGE,
+        ["python3", "-m", "classhub_hub.firewall", "--table", names.firewall_table(other),
+         "--bridge", "br-none", "--hub-ip", "10.0.0.1", "--port", "8000"],
+        name=names.firewall_container(other), network_mode="host", cap_drop=["ALL"],
+        labels=names.labels(other, "firewall"), detach=True,
+    )  # fmt: skip
+    try:
+        with pytest.raises(UserError) as failed:
+            stack.wait_for_firewall(hub.client, other, since=1)
+        assert "could not load its rules" in str(failed.value)
+        assert "error: nft could not load" in str(failed.value)
+    finally:
+        container.remove(force=True)
