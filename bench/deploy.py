@@ -54,10 +54,11 @@ def main() -> None:
                 started = time.monotonic()
                 browser.start()
                 browser.open_lab()
-                assert browser.run("print(1 + 1)") == "2\n"
+                out = browser.run("print(1 + 1)")
+                assert out == "2\n", repr(out)
                 spawns.append(round(time.monotonic() - started, 2))
             figures["spawn to usable kernel (s), each"] = spawns
-            figures["spawn to usable kernel (s), median"] = statistics.median(spawns)
+            figures["spawn to usable kernel (s), median"] = round(statistics.median(spawns), 2)
         finally:
             sweep(client, name)
     RESULTS.parent.mkdir(exist_ok=True)

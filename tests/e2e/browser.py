@@ -143,6 +143,9 @@ def _execute(browser: Browser, kernel_id: str, code: str, timeout: float) -> str
             )
         )
         output = []
+        # Done when both the reply (shell) and the kernel's idle status (iopub, after every output)
+        # have come: the two channels share the websocket, in no fixed order.
+        replied = idle = False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             message = json.loads(ws.recv())
@@ -159,6 +162,10 @@ def _execute(browser: Browser, kernel_id: str, code: str, timeout: float) -> str
                     "the kernel raised: " + "\n".join(message["content"]["traceback"])
                 )
             elif kind == "execute_reply":
+                replied = True
+            elif kind == "status" and state == "idle":
+                idle = True
+            if replied and idle:
                 return "".join(output)
         raise AssertionError(f"no execute_reply in {timeout}s")
     finally:
