@@ -288,7 +288,7 @@ def _hub_service(client, paths: Paths, settings: Settings, address: str, image_i
     return Service("hub", kwargs, join=(names.socket_network(hub),), inputs="\0".join(inputs))
 
 
-FIREWALL_LOADED = "firewall: table ip"  # the line the firewall prints once its rules are in
+FIREWALL_LOADED = "firewall: table inet"  # the line the firewall prints once its rules are in
 
 
 def wait_for_firewall(
@@ -427,8 +427,8 @@ def remove_firewall_rules(client: docker.DockerClient, hub: str) -> None:
     """Take the hub's firewall table out of the host's kernel (its firewall container is gone)."""
     client.containers.run(
         names.HUB_IMAGE,
-        ["sh", "-c", f"nft list table ip {names.firewall_table(hub)} >/dev/null 2>&1 && "
-                     f"nft delete table ip {names.firewall_table(hub)}; true"],
+        ["sh", "-c", f"nft list table inet {names.firewall_table(hub)} >/dev/null 2>&1 && "
+                     f"nft delete table inet {names.firewall_table(hub)}; true"],
         network_mode="host", cap_drop=["ALL"], cap_add=["NET_ADMIN"], remove=True,
         labels=names.labels(hub, "firewall-removal"),
     )  # fmt: skip

@@ -2,7 +2,8 @@
 
 Docker lets every container on a network talk to every other one. For a hub's network that would
 let a student reach another student's server, or a port another student opens. This keeps one
-nftables table in the host's kernel, `ip classhub_<hub>`, that allows on the hub's bridge only:
+nftables table in the host's kernel, `inet classhub_<hub>` (IPv4 and IPv6), that allows on the
+hub's bridge only:
 
 - anything the hub container (fixed address) sends, and the replies to it (the proxy and the hub
   reach every server);
@@ -50,9 +51,9 @@ def ruleset(table: str, bridge: str, hub_ip: str, ports: list[int]) -> str:
     allowed = ", ".join(str(p) for p in ports)
     docker = ", ".join(str(p) for p in DOCKER_PORTS)
     return f"""\
-add table ip {table}
-delete table ip {table}
-table ip {table} {{
+add table inet {table}
+delete table inet {table}
+table inet {table} {{
   chain forward {{
     type filter hook forward priority filter - 1; policy accept;
     iifname "{bridge}" oifname "{bridge}" jump between_containers
@@ -85,7 +86,7 @@ def apply(table: str, script: str) -> str:
 
 
 def current(table: str) -> str:
-    listed = nft("list", "table", "ip", table)
+    listed = nft("list", "table", "inet", table)
     return listed.stdout if listed.returncode == 0 else ""
 
 
@@ -106,13 +107,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         loaded = apply(args.table, script)
     except RuntimeError as exc:
-        print(f"error: nft could not load table ip {args.table}: {exc}", flush=True)
+        print(f"error: nft could not load table inet {args.table}: {exc}", flush=True)
         sys.exit(1)
-    print(f"firewall: table ip {args.table} loaded for bridge {args.bridge}", flush=True)
+    print(f"firewall: table inet {args.table} loaded for bridge {args.bridge}", flush=True)
     while True:
         time.sleep(args.every)
         if current(args.table) != loaded:
-            print(f"firewall: table ip {args.table} was changed or removed; loading it again",
+            print(f"firewall: table inet {args.table} was changed or removed; loading it again",
                   flush=True)  # fmt: skip
             loaded = apply(args.table, script)
 
