@@ -18,9 +18,10 @@ import requests
 
 from classhub import hubfile, names, stack
 from classhub.errors import UserError
+from tests.conftest import invoke
 
 from .browser import Browser, KernelDied
-from .conftest import Hub
+from .conftest import Hub, engine_environ, free_port, new_checkout, sweep
 from .test_hub import logged_in, running_server
 
 PROBE = """
@@ -461,3 +462,27 @@ def test_setup_stops_when_the_firewall_cannot_load_its_rules(hub: Hub):
         assert "error: nft could not load" in str(failed.value)
     finally:
         container.remove(force=True)
+
+
+def test_a_network_from_before_the_firewall_is_recreated_with_a_fixed_hub_address(
+    hub: Hub, tmp_path
+):
+    """A hub set up by an older classhub has a network without a fixed hub address."""
+    name = f"{hub.name}old"
+    old = hub.client.networks.create(
+        names.network(name), driver="bridge", labels=names.labels(name, "net")
+    )
+    try:
+        paths = new_checkout(tmp_path / "clone", name, free_port(), "hub-admin admin\n")
+        plan = invoke(paths, "setup", "--dry-run", env=engine_environ())
+        assert "without a fixed hub address" in plan.stdout and "recreate" in plan.stdout
+        result = invoke(paths, "setup", env=engine_environ(), timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        network = hub.client.networks.get(names.network(name))
+        assert network.id != old.id and network.attrs["IPAM"]["Config"][0]["IPRange"]
+        status = invoke(paths, "status", env=engine_environ())
+        for row in ("firewall", "Docker socket proxy", "hub container"):
+            assert row in status.stdout, status.stdout
+        assert "running" in status.stdout
+    finally:
+        sweep(hub.client, name)
