@@ -88,6 +88,26 @@ def add_group(c, name, members=""):
         commands.add_group(PATHS, os.environ, Output(), name, members_list)
 
 
+@task(help={"dry_run": "print the plan and change nothing"})
+def sync(c, dry_run=False):
+    """Bring the running hub in line with userlist: add, move and remove users and groups."""
+    with user_errors():
+        commands.sync(PATHS, os.environ, Output(), dry_run)
+
+
+@task(
+    help={
+        "name": "the user to take off the roster and the hub",
+        "purge": "also delete their home volume, after showing it and asking",
+        "yes": "with --purge: do not ask (for scripts)",
+    },
+)
+def remove_user(c, name, purge=False, yes=False):
+    """Take NAME off userlist and the hub (server stopped); their home is kept unless --purge."""
+    with user_errors():
+        commands.remove_user(PATHS, os.environ, Output(), name, purge, yes)
+
+
 @task
 def status(c):
     """Show each component's state, what setup would change, and who has a server running."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections.abc import Mapping
 
 from . import config as config_mod
-from . import credentials, deploy, hubapi, images, names, plan, render, secrets, stack
+from . import credentials, deploy, hubapi, hubfile, images, names, plan, render, secrets, stack
 from . import engine as engine_mod
 from .config import Config
 from .console import Output
@@ -20,7 +21,7 @@ from .errors import ConfigError, UserError
 from .files import file_mode, write_atomic
 from .paths import Paths
 from .plan import Step
-from .roster import ADMIN_WORD, GROUP_WORD, Roster, parse_userlist, with_tokens
+from .roster import ADMIN_WORD, GROUP_WORD, Roster, parse_userlist, with_tokens, without_line
 from .settings import Settings
 
 
@@ -178,6 +179,96 @@ def add_group(
     _converge(paths, environ, out, False, "required")
 
 
+def sync(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> None:
+    """Bring the running hub in line with `userlist` without restarting it or any server."""
+    cfg = load(paths, environ, out)
+    client = engine_mod.connect(environ)
+    steps = deploy.sync_steps(
+        paths, cfg, client, out.info,
+        lambda done, total: out.progress("hashing passwords", done, total),
+    )  # fmt: skip
+    out.info(summary(cfg))
+    out.info()
+    out.info(plan.table(steps))
+    out.info()
+    if dry_run:
+        pending = sum(step.changes for step in steps)
+        out.info(f"Dry run: nothing was changed ({pending} step(s) would change something).")
+        return
+    changed = plan.apply(steps, out.info)
+    out.info(f"Done: {changed} step(s) changed something." if changed else "Nothing to change.")
+    _report_roster_state(paths, cfg, client, out)
+
+
+def _report_roster_state(paths: Paths, cfg: Config, client, out: Output) -> None:
+    """Servers that wait for a restart to see a roster change, and volumes nobody uses now."""
+    hub = cfg.settings.hub_name
+    if paths.hub_file.exists():
+        stale = stack.stale_servers(client, hub, hubfile.load(paths.hub_file))
+        if stale:
+            out.info(
+                "Waiting for a restart (their next start picks up the change): "
+                + "; ".join(f"{user} ({change})" for user, change in sorted(stale.items()))
+            )
+    detached = stack.detached_volumes(client, hub, cfg.roster)
+    if detached:
+        out.info(
+            "Detached volumes, kept (no roster user or group uses them; "
+            "invoke remove-user NAME --purge deletes a user's): " + ", ".join(detached)
+        )
+
+
+def remove_user(
+    paths: Paths,
+    environ: Mapping[str, str],
+    out: Output,
+    name: str,
+    purge: bool = False,
+    yes: bool = False,
+) -> None:
+    """Take NAME off the roster and the hub (server stopped); with `purge`, delete their home."""
+    cfg = load(paths, environ, out)
+    who = name.lower()
+    _not_an_option(who)
+    user = cfg.roster.get(who)
+    if who == cfg.settings.admin_user:
+        raise UserError(
+            f"{who} is this hub's ADMIN_USER, always on the roster; set another ADMIN_USER in "
+            f"{paths.show(cfg.env_path)} first"
+        )
+    if user is not None:
+        text = without_line(paths.userlist.read_text(encoding="utf-8-sig"), user.line)
+        _write_userlist(paths, cfg, environ, text)
+        out.info(f"userlist: removed {who} (line {user.line})")
+    else:
+        out.info(f"userlist: {who} is not on the roster")
+    sync(paths, environ, out)
+    if not purge:
+        out.info(f"{who}'s home volume is kept; invoke remove-user {who} --purge deletes it.")
+        return
+    client = engine_mod.connect(environ)
+    hub = cfg.settings.hub_name
+    volume = names.user_volume(hub, who)
+    if volume not in stack.volume_names(client):
+        out.info(f"{who} has no home volume ({volume}); nothing to delete.")
+        return
+    if stack.find_container(client, names.user_container(hub, who)) is not None:
+        raise UserError(
+            f"{who}'s server container still exists; run invoke down or wait, then again"
+        )
+    out.info(f"This deletes, for good: the volume {volume}, every file in {who}'s home.")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(
+                "not confirmed, nothing was deleted; to confirm without asking add --yes"
+            )
+        answer = input(f"Type {who} to delete their home: ").strip().lower()
+        if answer != who:
+            raise UserError("not confirmed, nothing was deleted")
+    client.volumes.get(volume).remove()
+    out.info(f"Deleted {volume}.")
+
+
 def _edit_userlist(
     paths: Paths, cfg: Config, environ: Mapping[str, str], who: str, line, tokens: list[str]
 ) -> None:
@@ -213,6 +304,8 @@ def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
         )
     elif docker:
         out.info(f"The hub does not answer at {api.root}.")
+    if docker:
+        _report_roster_state(paths, cfg, engine_mod.connect(environ), out)
     pending = sum(step.changes for step in steps)
     out.info(
         f"{pending} step(s) pending: run invoke setup." if pending else "In step with the settings."
@@ -322,11 +415,15 @@ def nginx(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     out.info(render.nginx_location(paths, cfg.settings).rstrip("\n"))
 
 
-def _on_roster(roster: Roster, name: str) -> None:
+def _not_an_option(name: str) -> None:
     if name.startswith("-"):
         raise UserError(
             f"{name!r} is not a user name; for this task's options run: invoke --help TASK"
         )
+
+
+def _on_roster(roster: Roster, name: str) -> None:
+    _not_an_option(name)
     if roster.get(name) is None:
         raise UserError(
             f"{name!r} is not on the roster; add a line for them to userlist and run invoke setup"

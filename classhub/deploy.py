@@ -145,29 +145,7 @@ def docker_steps(
                           lambda: stack.ensure_socket_network(client, hub)))  # fmt: skip
     else:
         steps.append(Step(f"network {socket_net}", "present"))
-    data = names.hub_data_volume(hub)
-    if data not in stack.volume_names(client):
-        steps.append(Step(f"volume {data}", "missing", "create (hub database)",
-                          lambda: stack.ensure_data_volume(client, hub)))  # fmt: skip
-    else:
-        steps.append(Step(f"volume {data}", "present"))
-    missing = stack.missing_volumes(client, hub, roster)
-    wanted = stack.wanted_volumes(hub, roster)
-    for kind, label, how in (
-        ("user", "user volumes (homes)", "owner 1000:100"),
-        ("group", "group volumes", "owner 1000:100, mode 2775"),
-    ):
-        total = sum(k == kind for k in wanted.values())
-        todo = {n: k for n, k in missing.items() if k == kind}
-        state = f"{total - len(todo)} of {total} present"
-        if todo:
-
-            def run(todo: dict[str, str] = todo) -> None:
-                stack.create_volumes(client, hub, todo, settings.notebook_image, echo)
-
-            steps.append(Step(label, state, f"create {len(todo)} ({how})", run))
-        else:
-            steps.append(Step(label, state))
+    steps += volume_steps(client, settings, roster, echo)
 
     # The hub's containers (firewall, Docker socket proxy, hub), then its users and groups.
     api = hubapi.HubAPI(settings, lambda: secrets.api_token(paths))
@@ -201,23 +179,80 @@ def docker_steps(
                 _wait_for_hub(client, settings, api, echo)
 
         steps.append(Step(f"{what} {name}", state, action or "none", run if action else None))
-    action = hub_action
+
+    steps.append(hub_sync_step(client, settings, roster, api, echo, hub_changes=bool(hub_action)))
+    return steps
+
+
+def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> list[Step]:
+    """The hub's data volume, then the roster's user and group volumes (created, never removed)."""
+    hub = settings.hub_name
+    steps = []
+    data = names.hub_data_volume(hub)
+    if data not in stack.volume_names(client):
+        steps.append(Step(f"volume {data}", "missing", "create (hub database)",
+                          lambda: stack.ensure_data_volume(client, hub)))  # fmt: skip
+    else:
+        steps.append(Step(f"volume {data}", "present"))
+    missing = stack.missing_volumes(client, hub, roster)
+    wanted = stack.wanted_volumes(hub, roster)
+    for kind, label, how in (
+        ("user", "user volumes (homes)", "owner 1000:100"),
+        ("group", "group volumes", "owner 1000:100, mode 2775"),
+    ):
+        total = sum(k == kind for k in wanted.values())
+        todo = {n: k for n, k in missing.items() if k == kind}
+        state = f"{total - len(todo)} of {total} present"
+        if todo:
+
+            def run(todo: dict[str, str] = todo) -> None:
+                stack.create_volumes(client, hub, todo, settings.notebook_image, echo)
+
+            steps.append(Step(label, state, f"create {len(todo)} ({how})", run))
+        else:
+            steps.append(Step(label, state))
+    return steps
+
+
+def hub_sync_step(
+    client: docker.DockerClient,
+    settings,
+    roster,
+    api: hubapi.HubAPI,
+    echo: Echo,
+    hub_changes: bool = False,
+) -> Step:
+    """The hub's users and groups brought in line with the roster, on the running hub."""
 
     def sync() -> None:
         _wait_for_hub(client, settings, api, echo)
         hubapi.apply_drift(api, hubapi.drift(api, roster))
 
-    if action or not api.answers():
-        steps.append(Step("hub users and groups", "hub not answering yet",
-                          "add the roster's users and groups once it answers", sync))  # fmt: skip
+    if hub_changes or not api.answers():
+        return Step("hub users and groups", "hub not answering yet",
+                    "bring in line with the roster once it answers", sync)  # fmt: skip
+    change = hubapi.drift(api, roster)
+    if change.empty:
+        return Step("hub users and groups", "in step with the roster")
+    return Step("hub users and groups", "differ from the roster", change.describe(), sync)
+
+
+def sync_steps(
+    paths: Paths, config: Config, client: docker.DockerClient, echo: Echo, progress: Progress
+) -> list[Step]:
+    """After a roster edit: passwords, the hub file, volumes and the running hub's users and
+    groups. Touches no image and no container: running servers keep running. A hub that is not
+    running gets its users and groups when it starts (invoke up)."""
+    settings = config.settings
+    api = hubapi.HubAPI(settings, lambda: secrets.api_token(paths))
+    steps = setup_steps(paths, config, progress)
+    steps += volume_steps(client, settings, config.roster, echo)
+    if stack.find_container(client, names.hub_container(settings.hub_name)) is None or (
+        not api.answers()
+    ):
+        steps.append(Step("hub users and groups", "hub not running: invoke up brings them in"))
     else:
-        change = hubapi.drift(api, roster)
-        if change.empty:
-            steps.append(Step("hub users and groups", "in step with the roster"))
-        else:
-            steps.append(
-                Step("hub users and groups", "differ from the roster", change.describe(), sync)
-            )
+        steps.append(hub_sync_step(client, settings, config.roster, api, echo))
     return steps
 
 

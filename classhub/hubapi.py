@@ -1,13 +1,15 @@
 """The hub's REST API, as the host's `classhub` service uses it (token in secrets/).
 
 Used for what only the running hub knows or holds: whether it answers, which users have a
-running server, and its users and groups, which `sync_steps` keeps in step with the roster so the
-admin panel shows every student before their first login. It never deletes a user: someone
-taken off the roster stays in the hub's database but can no longer log in.
+running server, and its users and groups, which `drift` and `apply_drift` keep in step with the
+roster (so the admin panel shows every student before their first login). Someone taken off the
+roster is removed from the hub: their server is stopped and they can no longer log in. Their home
+volume is not the hub's: it stays (invoke remove-user --purge deletes it).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -89,39 +91,57 @@ class Drift:
     new_groups: tuple[str, ...]
     add_members: dict[str, tuple[str, ...]]
     drop_members: dict[str, tuple[str, ...]]
+    gone_users: tuple[str, ...] = ()  # in the hub, not on the roster
+    gone_groups: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.new_users or self.new_groups or self.add_members or self.drop_members)
+        return not (
+            self.new_users or self.new_groups or self.add_members or self.drop_members
+            or self.gone_users or self.gone_groups
+        )  # fmt: skip
 
     def describe(self) -> str:
         parts = []
         if self.new_users:
-            parts.append(f"add {len(self.new_users)} user(s)")
+            parts.append(f"add user(s) {_few(self.new_users)}")
         if self.new_groups:
-            parts.append(f"add {len(self.new_groups)} group(s)")
-        changed = len(set(self.add_members) | set(self.drop_members))
+            parts.append(f"add group(s) {_few(self.new_groups)}")
+        changed = sorted(set(self.add_members) | set(self.drop_members))
         if changed:
-            parts.append(f"update the members of {changed} group(s)")
-        return ", ".join(parts)
+            parts.append(f"change the members of {_few(changed)}")
+        if self.gone_users:
+            parts.append(f"remove user(s) {_few(self.gone_users)} (servers stopped, homes kept)")
+        if self.gone_groups:
+            parts.append(f"remove group(s) {_few(self.gone_groups)} (folders kept)")
+        return "; ".join(parts)
+
+
+def _few(items, most: int = 4) -> str:
+    items = list(items)
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
 def drift(api: HubAPI, roster: Roster) -> Drift:
     have_users = {u["name"] for u in api.users()}
     have_groups = {g["name"]: set(g.get("users") or ()) for g in api.groups()}
     wanted = {g: set(members) for g, members in roster.groups().items()}
+    gone_users = have_users - set(roster.names)
     add, drop = {}, {}
     for group, members in wanted.items():
         have = have_groups.get(group, set())
         if members - have:
             add[group] = tuple(sorted(members - have))
-        if have - members:
-            drop[group] = tuple(sorted(have - members))
+        if have - members - gone_users:  # removing a user takes them out of their groups
+            drop[group] = tuple(sorted(have - members - gone_users))
     return Drift(
         new_users=tuple(n for n in roster.names if n not in have_users),
         new_groups=tuple(sorted(set(wanted) - set(have_groups))),
         add_members=add,
         drop_members=drop,
+        gone_users=tuple(sorted(gone_users)),
+        gone_groups=tuple(sorted(set(have_groups) - set(wanted))),
     )
 
 
@@ -134,3 +154,20 @@ def apply_drift(api: HubAPI, change: Drift) -> None:
         api.call("POST", f"/groups/{group}/users", json={"users": list(members)})
     for group, members in change.drop_members.items():
         api.call("DELETE", f"/groups/{group}/users", json={"users": list(members)})
+    for user in change.gone_users:
+        remove_user(api, user)
+    for group in change.gone_groups:
+        api.call("DELETE", f"/groups/{group}")
+
+
+def remove_user(api: HubAPI, user: str, timeout: float = 120) -> None:
+    """Delete `user` from the hub, which first stops their server (their volume stays)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            api.call("DELETE", f"/users/{user}")
+            return
+        except UserError as exc:
+            if "in the process of stopping" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)

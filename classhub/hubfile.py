@@ -33,6 +33,10 @@ SOCKET_PROXY_PORT = 2375
 HUB_SECRETS = ("cookie_secret", "proxy_auth_token", "classhub_api_token")
 
 
+# Where a user's volumes appear in their container.
+HOME = "/home/jovyan"
+
+
 class HubFileError(Exception):
     pass
 
@@ -63,3 +67,13 @@ def load(path: str | Path) -> HubFile:
         return HubFile(json.loads(path.read_text(encoding="utf-8")), str(path))
     except (OSError, ValueError) as exc:
         raise HubFileError(f"{path}: cannot be read ({exc}); re-run invoke setup") from None
+
+
+def mounts(hub: HubFile, username: str) -> dict[str, str]:
+    """The volumes a user's container mounts (volume -> path): the home, then one folder per
+    group. Used by the hub at each spawn and by the host to see which servers are out of date."""
+    user = hub.get("users")[username]
+    volumes = {user["volume"]: HOME}
+    for group in user["groups"]:
+        volumes[hub.get("groups")[group]["volume"]] = f"{HOME}/{group}"
+    return volumes

@@ -157,6 +157,13 @@ def with_tokens(text: str, line: int | None, name: str, tokens: list[str]) -> st
     return "\n".join(lines) + "\n"
 
 
+def without_line(text: str, line: int) -> str:
+    """`text` without line `line` (1-based), e.g. a user taken off the roster."""
+    lines = text.splitlines()
+    del lines[line - 1]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def _with_admin(users: list[User], admin_user: str) -> list[User]:
     """ADMIN_USER is always on the roster and always an admin."""
     for i, user in enumerate(users):

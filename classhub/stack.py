@@ -148,6 +148,35 @@ def wanted_volumes(hub: str, roster: Roster) -> dict[str, str]:
     return wanted
 
 
+def detached_volumes(client: docker.DockerClient, hub: str, roster: Roster) -> list[str]:
+    """This hub's user and group volumes that no roster user or group uses any more (kept)."""
+    wanted = wanted_volumes(hub, roster)
+    found = []
+    for kind in ("user", "group"):
+        flt = {"label": [f"{names.LABEL_HUB}={hub}", f"{names.LABEL_KIND}={kind}"]}
+        found += [v.name for v in client.volumes.list(filters=flt) if v.name not in wanted]
+    return sorted(found)
+
+
+def stale_servers(client: docker.DockerClient, hub: str, hub_file) -> dict[str, str]:
+    """Running servers whose folders differ from what the roster now gives their user (user ->
+    what changed); they pick it up at their next start."""
+    users = hub_file.get("users")
+    stale = {}
+    for container in hub_objects(client, hub, "user"):
+        user = container.labels.get("classhub.user", "")
+        if container.status != "running" or user not in users:
+            continue
+        have = {m["Name"]: m["Destination"] for m in container.attrs["Mounts"] if m.get("Name")}
+        want = hubfile.mounts(hub_file, user)
+        if have != want:
+            home = hubfile.HOME + "/"
+            added = sorted(p.removeprefix(home) for v, p in want.items() if have.get(v) != p)
+            gone = sorted(p.removeprefix(home) for v, p in have.items() if want.get(v) != p)
+            stale[user] = ", ".join([f"+{a}" for a in added] + [f"-{g}" for g in gone])
+    return stale
+
+
 def missing_volumes(client: docker.DockerClient, hub: str, roster: Roster) -> dict[str, str]:
     have = volume_names(client)
     return {name: kind for name, kind in wanted_volumes(hub, roster).items() if name not in have}

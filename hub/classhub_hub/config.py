@@ -26,7 +26,6 @@ from classhub import hubfile
 
 from .roster import LiveRoster
 
-HOME = "/home/jovyan"
 # A class starting at once on a small machine: 50 containers may need minutes to all answer.
 START_TIMEOUT = 600
 HTTP_TIMEOUT = 300
@@ -45,20 +44,15 @@ def read_secrets(folder: str = hubfile.SECRETS_IN_HUB) -> dict[str, str]:
     }
 
 
-def volumes_for(hub: hubfile.HubFile, username: str) -> dict[str, str]:
-    """The volumes a user's container mounts: their home, then one folder per group."""
-    user = hub.get("users")[username]
-    volumes = {user["volume"]: HOME}
-    for group in user["groups"]:
-        volumes[hub.get("groups")[group]["volume"]] = f"{HOME}/{group}"
-    return volumes
-
-
 def make_pre_spawn_hook(live: LiveRoster):
     def pre_spawn_hook(spawner) -> None:
         refuse_user_options(spawner)
         # Read at each spawn, so a roster change reaches the next start without a hub restart.
-        spawner.volumes = volumes_for(live.hub(), spawner.user.name)
+        hub = live.hub()
+        spawner.volumes = hubfile.mounts(hub, spawner.user.name)
+        mine = set(hub.get("users")[spawner.user.name]["groups"])
+        others = sorted(set(hub.get("groups")) - mine)  # their folders, if left empty, go
+        spawner.environment = {**spawner.environment, "CLASSHUB_OTHER_GROUPS": " ".join(others)}
 
     return pre_spawn_hook
 
@@ -112,7 +106,7 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
     c.DockerSpawner.extra_create_kwargs = {
         "labels": {"classhub.hub": name, "classhub.kind": "user", "classhub.user": "{raw_username}"}
     }
-    c.DockerSpawner.notebook_dir = HOME
+    c.DockerSpawner.notebook_dir = hubfile.HOME
     c.DockerSpawner.mem_limit = hub.get("limits.mem_limit")
     c.DockerSpawner.cpu_limit = float(hub.get("limits.cpu_limit"))
     c.DockerSpawner.extra_host_config = {

@@ -12,7 +12,7 @@ from classhub import hubfile, names, render
 from classhub.credentials import Credential
 from classhub.roster import parse_userlist
 from classhub.settings import Context, load_settings
-from classhub_hub.config import CLASSHUB_SCOPES, CULLER_SCOPES, apply_config, volumes_for
+from classhub_hub.config import CLASSHUB_SCOPES, CULLER_SCOPES, apply_config
 from classhub_hub.dockerproxy import Policy
 from tests.conftest import PROJECT
 
@@ -66,12 +66,12 @@ def test_no_culler_when_the_timeout_is_zero():
 
 def test_volumes_home_and_one_folder_per_group():
     hub = hub_file()
-    assert volumes_for(hub, "ann") == {
+    assert hubfile.mounts(hub, "ann") == {
         "physics-user-ann": "/home/jovyan",
         "physics-group-team-1": "/home/jovyan/team-1",
         "physics-group-team-2": "/home/jovyan/team-2",
     }
-    assert volumes_for(hub, "boss") == {"physics-user-boss": "/home/jovyan"}
+    assert hubfile.mounts(hub, "boss") == {"physics-user-boss": "/home/jovyan"}
     assert hub.get("groups")["empty"] == {"members": [], "volume": "physics-group-empty"}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from classhub.roster import User, parse_userlist, with_tokens
+from classhub.roster import User, parse_userlist, with_tokens, without_line
 from tests.conftest import PROJECT
 
 
@@ -133,3 +133,11 @@ def test_with_tokens_keeps_comments_and_adds_new_lines():
     assert with_tokens(text, 1, "ann", ["team-2"]) == "ann team-1 team-2  # the TA\nbob\n"
     assert with_tokens(text, None, "cy", ["admin"]) == text + "cy admin\n"
     assert with_tokens("ann", None, "bob", []) == "ann\nbob\n"
+
+
+def test_without_line_drops_only_that_line():
+    text = "# header\nalice team-1\nbob  # a comment\ncarol\n"
+    assert without_line(text, 3) == "# header\nalice team-1\ncarol\n"
+    assert without_line("alice\n", 1) == ""
+    roster, problems, _ = parse(without_line(text, 2))
+    assert problems == [] and roster.get("alice") is None and roster.get("bob")

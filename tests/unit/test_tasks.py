@@ -175,13 +175,23 @@ def test_reader_that_stops_early_gets_no_traceback(checkout: Paths):
 
 def test_setup_without_an_engine_says_what_to_do_and_writes_nothing(checkout: Paths):
     before = snapshot(checkout.root)
-    for args in (["setup"], ["setup", "--dry-run"], ["up"], ["down"], ["logs"]):
+    for args in (
+        ["setup"], ["setup", "--dry-run"], ["up"], ["down"], ["logs"], ["sync"],
+        ["remove-user", "student1"], ["remove-user", "student1", "--purge", "--yes"],
+    ):  # fmt: skip
         err = fails(invoke(checkout, *args))
         assert "no Docker engine answers at unix:///nonexistent/docker.sock" in err, args
         assert "invoke engine" in err
     assert snapshot(checkout.root) == before
     out = ok(invoke(checkout, "status"))  # status still shows the host side
     assert "No Docker engine answers" in out and "secrets/cookie_secret" in out
+
+
+def test_the_admin_user_cannot_be_removed(checkout: Paths):
+    before = snapshot(checkout.root)
+    err = fails(invoke(checkout, "remove-user", "HUB-ADMIN"))
+    assert "hub-admin is this hub's ADMIN_USER" in err and "set another ADMIN_USER" in err
+    assert snapshot(checkout.root) == before
 
 
 def test_login_before_setup_says_to_run_setup(checkout: Paths):

@@ -1,0 +1,152 @@
+"""A term with a class: roster edits reach the running hub with `invoke sync`, nothing restarts,
+and nobody's files are lost (issue: a term with a class).
+
+These tests edit the shared hub's `userlist` with users of their own, and leave the roster's first
+users (student1..4) as they found them.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import docker.errors
+import pytest
+
+from classhub import names
+
+from .browser import Browser
+from .conftest import Hub
+from .test_hub import running_server
+
+
+def edit_roster(hub: Hub, add: str = "", drop: tuple[str, ...] = ()) -> None:
+    lines = [
+        line
+        for line in hub.paths.userlist.read_text().splitlines()
+        if not line.split() or line.split()[0] not in drop
+    ]
+    hub.paths.userlist.write_text("\n".join(lines) + "\n" + add)
+
+
+def sync(hub: Hub, *args: str) -> str:
+    result = hub.invoke("sync", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def password(hub: Hub, user: str) -> str:
+    result = hub.invoke("login", "--name", user)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.rsplit("Password: ", 1)[1].split()[0]
+
+
+def logged_in_as(hub: Hub, user: str) -> Browser:
+    browser = Browser(hub.url, user)
+    assert browser.login(password(hub, user)).status_code == 302
+    return browser
+
+
+def started_at(hub: Hub, container: str) -> tuple[str, str]:
+    found = hub.client.containers.get(container)
+    return found.id, found.attrs["State"]["StartedAt"]
+
+
+def volume_file(hub: Hub, volume: str, path: str) -> str:
+    """A file's text read straight from a volume, as an administrator on the host would (copied
+    out of a container that never runs: no log to race with)."""
+    container = hub.client.containers.create(
+        "classhub-notebook:latest", ["true"], volumes={volume: {"bind": "/v", "mode": "ro"}},
+        network_disabled=True,
+    )  # fmt: skip
+    try:
+        stream, _ = container.get_archive(f"/v/{path}")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            return tar.extractfile(tar.getmembers()[0]).read().decode()
+    finally:
+        container.remove()
+
+
+def test_a_late_student_logs_in_after_sync_and_nothing_restarts(hub: Hub):
+    running_server(hub, "student1")
+    before = started_at(hub, names.user_container(hub.name, "student1"))
+    hub_before = started_at(hub, names.hub_container(hub.name))
+    edit_roster(hub, add="late1 team-1\n")
+    plan = sync(hub, "--dry-run")
+    assert "add user(s) late1" in plan and "Dry run" in plan
+    assert sync(hub).count("-> ") >= 2  # a password, the hub file, the volume, the hub user
+    late = logged_in_as(hub, "late1")
+    late.start()
+    late.open_lab()
+    assert late.run("import os; print(os.path.isdir('team-1'))") == "True\n"
+    late.stop()
+    assert started_at(hub, names.user_container(hub.name, "student1")) == before
+    assert started_at(hub, names.hub_container(hub.name)) == hub_before
+    assert "Nothing to change." in sync(hub)
+
+
+def test_moving_a_student_between_teams_takes_effect_at_their_next_start(hub: Hub):
+    edit_roster(hub, add="mover team-1\n")
+    sync(hub)
+    browser = logged_in_as(hub, "mover")
+    browser.start()
+    browser.open_lab()
+    assert browser.run("import os; print(os.path.isdir('team-1'), os.path.isdir('team-2'))") == (
+        "True False\n"
+    )
+    edit_roster(hub, add="mover team-2\n", drop=("mover",))
+    out = sync(hub)
+    assert "change the members of team-1, team-2" in out
+    assert "Waiting for a restart" in out and "mover (+team-2, -team-1)" in out
+    status = hub.invoke("status")
+    assert "mover (+team-2, -team-1)" in status.stdout
+    # The running server keeps its folders until it restarts.
+    assert browser.run("import os; print(os.path.isdir('team-1'))") == "True\n"
+    browser.stop()
+    browser.start()
+    browser.open_lab()
+    assert browser.run("import os; print(os.path.isdir('team-1'), os.path.isdir('team-2'))") == (
+        "False True\n"
+    )
+    browser.stop()
+    assert "mover" not in hub.invoke("status").stdout.split("Waiting for a restart")[-1]
+
+
+def test_a_removed_student_is_stopped_refused_and_keeps_their_files(hub: Hub):
+    edit_roster(hub, add="leaver team-2\ngroup: old-project\n")
+    sync(hub)
+    group_volume = names.group_volume(hub.name, "old-project")
+    hub.client.volumes.get(group_volume)
+    secret = password(hub, "leaver")
+    browser = logged_in_as(hub, "leaver")
+    browser.start()
+    browser.open_lab()
+    browser.run("open('essay.txt', 'w').write('my essay')")
+    container = names.user_container(hub.name, "leaver")
+    volume = names.user_volume(hub.name, "leaver")
+
+    result = hub.invoke("remove-user", "leaver")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "remove user(s) leaver" in result.stdout
+    with pytest.raises(docker.errors.NotFound):
+        hub.client.containers.get(container)
+    assert Browser(hub.url, "leaver").login(secret).status_code == 403
+    assert "leaver" not in hub.paths.userlist.read_text()
+    assert volume_file(hub, volume, "essay.txt") == "my essay"
+
+    edit_roster(hub, drop=("group:",))
+    out = sync(hub)
+    assert "remove group(s) old-project" in out
+    hub.client.volumes.get(group_volume)  # kept
+    status = hub.invoke("status").stdout
+    assert "Detached volumes" in status and volume in status and group_volume in status
+
+    # --purge asks first: without a terminal and without --yes, nothing is deleted.
+    refused = hub.invoke("remove-user", "leaver", "--purge")
+    assert refused.returncode == 1 and "add --yes" in refused.stderr
+    assert volume_file(hub, volume, "essay.txt") == "my essay"
+    purged = hub.invoke("remove-user", "leaver", "--purge", "--yes")
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert f"This deletes, for good: the volume {volume}" in purged.stdout
+    with pytest.raises(docker.errors.NotFound):
+        hub.client.volumes.get(volume)
