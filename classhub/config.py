@@ -36,6 +36,7 @@ def load(paths: Paths, environ: Mapping[str, str], cpu_count: int | None = None)
     warnings: list[str] = []
     settings: Settings | None = None
     roster: Roster | None = None
+    ctx = Context(root=paths.root, cpu_count=cpu_count or os.cpu_count() or 1)
 
     try:
         env_text = read_text(
@@ -48,7 +49,6 @@ def load(paths: Paths, environ: Mapping[str, str], cpu_count: int | None = None)
     except ConfigError as exc:
         problems += exc.problems
     else:
-        ctx = Context(root=paths.root, cpu_count=cpu_count or os.cpu_count() or 1)
         settings, env_problems, env_warnings = load_settings(env_text, env_shown, environ, ctx)
         problems += env_problems
         warnings += env_warnings
@@ -63,7 +63,7 @@ def load(paths: Paths, environ: Mapping[str, str], cpu_count: int | None = None)
         # problem shows at once; it is then checked without adding the admin.
         admin_user = settings.admin_user if settings else None
         roster, roster_problems, roster_warnings = parse_userlist(
-            userlist_text, admin_user, users_shown
+            userlist_text, admin_user, users_shown, ctx
         )
         problems += roster_problems
         warnings += roster_warnings

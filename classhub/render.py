@@ -15,7 +15,7 @@ import re
 from . import hubfile, names
 from .credentials import Credential
 from .paths import Paths
-from .roster import Roster
+from .roster import Limits, Roster
 from .settings import Settings
 
 
@@ -43,10 +43,12 @@ def hub_settings(settings: Settings) -> dict:
 def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -> str:
     """The hub file's text. Every roster user must have credentials."""
     hub = settings.hub_name
+    default = Limits(mem=settings.mem_limit, cpu=settings.cpu_limit)
     users = {
         user.name: {
             "admin": user.admin,
             "groups": list(user.groups),
+            "limits": _limits(roster.limits_for(user.name, default)),
             "password_hash": creds[user.name].hash,
             "volume": names.user_volume(hub, user.name),
             "container": names.user_container(hub, user.name),
@@ -59,6 +61,10 @@ def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -
     }
     data = {**hub_settings(settings), "users": users, "groups": groups}
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def _limits(limits: Limits) -> dict:
+    return {"mem_limit": limits.mem, "cpu_limit": limits.cpu}
 
 
 _PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")

@@ -1,9 +1,12 @@
 """The roster: who may use the hub, who is an admin, and which groups each person is in.
 
-`userlist` has one user a line: `name [token ...]`. Each token after the name is a group name, or
-the word `admin`, which makes the user an admin. `#` starts a comment; blank lines are ignored; any
-whitespace separates tokens. A line `group: NAME ...` declares groups that may have no members yet
-(`invoke add-group`). Rules that hold for every `Roster`:
+`userlist` has one user a line: `name [token ...]`. Each token after the name is a group name, the
+word `admin`, which makes the user an admin, or a limit, `mem=SIZE` or `cpu=CORES`, for that user.
+`#` starts a comment; blank lines are ignored; any whitespace separates tokens. A line
+`group: NAME ... [mem=SIZE] [cpu=CORES]` declares groups that may have no members yet
+(`invoke add-group`) and gives each of them the limits on the line. A user's limit is their own,
+else the largest of their groups', else the hub's default (MEM_LIMIT, CPU_LIMIT).
+Rules that hold for every `Roster`:
 - user and group names are lowercased (JupyterHub lowercases usernames, so `Alice` is `alice`) and
   valid for JupyterHub and for Docker object names (`names.name_problem`);
 - no user appears twice, so no two users share a container or a volume;
@@ -17,11 +20,21 @@ from dataclasses import dataclass
 
 from . import names
 from .errors import Problem
+from .settings import Context, Invalid, parse_cpu_limit, parse_mem_limit
 
 ADMIN_WORD = "admin"
 GROUP_WORD = "group:"
 
 HEADER_HELP = "one user a line: name [group ...] [admin], e.g. 'alice team-1'"
+
+
+LIMIT_KEYS = {"mem": "memory, e.g. mem=4G", "cpu": "cores, e.g. cpu=2 or cpu=0.5"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    mem: int | None = None  # bytes
+    cpu: float | None = None  # cores
 
 
 @dataclass(frozen=True)
@@ -30,12 +43,26 @@ class User:
     admin: bool
     groups: tuple[str, ...]
     line: int | None  # None: not in the file (the ADMIN_USER that classhub adds)
+    limits: Limits = Limits()
 
 
 @dataclass(frozen=True)
 class Roster:
     users: tuple[User, ...]
     declared: tuple[str, ...] = ()  # groups from `group:` lines, members or not
+    group_limits: tuple[tuple[str, Limits], ...] = ()  # from `group:` lines
+
+    def limits_for(self, name: str, default: Limits) -> Limits:
+        """Most specific wins: the user's own, the largest of their groups', the default."""
+        user = self.get(name)
+        by_group = dict(self.group_limits)
+        groups = [by_group[g] for g in user.groups if g in by_group]
+        mem = [g.mem for g in groups if g.mem is not None]
+        cpu = [g.cpu for g in groups if g.cpu is not None]
+        return Limits(
+            mem=user.limits.mem if user.limits.mem is not None else max(mem, default=default.mem),
+            cpu=user.limits.cpu if user.limits.cpu is not None else max(cpu, default=default.cpu),
+        )
 
     def get(self, name: str) -> User | None:
         name = name.lower()
@@ -54,17 +81,37 @@ class Roster:
         return {g: tuple(members[g]) for g in sorted(members)}
 
 
+def _limit(token: str, where: str, ctx: Context | None, problems: list[Problem]):
+    """(key, value) of a `key=value` limit token, or None after adding a problem."""
+    key, _, raw = token.partition("=")
+    key = key.lower()
+    if key not in LIMIT_KEYS:
+        problems.append(
+            Problem(where, f"{token!r} is not a limit", "write mem=SIZE or cpu=CORES, e.g. mem=4G")
+        )
+        return None
+    try:
+        if key == "mem":
+            return key, parse_mem_limit(raw, ctx)
+        return key, parse_cpu_limit(raw, ctx or Context(root=None, cpu_count=10**6))
+    except Invalid as exc:
+        problems.append(Problem(where, f"{token!r} {exc.reason}", f"give {LIMIT_KEYS[key]}"))
+        return None
+
+
 def parse_userlist(
-    text: str, admin_user: str | None, shown: str = "userlist"
+    text: str, admin_user: str | None, shown: str = "userlist", ctx: Context | None = None
 ) -> tuple[Roster | None, list[Problem], list[str]]:
     """Read `userlist` text into a Roster. Returns (roster or None, problems, warnings).
 
-    `admin_user` is the hub's ADMIN_USER (None when that setting is itself invalid).
+    `admin_user` is the hub's ADMIN_USER (None when that setting is itself invalid); `ctx` gives
+    the host's cores for checking `cpu=` limits (None: not checked against them).
     """
     problems: list[Problem] = []
     warnings: list[str] = []
     users: list[User] = []
     declared: list[str] = []
+    group_limits: dict[str, tuple[Limits, int]] = {}  # group -> (limits, line)
     first_line: dict[str, tuple[int, str]] = {}  # lowercased name -> (line, name as written)
 
     for lineno, raw_line in enumerate(text.splitlines(), start=1):
@@ -72,8 +119,27 @@ def parse_userlist(
         if not tokens:
             continue
         where = f"{shown}:{lineno}"
+        limits = {}
+        for token in [t for t in tokens[1:] if "=" in t]:
+            found = _limit(token, where, ctx, problems)
+            if found:
+                limits[found[0]] = found[1]
+        tokens = [t for t in tokens if "=" not in t]
+        if not tokens:
+            continue
         if tokens[0].lower() == GROUP_WORD:
             for token in tokens[1:]:
+                word = token.lower()
+                if limits and word in group_limits:
+                    problems.append(
+                        Problem(
+                            where,
+                            f"group {word!r} has limits on line {group_limits[word][1]} already",
+                            "give a group's limits on one line",
+                        )
+                    )
+                elif limits:
+                    group_limits[word] = (Limits(**limits), lineno)
                 problem = names.name_problem(token.lower())
                 if problem:
                     problems.append(
@@ -134,7 +200,7 @@ def parse_userlist(
             else:
                 groups.append(word)
         if line_ok:
-            users.append(User(name, admin, tuple(groups), lineno))
+            users.append(User(name, admin, tuple(groups), lineno, Limits(**limits)))
 
     if not first_line and not problems:
         problems.append(Problem(shown, "lists no users", f"add {HEADER_HELP}"))
@@ -143,7 +209,8 @@ def parse_userlist(
 
     if admin_user is not None:
         users = _with_admin(users, admin_user)
-    return Roster(tuple(users), tuple(declared)), [], warnings
+    limits_by_group = tuple((g, lim) for g, (lim, _) in sorted(group_limits.items()))
+    return Roster(tuple(users), tuple(declared), limits_by_group), [], warnings
 
 
 def with_tokens(text: str, line: int | None, name: str, tokens: list[str]) -> str:
@@ -169,6 +236,6 @@ def _with_admin(users: list[User], admin_user: str) -> list[User]:
     for i, user in enumerate(users):
         if user.name == admin_user:
             if not user.admin:
-                users[i] = User(user.name, True, user.groups, user.line)
+                users[i] = User(user.name, True, user.groups, user.line, user.limits)
             return users
     return [User(admin_user, True, (), None), *users]

@@ -159,8 +159,8 @@ def detached_volumes(client: docker.DockerClient, hub: str, roster: Roster) -> l
 
 
 def stale_servers(client: docker.DockerClient, hub: str, hub_file) -> dict[str, str]:
-    """Running servers whose folders differ from what the roster now gives their user (user ->
-    what changed); they pick it up at their next start."""
+    """Running servers whose folders or limits differ from what the roster now gives their user
+    (user -> what changed); they pick it up at their next start."""
     users = hub_file.get("users")
     stale = {}
     for container in hub_objects(client, hub, "user"):
@@ -169,11 +169,16 @@ def stale_servers(client: docker.DockerClient, hub: str, hub_file) -> dict[str, 
             continue
         have = {m["Name"]: m["Destination"] for m in container.attrs["Mounts"] if m.get("Name")}
         want = hubfile.mounts(hub_file, user)
-        if have != want:
-            home = hubfile.HOME + "/"
-            added = sorted(p.removeprefix(home) for v, p in want.items() if have.get(v) != p)
-            gone = sorted(p.removeprefix(home) for v, p in have.items() if want.get(v) != p)
-            stale[user] = ", ".join([f"+{a}" for a in added] + [f"-{g}" for g in gone])
+        home = hubfile.HOME + "/"
+        changes = [f"+{p.removeprefix(home)}" for v, p in sorted(want.items()) if have.get(v) != p]
+        changes += [f"-{p.removeprefix(home)}" for v, p in sorted(have.items()) if want.get(v) != p]
+        limits = users[user]["limits"]
+        host = container.attrs["HostConfig"]
+        quota = round(float(limits["cpu_limit"]) * (host.get("CpuPeriod") or 100_000))
+        if host.get("Memory") != limits["mem_limit"] or host.get("CpuQuota") != quota:
+            changes.append("new limits")
+        if changes:
+            stale[user] = ", ".join(changes)
     return stale
 
 

@@ -49,8 +49,17 @@ def make_pre_spawn_hook(live: LiveRoster):
         refuse_user_options(spawner)
         # Read at each spawn, so a roster change reaches the next start without a hub restart.
         hub = live.hub()
+        user = hub.get("users")[spawner.user.name]
         spawner.volumes = hubfile.mounts(hub, spawner.user.name)
-        mine = set(hub.get("users")[spawner.user.name]["groups"])
+        # The user's limits: their own, else their groups' largest, else the hub's (the host
+        # worked it out); no swap beyond the memory limit.
+        spawner.mem_limit = user["limits"]["mem_limit"]
+        spawner.cpu_limit = float(user["limits"]["cpu_limit"])
+        spawner.extra_host_config = {
+            **spawner.extra_host_config,
+            "memswap_limit": user["limits"]["mem_limit"],
+        }
+        mine = set(user["groups"])
         others = sorted(set(hub.get("groups")) - mine)  # their folders, if left empty, go
         spawner.environment = {**spawner.environment, "CLASSHUB_OTHER_GROUPS": " ".join(others)}
 

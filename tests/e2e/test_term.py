@@ -150,3 +150,29 @@ def test_a_removed_student_is_stopped_refused_and_keeps_their_files(hub: Hub):
     assert f"This deletes, for good: the volume {volume}" in purged.stdout
     with pytest.raises(docker.errors.NotFound):
         hub.client.volumes.get(volume)
+
+
+def test_per_user_and_per_group_limits_reach_the_containers_cgroup(hub: Hub):
+    edit_roster(hub, add="bigger team-1 mem=768M\nteamed quota-team\ngroup: quota-team cpu=0.5\n")
+    sync(hub)
+    cgroup = (
+        "import os\n"
+        "for path in ('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'):\n"
+        "    if os.path.exists(path):\n"
+        "        print(open(path).read().strip())\n"
+        "        break\n"
+    )
+    bigger = logged_in_as(hub, "bigger")
+    bigger.start()
+    bigger.open_lab()
+    assert bigger.run(cgroup).strip() == str(768 * 1024**2)
+    host = hub.client.containers.get(names.user_container(hub.name, "bigger")).attrs["HostConfig"]
+    assert (host["Memory"], host["MemorySwap"], host["CpuQuota"]) == (768 * 1024**2,) * 2 + (
+        100_000,
+    )
+    bigger.stop()
+    teamed = logged_in_as(hub, "teamed")
+    teamed.start()
+    host = hub.client.containers.get(names.user_container(hub.name, "teamed")).attrs["HostConfig"]
+    assert (host["Memory"], host["CpuQuota"]) == (1024**3, 50_000)  # the default mem, group cpu
+    teamed.stop()

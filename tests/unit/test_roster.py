@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from classhub.roster import User, parse_userlist, with_tokens, without_line
+from classhub.roster import Limits, User, parse_userlist, with_tokens, without_line
+from classhub.settings import Context
 from tests.conftest import PROJECT
 
 
@@ -141,3 +142,41 @@ def test_without_line_drops_only_that_line():
     assert without_line("alice\n", 1) == ""
     roster, problems, _ = parse(without_line(text, 2))
     assert problems == [] and roster.get("alice") is None and roster.get("bob")
+
+
+def test_limits_per_user_and_group_most_specific_wins():
+    text = (
+        "ann team-1 mem=6G\n"
+        "bob team-1 team-2\n"
+        "cat team-2 cpu=0.25\n"
+        "dan\n"
+        "group: team-1 mem=2G\n"
+        "group: team-2 mem=4G cpu=1.5\n"
+    )
+    roster, problems, _ = parse(text)
+    assert problems == []
+    default = Limits(mem=1024**3, cpu=0.5)
+    gib = 1024**3
+    assert roster.limits_for("ann", default) == Limits(mem=6 * gib, cpu=0.5)  # own mem
+    assert roster.limits_for("bob", default) == Limits(mem=4 * gib, cpu=1.5)  # largest group
+    assert roster.limits_for("cat", default) == Limits(mem=4 * gib, cpu=0.25)  # own cpu
+    assert roster.limits_for("dan", default) == default
+    assert roster.limits_for("hub-admin", default) == default
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "fragment"),
+    [
+        ("ann mem=lots\n", "userlist:1", "'mem=lots' is not a size"),
+        ("ann mem=10M\n", "userlist:1", "'mem=10M' is too small"),
+        ("ann cpu=0\n", "userlist:1", "'cpu=0' is not a number of cores"),
+        ("ann cpu=64\n", "userlist:1", "'cpu=64' is more than this server's 2 cores"),
+        ("ann gpu=1\n", "userlist:1", "'gpu=1' is not a limit"),
+        ("ann\ngroup: t mem=1G\ngroup: t mem=2G\n", "userlist:3", "limits on line 2 already"),
+    ],
+)
+def test_bad_limits_name_the_line(text, where, fragment):
+    roster, problems, _ = parse_userlist(text, "hub-admin", ctx=Context(PROJECT, cpu_count=2))
+    assert roster is None
+    assert [p.where for p in problems] == [where]
+    assert fragment in str(problems[0]), str(problems[0])
