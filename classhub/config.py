@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import hubfile
 from .errors import ConfigError, Problem
 from .files import read_text
 from .paths import Paths
@@ -68,6 +69,8 @@ def load(paths: Paths, environ: Mapping[str, str], cpu_count: int | None = None)
         problems += roster_problems
         warnings += roster_warnings
 
+    if settings is not None and roster is not None:
+        problems += _folder_clashes(settings, roster, users_shown, env_shown)
     if problems:
         raise ConfigError(problems, warnings)
     assert settings is not None and roster is not None
@@ -76,3 +79,21 @@ def load(paths: Paths, environ: Mapping[str, str], cpu_count: int | None = None)
             0, f".env does not exist yet: using {env_shown} (invoke setup copies it to .env)"
         )
     return Config(settings, roster, tuple(warnings), env_path, env_missing)
+
+
+def _folder_clashes(settings: Settings, roster: Roster, users_shown: str, env_shown: str):
+    """A group whose folder in the home would sit where the shared data or the users' homes go."""
+    taken = {}
+    if settings.shared_data:
+        taken[hubfile.SHARED_FOLDER] = "SHARED_DATA"
+    if settings.admin_sees_users:
+        taken[hubfile.USERS_FOLDER] = "ADMIN_SEES_USERS"
+    return [
+        Problem(
+            users_shown,
+            f"group {group!r} would have the same folder as {key} (~/{group}) set in {env_shown}",
+            "rename the group",
+        )
+        for group in roster.groups()
+        if group in taken and (key := taken[group])
+    ]

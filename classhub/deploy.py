@@ -211,6 +211,17 @@ def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> l
             steps.append(Step(label, state, f"create {len(todo)} ({how})", run))
         else:
             steps.append(Step(label, state))
+    shared = settings.shared_data
+    if shared and not shared.startswith("/"):
+        if shared in stack.volume_names(client):
+            steps.append(Step(f"shared data volume {shared}", "present"))
+        else:
+
+            def make_shared() -> None:
+                stack.create_volumes(client, hub, {shared: "shared"}, settings.notebook_image, echo)
+
+            steps.append(Step(f"shared data volume {shared}", "missing",
+                              "create (owner 1000:100, mode 2775)", make_shared))  # fmt: skip
     return steps
 
 

@@ -33,8 +33,11 @@ SOCKET_PROXY_PORT = 2375
 HUB_SECRETS = ("cookie_secret", "proxy_auth_token", "classhub_api_token")
 
 
-# Where a user's volumes appear in their container.
+# Where a user's volumes appear in their container: the home, and in it the shared data folder
+# and (for admins, with ADMIN_SEES_USERS) the folder of every other user's home.
 HOME = "/home/jovyan"
+SHARED_FOLDER = "shared"
+USERS_FOLDER = "users"
 
 
 class HubFileError(Exception):
@@ -69,11 +72,21 @@ def load(path: str | Path) -> HubFile:
         raise HubFileError(f"{path}: cannot be read ({exc}); re-run invoke setup") from None
 
 
-def mounts(hub: HubFile, username: str) -> dict[str, str]:
-    """The volumes a user's container mounts (volume -> path): the home, then one folder per
-    group. Used by the hub at each spawn and by the host to see which servers are out of date."""
-    user = hub.get("users")[username]
-    volumes = {user["volume"]: HOME}
+def mounts(hub: HubFile, username: str) -> dict[str, dict[str, str]]:
+    """The volumes (or host folders) a user's container mounts: source -> {bind, mode}. The home,
+    one folder per group, the shared data (read-only but for admins) and, for admins when the hub
+    says so, every other user's home under users/. Used by the hub at each spawn and by the host
+    to see which running servers are out of date."""
+    users = hub.get("users")
+    user = users[username]
+    volumes = {user["volume"]: {"bind": HOME, "mode": "rw"}}
     for group in user["groups"]:
-        volumes[hub.get("groups")[group]["volume"]] = f"{HOME}/{group}"
+        volumes[hub.get("groups")[group]["volume"]] = {"bind": f"{HOME}/{group}", "mode": "rw"}
+    if hub.get("shared_data"):
+        mode = "rw" if user["admin"] else "ro"
+        volumes[hub.get("shared_data")] = {"bind": f"{HOME}/{SHARED_FOLDER}", "mode": mode}
+    if user["admin"] and hub.get("admin_sees_users"):
+        for other, entry in sorted(users.items()):
+            if other != username:
+                volumes[entry["volume"]] = {"bind": f"{HOME}/{USERS_FOLDER}/{other}", "mode": "rw"}
     return volumes

@@ -68,6 +68,8 @@ class Settings:
     mem_limit: int  # bytes
     cpu_limit: float  # cores
     pids_limit: int  # processes and threads in one user container
+    shared_data: str  # "" (none), an absolute host folder, or a Docker volume's name
+    admin_sees_users: bool
     cull_idle_timeout: int  # seconds; 0 never culls
     # Where each key's value came from: "default", ".env:LINE", "environment".
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -221,6 +223,38 @@ def _cpu_limit(raw: str, ctx: Context) -> float:
     return value
 
 
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
+def _shared_data(raw: str, ctx: Context) -> str:
+    if not raw:
+        return ""
+    if raw.startswith("/"):
+        path = Path(raw)
+        if not path.is_dir():
+            raise Invalid(
+                f"names {raw}, which is not a folder on this server",
+                "create the folder (owned by 1000:100 so admins can write to it), or name a "
+                "Docker volume instead, e.g. SHARED_DATA=course-data",
+            )
+        return str(path)
+    if not _VOLUME_NAME.fullmatch(raw):
+        raise Invalid(
+            "is neither an absolute folder nor a Docker volume name",
+            "write a folder such as /srv/course-data, or a volume name such as course-data",
+        )
+    return raw
+
+
+def _bool(raw: str, _: Context) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off", ""):
+        return False
+    raise Invalid("is not true or false", "write true or false")
+
+
 PIDS_LIMIT_MIN = 64
 
 
@@ -264,6 +298,8 @@ FIELDS: tuple[Field, ...] = (
     Field("MEM_LIMIT", "mem_limit", "2G", _mem_limit),
     Field("CPU_LIMIT", "cpu_limit", "1", _cpu_limit),
     Field("PIDS_LIMIT", "pids_limit", "1024", _pids_limit),
+    Field("SHARED_DATA", "shared_data", "", _shared_data),
+    Field("ADMIN_SEES_USERS", "admin_sees_users", "false", _bool),
     Field("CULL_IDLE_TIMEOUT", "cull_idle_timeout", "1h", _duration),
 )  # fmt: skip
 

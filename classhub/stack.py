@@ -167,8 +167,8 @@ def stale_servers(client: docker.DockerClient, hub: str, hub_file) -> dict[str, 
         user = container.labels.get("classhub.user", "")
         if container.status != "running" or user not in users:
             continue
-        have = {m["Name"]: m["Destination"] for m in container.attrs["Mounts"] if m.get("Name")}
-        want = hubfile.mounts(hub_file, user)
+        have = {m.get("Name") or m["Source"]: m["Destination"] for m in container.attrs["Mounts"]}
+        want = {source: spec["bind"] for source, spec in hubfile.mounts(hub_file, user).items()}
         home = hubfile.HOME + "/"
         changes = [f"+{p.removeprefix(home)}" for v, p in sorted(want.items()) if have.get(v) != p]
         changes += [f"-{p.removeprefix(home)}" for v, p in sorted(have.items()) if want.get(v) != p]
@@ -199,7 +199,7 @@ def create_volumes(
     for index, (name, kind) in enumerate(todo.items()):
         where = f"/v/{index}"
         mounts[name] = {"bind": where, "mode": "rw"}
-        mode = "2775" if kind == "group" else "0755"
+        mode = "0755" if kind == "user" else "2775"  # group and shared folders: setgid
         commands.append(f"chown {JOVYAN} {where} && chmod {mode} {where}")
     try:
         client.containers.run(
@@ -276,7 +276,8 @@ def services(client: docker.DockerClient, paths: Paths, settings: Settings) -> l
             "name": names.socket_proxy_container(hub),
             "command": [*module, "classhub_hub.dockerproxy", "--hub", hub,
                         "--network", names.network(hub), "--image", settings.notebook_image,
-                        "--port", str(hubfile.SOCKET_PROXY_PORT)],
+                        "--port", str(hubfile.SOCKET_PROXY_PORT),
+                        *(["--shared", settings.shared_data] if settings.shared_data else [])],
             "network": names.socket_network(hub),
             "volumes": {DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"}},
             **HARDENED,

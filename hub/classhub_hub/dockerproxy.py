@@ -11,7 +11,7 @@ reach it). A request passes only when `Policy.refusal` finds nothing wrong with 
 - a container is created only as a hardened user container of this hub: its name and labels, an
   allowed image, on the hub's network, every capability dropped, `no-new-privileges`, a pids and
   a memory limit, no privileged mode, no host namespaces, devices, published ports or host paths,
-  and only this hub's user and group volumes (or the host folders named with --shared-path).
+  and only this hub's user and group volumes (and the shared data named with --shared).
 
 So even a hub taken over by a student cannot start a privileged container, mount the host or touch
 another hub's containers. A refusal is a 403 whose message starts with `classhub docker proxy:`;
@@ -58,7 +58,7 @@ class Policy:
     hub: str
     network: str
     images: frozenset[str]
-    shared_paths: frozenset[str] = field(default_factory=frozenset)
+    shared: frozenset[str] = field(default_factory=frozenset)  # SHARED_DATA: folder or volume
 
     def refusal(self, method: str, target: str, body: bytes, labels_of) -> str | None:
         """Why this request may not pass, or None. `labels_of(id)`: a container's labels, or
@@ -139,9 +139,11 @@ class Policy:
         return None
 
     def _mountable(self, source: str) -> bool:
-        if source.startswith("/"):
-            return source in self.shared_paths
-        return source.startswith((f"{self.hub}-user-", f"{self.hub}-group-"))
+        if source in self.shared:
+            return True
+        return not source.startswith("/") and source.startswith(
+            (f"{self.hub}-user-", f"{self.hub}-group-")
+        )
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -227,11 +229,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hub", required=True)
     parser.add_argument("--network", required=True)
     parser.add_argument("--image", action="append", required=True)
-    parser.add_argument("--shared-path", action="append", default=[])
+    parser.add_argument("--shared", action="append", default=[])
     parser.add_argument("--port", type=int, default=2375)
     parser.add_argument("--socket", default=DOCKER_SOCKET)
     args = parser.parse_args(argv)
-    policy = Policy(args.hub, args.network, frozenset(args.image), frozenset(args.shared_path))
+    policy = Policy(args.hub, args.network, frozenset(args.image), frozenset(args.shared))
     server = http.server.ThreadingHTTPServer(
         ("0.0.0.0", args.port), make_handler(policy, args.socket)
     )

@@ -106,6 +106,8 @@ def new_checkout(root: Path, hub: str, port: int, roster: str = ROSTER) -> Paths
         "CULL_IDLE_TIMEOUT=1h",
         "MEM_LIMIT=1G",
         "PIDS_LIMIT=256",
+        f"SHARED_DATA={hub}-shared",
+        "ADMIN_SEES_USERS=true",
     ]
     if Path(CA_BUNDLE).is_file():
         env.append(f"BUILD_CA_BUNDLE={CA_BUNDLE}")

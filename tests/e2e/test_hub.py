@@ -50,6 +50,7 @@ def test_a_student_runs_code_in_their_own_container(hub: Hub):
     assert mounts == {
         names.user_volume(hub.name, "student1"): "/home/jovyan",
         names.group_volume(hub.name, "team-1"): "/home/jovyan/team-1",
+        f"{hub.name}-shared": "/home/jovyan/shared",  # SHARED_DATA, read-only
     }
     # The Python environment belongs to root: a student cannot break it.
     out = browser.run(

@@ -176,3 +176,37 @@ def test_per_user_and_per_group_limits_reach_the_containers_cgroup(hub: Hub):
     host = hub.client.containers.get(names.user_container(hub.name, "teamed")).attrs["HostConfig"]
     assert (host["Memory"], host["CpuQuota"]) == (1024**3, 50_000)  # the default mem, group cpu
     teamed.stop()
+
+
+def test_shared_data_is_read_only_for_students_and_writable_for_admins(hub: Hub):
+    admin = running_server(hub, "hub-admin")
+    admin.run("open('shared/syllabus.txt', 'w').write('week 1: python')")
+    student = running_server(hub, "student2")
+    out = student.run(
+        "print(open('shared/syllabus.txt').read())\n"
+        "for attempt in ('shared/mine.txt', 'shared/syllabus.txt'):\n"
+        "    try:\n"
+        "        open(attempt, 'a').write('x')\n"
+        "        print('written')\n"
+        "    except OSError as exc:\n"
+        "        print(type(exc).__name__)\n"
+    )
+    assert out.split("\n")[:3] == ["week 1: python", "OSError", "OSError"], out
+    assert volume_file(hub, f"{hub.name}-shared", "syllabus.txt") == "week 1: python"
+
+
+def test_admins_see_every_students_home_and_students_see_none(hub: Hub):
+    running_server(hub, "student1").run("open('for-the-teacher.txt', 'w').write('hello')")
+    admin = running_server(hub, "hub-admin")
+    out = admin.run(
+        "import os\n"
+        "print(*sorted(os.listdir('users')))\n"
+        "print(open('users/student1/for-the-teacher.txt').read())\n"
+    )
+    listed, text = out.split("\n")[:2]
+    assert {"student1", "student2", "student3", "student4"} <= set(listed.split()), listed
+    assert "hub-admin" not in listed.split() and text == "hello"
+    assert (
+        running_server(hub, "student3").run("import os; print(os.path.exists('users'))")
+        == "False\n"
+    )

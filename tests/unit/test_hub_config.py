@@ -64,15 +64,33 @@ def test_no_culler_when_the_timeout_is_zero():
     assert [s["name"] for s in c.JupyterHub.services] == ["classhub"]
 
 
+def rw(path: str) -> dict[str, str]:
+    return {"bind": path, "mode": "rw"}
+
+
 def test_volumes_home_and_one_folder_per_group():
     hub = hub_file()
     assert hubfile.mounts(hub, "ann") == {
-        "physics-user-ann": "/home/jovyan",
-        "physics-group-team-1": "/home/jovyan/team-1",
-        "physics-group-team-2": "/home/jovyan/team-2",
+        "physics-user-ann": rw("/home/jovyan"),
+        "physics-group-team-1": rw("/home/jovyan/team-1"),
+        "physics-group-team-2": rw("/home/jovyan/team-2"),
     }
-    assert hubfile.mounts(hub, "boss") == {"physics-user-boss": "/home/jovyan"}
+    assert hubfile.mounts(hub, "boss") == {"physics-user-boss": rw("/home/jovyan")}
     assert hub.get("groups")["empty"] == {"members": [], "volume": "physics-group-empty"}
+
+
+def test_shared_data_read_only_for_students_and_homes_for_admins():
+    hub = hub_file("HUB_NAME=physics\nSHARED_DATA=course-data\nADMIN_SEES_USERS=true\n")
+    ann = hubfile.mounts(hub, "ann")
+    assert ann["course-data"] == {"bind": "/home/jovyan/shared", "mode": "ro"}
+    assert not [v for v in ann.values() if v["bind"].startswith("/home/jovyan/users")]
+    boss = hubfile.mounts(hub, "boss")
+    assert boss["course-data"] == rw("/home/jovyan/shared")
+    assert boss["physics-user-ann"] == rw("/home/jovyan/users/ann")
+    assert boss["physics-user-bob"] == rw("/home/jovyan/users/bob")
+    assert boss["physics-user-boss"] == rw("/home/jovyan")  # their own home once, as the home
+    plain = hub_file("HUB_NAME=physics\nSHARED_DATA=course-data\n")
+    assert "physics-user-ann" not in hubfile.mounts(plain, "boss")
 
 
 def _pin(path: str, package: str) -> str:

@@ -94,6 +94,11 @@ def test_environment_overrides_the_file():
         ("PUBLIC_URL=jupyter.example.edu/hub/", "is not an http(s) URL"),
         ("PUBLIC_URL=https://x.edu/other/", "does not end in /hub/"),
         ("BUILD_CA_BUNDLE=/nonexistent/ca.pem", "does not exist"),
+        ("PIDS_LIMIT=10", "at least 64"),
+        ("PIDS_LIMIT=many", "is not a whole number"),
+        ("SHARED_DATA=/nonexistent/course", "is not a folder on this server"),
+        ("SHARED_DATA=course data", "neither an absolute folder nor a Docker volume name"),
+        ("ADMIN_SEES_USERS=maybe", "write true or false"),
     ],
 )
 def test_bad_value_names_line_key_and_fix(line: str, fragment: str):

@@ -194,6 +194,14 @@ def test_the_admin_user_cannot_be_removed(checkout: Paths):
     assert snapshot(checkout.root) == before
 
 
+def test_a_group_cannot_take_the_shared_or_users_folder(checkout: Paths):
+    (checkout.root / ".env").write_text("SHARED_DATA=course\nADMIN_SEES_USERS=true\n")
+    (checkout.root / "userlist").write_text("ann shared\nbob users\n")
+    err = fails(invoke(checkout, "check"))
+    assert "group 'shared' would have the same folder as SHARED_DATA" in err
+    assert "group 'users' would have the same folder as ADMIN_SEES_USERS" in err
+
+
 def test_login_before_setup_says_to_run_setup(checkout: Paths):
     err = fails(invoke(checkout, "login"))
     assert "'hub-admin' has no password yet; run invoke setup" in err
