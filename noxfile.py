@@ -59,7 +59,7 @@ def lock(session: nox.Session) -> None:
     session.run("pip-compile", *common, "-o", "requirements.txt", "pyproject.toml")
     session.run("pip-compile", *common, "--extra", "dev", "-o", PINS, "pyproject.toml")
     # The images run Debian bookworm's Python 3.11.2, not the host's: uv resolves for that one.
-    for image in ("hub", "singleuser"):
+    for pins in ("hub/requirements", "singleuser/base-requirements"):
         session.run("uv", "pip", "compile", "--quiet", "--generate-hashes",
                     "--python-version", "3.11.2", "--python-platform", "x86_64-manylinux_2_36",
-                    "-o", f"{image}/requirements.txt", f"{image}/requirements.in")  # fmt: skip
+                    "-o", f"{pins}.txt", f"{pins}.in")  # fmt: skip

@@ -88,6 +88,13 @@ def add_group(c, name, members=""):
         commands.add_group(PATHS, os.environ, Output(), name, members_list)
 
 
+@task(help={"dry_run": "print what would be built and build nothing"})
+def build(c, dry_run=False):
+    """Rebuild the hub and notebook images when their files changed (e.g. singleuser/)."""
+    with user_errors():
+        commands.build(PATHS, os.environ, Output(), dry_run)
+
+
 @task(help={"dry_run": "print the plan and change nothing"})
 def sync(c, dry_run=False):
     """Bring the running hub in line with userlist: add, move and remove users and groups."""

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-IMAGE_REQUIREMENTS = ("hub/requirements.txt", "singleuser/requirements.txt")
+IMAGE_REQUIREMENTS = ("hub/requirements.txt", "singleuser/base-requirements.txt")
 OSV_URL_ENV = "CLASSHUB_OSV_URL"
 
 

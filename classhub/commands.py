@@ -200,6 +200,23 @@ def sync(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = 
     _report_roster_state(paths, cfg, client, out)
 
 
+def build(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> None:
+    """Build the base, hub and notebook images when their inputs changed; nothing else."""
+    cfg = load(paths, environ, out)
+    client = engine_mod.connect(environ)
+    steps, _ = deploy.image_steps(paths, cfg.settings, client, out.info)
+    out.info(plan.table(steps))
+    out.info()
+    if dry_run:
+        out.info("Dry run: nothing was built.")
+        return
+    changed = plan.apply(steps, out.info)
+    out.info("Images built." if changed else "Every image is up to date.")
+    if changed:
+        out.info("A new hub image reaches the hub with: invoke setup (user servers keep running).")
+    _report_roster_state(paths, cfg, client, out)
+
+
 def _report_roster_state(paths: Paths, cfg: Config, client, out: Output) -> None:
     """Servers that wait for a restart to see a roster change, and volumes nobody uses now."""
     hub = cfg.settings.hub_name

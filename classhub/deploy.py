@@ -18,6 +18,7 @@ import docker
 
 from . import credentials, hubapi, images, names, render, secrets, stack, wait
 from .config import Config
+from .errors import UserError
 from .files import ensure_private_dir, file_mode, read_text, write_atomic
 from .paths import Paths
 from .plan import Step
@@ -127,7 +128,7 @@ def docker_steps(
     """The engine's side of setup; `build=False` (invoke up) leaves out the base and the images."""
     settings, roster = config.settings, config.roster
     hub = settings.hub_name
-    steps, hub_rebuilt = _image_steps(paths, settings, client, echo) if build else ([], False)
+    steps, hub_rebuilt = image_steps(paths, settings, client, echo) if build else ([], False)
 
     # Networks and volumes.
     net_state = stack.network_state(client, hub)
@@ -149,28 +150,55 @@ def docker_steps(
 
     # The hub's containers (firewall, Docker socket proxy, hub), then its users and groups.
     api = hubapi.HubAPI(settings, lambda: secrets.api_token(paths))
-    planned = stack.services(client, paths, settings) if net_state == "present" else None
-    hub_action = ""
-    for index, (what, name) in enumerate((
-        ("firewall", names.firewall_container(hub)),
-        ("Docker socket proxy", names.socket_proxy_container(hub)),
-        ("hub container", names.hub_container(hub)),
-    )):  # fmt: skip
+    service_steps = _service_steps(paths, config, client, echo, api, net_state, hub_rebuilt)
+    steps += service_steps
+    hub_action = any(step.run for step in service_steps)
+    steps.append(hub_sync_step(client, settings, roster, api, echo, hub_changes=hub_action))
+    return steps
+
+
+SERVICES = ("firewall", "Docker socket proxy", "hub container")
+
+
+def _service_steps(
+    paths: Paths,
+    config: Config,
+    client: docker.DockerClient,
+    echo: Echo,
+    api: hubapi.HubAPI,
+    net_state: str,
+    hub_rebuilt: bool = False,
+    which: tuple[str, ...] = SERVICES,
+) -> list[Step]:
+    """One step for each of the hub's containers in `which`; each is made or replaced only when
+    its spec changed."""
+    settings, hub = config.settings, config.settings.hub_name
+    missing = stack.missing_group_images(client, config.roster)
+    if missing:
+        raise UserError("\n".join(missing))
+    planned = (
+        stack.services(client, paths, settings, config.roster) if net_state == "present" else None
+    )
+    names_of = (names.firewall_container(hub), names.socket_proxy_container(hub),
+                names.hub_container(hub))  # fmt: skip
+    steps = []
+    for index, what in enumerate(SERVICES):
+        if what not in which:
+            continue
         if planned is not None:
             state, action = stack.service_state(client, hub, planned[index])
         else:
-            found = stack.find_container(client, name)
+            found = stack.find_container(client, names_of[index])
             state = found.status if found is not None else "missing"
             action = "create and start" if found is None else "replace (new network)"
         if hub_rebuilt and not action:
             action = "replace if the new image differs"
         if action and what == "hub container" and action != "create and start":
             action += " (user servers keep running)"
-        hub_action = hub_action or action
 
         def run(index: int = index) -> None:
             # Made now, not at planning: the network or the image may just have been made.
-            service = stack.services(client, paths, settings)[index]
+            service = stack.services(client, paths, settings, config.roster)[index]
             started = int(time.time())
             stack.ensure_service(client, hub, service, echo)
             if service.what == "firewall":
@@ -178,9 +206,8 @@ def docker_steps(
             if service.what == "hub":
                 _wait_for_hub(client, settings, api, echo)
 
-        steps.append(Step(f"{what} {name}", state, action or "none", run if action else None))
-
-    steps.append(hub_sync_step(client, settings, roster, api, echo, hub_changes=bool(hub_action)))
+        steps.append(Step(f"{what} {names_of[index]}", state, action or "none",
+                          run if action else None))  # fmt: skip
     return steps
 
 
@@ -258,6 +285,10 @@ def sync_steps(
     api = hubapi.HubAPI(settings, lambda: secrets.api_token(paths))
     steps = setup_steps(paths, config, progress)
     steps += volume_steps(client, settings, config.roster, echo)
+    net_state = stack.network_state(client, settings.hub_name)
+    if net_state == "present":  # a group's new image must pass the socket proxy
+        steps += _service_steps(paths, config, client, echo, api, net_state,
+                                which=("Docker socket proxy",))  # fmt: skip
     if stack.find_container(client, names.hub_container(settings.hub_name)) is None or (
         not api.answers()
     ):
@@ -267,7 +298,7 @@ def sync_steps(
     return steps
 
 
-def _image_steps(
+def image_steps(
     paths: Paths, settings, client: docker.DockerClient, echo: Echo
 ) -> tuple[list[Step], bool]:
     """The base (only looked for here; pulling or building it is an action), then both images.

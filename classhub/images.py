@@ -75,7 +75,9 @@ def notebook_spec(paths: Paths, settings: Settings) -> ImageSpec:
     folder = paths.root / "singleuser"
     files = (
         ("singleuser/Dockerfile", folder / "Dockerfile"),
+        ("singleuser/base-requirements.txt", folder / "base-requirements.txt"),
         ("singleuser/requirements.txt", folder / "requirements.txt"),
+        ("singleuser/overrides.json", folder / "overrides.json"),
         ("singleuser/start-notebook", folder / "start-notebook"),
     )
     return ImageSpec("notebook image", settings.notebook_image, "singleuser/Dockerfile", files)

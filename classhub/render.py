@@ -51,6 +51,7 @@ def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -
             "admin": user.admin,
             "groups": list(user.groups),
             "limits": _limits(roster.limits_for(user.name, default)),
+            "image": roster.image_for(user.name, settings.notebook_image),
             "password_hash": creds[user.name].hash,
             "volume": names.user_volume(hub, user.name),
             "container": names.user_container(hub, user.name),

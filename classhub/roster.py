@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from . import names
 from .errors import Problem
-from .settings import Context, Invalid, parse_cpu_limit, parse_mem_limit
+from .settings import Context, Invalid, parse_cpu_limit, parse_image, parse_mem_limit
 
 ADMIN_WORD = "admin"
 GROUP_WORD = "group:"
@@ -29,6 +29,7 @@ HEADER_HELP = "one user a line: name [group ...] [admin], e.g. 'alice team-1'"
 
 
 LIMIT_KEYS = {"mem": "memory, e.g. mem=4G", "cpu": "cores, e.g. cpu=2 or cpu=0.5"}
+GROUP_KEYS = {**LIMIT_KEYS, "image": "an image name, e.g. image=classhub-gpu:latest"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,14 @@ class Roster:
     users: tuple[User, ...]
     declared: tuple[str, ...] = ()  # groups from `group:` lines, members or not
     group_limits: tuple[tuple[str, Limits], ...] = ()  # from `group:` lines
+    group_images: tuple[tuple[str, str, int], ...] = ()  # (group, image, line) from `group:` lines
+
+    def image_for(self, name: str, default: str) -> str:
+        """The image of the user's group that has one (the roster allows one at most), or the
+        hub's."""
+        user = self.get(name)
+        images = {g: image for g, image, _ in self.group_images}
+        return next((images[g] for g in user.groups if g in images), default)
 
     def limits_for(self, name: str, default: Limits) -> Limits:
         """Most specific wins: the user's own, the largest of their groups', the default."""
@@ -81,21 +90,26 @@ class Roster:
         return {g: tuple(members[g]) for g in sorted(members)}
 
 
-def _limit(token: str, where: str, ctx: Context | None, problems: list[Problem]):
-    """(key, value) of a `key=value` limit token, or None after adding a problem."""
+def _limit(
+    token: str, where: str, ctx: Context | None, problems: list[Problem], keys: dict[str, str]
+):
+    """(key, value) of a `key=value` token, or None after adding a problem."""
     key, _, raw = token.partition("=")
     key = key.lower()
-    if key not in LIMIT_KEYS:
-        problems.append(
-            Problem(where, f"{token!r} is not a limit", "write mem=SIZE or cpu=CORES, e.g. mem=4G")
-        )
+    if key not in keys:
+        known = " or ".join(f"{k}=..." for k in keys)
+        where_ok = "" if "image" in keys else " (image= goes on a group: line)"
+        problems.append(Problem(where, f"{token!r} is not a setting of this line{where_ok}",
+                                f"write {known}, e.g. mem=4G"))  # fmt: skip
         return None
     try:
+        if key == "image":
+            return key, parse_image(raw, ctx)
         if key == "mem":
             return key, parse_mem_limit(raw, ctx)
         return key, parse_cpu_limit(raw, ctx or Context(root=None, cpu_count=10**6))
     except Invalid as exc:
-        problems.append(Problem(where, f"{token!r} {exc.reason}", f"give {LIMIT_KEYS[key]}"))
+        problems.append(Problem(where, f"{token!r} {exc.reason}", f"give {keys[key]}"))
         return None
 
 
@@ -112,6 +126,7 @@ def parse_userlist(
     users: list[User] = []
     declared: list[str] = []
     group_limits: dict[str, tuple[Limits, int]] = {}  # group -> (limits, line)
+    group_images: list[tuple[str, str, int]] = []
     first_line: dict[str, tuple[int, str]] = {}  # lowercased name -> (line, name as written)
 
     for lineno, raw_line in enumerate(text.splitlines(), start=1):
@@ -120,10 +135,12 @@ def parse_userlist(
             continue
         where = f"{shown}:{lineno}"
         limits = {}
+        keys = GROUP_KEYS if tokens[0].lower() == GROUP_WORD else LIMIT_KEYS
         for token in [t for t in tokens[1:] if "=" in t]:
-            found = _limit(token, where, ctx, problems)
+            found = _limit(token, where, ctx, problems, keys)
             if found:
                 limits[found[0]] = found[1]
+        image = limits.pop("image", None)
         tokens = [t for t in tokens if "=" not in t]
         if not tokens:
             continue
@@ -140,6 +157,8 @@ def parse_userlist(
                     )
                 elif limits:
                     group_limits[word] = (Limits(**limits), lineno)
+                if image:
+                    group_images.append((word, image, lineno))
                 problem = names.name_problem(token.lower())
                 if problem:
                     problems.append(
@@ -207,10 +226,33 @@ def parse_userlist(
     if problems:
         return None, problems, warnings
 
+    problems += _image_clashes(users, group_images, shown)
+    if problems:
+        return None, problems, warnings
     if admin_user is not None:
         users = _with_admin(users, admin_user)
     limits_by_group = tuple((g, lim) for g, (lim, _) in sorted(group_limits.items()))
-    return Roster(tuple(users), tuple(declared), limits_by_group), [], warnings
+    return Roster(tuple(users), tuple(declared), limits_by_group, tuple(group_images)), [], warnings
+
+
+def _image_clashes(
+    users: list[User], group_images: list[tuple[str, str, int]], shown: str
+) -> list[Problem]:
+    """A group given two images, or a user in two groups with different images."""
+    problems, first = [], {}
+    for group, image, line in group_images:
+        if group in first and first[group][0] != image:
+            problems.append(Problem(f"{shown}:{line}", f"group {group!r} has image "
+                                    f"{first[group][0]} on line {first[group][1]} already",
+                                    "give a group one image"))  # fmt: skip
+        first.setdefault(group, (image, line))
+    for user in users:
+        mine = {first[g][0]: g for g in user.groups if g in first}
+        if len(mine) > 1:
+            problems.append(Problem(f"{shown}:{user.line}", f"{user.name} is in groups with "
+                                    f"different images ({', '.join(sorted(mine.values()))})",
+                                    "keep them in at most one group that has an image"))  # fmt: skip
+    return problems
 
 
 def with_tokens(text: str, line: int | None, name: str, tokens: list[str]) -> str:

@@ -270,6 +270,7 @@ def _pids_limit(raw: str, _: Context) -> int:
 # For the roster's per-user and per-group limits (mem=, cpu=), checked the same way.
 parse_mem_limit = _mem_limit
 parse_cpu_limit = _cpu_limit
+parse_image = _image("image=classhub-gpu:latest")
 
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)", re.IGNORECASE)
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

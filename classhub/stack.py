@@ -141,6 +141,16 @@ def ensure_data_volume(client: docker.DockerClient, hub: str) -> None:
 # --- user and group volumes --------------------------------------------------------------------
 
 
+def missing_group_images(client: docker.DockerClient, roster: Roster) -> list[str]:
+    """`userlist:LINE: ...` for each group image the engine does not have (never pulled here)."""
+    return [
+        f"userlist:{line}: group {group}'s image {image} is not on this Docker engine; build or "
+        "load it first (docker build -t NAME ..., docker load)"
+        for group, image, line in roster.group_images
+        if find_image(client, image) is None
+    ]
+
+
 def wanted_volumes(hub: str, roster: Roster) -> dict[str, str]:
     """Every volume the roster needs: name -> 'user' or 'group'."""
     wanted = {names.user_volume(hub, n): "user" for n in roster.names}
@@ -159,8 +169,8 @@ def detached_volumes(client: docker.DockerClient, hub: str, roster: Roster) -> l
 
 
 def stale_servers(client: docker.DockerClient, hub: str, hub_file) -> dict[str, str]:
-    """Running servers whose folders or limits differ from what the roster now gives their user
-    (user -> what changed); they pick it up at their next start."""
+    """Running servers whose folders, limits or image differ from what the roster and the images
+    now give their user (user -> what changed); they pick it up at their next start."""
     users = hub_file.get("users")
     stale = {}
     for container in hub_objects(client, hub, "user"):
@@ -172,6 +182,9 @@ def stale_servers(client: docker.DockerClient, hub: str, hub_file) -> dict[str, 
         home = hubfile.HOME + "/"
         changes = [f"+{p.removeprefix(home)}" for v, p in sorted(want.items()) if have.get(v) != p]
         changes += [f"-{p.removeprefix(home)}" for v, p in sorted(have.items()) if want.get(v) != p]
+        image = find_image(client, users[user]["image"])
+        if image is None or container.attrs["Image"] != image.id:
+            changes.append("new image")
         limits = users[user]["limits"]
         host = container.attrs["HostConfig"]
         quota = round(float(limits["cpu_limit"]) * (host.get("CpuPeriod") or 100_000))
@@ -244,9 +257,12 @@ HARDENED = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 ALWAYS = {"restart_policy": {"Name": "unless-stopped"}}
 
 
-def services(client: docker.DockerClient, paths: Paths, settings: Settings) -> list[Service]:
+def services(
+    client: docker.DockerClient, paths: Paths, settings: Settings, roster: Roster
+) -> list[Service]:
     """The hub's containers in start order. Needs the hub's network (its address, its bridge)."""
     hub = settings.hub_name
+    images = sorted({settings.notebook_image} | {image for _, image, _ in roster.group_images})
     address, bridge = hub_address(client, hub), bridge_name(client, hub)
     if address is None or bridge is None:
         raise UserError(f"the network {names.network(hub)} is missing; run invoke setup")
@@ -275,7 +291,8 @@ def services(client: docker.DockerClient, paths: Paths, settings: Settings) -> l
             "image": names.HUB_IMAGE,
             "name": names.socket_proxy_container(hub),
             "command": [*module, "classhub_hub.dockerproxy", "--hub", hub,
-                        "--network", names.network(hub), "--image", settings.notebook_image,
+                        "--network", names.network(hub),
+                        *[arg for image in images for arg in ("--image", image)],
                         "--port", str(hubfile.SOCKET_PROXY_PORT),
                         *(["--shared", settings.shared_data] if settings.shared_data else [])],
             "network": names.socket_network(hub),

@@ -53,6 +53,7 @@ def make_pre_spawn_hook(live: LiveRoster):
         spawner.volumes = hubfile.mounts(hub, spawner.user.name)
         # The user's limits: their own, else their groups' largest, else the hub's (the host
         # worked it out); no swap beyond the memory limit.
+        spawner.image = user["image"]  # the hub's, or that of the user's group with one
         spawner.mem_limit = user["limits"]["mem_limit"]
         spawner.cpu_limit = float(user["limits"]["cpu_limit"])
         spawner.extra_host_config = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import secrets
 import shutil
@@ -32,6 +33,9 @@ student2 team-1
 student3 team-2
 student4 team-2
 """
+LAB_OVERRIDES = {
+    "@jupyterlab/notebook-extension:tracker": {"codeCellConfig": {"lineNumbers": True}}
+}
 CA_BUNDLE = os.environ.get("CLASSHUB_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 ARTIFACTS = PROJECT / "test-artifacts"
 
@@ -100,6 +104,9 @@ def new_checkout(root: Path, hub: str, port: int, roster: str = ROSTER) -> Paths
         )
     for extra in (root / "hub" / "jupyterhub_config.d").glob("*.py"):
         extra.unlink()  # a developer's own extras are not part of a clean clone
+    # The class's environment, as an instructor writes it: one extra package, one Lab setting.
+    (root / "singleuser" / "requirements.txt").write_text("tabulate==0.9.0\n")
+    (root / "singleuser" / "overrides.json").write_text(json.dumps(LAB_OVERRIDES) + "\n")
     env = [
         f"HUB_NAME={hub}",
         f"PORT={port}",

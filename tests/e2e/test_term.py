@@ -8,6 +8,7 @@ users (student1..4) as they found them.
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 
 import docker.errors
@@ -16,7 +17,7 @@ import pytest
 from classhub import names
 
 from .browser import Browser
-from .conftest import Hub
+from .conftest import LAB_OVERRIDES, Hub
 from .test_hub import running_server
 
 
@@ -210,3 +211,64 @@ def test_admins_see_every_students_home_and_students_see_none(hub: Hub):
         running_server(hub, "student3").run("import os; print(os.path.exists('users'))")
         == "False\n"
     )
+
+
+def test_the_classs_packages_and_lab_settings_are_in_every_server(hub: Hub):
+    browser = running_server(hub, "student4")
+    out = browser.run(
+        "import json, sys, tabulate\n"
+        "print(tabulate.__version__)\n"
+        "print(json.load(open(sys.prefix + '/share/jupyter/lab/settings/overrides.json')))\n"
+    )
+    version, overrides = out.strip().split("\n")
+    assert version == "0.9.0"
+    assert overrides == str(LAB_OVERRIDES)
+    settings = browser.session.get(
+        browser.server_url + "lab/api/settings/@jupyterlab/notebook-extension:tracker"
+    )
+    assert settings.status_code == 200
+    defaults = settings.json()["schema"]["properties"]["codeCellConfig"]["default"]
+    assert defaults.get("lineNumbers") is True, defaults
+
+
+def test_build_rebuilds_only_on_change_and_status_names_outdated_servers(hub: Hub):
+    browser = running_server(hub, "student3")
+    unchanged = hub.invoke("build")
+    assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
+    assert "Every image is up to date." in unchanged.stdout
+    overrides = hub.paths.root / "singleuser" / "overrides.json"
+    original = overrides.read_text()
+    overrides.write_text(json.dumps({**LAB_OVERRIDES, "@jupyterlab/apputils-extension:themes": {}}))
+    try:
+        built = hub.invoke("build", timeout=900)
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+        assert "notebook image" in built.stdout and "Images built." in built.stdout
+        assert "student3 (new image)" in built.stdout
+        assert "student3 (new image)" in hub.invoke("status").stdout
+        assert browser.run("print('still on the old image')") == "still on the old image\n"
+        browser.stop()
+        browser.start()
+        assert "student3 (" not in hub.invoke("status").stdout
+    finally:
+        overrides.write_text(original)
+    browser.stop()
+
+
+def test_a_group_with_its_own_image_gets_it_and_others_do_not(hub: Hub):
+    alt = f"{hub.name}-alt:latest"
+    hub.client.images.get("classhub-notebook:latest").tag(alt)
+    try:
+        edit_roster(hub, add=f"artist special\ngroup: special image={alt}\n")
+        assert "Docker socket proxy" in sync(hub)  # the proxy now lets the group's image through
+        artist = logged_in_as(hub, "artist")
+        artist.start()
+        container = hub.client.containers.get(names.user_container(hub.name, "artist"))
+        assert container.attrs["Config"]["Image"] == alt
+        artist.stop()
+        running_server(hub, "student1")
+        other = hub.client.containers.get(names.user_container(hub.name, "student1"))
+        assert other.attrs["Config"]["Image"] == "classhub-notebook:latest"
+    finally:
+        edit_roster(hub, drop=("artist", "group:"))
+        sync(hub)
+        hub.client.images.remove(alt, noprune=True)

@@ -100,7 +100,7 @@ def _pin(path: str, package: str) -> str:
 
 
 def test_singleuser_jupyterhub_matches_the_hub():
-    assert _pin("singleuser/requirements.txt", "jupyterhub") == _pin(
+    assert _pin("singleuser/base-requirements.txt", "jupyterhub") == _pin(
         "hub/requirements.txt", "jupyterhub"
     )
 

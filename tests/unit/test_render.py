@@ -34,7 +34,10 @@ def golden(name: str, actual: str) -> None:
 
 
 ENV = "HUB_NAME=math101\nPORT=8001\nMEM_LIMIT=1G\nCPU_LIMIT=0.5\nCULL_IDLE_TIMEOUT=30m\n"
-ROSTER = "teacher admin\nAlice team-1\nbob team-1 team-2 cpu=1\ngroup: team-2 mem=3G\n"
+ROSTER = (
+    "teacher admin\nAlice team-1\nbob team-1 team-2 cpu=1\n"
+    "group: team-2 mem=3G image=classhub-gpu:latest\n"
+)
 
 
 def fixed_creds(names):

@@ -171,7 +171,15 @@ def test_limits_per_user_and_group_most_specific_wins():
         ("ann mem=10M\n", "userlist:1", "'mem=10M' is too small"),
         ("ann cpu=0\n", "userlist:1", "'cpu=0' is not a number of cores"),
         ("ann cpu=64\n", "userlist:1", "'cpu=64' is more than this server's 2 cores"),
-        ("ann gpu=1\n", "userlist:1", "'gpu=1' is not a limit"),
+        ("ann gpu=1\n", "userlist:1", "'gpu=1' is not a setting of this line"),
+        ("ann image=x:1\n", "userlist:1", "(image= goes on a group: line)"),
+        ("ann\ngroup: gpu image=Bad Name\n", "userlist:2", "is not a Docker image name"),
+        (
+            "ann a b\ngroup: a image=x:1\ngroup: b image=y:1\n",
+            "userlist:1",
+            "ann is in groups with different images (a, b)",
+        ),
+        ("ann\ngroup: a image=x:1\ngroup: a image=y:1\n", "userlist:3", "has image x:1 on line 2"),
         ("ann\ngroup: t mem=1G\ngroup: t mem=2G\n", "userlist:3", "limits on line 2 already"),
     ],
 )
@@ -180,3 +188,11 @@ def test_bad_limits_name_the_line(text, where, fragment):
     assert roster is None
     assert [p.where for p in problems] == [where]
     assert fragment in str(problems[0]), str(problems[0])
+
+
+def test_a_groups_image_goes_to_its_members_only():
+    roster, problems, _ = parse("ann gpu\nbob\ngroup: gpu image=classhub-gpu:latest mem=8G\n")
+    assert problems == []
+    assert roster.image_for("ann", "classhub-notebook:latest") == "classhub-gpu:latest"
+    assert roster.image_for("bob", "classhub-notebook:latest") == "classhub-notebook:latest"
+    assert roster.limits_for("ann", Limits(1, 1.0)).mem == 8 * 1024**3
