@@ -78,6 +78,11 @@ def notebook_spec(paths: Paths, settings: Settings) -> ImageSpec:
         ("singleuser/base-requirements.txt", folder / "base-requirements.txt"),
         ("singleuser/requirements.txt", folder / "requirements.txt"),
         ("singleuser/overrides.json", folder / "overrides.json"),
+        ("singleuser/classhub_notebook/__init__.py", folder / "classhub_notebook" / "__init__.py"),
+        (
+            "singleuser/classhub_notebook/jupyter_server_config.json",
+            folder / "classhub_notebook" / "jupyter_server_config.json",
+        ),
         ("singleuser/start-notebook", folder / "start-notebook"),
     )
     return ImageSpec("notebook image", settings.notebook_image, "singleuser/Dockerfile", files)

@@ -37,6 +37,7 @@ def hub_settings(settings: Settings) -> dict:
             "pids_limit": settings.pids_limit,
         },
         "cull_idle_timeout": settings.cull_idle_timeout,
+        "cull_busy": settings.cull_busy,
         "shared_data": settings.shared_data,
         "admin_sees_users": settings.admin_sees_users,
     }

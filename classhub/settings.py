@@ -70,6 +70,7 @@ class Settings:
     pids_limit: int  # processes and threads in one user container
     shared_data: str  # "" (none), an absolute host folder, or a Docker volume's name
     admin_sees_users: bool
+    cull_busy: bool  # cull servers whose kernels are computing, like idle ones
     cull_idle_timeout: int  # seconds; 0 never culls
     # Where each key's value came from: "default", ".env:LINE", "environment".
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -302,6 +303,7 @@ FIELDS: tuple[Field, ...] = (
     Field("SHARED_DATA", "shared_data", "", _shared_data),
     Field("ADMIN_SEES_USERS", "admin_sees_users", "false", _bool),
     Field("CULL_IDLE_TIMEOUT", "cull_idle_timeout", "1h", _duration),
+    Field("CULL_BUSY", "cull_busy", "false", _bool),
 )  # fmt: skip
 
 KEYS = tuple(f.key for f in FIELDS)

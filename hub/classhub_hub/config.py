@@ -14,7 +14,9 @@ Pure and set-only: it reads nothing and starts nothing, so tests check it agains
   which refuses any container made otherwise;
 - user containers are removed on stop (data lives only in volumes), and restarting the hub keeps
   user servers running (`cleanup_servers = False`);
-- the idle culler and the host's `classhub` service hold only the scopes they use.
+- the idle culler and the host's `classhub` service hold only the scopes they use; activity is
+  reported often enough for CULL_IDLE_TIMEOUT, and a busy kernel counts as activity unless
+  CULL_BUSY (singleuser/classhub_notebook).
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:se
 HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 # What `invoke add-user`, `add-group` and `status` use through the hub's REST API.
 CLASSHUB_SCOPES = ["admin:users", "admin:groups", "admin:servers", "list:users", "list:groups"]
+
+
+def activity_interval(timeout: int) -> int:
+    """How often (seconds) activity is reported and the culler looks: a third of the timeout,
+    between 5 seconds and JupyterHub's default of 5 minutes."""
+    return max(5, min(300, timeout // 3))
 
 
 def read_secrets(folder: str = hubfile.SECRETS_IN_HUB) -> dict[str, str]:
@@ -134,7 +142,16 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
     roles = [{"name": "classhub", "scopes": CLASSHUB_SCOPES, "services": ["classhub"]}]
     timeout = hub.get("cull_idle_timeout")
     if timeout:
-        command = [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={timeout}"]
+        # Activity must reach the hub several times per timeout (JupyterHub's defaults, 5 minutes,
+        # suit the usual hour; a short timeout needs shorter intervals or servers look idle).
+        every = activity_interval(timeout)
+        c.JupyterHub.last_activity_interval = every
+        c.Spawner.environment = {
+            "JUPYTERHUB_ACTIVITY_INTERVAL": str(every),
+            "CLASSHUB_CULL_BUSY": "true" if hub.get("cull_busy") else "false",
+        }
+        command = [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={timeout}",
+                   f"--cull-every={every}"]  # fmt: skip
         services.append({"name": "idle-culler", "command": command})
         roles.append({"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]})
     c.JupyterHub.services = services

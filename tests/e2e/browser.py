@@ -93,6 +93,15 @@ class Browser:
             method, self.server_url + "api" + path, headers=headers, **kwargs
         )
 
+    def start_code(self, code: str, timeout: float = 60) -> str:
+        """Start `code` in a new kernel and leave it running there (as a closed browser tab
+        does); returns the kernel's id once the kernel reports itself busy with it."""
+        kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
+        assert kernel.status_code == 201, (kernel.status_code, kernel.text)
+        kernel_id = kernel.json()["id"]
+        _execute(self, kernel_id, code, timeout, until_busy=True)
+        return kernel_id
+
     def run(self, code: str, timeout: float = 60) -> str:
         """Start a kernel, run `code` over its websocket, return what it printed; stops the kernel."""
         kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
@@ -104,7 +113,9 @@ class Browser:
             self.server_api("DELETE", f"/kernels/{kernel_id}")
 
 
-def _execute(browser: Browser, kernel_id: str, code: str, timeout: float) -> str:
+def _execute(
+    browser: Browser, kernel_id: str, code: str, timeout: float, until_busy: bool = False
+) -> str:
     session_id = uuid.uuid4().hex
     ws_url = browser.server_url.replace("http://", "ws://") + (
         f"api/kernels/{kernel_id}/channels?session_id={session_id}"
@@ -165,6 +176,8 @@ def _execute(browser: Browser, kernel_id: str, code: str, timeout: float) -> str
                 replied = True
             elif kind == "status" and state == "idle":
                 idle = True
+            elif kind == "status" and state == "busy" and until_busy:
+                return ""
             if replied and idle:
                 return "".join(output)
         raise AssertionError(f"no execute_reply in {timeout}s")

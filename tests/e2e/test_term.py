@@ -10,14 +10,24 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import time
 
 import docker.errors
 import pytest
 
 from classhub import names
+from tests.conftest import invoke
 
 from .browser import Browser
-from .conftest import LAB_OVERRIDES, Hub
+from .conftest import (
+    LAB_OVERRIDES,
+    Hub,
+    engine_environ,
+    free_port,
+    new_checkout,
+    read_passwords,
+    sweep,
+)
 from .test_hub import running_server
 
 
@@ -272,3 +282,38 @@ def test_a_group_with_its_own_image_gets_it_and_others_do_not(hub: Hub):
         edit_roster(hub, drop=("artist", "group:"))
         sync(hub)
         hub.client.images.remove(alt, noprune=True)
+
+
+def test_idle_servers_are_culled_and_keep_their_files_busy_ones_run_on(hub: Hub, tmp_path):
+    """A hub of its own with CULL_IDLE_TIMEOUT=30s: an idle server is stopped, its files stay;
+    a server whose kernel computes silently is not (CULL_BUSY=false, the default)."""
+    name = f"{hub.name}cull"
+    port = free_port()
+    paths = new_checkout(tmp_path / "clone", name, port, "hub-admin admin\nidler\nworker\n")
+    with (paths.root / ".env").open("a") as env:
+        env.write("CULL_IDLE_TIMEOUT=30s\n")
+    try:
+        result = invoke(paths, "setup", env=engine_environ(), timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        url = f"http://127.0.0.1:{port}/{name}/"
+        secrets = read_passwords(paths)
+        idler, worker = Browser(url, "idler"), Browser(url, "worker")
+        for browser in (idler, worker):
+            assert browser.login(secrets[browser.user]).status_code == 302
+            browser.start()
+            browser.open_lab()
+        idler.run("open('draft.txt', 'w').write('unsaved thoughts')")
+        worker.start_code("import time\ntime.sleep(600)")  # silent for ten minutes
+        started = time.monotonic()
+        while idler.hub_api("GET", "/users/idler").json().get("servers"):
+            assert time.monotonic() - started < 150, "the idle server was never culled"
+            time.sleep(2)
+        hub.figures["cull: idle server stopped after (s)"] = time.monotonic() - started
+        assert worker.hub_api("GET", "/users/worker").json().get("servers"), (
+            "the server with a busy kernel was culled"
+        )
+        assert volume_file(hub, names.user_volume(name, "idler"), "draft.txt") == (
+            "unsaved thoughts"
+        )
+    finally:
+        sweep(hub.client, name)

@@ -141,3 +141,19 @@ def test_user_containers_are_made_the_way_the_docker_proxy_requires():
     assert "drop all capabilities" in policy.refusal(
         "POST", target, json.dumps(body).encode(), None
     )
+
+
+def test_culling_settings_reach_the_culler_and_every_server():
+    c = Config()
+    apply_config(c, hub_file("HUB_NAME=physics\nCULL_IDLE_TIMEOUT=30s\n"), SECRETS)
+    culler = {s["name"]: s for s in c.JupyterHub.services}["idle-culler"]["command"]
+    assert "--timeout=30" in culler and "--cull-every=10" in culler
+    assert c.JupyterHub.last_activity_interval == 10
+    assert c.Spawner.environment == {
+        "JUPYTERHUB_ACTIVITY_INTERVAL": "10",
+        "CLASSHUB_CULL_BUSY": "false",
+    }
+    c = Config()
+    apply_config(c, hub_file("HUB_NAME=physics\nCULL_BUSY=true\n"), SECRETS)
+    assert c.Spawner.environment["CLASSHUB_CULL_BUSY"] == "true"
+    assert c.JupyterHub.last_activity_interval == 300  # the usual hour: JupyterHub's default
