@@ -2,10 +2,13 @@
 
 Every step looks first and acts only when needed, so running setup twice changes nothing the
 second time. `setup_steps` prepares the host side (`.env`, `secrets/`, passwords, the rendered hub
-file); `docker_steps` the engine's side (base image, hub and notebook images, network, volumes,
-the hub container, the hub's users and groups). Planning only looks: a dry run or `invoke status`
-changes nothing anywhere. A step's action re-checks what it found before it acts. Nothing here
-deletes anything, and a step never overwrites a value it did not create.
+file); `docker_steps` the engine's side (base image, hub and notebook images, networks, volumes,
+the hub's containers, the hub's users and groups); `sync_steps` only what a roster edit needs
+(passwords, hub file, volumes, socket proxy, the hub's users and groups); `image_steps` only the
+images (invoke build). Planning only looks: a dry run or `invoke status` changes nothing anywhere.
+A step's action re-checks what it found before it acts. Nothing here deletes a file or a volume:
+users and groups taken off the roster leave the hub, their volumes stay. A step never overwrites
+a value it did not create.
 """
 
 from __future__ import annotations
@@ -286,7 +289,9 @@ def sync_steps(
     steps = setup_steps(paths, config, progress)
     steps += volume_steps(client, settings, config.roster, echo)
     net_state = stack.network_state(client, settings.hub_name)
-    if net_state == "present":  # a group's new image must pass the socket proxy
+    proxy = stack.find_container(client, names.socket_proxy_container(settings.hub_name))
+    if net_state == "present" and proxy is not None and proxy.status == "running":
+        # A group's new image must pass the socket proxy; a stopped hub gets it at invoke up.
         steps += _service_steps(paths, config, client, echo, api, net_state,
                                 which=("Docker socket proxy",))  # fmt: skip
     if stack.find_container(client, names.hub_container(settings.hub_name)) is None or (
