@@ -13,7 +13,19 @@ import sys
 from collections.abc import Mapping
 
 from . import config as config_mod
-from . import credentials, deploy, hubapi, hubfile, images, names, plan, render, secrets, stack
+from . import (
+    credentials,
+    deploy,
+    hubapi,
+    hubfile,
+    images,
+    names,
+    plan,
+    render,
+    secrets,
+    stack,
+    wait,
+)
 from . import engine as engine_mod
 from .config import Config
 from .console import Output
@@ -269,10 +281,10 @@ def remove_user(
     if volume not in stack.volume_names(client):
         out.info(f"{who} has no home volume ({volume}); nothing to delete.")
         return
-    if stack.find_container(client, names.user_container(hub, who)) is not None:
-        raise UserError(
-            f"{who}'s server container still exists; run invoke down or wait, then again"
-        )
+    container = names.user_container(hub, who)
+    # Docker removes a stopped server's container itself, a moment after the stop.
+    wait.until(f"{who}'s server container {container} to go",
+               lambda: stack.find_container(client, container) is None, 60, out.info)  # fmt: skip
     out.info(f"This deletes, for good: the volume {volume}, every file in {who}'s home.")
     if not yes:
         if not sys.stdin.isatty():
