@@ -116,6 +116,13 @@ def remove_user(c, name, purge=False, yes=False):
 
 
 @task
+def hubs(c):
+    """List every hub on this host (port, path, state, users) and print one nginx server block."""
+    with user_errors():
+        commands.hubs(PATHS, os.environ, Output())
+
+
+@task
 def status(c):
     """Show each component's state, what setup would change, and who has a server running."""
     with user_errors():

@@ -20,6 +20,7 @@ from . import (
     hubfile,
     images,
     names,
+    neighbours,
     plan,
     render,
     secrets,
@@ -70,6 +71,7 @@ def _show_setup_plan(
     client = None
     if docker == "required":
         client = engine_mod.connect(environ)
+        _refuse_conflicts(client, paths, cfg)
     elif docker == "if-available":
         client = engine_mod.try_connect(environ)
     steps = deploy.setup_steps(
@@ -341,6 +343,38 @@ def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     )
 
 
+def _refuse_conflicts(client, paths: Paths, cfg: Config) -> None:
+    """Stop, before anything is made, when another hub or program holds HUB_NAME or PORT."""
+    problems = neighbours.conflicts(client, cfg.settings, paths.root)
+    if problems:
+        raise UserError("\n".join(problems))
+
+
+def hubs(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
+    """Every hub on this host's engine, and one nginx server block that routes each one's path."""
+    client = engine_mod.connect(environ)
+    found = neighbours.hubs(client)
+    if not found:
+        out.info("No hub on this host's Docker engine yet: run invoke setup in a checkout.")
+        return
+    rows = [("HUB", "PATH", "PUBLISHED ON", "STATE", "USERS", "CHECKOUT")]
+    rows += [(h.name, f"/{h.name}/", h.address or "-", h.state, str(h.users), h.checkout or "?")
+             for h in found]  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [f"{cell:<{width}}" for cell, width in zip(row[:-1], widths, strict=True)]
+        out.info("  ".join([*cells, row[-1]]))
+    routed = [(h.name, _upstream(h.address)) for h in found if h.address]
+    if routed:
+        out.info()
+        out.info(render.nginx_server(paths, routed).rstrip("\n"))
+
+
+def _upstream(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    return f"{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+
 def engine(environ: Mapping[str, str], out: Output) -> None:
     out.info(engine_mod.install_and_start(environ, out.info))
 
@@ -361,6 +395,7 @@ def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
         raise UserError(
             f"this hub is not set up yet ({', '.join(missing) or 'no hub file'}); run invoke setup"
         )
+    _refuse_conflicts(client, paths, cfg)
     steps = deploy.docker_steps(paths, cfg, client, out.info, build=False)
     out.info(plan.table(steps))
     out.info()

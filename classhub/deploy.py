@@ -19,7 +19,7 @@ from pathlib import Path
 
 import docker
 
-from . import credentials, hubapi, images, names, render, secrets, stack, wait
+from . import credentials, hubapi, images, names, neighbours, render, secrets, stack, wait
 from .config import Config
 from .errors import UserError
 from .files import ensure_private_dir, file_mode, read_text, write_atomic
@@ -134,6 +134,7 @@ def docker_steps(
     steps, hub_rebuilt = image_steps(paths, settings, client, echo) if build else ([], False)
 
     # Networks and volumes.
+    owner = neighbours.checkout_labels(paths.root)
     net_state = stack.network_state(client, hub)
     if net_state == "present":
         steps.append(Step(f"network {names.network(hub)}", "present"))
@@ -142,7 +143,7 @@ def docker_steps(
             "recreate with a fixed hub address (stops the hub and running servers; files are kept)"
         )  # fmt: skip
         steps.append(Step(f"network {names.network(hub)}", net_state, action,
-                          lambda: stack.ensure_network(client, hub, echo)))  # fmt: skip
+                          lambda: stack.ensure_network(client, hub, echo, owner)))  # fmt: skip
     socket_net = names.socket_network(hub)
     if stack.socket_network_state(client, hub) == "missing":
         steps.append(Step(f"network {socket_net}", "missing", "create (internal: hub and Docker proxy only)",

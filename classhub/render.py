@@ -75,6 +75,23 @@ _PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 
 
 def nginx_location(paths: Paths, settings: Settings) -> str:
+    return location_block(paths, settings.hub_name, settings.upstream)
+
+
+def location_block(paths: Paths, hub: str, upstream: str) -> str:
     template = (paths.nginx_dir / "location.conf.template").read_text(encoding="utf-8")
-    values = {"HUB_NAME": settings.hub_name, "UPSTREAM": settings.upstream}
+    values = {"HUB_NAME": hub, "UPSTREAM": upstream}
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def nginx_server(paths: Paths, hubs: list[tuple[str, str]]) -> str:
+    """One `server` block routing each (hub, upstream) path, for `invoke hubs`."""
+    blocks = "\n".join(
+        "    " + location_block(paths, hub, upstream).rstrip("\n").replace("\n", "\n    ")
+        for hub, upstream in hubs
+    )
+    return (
+        "# classhub: every hub on this host, each at /HUB_NAME/. Add TLS (listen 443 ssl, your\n"
+        "# certificate) for students outside; then: nginx -t && nginx -s reload\n"
+        "server {\n    listen 80;\n    server_name _;\n" + blocks + "\n}\n"
+    )

@@ -35,7 +35,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from . import hubfile, names, render, wait
+from . import hubfile, names, neighbours, render, wait
 from .errors import UserError
 from .images import find as find_image
 from .paths import Paths
@@ -71,7 +71,9 @@ def network_state(client: docker.DockerClient, hub: str) -> str:
     )
 
 
-def ensure_network(client: docker.DockerClient, hub: str, echo: Echo) -> None:
+def ensure_network(
+    client: docker.DockerClient, hub: str, echo: Echo, owner: dict[str, str] | None = None
+) -> None:
     """Make the hub's network with a subnet the engine picks and a fixed address for the hub.
 
     The engine chooses the subnet (honouring its default-address-pools) for a short-lived probe
@@ -97,7 +99,7 @@ def ensure_network(client: docker.DockerClient, hub: str, echo: Echo) -> None:
     pool = docker.types.IPAMPool(subnet=str(subnet), iprange=str(lower), gateway=str(subnet[1]))
     client.networks.create(
         name, driver="bridge", ipam=docker.types.IPAMConfig(pool_configs=[pool]),
-        labels=names.labels(hub, "net"),
+        labels={**names.labels(hub, "net"), **(owner or {})},
     )  # fmt: skip
 
 
@@ -330,7 +332,7 @@ def _hub_service(client, paths: Paths, settings: Settings, address: str, image_i
         "volumes": volumes,
         **HARDENED,
         **ALWAYS,
-        "labels": names.labels(hub, "hub"),
+        "labels": {**names.labels(hub, "hub"), **neighbours.checkout_labels(paths.root)},
     }
     # What the hub reads only at start; users and groups it re-reads without a restart.
     inputs = [image_id, json.dumps(render.hub_settings(settings), sort_keys=True)]

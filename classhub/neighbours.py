@@ -1,0 +1,139 @@
+"""The other hubs and programs on this host: who holds a HUB_NAME or a PORT, and the list of hubs.
+
+Several checkouts (one per course) run side by side on one engine. Each hub's Docker objects carry
+its name (`names`), and its network and hub container also carry `classhub.checkout`, the folder
+of the checkout that made them. Before setup or up creates anything, `conflicts` finds:
+- a HUB_NAME whose network or hub container another checkout made;
+- a HUB_NAME that is another hub's name followed by '-' (or the reverse): `math` and `math-user`
+  would both want the volume `math-user-data`;
+- a PORT another hub publishes, or that another program on this host listens on (named when `ss`
+  can tell);
+each named with its owner. `hubs` lists every hub on the engine for `invoke hubs`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import re
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+
+from . import hubfile, names
+from .settings import Settings
+
+LABEL_CHECKOUT = "classhub.checkout"
+
+
+@dataclass(frozen=True)
+class HubInfo:
+    name: str
+    checkout: str  # "" when made before checkouts were labelled
+    state: str
+    address: str  # host:port it is published on, "" when not running
+    users: int
+
+
+def checkout_labels(root: Path) -> dict[str, str]:
+    return {LABEL_CHECKOUT: str(root.resolve())}
+
+
+def hubs(client: docker.DockerClient) -> list[HubInfo]:
+    """Every hub on this engine: from hub networks and hub containers, by HUB_NAME."""
+    found: dict[str, dict] = {}
+    for network in client.networks.list(filters={"label": f"{names.LABEL_KIND}=net"}):
+        hub = network.attrs.get("Labels", {}).get(names.LABEL_HUB)
+        if hub:
+            found.setdefault(hub, {"checkout": network.attrs["Labels"].get(LABEL_CHECKOUT, "")})
+    for container in client.containers.list(all=True, filters={"label": f"{names.LABEL_KIND}=hub"}):
+        hub = container.labels.get(names.LABEL_HUB)
+        entry = found.setdefault(hub, {"checkout": ""})
+        entry["checkout"] = container.labels.get(LABEL_CHECKOUT, entry["checkout"])
+        entry["state"] = container.status
+        entry["address"] = _published(container)
+    users: dict[str, int] = {}
+    for volume in client.volumes.list(filters={"label": f"{names.LABEL_KIND}=user"}):
+        hub = (volume.attrs.get("Labels") or {}).get(names.LABEL_HUB)
+        users[hub] = users.get(hub, 0) + 1
+    return [
+        HubInfo(
+            hub,
+            e["checkout"],
+            e.get("state", "no container"),
+            e.get("address", ""),
+            users.get(hub, 0),
+        )
+        for hub, e in sorted(found.items())
+    ]
+
+
+def _published(container) -> str:
+    bindings = (container.attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    for binding in bindings.get(f"{hubfile.PROXY_PORT}/tcp") or []:
+        return f"{binding.get('HostIp') or '0.0.0.0'}:{binding.get('HostPort')}"
+    return ""
+
+
+def conflicts(client: docker.DockerClient, settings: Settings, root: Path) -> list[str]:
+    """Why this checkout's hub cannot have its HUB_NAME and PORT here (empty when it can)."""
+    me, mine = settings.hub_name, str(root.resolve())
+    problems = []
+    others = hubs(client)
+    for other in others:
+        if other.name == me and other.checkout and other.checkout != mine:
+            problems.append(
+                f"HUB_NAME={me} is already the hub of the checkout {other.checkout}; set another "
+                "HUB_NAME in .env (each checkout is one hub)"
+            )
+        elif other.name != me and (
+            other.name.startswith(me + "-") or me.startswith(other.name + "-")
+        ):
+            problems.append(
+                f"HUB_NAME={me} and the hub {other.name} on this host (checkout "
+                f"{other.checkout or 'unknown'}) would share Docker object names (one is the "
+                "other's name and '-'); choose a HUB_NAME that does not start with theirs"
+            )
+    port = settings.port
+    for other in others:
+        if other.name != me and other.address.endswith(f":{port}"):
+            problems.append(
+                f"PORT={port} is published by the hub {other.name} (checkout "
+                f"{other.checkout or 'unknown'}); set another PORT in .env"
+            )
+            return problems
+    own = next((o for o in others if o.name == me and o.address.endswith(f":{port}")), None)
+    if own is None:
+        holder = port_holder(settings.bind_address, port)
+        if holder:
+            problems.append(f"PORT={port} is in use by {holder}; set another PORT in .env")
+    return problems
+
+
+def port_holder(address: str, port: int) -> str | None:
+    """Who listens on `address:port` ("the program nginx (pid 123)"), or None when it is free."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                return None
+        else:
+            return None
+    return _ss_owner(port) or "another program"
+
+
+def _ss_owner(port: int) -> str | None:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            ["ss", "-H", "-ltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=5
+        ).stdout
+        match = re.search(r'users:\(\("([^"]+)",pid=(\d+)', out)
+        if match:
+            return f"the program {match.group(1)} (pid {match.group(2)})"
+    return None

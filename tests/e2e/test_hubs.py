@@ -1,0 +1,141 @@
+"""Several hubs on one host (issue: several hubs): same usernames, nothing shared, and setup
+refusing a HUB_NAME or PORT that another hub or program holds, before it makes anything."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from classhub import names
+from tests.conftest import invoke
+
+from .browser import Browser
+from .conftest import Hub, engine_environ, free_port, new_checkout, read_passwords, sweep
+
+ROSTER = "hub-admin admin\nann team-a\nbob team-a\ncat\n"
+
+
+@pytest.fixture(scope="module")
+def second(hub: Hub, tmp_path_factory):
+    """A second hub beside the shared one, with the same three usernames as the first gets."""
+    for user in ("ann", "bob", "cat"):
+        result = hub.invoke("add-user", user, "--group", "team-a")
+        assert result.returncode == 0, result.stdout + result.stderr
+    name = "two" + hub.name[3:]  # not the first hub's name and '-': no shared object names
+    port = free_port()
+    paths = new_checkout(tmp_path_factory.mktemp("second") / "clone", name, port, ROSTER)
+    try:
+        result = invoke(paths, "setup", env=engine_environ(), timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        yield name, port, paths
+    finally:
+        sweep(hub.client, name)
+
+
+def objects(hub: Hub, name: str) -> set[str]:
+    flt = {"label": f"{names.LABEL_HUB}={name}"}
+    return (
+        {c.name for c in hub.client.containers.list(all=True, filters=flt)}
+        | {v.name for v in hub.client.volumes.list(filters=flt)}
+        | {n.name for n in hub.client.networks.list(filters=flt)}
+    )
+
+
+def test_two_hubs_with_the_same_usernames_share_nothing(hub: Hub, second):
+    name, port, paths = second
+    assert not {o for o in objects(hub, hub.name) if not o.startswith(hub.name + "-")} - {hub.name}
+    assert objects(hub, hub.name).isdisjoint(objects(hub, name))
+    first_ann = Browser(hub.url, "ann")
+    assert first_ann.login(_password(hub, "ann")).status_code == 302
+    first_ann.start()
+    first_ann.open_lab()
+    first_ann.run("open('hub-one.txt', 'w').write('one'); open('team-a/t.txt', 'w').write('one')")
+    second_ann = Browser(f"http://127.0.0.1:{port}/{name}/", "ann")
+    assert second_ann.login(read_passwords(paths)["ann"]).status_code == 302
+    second_ann.start()
+    second_ann.open_lab()
+    out = second_ann.run("import os; print(os.path.exists('hub-one.txt'), os.listdir('team-a'))")
+    assert out == "False []\n"
+    # Each hub answers on its own port and path only.
+    assert first_ann.session.get(hub.url + "hub/api/").status_code == 200
+    assert second_ann.session.get(f"http://127.0.0.1:{port}/{hub.name}/hub/api/").status_code == 404
+    first_ann.stop()
+    second_ann.stop()
+
+
+def _password(hub: Hub, user: str) -> str:
+    result = hub.invoke("login", "--name", user)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.rsplit("Password: ", 1)[1].split()[0]
+
+
+def refused(root, name: str, port: int, *needles: str) -> None:
+    """Setup in a new checkout fails naming the owner, before it makes anything anywhere."""
+    paths = new_checkout(root, name, port, ROSTER)
+    before = {v.name for v in docker_client().volumes.list()}
+    result = invoke(paths, "setup", env=engine_environ(), timeout=300)
+    assert result.returncode == 1, result.stdout[-2000:]
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+    assert {v.name for v in docker_client().volumes.list()} == before, "setup made something"
+    assert not (paths.secrets_dir / "cookie_secret").exists(), "setup wrote secrets"
+
+
+def docker_client():
+    import docker
+
+    return docker.from_env(environment=engine_environ())
+
+
+def test_setup_refuses_a_name_or_port_that_another_hub_or_program_holds(hub: Hub, second, tmp_path):
+    name, _, paths = second
+    refused(tmp_path / "same-name", name, free_port(), f"HUB_NAME={name} is already the hub of",
+            str(paths.root.resolve()))  # fmt: skip
+    refused(
+        tmp_path / "same-port",
+        "thirdhub",
+        hub.port,
+        f"PORT={hub.port} is published by the hub {hub.name}",
+    )
+    refused(tmp_path / "prefix", f"{hub.name}-user", free_port(), "would share Docker object names")
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        taken = busy.getsockname()[1]
+        refused(tmp_path / "program", "fourthhub", taken, f"PORT={taken} is in use by the program")
+
+
+def test_hubs_lists_every_hub_and_routes_each_path_through_nginx(hub: Hub, second, tmp_path):
+    name, port, _ = second
+    result = hub.invoke("hubs")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for hub_name, hub_port in ((hub.name, hub.port), (name, port)):
+        row = next(line for line in lines if line.startswith(hub_name + " "))
+        assert f"/{hub_name}/" in row and f":{hub_port}" in row and "running" in row
+        assert f"location /{hub_name}/ {{" in result.stdout
+        assert f"proxy_pass http://127.0.0.1:{hub_port};" in result.stdout
+    server = result.stdout[result.stdout.index("# classhub: every hub") :]
+    listen = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        "pid nginx.pid; error_log stderr; events {}\n"
+        "http { access_log off; client_body_temp_path body; proxy_temp_path proxy;\n"
+        + server.replace("listen 80;", f"listen 127.0.0.1:{listen};")
+        + "}\n"
+    )
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    command = [nginx, "-p", str(tmp_path), "-c", str(conf)]
+    checked = subprocess.run([*command, "-t"], capture_output=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr.decode()
+    # nginx goes to the background: no pipes for it to keep open.
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+    try:
+        for hub_name in (hub.name, name):
+            page = Browser(f"http://127.0.0.1:{listen}/{hub_name}/", "x").session.get(
+                f"http://127.0.0.1:{listen}/{hub_name}/hub/login"
+            )
+            assert page.status_code == 200 and "login" in page.text.lower(), hub_name
+    finally:
+        subprocess.run([*command, "-s", "stop"], capture_output=True, timeout=30)
