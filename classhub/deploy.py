@@ -282,9 +282,10 @@ def hub_sync_step(
 def sync_steps(
     paths: Paths, config: Config, client: docker.DockerClient, echo: Echo, progress: Progress
 ) -> list[Step]:
-    """After a roster edit: passwords, the hub file, volumes and the running hub's users and
-    groups. Touches no image and no container: running servers keep running. A hub that is not
-    running gets its users and groups when it starts (invoke up)."""
+    """After a roster edit: passwords, the hub file, volumes, the socket proxy (replaced when a
+    group's image changed) and the running hub's users and groups. Builds nothing and restarts
+    neither the hub nor any server. A hub that is not running gets its users and groups when it
+    starts (invoke up)."""
     settings = config.settings
     api = hubapi.HubAPI(settings, lambda: secrets.api_token(paths))
     steps = setup_steps(paths, config, progress)
