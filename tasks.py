@@ -115,6 +115,13 @@ def remove_user(c, name, purge=False, yes=False):
         commands.remove_user(PATHS, os.environ, Output(), name, purge, yes)
 
 
+@task(help={"yes": "do not ask (for scripts)"})
+def destroy(c, yes=False):
+    """Remove every Docker object of this hub, users' files included, after listing and asking."""
+    with user_errors():
+        commands.destroy(PATHS, os.environ, Output(), yes)
+
+
 @task
 def hubs(c):
     """List every hub on this host (port, path, state, users) and print one nginx server block."""

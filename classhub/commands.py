@@ -343,6 +343,34 @@ def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     )
 
 
+def destroy(paths: Paths, environ: Mapping[str, str], out: Output, yes: bool = False) -> None:
+    """Remove every Docker object of this hub, its users' files included, after asking."""
+    cfg = load(paths, environ, out)
+    client = engine_mod.connect(environ)
+    hub = cfg.settings.hub_name
+    found = stack.hub_inventory(client, hub)
+    if not any(found.values()):
+        out.info(f"Hub {hub} has no Docker objects on this engine; nothing to remove.")
+        return
+    out.info(f"This removes, for good, every Docker object of hub {hub}:")
+    for kind, objects in found.items():
+        for item in objects:
+            out.info(f"  {kind[:-1]:<9} {item.name}")
+    homes = [v.name for v in found["volumes"] if v.attrs.get("Labels", {}).get(names.LABEL_KIND)
+             in ("user", "group", "shared")]  # fmt: skip
+    if homes:
+        out.info(f"The {len(homes)} user, group and shared volume(s) hold your users' files.")
+    out.info("Your files in this checkout (.env, userlist, secrets/) and the images stay.")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(
+                "not confirmed, nothing was removed; to confirm without asking add --yes"
+            )
+        if input(f"Type {hub} to remove all of it: ").strip() != hub:
+            raise UserError("not confirmed, nothing was removed")
+    stack.destroy(client, hub, out.info)
+
+
 def _refuse_conflicts(client, paths: Paths, cfg: Config) -> None:
     """Stop, before anything is made, when another hub or program holds HUB_NAME or PORT."""
     problems = neighbours.conflicts(client, cfg.settings, paths.root)

@@ -477,6 +477,34 @@ def stop_all(client: docker.DockerClient, hub: str, echo: Echo) -> int:
     return count
 
 
+def hub_inventory(client: docker.DockerClient, hub: str) -> dict[str, list]:
+    """Every Docker object of this hub, by kind of object: containers, networks, volumes."""
+    flt = {"label": f"{names.LABEL_HUB}={hub}"}
+    return {
+        "containers": client.containers.list(all=True, filters=flt),
+        "networks": client.networks.list(filters=flt),
+        "volumes": client.volumes.list(filters=flt),
+    }
+
+
+def destroy(client: docker.DockerClient, hub: str, echo: Echo) -> int:
+    """Remove every Docker object of this hub (the caller has confirmed) and its firewall rules.
+    Images stay: they hold no hub's data and other hubs share them."""
+    found = hub_inventory(client, hub)
+    for container in found["containers"]:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+    for network in found["networks"]:
+        network.remove()
+    for volume in found["volumes"]:
+        volume.remove(force=True)
+    if find_image(client, names.HUB_IMAGE) is not None:
+        remove_firewall_rules(client, hub)
+    count = sum(len(objects) for objects in found.values())
+    echo(f"Removed {count} Docker object(s) of hub {hub}.")
+    return count
+
+
 def remove_firewall_rules(client: docker.DockerClient, hub: str) -> None:
     """Take the hub's firewall table out of the host's kernel (its firewall container is gone)."""
     client.containers.run(

@@ -139,3 +139,40 @@ def test_hubs_lists_every_hub_and_routes_each_path_through_nginx(hub: Hub, secon
             assert page.status_code == 200 and "login" in page.text.lower(), hub_name
     finally:
         subprocess.run([*command, "-s", "stop"], capture_output=True, timeout=30)
+
+
+def nft_table_exists(hub: Hub, name: str) -> bool:
+    container = hub.client.containers.create(
+        names.HUB_IMAGE, ["nft", "list", "table", "inet", names.firewall_table(name)],
+        entrypoint=[], network_mode="host", cap_drop=["ALL"], cap_add=["NET_ADMIN"],
+    )  # fmt: skip
+    try:
+        container.start()
+        return container.wait(timeout=60)["StatusCode"] == 0
+    finally:
+        container.remove(force=True)
+
+
+def test_destroy_lists_asks_and_removes_only_this_hub(hub: Hub, tmp_path):
+    name = f"{hub.name}d"
+    paths = new_checkout(tmp_path / "clone", name, free_port(), "hub-admin admin\nann t\n")
+    try:
+        result = invoke(paths, "setup", env=engine_environ(), timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        made = objects(hub, name)
+        assert names.user_volume(name, "ann") in made and nft_table_exists(hub, name)
+        others = objects(hub, hub.name)
+
+        asked = invoke(paths, "destroy", env=engine_environ())
+        assert asked.returncode == 1 and "add --yes" in asked.stderr
+        assert f"volume    {names.user_volume(name, 'ann')}" in asked.stdout
+        assert objects(hub, name) == made, "nothing is removed without confirmation"
+
+        done = invoke(paths, "destroy", "--yes", env=engine_environ(), timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert objects(hub, name) == set()
+        assert not nft_table_exists(hub, name)
+        assert objects(hub, hub.name) == others, "another hub lost something"
+        assert (paths.root / "userlist").exists() and (paths.secrets_dir / "cookie_secret").exists()
+    finally:
+        sweep(hub.client, name)
