@@ -5,9 +5,10 @@ Pure and set-only: it reads nothing and starts nothing, so tests check it agains
 - the hub serves under `/<HUB_NAME>/`; the proxy listens on PROXY_PORT, the hub's API on
   HUB_API_PORT, reached by user containers at the hub container's name on the hub's network;
 - logins are the roster's (RosterAuthenticator), groups are the roster's (`manage_groups`);
-- every user gets the one notebook image (no choice, never pulled), the memory, CPU and pids
-  limits, their home volume at /home/jovyan and one folder per group they are in
-  (`pre_spawn_hook`);
+- every user gets the image, limits and folders the roster gives them, worked out by the host
+  into the hub file and read at each spawn (`pre_spawn_hook`): the notebook image or their
+  group's, never pulled and never chosen by them; memory, CPU and pids limits; their home at
+  /home/jovyan, one folder per group, the shared data and, for admins, the users' homes;
 - user containers are hardened: every capability dropped, `no-new-privileges`, Docker's default
   seccomp profile, and no server config read from the user's home (`disable_user_config`); the
   hub reaches Docker only through the socket proxy (`DOCKER_HOST`, classhub_hub/dockerproxy.py),
@@ -59,9 +60,9 @@ def make_pre_spawn_hook(live: LiveRoster):
         hub = live.hub()
         user = hub.get("users")[spawner.user.name]
         spawner.volumes = hubfile.mounts(hub, spawner.user.name)
+        spawner.image = user["image"]  # the hub's, or that of the user's group with one
         # The user's limits: their own, else their groups' largest, else the hub's (the host
         # worked it out); no swap beyond the memory limit.
-        spawner.image = user["image"]  # the hub's, or that of the user's group with one
         spawner.mem_limit = user["limits"]["mem_limit"]
         spawner.cpu_limit = float(user["limits"]["cpu_limit"])
         spawner.extra_host_config = {
@@ -90,7 +91,7 @@ def refuse_user_options(spawner) -> None:
     spawner.orm_spawner.user_options = {}
     spawner.db.commit()
     raise web.HTTPError(
-        400, f"Specifying {asked} is not allowed: every user of this hub gets the same server"
+        400, f"Specifying {asked} is not allowed: each user gets the server the roster gives them"
     )
 
 
