@@ -62,8 +62,9 @@ def summary(cfg: Config) -> str:
 
 def _show_setup_plan(
     paths: Paths, environ: Mapping[str, str], out: Output, docker: str = "required"
-) -> tuple[Config, list[Step], bool]:
-    """Load the inputs, print the summary and the plan; returns them and whether Docker answered.
+) -> tuple[Config, list[Step], object]:
+    """Load the inputs, print the summary and the plan; returns them and the Docker client (None
+    when Docker was skipped or does not answer).
 
     `docker`: "required" (no engine is an error), "skip" (files only) or "if-available" (status).
     """
@@ -89,7 +90,7 @@ def _show_setup_plan(
     out.info()
     out.info(plan.table(steps))
     out.info()
-    return cfg, steps, client is not None
+    return cfg, steps, client
 
 
 def setup(
@@ -119,16 +120,26 @@ def _converge(
 ) -> tuple[Config, int]:
     """Show the plan, then apply it unless a dry run; returns the config and the changed count."""
     cfg, steps, _ = _show_setup_plan(paths, environ, out, docker)
+    return cfg, _apply_unless_dry(steps, out, dry_run)
+
+
+def _apply_unless_dry(
+    steps: list[Step],
+    out: Output,
+    dry_run: bool,
+    nothing: str = "Nothing to change: everything is already set up.",
+) -> int:
+    """Apply the shown plan (or say what a dry run would change); returns the changed count."""
     if dry_run:
         pending = sum(step.changes for step in steps)
         out.info(f"Dry run: nothing was changed ({pending} step(s) would change something).")
-        return cfg, 0
+        return 0
     changed = plan.apply(steps, out.info)
     if changed:
         out.info(f"Done: {changed} step(s) changed something.")
     else:
-        out.info("Nothing to change: everything is already set up.")
-    return cfg, changed
+        out.info(nothing)
+    return changed
 
 
 def add_user(
@@ -205,13 +216,9 @@ def sync(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = 
     out.info()
     out.info(plan.table(steps))
     out.info()
-    if dry_run:
-        pending = sum(step.changes for step in steps)
-        out.info(f"Dry run: nothing was changed ({pending} step(s) would change something).")
-        return
-    changed = plan.apply(steps, out.info)
-    out.info(f"Done: {changed} step(s) changed something." if changed else "Nothing to change.")
-    _report_roster_state(paths, cfg, client, out)
+    _apply_unless_dry(steps, out, dry_run, nothing="Nothing to change.")
+    if not dry_run:
+        _report_roster_state(paths, cfg, client, out)
 
 
 def build(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> None:
@@ -288,14 +295,7 @@ def remove_user(
     wait.until(f"{who}'s server container {container} to go",
                lambda: stack.find_container(client, container) is None, 60, out.info)  # fmt: skip
     out.info(f"This deletes, for good: the volume {volume}, every file in {who}'s home.")
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UserError(
-                "not confirmed, nothing was deleted; to confirm without asking add --yes"
-            )
-        answer = input(f"Type {who} to delete their home: ").strip().lower()
-        if answer != who:
-            raise UserError("not confirmed, nothing was deleted")
+    _confirm(who, f"Type {who} to delete their home: ", yes)
     client.volumes.get(volume).remove()
     out.info(f"Deleted {volume}.")
 
@@ -326,7 +326,8 @@ def _parse_or_fail(cfg: Config, text: str) -> Roster:
 
 def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """Each component's state (the same table as `setup --dry-run`) and who has a server running."""
-    cfg, steps, docker = _show_setup_plan(paths, environ, out, "if-available")
+    cfg, steps, client = _show_setup_plan(paths, environ, out, "if-available")
+    docker = client is not None
     api = hubapi.HubAPI(cfg.settings, lambda: secrets.api_token(paths))
     if docker and api.answers():
         running = api.running()
@@ -336,7 +337,7 @@ def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     elif docker:
         out.info(f"The hub does not answer at {api.root}.")
     if docker:
-        _report_roster_state(paths, cfg, engine_mod.connect(environ), out)
+        _report_roster_state(paths, cfg, client, out)
     pending = sum(step.changes for step in steps)
     out.info(
         f"{pending} step(s) pending: run invoke setup." if pending else "In step with the settings."
@@ -361,14 +362,18 @@ def destroy(paths: Paths, environ: Mapping[str, str], out: Output, yes: bool = F
     if homes:
         out.info(f"The {len(homes)} user, group and shared volume(s) hold your users' files.")
     out.info("Your files in this checkout (.env, userlist, secrets/) and the images stay.")
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UserError(
-                "not confirmed, nothing was removed; to confirm without asking add --yes"
-            )
-        if input(f"Type {hub} to remove all of it: ").strip() != hub:
-            raise UserError("not confirmed, nothing was removed")
+    _confirm(hub, f"Type {hub} to remove all of it: ", yes)
     stack.destroy(client, hub, out.info)
+
+
+def _confirm(word: str, prompt: str, yes: bool) -> None:
+    """Go on only when `yes` or the person types `word`; without a terminal, ask for --yes."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UserError("not confirmed, nothing was deleted; to confirm without asking add --yes")
+    if input(prompt).strip().lower() != word.lower():
+        raise UserError("not confirmed, nothing was deleted")
 
 
 def _refuse_conflicts(client, paths: Paths, cfg: Config) -> None:
