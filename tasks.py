@@ -172,3 +172,29 @@ def nginx(c):
     """Print the nginx location block that routes /<HUB_NAME>/ to this hub."""
     with user_errors():
         commands.nginx(PATHS, os.environ, Output())
+
+
+@task(
+    help={
+        "users": "comma-separated users: back up only their homes",
+        "to": "the folder to write (default: BACKUP_DIR/<HUB_NAME>-<date>-<time>)",
+    },
+)
+def backup(c, users="", to=""):
+    """Back up the running hub: database, every home and group folder, roster, settings, secrets."""
+    with user_errors():
+        commands.backup(PATHS, os.environ, Output(), users, to)
+
+
+@task(help={"folder": "a folder written by invoke backup"})
+def restore(c, folder):
+    """Recreate this hub from a backup (on a new server, or after invoke destroy); checks it first."""
+    with user_errors():
+        commands.restore(PATHS, os.environ, Output(), folder)
+
+
+@task
+def archive(c):
+    """Semester end: back up the whole hub, then stop and remove its containers (volumes stay)."""
+    with user_errors():
+        commands.archive(PATHS, os.environ, Output())

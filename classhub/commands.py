@@ -11,7 +11,9 @@ import csv
 import io
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
+from . import backup as backup_mod
 from . import config as config_mod
 from . import (
     credentials,
@@ -364,6 +366,98 @@ def destroy(paths: Paths, environ: Mapping[str, str], out: Output, yes: bool = F
     out.info("Your files in this checkout (.env, userlist, secrets/) and the images stay.")
     _confirm(hub, f"Type {hub} to remove all of it: ", yes)
     stack.destroy(client, hub, out.info)
+
+
+def backup(
+    paths: Paths, environ: Mapping[str, str], out: Output, users: str = "", folder: str = ""
+) -> Path:
+    """Write a dated backup of this hub while it runs (only some users' homes with `users`)."""
+    cfg = load(paths, environ, out)
+    client = engine_mod.connect(environ)
+    settings, roster = cfg.settings, cfg.roster
+    hub = settings.hub_name
+    if names.hub_data_volume(hub) not in stack.volume_names(client):
+        raise UserError(f"hub {hub} has no database volume on this engine, so there is nothing "
+                        "to back up yet; run invoke setup first")  # fmt: skip
+    chosen = None
+    if users:
+        chosen = sorted({u.strip().lower() for u in users.split(",") if u.strip()})
+        have = stack.volume_names(client)
+        unknown = [u for u in chosen if names.user_volume(hub, u) not in have]
+        if unknown:
+            raise UserError(f"--users: no home volume for {', '.join(unknown)} on hub {hub}; "
+                            f"the users on the roster are: {', '.join(roster.names)}")  # fmt: skip
+    target = Path(folder).resolve() if folder else backup_mod.default_folder(settings)
+    what = f"the homes of {', '.join(chosen)}" if chosen else "the whole hub"
+    out.info(f"Backing up {what} ({hub}) to {target} while it runs:")
+    manifest = backup_mod.write(client, paths, settings, roster, target, out.info, chosen)
+    size = sum(entry["size"] for entry in manifest.files.values())
+    out.info(f"Backup complete: {len(manifest.files)} files, {backup_mod.human_size(size)}, "
+             "each with its checksum in manifest.json.")  # fmt: skip
+    if settings.shared_data.startswith("/"):
+        out.warn(f"SHARED_DATA is the folder {settings.shared_data} on this server; it is not in "
+                 "the backup: back it up with the server's other files")  # fmt: skip
+    out.info(f"Restore it with: invoke restore {target}")
+    return target
+
+
+def restore(paths: Paths, environ: Mapping[str, str], out: Output, folder: str) -> None:
+    """Recreate this hub from a backup on an engine that does not have it (or after destroy)."""
+    source = Path(folder).resolve()
+    manifest = backup_mod.verify(
+        source, lambda label, done, total: out.progress(label, done, total)
+    )
+    out.info(f"Backup of hub {manifest.hub} made {manifest.created}: {len(manifest.users)} "
+             f"user(s), {len(manifest.volumes)} volume(s); every file matches its checksum.")  # fmt: skip
+    client = engine_mod.connect(environ)
+    taken = backup_mod.existing_volumes(client, manifest.hub, manifest)
+    if taken:
+        raise UserError(
+            f"these volumes of hub {manifest.hub} already exist and restore never writes over "
+            f"one: {', '.join(taken)}. Back them up and run invoke destroy first, or restore on "
+            "another engine. Nothing was changed"
+        )
+    if not manifest.complete:
+        _restore_volumes(client, source, manifest, out)
+        out.info(f"Restored the homes of {', '.join(manifest.users)}. They appear in their "
+                 "servers at the next start.")  # fmt: skip
+        return
+    saved = Paths.at(source / backup_mod.CHECKOUT)
+    cfg = load(saved, environ, out)
+    if cfg.settings.hub_name != manifest.hub:
+        raise UserError(f"HUB_NAME={cfg.settings.hub_name} (from the environment) differs from "
+                        f"the backup's hub {manifest.hub}; unset it. Nothing was changed")  # fmt: skip
+    _refuse_conflicts(client, paths, cfg)
+    out.info("-> settings, roster and secrets: put in the checkout")
+    backup_mod.restore_checkout(source, manifest, paths, out.info)
+    cfg = load(paths, environ, out)
+    steps, _ = deploy.image_steps(paths, cfg.settings, client, out.info)
+    plan.apply(steps, out.info)
+    _restore_volumes(client, source, manifest, out)
+    out.info("-> hub database: restored from the backup")
+    backup_mod.restore_sqlite(client, manifest.hub, backup_mod.sqlite_copy(source))
+    out.info("Now the rest of setup, as invoke setup does it:")
+    setup(paths, environ, out)
+
+
+def _restore_volumes(client, source: Path, manifest: backup_mod.Manifest, out: Output) -> None:
+    total = len(manifest.volumes)
+    for index, (volume, kind) in enumerate(sorted(manifest.volumes.items()), 1):
+        archive = source / backup_mod.VOLUMES / f"{volume}.tar.gz"
+        backup_mod.restore_volume(client, manifest.hub, volume, kind, archive)
+        out.progress("restoring volumes", index, total)
+
+
+def archive(paths: Paths, environ: Mapping[str, str], out: Output) -> Path:
+    """Semester end: a full backup, then the hub's containers stopped and removed (volumes and
+    the backup stay)."""
+    target = backup(paths, environ, out)
+    cfg = load(paths, environ, out)
+    client = engine_mod.connect(environ)
+    removed = stack.remove_containers(client, cfg.settings.hub_name, out.info)
+    out.info(f"Archived: {removed} container(s) removed; the backup is {target}. The volumes "
+             "stay until invoke destroy; invoke up starts the hub again.")  # fmt: skip
+    return target
 
 
 def _confirm(word: str, prompt: str, yes: bool) -> None:

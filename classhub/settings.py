@@ -72,6 +72,7 @@ class Settings:
     admin_sees_users: bool
     cull_busy: bool  # cull servers whose kernels are computing, like idle ones
     cull_idle_timeout: int  # seconds; 0 never culls
+    backup_dir: Path  # where invoke backup writes (absolute: relative values are the checkout's)
     # Where each key's value came from: "default", ".env:LINE", "environment".
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -247,6 +248,20 @@ def _shared_data(raw: str, ctx: Context) -> str:
     return raw
 
 
+def _backup_dir(raw: str, ctx: Context) -> Path:
+    if not raw:
+        raise Invalid(
+            "is empty", "name a folder, e.g. BACKUP_DIR=backups or BACKUP_DIR=/srv/backups"
+        )
+    path = Path(raw).expanduser()
+    path = path if path.is_absolute() else ctx.root / path
+    if path.exists() and not path.is_dir():
+        raise Invalid(
+            f"names {path}, which is not a folder", "name a folder, e.g. BACKUP_DIR=backups"
+        )
+    return path
+
+
 def _bool(raw: str, _: Context) -> bool:
     value = raw.strip().lower()
     if value in ("true", "yes", "1", "on"):
@@ -304,6 +319,7 @@ FIELDS: tuple[Field, ...] = (
     Field("ADMIN_SEES_USERS", "admin_sees_users", "false", _bool),
     Field("CULL_IDLE_TIMEOUT", "cull_idle_timeout", "1h", _duration),
     Field("CULL_BUSY", "cull_busy", "false", _bool),
+    Field("BACKUP_DIR", "backup_dir", "backups", _backup_dir),
 )  # fmt: skip
 
 KEYS = tuple(f.key for f in FIELDS)

@@ -477,6 +477,21 @@ def stop_all(client: docker.DockerClient, hub: str, echo: Echo) -> int:
     return count
 
 
+def remove_containers(client: docker.DockerClient, hub: str, echo: Echo) -> int:
+    """Stop and remove every container of this hub and take its firewall rules out of the kernel
+    (nothing is left to protect); networks and volumes stay."""
+    stop_all(client, hub, echo)
+    removed = 0
+    for container in client.containers.list(
+        all=True, filters={"label": f"{names.LABEL_HUB}={hub}"}
+    ):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+            removed += 1
+    remove_firewall_rules(client, hub)
+    return removed
+
+
 def hub_inventory(client: docker.DockerClient, hub: str) -> dict[str, list]:
     """Every Docker object of this hub, by kind of object: containers, networks, volumes."""
     flt = {"label": f"{names.LABEL_HUB}={hub}"}

@@ -1,0 +1,380 @@
+"""Backups of one hub and their restore: what a backup holds, its manifest, and the checks.
+
+A backup is one folder, `<BACKUP_DIR>/<hub>-<UTC date and time>/`:
+
+    manifest.json      the hub, when, what kind of database, which users, and every file below
+                       with its size, mode and SHA-256
+    manifest.sha256    the manifest's own checksum, so a damaged manifest is caught as well
+    checkout/          .env, userlist and secrets/ (credentials.json holds the passwords)
+    database/          jupyterhub.sqlite: a consistent copy (SQLite's online backup), or
+                       jupyterhub.dump: pg_dump's custom format (HUB_DB=postgres)
+    volumes/NAME.tar.gz  each user, group and shared-data volume, owners and modes kept
+
+Rules that hold here:
+- A backup is taken while the hub runs and never stops it. It is written as `NAME.partial` and
+  renamed once complete, so a backup that failed half way never looks like one that did not.
+  The folder is 0700 and its files 0600: it holds the secrets and every student's files.
+- Restore checks every file against the manifest before it changes anything, and refuses a
+  damaged backup naming the file. It never overwrites: a volume that exists stops it, and a
+  checkout file that differs from the backup's is kept beside it as `NAME.before-restore`.
+- Volumes are read and written through a container that is created but never started
+  (Docker's archive API), so no program runs on the students' files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from . import names, stack
+from .errors import UserError
+from .files import ensure_private_dir, write_atomic
+from .paths import Paths
+from .roster import Roster
+from .settings import Settings
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+MANIFEST_SUM = "manifest.sha256"
+CHECKOUT = "checkout"
+DATABASE = "database"
+VOLUMES = "volumes"
+SQLITE_FILE = "jupyterhub.sqlite"
+Echo = Callable[[str], None]
+Progress = Callable[[str, int, int], None]
+CHUNK = 1024 * 1024
+
+# Run in a short-lived hub-image container with the data volume at /data and the backup's
+# database folder at /out: SQLite's backup API copies a consistent state while the hub writes.
+SQLITE_BACKUP = """
+import sqlite3
+source = sqlite3.connect("file:/data/jupyterhub.sqlite?mode=ro", uri=True)
+target = sqlite3.connect("/out/jupyterhub.sqlite")
+source.backup(target)
+target.close()
+source.close()
+"""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    hub: str
+    created: str
+    database: str  # "sqlite" or "postgres"
+    users: list[str]  # the users whose homes are in it
+    complete: bool  # False when made with --users
+    volumes: dict[str, str]  # volume name -> kind (user, group, shared)
+    files: dict[str, dict]  # path in the folder -> {size, sha256, mode}
+
+    def to_json(self) -> str:
+        data = {"format": FORMAT, **self.__dict__}
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def default_folder(settings: Settings, now: dt.datetime | None = None) -> Path:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return settings.backup_dir / f"{settings.hub_name}-{now:%Y%m%d-%H%M%S}"
+
+
+# --- what goes in ------------------------------------------------------------------------------
+
+
+def volumes_to_save(
+    client: docker.DockerClient, settings: Settings, roster: Roster, users: list[str] | None
+) -> dict[str, str]:
+    """The volumes a backup holds (name -> kind): every user's home, every group's folder and the
+    shared data volume; with `users`, only those users' homes. Volumes of users no longer on the
+    roster are this hub's too and go in a full backup."""
+    hub = settings.hub_name
+    have = stack.volume_names(client)
+    if users is not None:
+        return {names.user_volume(hub, u): "user" for u in users}
+    wanted = stack.wanted_volumes(hub, roster)
+    for name in stack.detached_volumes(client, hub, roster):
+        wanted[name] = "group" if name.startswith(names.group_volume(hub, "")) else "user"
+    if settings.shared_data and not settings.shared_data.startswith("/"):
+        wanted[settings.shared_data] = "shared"
+    return {name: kind for name, kind in sorted(wanted.items()) if name in have}
+
+
+def checkout_files(paths: Paths) -> list[Path]:
+    """The checkout's own files a backup holds: settings, roster and every secret."""
+    found = [p for p in (paths.env_file, paths.userlist) if p.is_file()]
+    if paths.secrets_dir.is_dir():
+        found += sorted(p for p in paths.secrets_dir.iterdir() if p.is_file())
+    return found
+
+
+# --- writing a backup --------------------------------------------------------------------------
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _helper(client: docker.DockerClient, hub: str, volume: str, mode: str):
+    """A container that is created, never started, with `volume` at /v: Docker's archive API
+    reads and writes the volume through it."""
+    return client.containers.create(
+        names.HUB_IMAGE, ["true"], entrypoint=[], network_disabled=True,
+        volumes={volume: {"bind": "/v", "mode": mode}}, labels=names.labels(hub, "backup"),
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def helper(client: docker.DockerClient, hub: str, volume: str, mode: str) -> Iterator:
+    container = _helper(client, hub, volume, mode)
+    try:
+        yield container
+    finally:
+        container.remove(force=True)
+
+
+def save_volume(client: docker.DockerClient, hub: str, volume: str, target: Path) -> int:
+    """Write `volume` as a gzip'd tar (owners, modes and times kept) to `target`; returns the
+    bytes read from the volume."""
+    read = 0
+    with helper(client, hub, volume, "ro") as container:
+        stream, _ = container.get_archive("/v", chunk_size=CHUNK)
+        with target.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as z:
+            for chunk in stream:
+                z.write(chunk)
+                read += len(chunk)
+    return read
+
+
+def save_sqlite(client: docker.DockerClient, hub: str, folder: Path) -> None:
+    """A consistent copy of the hub's SQLite database, taken while the hub runs."""
+    try:
+        client.containers.run(
+            names.HUB_IMAGE, ["python3", "-c", SQLITE_BACKUP], entrypoint=[],
+            volumes={names.hub_data_volume(hub): {"bind": "/data", "mode": "rw"},
+                     str(folder): {"bind": "/out", "mode": "rw"}},
+            network_disabled=True, remove=True, labels=names.labels(hub, "backup"),
+        )  # fmt: skip
+    except docker.errors.ContainerError as exc:
+        raise UserError(
+            f"copying the hub database from volume {names.hub_data_volume(hub)} failed: "
+            f"{(exc.stderr or b'').decode('utf-8', 'replace').strip()[-500:]}"
+        ) from None
+
+
+def write(
+    client: docker.DockerClient,
+    paths: Paths,
+    settings: Settings,
+    roster: Roster,
+    folder: Path,
+    echo: Echo,
+    users: list[str] | None = None,
+    save_database: Callable[[Path], None] | None = None,
+) -> Manifest:
+    """Write a backup into `folder` (which must not exist); returns its manifest.
+
+    `save_database(database_folder)` writes the database; SQLite's copy when not given."""
+    if folder.exists():
+        raise UserError(f"{folder} already exists; choose another folder")
+    hub = settings.hub_name
+    volumes = volumes_to_save(client, settings, roster, users)
+    partial = folder.with_name(folder.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)  # our own leftover from a failed run: never a finished backup
+    ensure_private_dir(folder.parent)
+    ensure_private_dir(partial)
+    try:
+        for source in checkout_files(paths):
+            target = partial / CHECKOUT / source.relative_to(paths.root)
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            shutil.copy2(source, target)
+        echo("   settings, roster and secrets: copied")
+        if users is None:  # a backup of some users holds their homes only
+            (partial / DATABASE).mkdir(mode=0o700)
+            if save_database is not None:
+                save_database(partial / DATABASE)
+            else:
+                save_sqlite(client, hub, partial / DATABASE)
+            echo("   hub database: copied")
+        (partial / VOLUMES).mkdir(mode=0o700)
+        total = len(volumes)
+        for index, volume in enumerate(volumes, 1):
+            size = save_volume(client, hub, volume, partial / VOLUMES / f"{volume}.tar.gz")
+            echo(f"   volume {index}/{total}: {volume} ({human_size(size)})")
+        manifest = Manifest(
+            hub=hub,
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            database=settings.hub_db,
+            users=sorted(users) if users is not None else list(roster.names),
+            complete=users is None,
+            volumes=volumes,
+            files=_describe(partial),
+        )
+        text = manifest.to_json()
+        write_atomic(partial / MANIFEST, text, mode=0o600)
+        checksum = hashlib.sha256(text.encode()).hexdigest()
+        write_atomic(partial / MANIFEST_SUM, f"{checksum}  {MANIFEST}\n", mode=0o600)
+        for path in partial.rglob("*"):  # the manifest keeps each checkout file's own mode
+            if path.is_file():
+                path.chmod(0o600)
+        partial.rename(folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _describe(folder: Path) -> dict[str, dict]:
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            relative = path.relative_to(folder).as_posix()
+            mode = path.stat().st_mode & 0o777
+            files[relative] = {"size": path.stat().st_size, "sha256": sha256_file(path),
+                               "mode": f"{mode:04o}"}  # fmt: skip
+    return files
+
+
+def human_size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GB"
+
+
+# --- checking and reading one --------------------------------------------------------------------
+
+
+def verify(folder: Path, progress: Progress | None = None) -> Manifest:
+    """The backup's manifest, once every file in it has its recorded size and checksum; an error
+    naming the first file that does not."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such backup folder")
+    manifest_path, sum_path = folder / MANIFEST, folder / MANIFEST_SUM
+    for path in (manifest_path, sum_path):
+        if not path.is_file():
+            raise UserError(f"{path}: missing, so this is not a whole classhub backup")
+    text = manifest_path.read_bytes()
+    recorded = sum_path.read_text(encoding="utf-8", errors="replace").split(" ", 1)[0].strip()
+    if hashlib.sha256(text).hexdigest() != recorded:
+        raise UserError(f"{manifest_path}: damaged (its checksum does not match {MANIFEST_SUM}); "
+                        "nothing was restored")  # fmt: skip
+    try:
+        data = json.loads(text)
+        if data.pop("format") != FORMAT:
+            raise ValueError(f"format {data.get('format')!r}")
+        manifest = Manifest(**data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"{manifest_path}: not a manifest this classhub reads ({exc})") from None
+    total = len(manifest.files)
+    for index, (relative, entry) in enumerate(sorted(manifest.files.items()), 1):
+        path = folder / relative
+        if not _inside(folder, path) or not path.is_file():
+            raise UserError(f"{path}: missing from the backup; nothing was restored")
+        if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+            raise UserError(
+                f"{path}: damaged (its size or checksum differs from the manifest's); "
+                "nothing was restored. Restore from another backup"
+            )
+        if progress:
+            progress("checking the backup's files", index, total)
+    return manifest
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    return os.path.commonpath([folder.resolve(), path.resolve()]) == str(folder.resolve())
+
+
+def sqlite_copy(folder: Path) -> Path | None:
+    path = folder / DATABASE / SQLITE_FILE
+    return path if path.is_file() else None
+
+
+# --- restoring ---------------------------------------------------------------------------------
+
+
+def existing_volumes(client: docker.DockerClient, hub: str, manifest: Manifest) -> list[str]:
+    """Volumes a restore would make that already exist (restore never writes over one)."""
+    have = stack.volume_names(client)
+    wanted = [*manifest.volumes, names.hub_data_volume(hub)] if manifest.complete else [
+        *manifest.volumes
+    ]  # fmt: skip
+    return sorted(name for name in wanted if name in have)
+
+
+def restore_checkout(folder: Path, manifest: Manifest, paths: Paths, echo: Echo) -> None:
+    """Put the backup's .env, userlist and secrets in the checkout with the modes they had. A
+    file there that differs is kept beside it as NAME.before-restore; secrets/ is 0700 and its
+    files 0600 whatever they were."""
+    prefix = f"{CHECKOUT}/"
+    for name, entry in sorted(manifest.files.items()):
+        if not name.startswith(prefix):
+            continue
+        source, relative = folder / name, Path(name.removeprefix(prefix))
+        target = paths.root / relative
+        if relative.parts[0] == "secrets":
+            ensure_private_dir(target.parent)
+        if target.exists():
+            if target.read_bytes() == source.read_bytes():
+                continue
+            kept = target.with_name(target.name + ".before-restore")
+            os.replace(target, kept)
+            echo(f"   {paths.show(target)}: differed from the backup's, kept as {kept.name}")
+        mode = int(entry["mode"], 8)
+        mode = 0o600 if relative.parts[0] == "secrets" else mode
+        data = source.read_bytes()
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(target, mode)
+
+
+def restore_volume(
+    client: docker.DockerClient, hub: str, volume: str, kind: str, archive: Path
+) -> None:
+    """Create `volume` (labelled as this hub's) and fill it from `archive`; a volume that fails
+    to fill is removed again (it was new)."""
+    made = client.volumes.create(volume, labels=names.labels(hub, kind))
+    try:
+        with helper(client, hub, volume, "rw") as container, archive.open("rb") as data:
+            # Docker unpacks the gzip'd tar itself; its top folder "v" is the volume's root.
+            if not container.put_archive("/", data):
+                raise UserError(f"{archive}: Docker did not accept it")
+    except BaseException:
+        made.remove(force=True)
+        raise
+
+
+def restore_sqlite(client: docker.DockerClient, hub: str, copy: Path) -> None:
+    """Create the hub's data volume holding the database copy."""
+    volume = names.hub_data_volume(hub)
+    made = client.volumes.create(volume, labels=names.labels(hub, "data"))
+    try:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo(SQLITE_FILE)
+            info.size, info.mode = copy.stat().st_size, 0o644
+            with copy.open("rb") as handle:
+                tar.addfile(info, handle)
+        with helper(client, hub, volume, "rw") as container:
+            container.put_archive("/v", buffer.getvalue())
+    except BaseException:
+        made.remove(force=True)
+        raise
