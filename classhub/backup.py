@@ -23,23 +23,20 @@ Rules that hold here:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
-import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import docker.errors
 
-from . import names, stack
+from . import database, names, stack
 from .errors import UserError
 from .files import ensure_private_dir, write_atomic
 from .paths import Paths
@@ -52,21 +49,9 @@ MANIFEST_SUM = "manifest.sha256"
 CHECKOUT = "checkout"
 DATABASE = "database"
 VOLUMES = "volumes"
-SQLITE_FILE = "jupyterhub.sqlite"
 Echo = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
 CHUNK = 1024 * 1024
-
-# Run in a short-lived hub-image container with the data volume at /data and the backup's
-# database folder at /out: SQLite's backup API copies a consistent state while the hub writes.
-SQLITE_BACKUP = """
-import sqlite3
-source = sqlite3.connect("file:/data/jupyterhub.sqlite?mode=ro", uri=True)
-target = sqlite3.connect("/out/jupyterhub.sqlite")
-source.backup(target)
-target.close()
-source.close()
-"""
 
 
 @dataclass(frozen=True)
@@ -129,51 +114,17 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _helper(client: docker.DockerClient, hub: str, volume: str, mode: str):
-    """A container that is created, never started, with `volume` at /v: Docker's archive API
-    reads and writes the volume through it."""
-    return client.containers.create(
-        names.HUB_IMAGE, ["true"], entrypoint=[], network_disabled=True,
-        volumes={volume: {"bind": "/v", "mode": mode}}, labels=names.labels(hub, "backup"),
-    )  # fmt: skip
-
-
-@contextlib.contextmanager
-def helper(client: docker.DockerClient, hub: str, volume: str, mode: str) -> Iterator:
-    container = _helper(client, hub, volume, mode)
-    try:
-        yield container
-    finally:
-        container.remove(force=True)
-
-
 def save_volume(client: docker.DockerClient, hub: str, volume: str, target: Path) -> int:
     """Write `volume` as a gzip'd tar (owners, modes and times kept) to `target`; returns the
     bytes read from the volume."""
     read = 0
-    with helper(client, hub, volume, "ro") as container:
+    with database.volume_helper(client, hub, volume, "ro") as container:
         stream, _ = container.get_archive("/v", chunk_size=CHUNK)
         with target.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as z:
             for chunk in stream:
                 z.write(chunk)
                 read += len(chunk)
     return read
-
-
-def save_sqlite(client: docker.DockerClient, hub: str, folder: Path) -> None:
-    """A consistent copy of the hub's SQLite database, taken while the hub runs."""
-    try:
-        client.containers.run(
-            names.HUB_IMAGE, ["python3", "-c", SQLITE_BACKUP], entrypoint=[],
-            volumes={names.hub_data_volume(hub): {"bind": "/data", "mode": "rw"},
-                     str(folder): {"bind": "/out", "mode": "rw"}},
-            network_disabled=True, remove=True, labels=names.labels(hub, "backup"),
-        )  # fmt: skip
-    except docker.errors.ContainerError as exc:
-        raise UserError(
-            f"copying the hub database from volume {names.hub_data_volume(hub)} failed: "
-            f"{(exc.stderr or b'').decode('utf-8', 'replace').strip()[-500:]}"
-        ) from None
 
 
 def write(
@@ -184,11 +135,8 @@ def write(
     folder: Path,
     echo: Echo,
     users: list[str] | None = None,
-    save_database: Callable[[Path], None] | None = None,
 ) -> Manifest:
-    """Write a backup into `folder` (which must not exist); returns its manifest.
-
-    `save_database(database_folder)` writes the database; SQLite's copy when not given."""
+    """Write a backup into `folder` (which must not exist); returns its manifest."""
     if folder.exists():
         raise UserError(f"{folder} already exists; choose another folder")
     hub = settings.hub_name
@@ -206,11 +154,11 @@ def write(
         echo("   settings, roster and secrets: copied")
         if users is None:  # a backup of some users holds their homes only
             (partial / DATABASE).mkdir(mode=0o700)
-            if save_database is not None:
-                save_database(partial / DATABASE)
+            if settings.hub_db == "postgres":
+                database.save_postgres(client, hub, partial / DATABASE)
             else:
-                save_sqlite(client, hub, partial / DATABASE)
-            echo("   hub database: copied")
+                database.save_sqlite(client, hub, partial / DATABASE)
+            echo(f"   hub database ({settings.hub_db}): copied")
         (partial / VOLUMES).mkdir(mode=0o700)
         total = len(volumes)
         for index, volume in enumerate(volumes, 1):
@@ -223,12 +171,9 @@ def write(
             users=sorted(users) if users is not None else list(roster.names),
             complete=users is None,
             volumes=volumes,
-            files=_describe(partial),
+            files=describe(partial),
         )
-        text = manifest.to_json()
-        write_atomic(partial / MANIFEST, text, mode=0o600)
-        checksum = hashlib.sha256(text.encode()).hexdigest()
-        write_atomic(partial / MANIFEST_SUM, f"{checksum}  {MANIFEST}\n", mode=0o600)
+        seal(partial, manifest)
         for path in partial.rglob("*"):  # the manifest keeps each checkout file's own mode
             if path.is_file():
                 path.chmod(0o600)
@@ -239,7 +184,16 @@ def write(
     return manifest
 
 
-def _describe(folder: Path) -> dict[str, dict]:
+def seal(folder: Path, manifest: Manifest) -> None:
+    """Write the manifest and its own checksum into `folder`."""
+    text = manifest.to_json()
+    write_atomic(folder / MANIFEST, text, mode=0o600)
+    checksum = hashlib.sha256(text.encode()).hexdigest()
+    write_atomic(folder / MANIFEST_SUM, f"{checksum}  {MANIFEST}\n", mode=0o600)
+
+
+def describe(folder: Path) -> dict[str, dict]:
+    """Every file under `folder`: its path in the folder -> {size, sha256, mode}."""
     files = {}
     for path in sorted(folder.rglob("*")):
         if path.is_file():
@@ -302,9 +256,9 @@ def _inside(folder: Path, path: Path) -> bool:
     return os.path.commonpath([folder.resolve(), path.resolve()]) == str(folder.resolve())
 
 
-def sqlite_copy(folder: Path) -> Path | None:
-    path = folder / DATABASE / SQLITE_FILE
-    return path if path.is_file() else None
+def database_copy(folder: Path, manifest: Manifest) -> Path:
+    name = database.DUMP_FILE if manifest.database == "postgres" else database.SQLITE_FILE
+    return folder / DATABASE / name
 
 
 # --- restoring ---------------------------------------------------------------------------------
@@ -313,9 +267,9 @@ def sqlite_copy(folder: Path) -> Path | None:
 def existing_volumes(client: docker.DockerClient, hub: str, manifest: Manifest) -> list[str]:
     """Volumes a restore would make that already exist (restore never writes over one)."""
     have = stack.volume_names(client)
-    wanted = [*manifest.volumes, names.hub_data_volume(hub)] if manifest.complete else [
-        *manifest.volumes
-    ]  # fmt: skip
+    wanted = list(manifest.volumes)
+    if manifest.complete:
+        wanted += [names.hub_data_volume(hub), names.db_volume(hub)]
     return sorted(name for name in wanted if name in have)
 
 
@@ -353,28 +307,13 @@ def restore_volume(
     to fill is removed again (it was new)."""
     made = client.volumes.create(volume, labels=names.labels(hub, kind))
     try:
-        with helper(client, hub, volume, "rw") as container, archive.open("rb") as data:
+        with (
+            database.volume_helper(client, hub, volume, "rw") as container,
+            archive.open("rb") as data,
+        ):
             # Docker unpacks the gzip'd tar itself; its top folder "v" is the volume's root.
             if not container.put_archive("/", data):
                 raise UserError(f"{archive}: Docker did not accept it")
-    except BaseException:
-        made.remove(force=True)
-        raise
-
-
-def restore_sqlite(client: docker.DockerClient, hub: str, copy: Path) -> None:
-    """Create the hub's data volume holding the database copy."""
-    volume = names.hub_data_volume(hub)
-    made = client.volumes.create(volume, labels=names.labels(hub, "data"))
-    try:
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            info = tarfile.TarInfo(SQLITE_FILE)
-            info.size, info.mode = copy.stat().st_size, 0o644
-            with copy.open("rb") as handle:
-                tar.addfile(info, handle)
-        with helper(client, hub, volume, "rw") as container:
-            container.put_archive("/v", buffer.getvalue())
     except BaseException:
         made.remove(force=True)
         raise

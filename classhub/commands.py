@@ -17,6 +17,7 @@ from . import backup as backup_mod
 from . import config as config_mod
 from . import (
     credentials,
+    database,
     deploy,
     hubapi,
     hubfile,
@@ -424,9 +425,11 @@ def restore(paths: Paths, environ: Mapping[str, str], out: Output, folder: str) 
         return
     saved = Paths.at(source / backup_mod.CHECKOUT)
     cfg = load(saved, environ, out)
-    if cfg.settings.hub_name != manifest.hub:
-        raise UserError(f"HUB_NAME={cfg.settings.hub_name} (from the environment) differs from "
-                        f"the backup's hub {manifest.hub}; unset it. Nothing was changed")  # fmt: skip
+    if (cfg.settings.hub_name, cfg.settings.hub_db) != (manifest.hub, manifest.database):
+        raise UserError(f"HUB_NAME={cfg.settings.hub_name} and HUB_DB={cfg.settings.hub_db} (the "
+                        f"environment overrides the backup's .env) differ from the backup's hub "
+                        f"{manifest.hub} and its {manifest.database} database; unset them. "
+                        "Nothing was changed")  # fmt: skip
     _refuse_conflicts(client, paths, cfg)
     out.info("-> settings, roster and secrets: put in the checkout")
     backup_mod.restore_checkout(source, manifest, paths, out.info)
@@ -434,8 +437,13 @@ def restore(paths: Paths, environ: Mapping[str, str], out: Output, folder: str) 
     steps, _ = deploy.image_steps(paths, cfg.settings, client, out.info)
     plan.apply(steps, out.info)
     _restore_volumes(client, source, manifest, out)
-    out.info("-> hub database: restored from the backup")
-    backup_mod.restore_sqlite(client, manifest.hub, backup_mod.sqlite_copy(source))
+    out.info(f"-> hub database ({manifest.database}): restored from the backup")
+    copy = backup_mod.database_copy(source, manifest)
+    if manifest.database == "postgres":
+        deploy.start_database(paths, cfg, client, out.info)
+        database.restore_postgres(client, manifest.hub, copy)
+    else:
+        database.restore_sqlite(client, manifest.hub, copy)
     out.info("Now the rest of setup, as invoke setup does it:")
     setup(paths, environ, out)
 
@@ -515,6 +523,7 @@ def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
         for what, ref in (
             ("hub image", names.HUB_IMAGE),
             ("notebook image", cfg.settings.notebook_image),
+            *([("database image", names.DB_IMAGE)] if cfg.settings.hub_db == "postgres" else []),
         )
         if images.find(client, ref) is None
     ]

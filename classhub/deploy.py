@@ -19,7 +19,7 @@ from pathlib import Path
 
 import docker
 
-from . import credentials, hubapi, images, names, neighbours, render, secrets, stack, wait
+from . import credentials, database, hubapi, images, names, neighbours, render, secrets, stack, wait
 from .config import Config
 from .errors import UserError
 from .files import ensure_private_dir, file_mode, read_text, write_atomic
@@ -150,18 +150,23 @@ def docker_steps(
                           lambda: stack.ensure_socket_network(client, hub)))  # fmt: skip
     else:
         steps.append(Step(f"network {socket_net}", "present"))
+    if settings.hub_db == "postgres":
+        db_net = names.db_network(hub)
+        if stack.db_network_state(client, hub) == "missing":
+            steps.append(Step(f"network {db_net}", "missing", "create (internal: hub and database only)",
+                              lambda: stack.ensure_db_network(client, hub)))  # fmt: skip
+        else:
+            steps.append(Step(f"network {db_net}", "present"))
     steps += volume_steps(client, settings, roster, echo)
 
-    # The hub's containers (firewall, Docker socket proxy, hub), then its users and groups.
+    # The hub's containers (firewall, Docker socket proxy, database, hub), then its users and groups.
     api = hubapi.HubAPI(settings, lambda: secrets.api_token(paths))
     service_steps = _service_steps(paths, config, client, echo, api, net_state, hub_rebuilt)
-    steps += service_steps
+    steps += service_steps[:-1] + _database_move_steps(paths, settings, client, echo)
+    steps.append(service_steps[-1])
     hub_action = any(step.run for step in service_steps)
     steps.append(hub_sync_step(client, settings, roster, api, echo, hub_changes=hub_action))
     return steps
-
-
-SERVICES = ("firewall", "Docker socket proxy", "hub container")
 
 
 def _service_steps(
@@ -172,10 +177,10 @@ def _service_steps(
     api: hubapi.HubAPI,
     net_state: str,
     hub_rebuilt: bool = False,
-    which: tuple[str, ...] = SERVICES,
+    which: tuple[str, ...] | None = None,
 ) -> list[Step]:
-    """One step for each of the hub's containers in `which`; each is made or replaced only when
-    its spec changed."""
+    """One step for each of the hub's containers (those named in `which`: "firewall", "Docker
+    socket proxy", "database", "hub"); each is made or replaced only when its spec changed."""
     settings, hub = config.settings, config.settings.hub_name
     missing = stack.missing_group_images(client, config.roster)
     if missing:
@@ -183,21 +188,19 @@ def _service_steps(
     planned = (
         stack.services(client, paths, settings, config.roster) if net_state == "present" else None
     )
-    names_of = (names.firewall_container(hub), names.socket_proxy_container(hub),
-                names.hub_container(hub))  # fmt: skip
     steps = []
-    for index, what in enumerate(SERVICES):
-        if what not in which:
+    for index, (what, name) in enumerate(stack.service_names(settings)):
+        if which is not None and what not in which:
             continue
         if planned is not None:
             state, action = stack.service_state(client, hub, planned[index])
         else:
-            found = stack.find_container(client, names_of[index])
+            found = stack.find_container(client, name)
             state = found.status if found is not None else "missing"
             action = "create and start" if found is None else "replace (new network)"
-        if hub_rebuilt and not action:
+        if hub_rebuilt and not action and what != "database":
             action = "replace if the new image differs"
-        if action and what == "hub container" and action != "create and start":
+        if action and what == "hub" and action != "create and start":
             action += " (user servers keep running)"
 
         def run(index: int = index) -> None:
@@ -207,12 +210,59 @@ def _service_steps(
             stack.ensure_service(client, hub, service, echo)
             if service.what == "firewall":
                 stack.wait_for_firewall(client, hub, since=started)
+            if service.what == "database":
+                stack.wait_for_db(client, hub)
             if service.what == "hub":
                 _wait_for_hub(client, settings, api, echo)
 
-        steps.append(Step(f"{what} {names_of[index]}", state, action or "none",
-                          run if action else None))  # fmt: skip
+        label = "hub container" if what == "hub" else what
+        steps.append(Step(f"{label} {name}", state, action or "none", run if action else None))
     return steps
+
+
+def _database_move_steps(
+    paths: Paths, settings, client: docker.DockerClient, echo: Echo
+) -> list[Step]:
+    """With HUB_DB=postgres on a hub whose database is still its sqlite file: a step that copies
+    it into the new PostgreSQL before the hub starts on it. HUB_DB=sqlite on a hub whose data is
+    in PostgreSQL is refused: there is no way back, and a new empty sqlite would hide the data."""
+    hub = settings.hub_name
+    if settings.hub_db == "sqlite":
+        if database.has_postgres(client, hub):
+            raise UserError(
+                f"HUB_DB=sqlite, but this hub's database is in PostgreSQL (volume "
+                f"{names.db_volume(hub)}): classhub moves a hub from sqlite to PostgreSQL, not "
+                "back. Set HUB_DB=postgres in .env and run invoke setup. Nothing was changed"
+            )
+        return []
+    if database.has_postgres(client, hub) or not database.has_sqlite(client, hub):
+        return []
+
+    def move() -> None:
+        found = stack.find_container(client, names.hub_container(hub))
+        if found is not None and found.status == "running":
+            echo("   stopping the hub while its database moves (user servers keep running)")
+            found.stop(timeout=20)
+        echo("   " + database.move_to_postgres(client, paths, hub))
+
+    state = f"sqlite, in volume {names.hub_data_volume(hub)}"
+    action = (f"copy every row into PostgreSQL before the hub starts on it; the sqlite file "
+              f"is kept as {database.MOVED}")  # fmt: skip
+    return [Step("hub database", state, action, move)]
+
+
+def start_database(paths: Paths, config: Config, client: docker.DockerClient, echo: Echo) -> None:
+    """Only the hub's PostgreSQL and what it needs (networks, its volume), running and ready:
+    restore loads a dump into it before the hub first starts."""
+    hub = config.settings.hub_name
+    stack.ensure_network(client, hub, echo, neighbours.checkout_labels(paths.root))
+    stack.ensure_socket_network(client, hub)
+    stack.ensure_db_network(client, hub)
+    stack.ensure_db_volume(client, hub)
+    (service,) = [s for s in stack.services(client, paths, config.settings, config.roster)
+                  if s.what == "database"]  # fmt: skip
+    stack.ensure_service(client, hub, service, echo)
+    stack.wait_for_db(client, hub)
 
 
 def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> list[Step]:
@@ -225,6 +275,13 @@ def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> l
                           lambda: stack.ensure_data_volume(client, hub)))  # fmt: skip
     else:
         steps.append(Step(f"volume {data}", "present"))
+    if settings.hub_db == "postgres":
+        db = names.db_volume(hub)
+        if db not in stack.volume_names(client):
+            steps.append(Step(f"volume {db}", "missing", "create (PostgreSQL's data)",
+                              lambda: stack.ensure_db_volume(client, hub)))  # fmt: skip
+        else:
+            steps.append(Step(f"volume {db}", "present"))
     missing = stack.missing_volumes(client, hub, roster)
     wanted = stack.wanted_volumes(hub, roster)
     for kind, label, how in (
@@ -331,6 +388,8 @@ def image_steps(
     hub_step = _image_step(client, paths, images.hub_spec(paths), ca, base_ref, chosen, echo)
     notebook = images.notebook_spec(paths, settings)
     steps += [hub_step, _image_step(client, paths, notebook, ca, base_ref, chosen, echo)]
+    if settings.hub_db == "postgres":
+        steps.append(_image_step(client, paths, images.db_spec(paths), ca, base_ref, chosen, echo))
     return steps, hub_step.changes
 
 

@@ -31,6 +31,25 @@ HUB_API_PORT = 8081
 SOCKET_PROXY_PORT = 2375
 # The secrets the hub reads from SECRETS_IN_HUB (files of the same names in the host's secrets/).
 HUB_SECRETS = ("cookie_secret", "proxy_auth_token", "classhub_api_token")
+DB_SECRET = "postgres_password"  # also, with HUB_DB=postgres
+# The hub's database with HUB_DB=postgres: the database container's name is in the hub file.
+DB_NAME = DB_USER = "jupyterhub"
+DB_PORT = 5432
+
+
+def hub_secrets(db: str) -> tuple[str, ...]:
+    return (*HUB_SECRETS, DB_SECRET) if db == "postgres" else HUB_SECRETS
+
+
+def postgres_url(host: str, password: str) -> str:
+    return f"postgresql+psycopg2://{DB_USER}:{password}@{host}:{DB_PORT}/{DB_NAME}"
+
+
+def db_url(hub: HubFile, secrets: dict[str, str]) -> str:
+    """SQLAlchemy's URL of the hub's database."""
+    if hub.get("db") == "postgres":
+        return postgres_url(hub.get("db_host"), secrets[DB_SECRET])
+    return f"sqlite:///{DATA_IN_HUB}/jupyterhub.sqlite"
 
 
 # Where a user's volumes appear in their container: the home, and in it the shared data folder

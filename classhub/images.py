@@ -88,6 +88,14 @@ def notebook_spec(paths: Paths, settings: Settings) -> ImageSpec:
     return ImageSpec("notebook image", settings.notebook_image, "singleuser/Dockerfile", files)
 
 
+def db_spec(paths: Paths) -> ImageSpec:
+    """The PostgreSQL image (HUB_DB=postgres)."""
+    folder = paths.root / "db"
+    files = (("db/Dockerfile", folder / "Dockerfile"),
+             ("db/start-postgres", folder / "start-postgres"))  # fmt: skip
+    return ImageSpec("database image", names.DB_IMAGE, "db/Dockerfile", files)
+
+
 def ca_bundle(settings: Settings) -> bytes:
     if settings.build_ca_bundle is None:
         return b""

@@ -89,6 +89,21 @@ def hub_data_volume(hub: str) -> str:
     return f"{hub}-data"
 
 
+def db_container(hub: str) -> str:
+    """The hub's PostgreSQL (HUB_DB=postgres)."""
+    return f"{hub}-db"
+
+
+def db_network(hub: str) -> str:
+    """The network only the hub and its database join (internal: no way out)."""
+    return f"{hub}-db-net"
+
+
+def db_volume(hub: str) -> str:
+    """PostgreSQL's data folder."""
+    return f"{hub}-db-data"
+
+
 def user_container(hub: str, user: str) -> str:
     return f"{hub}-user-{user}"
 
@@ -105,6 +120,7 @@ def group_volume(hub: str, group: str) -> str:
 
 # Images and labels, shared by every hub on this engine.
 HUB_IMAGE = "classhub-hub:latest"
+DB_IMAGE = "classhub-db:latest"
 LOCAL_BASE_IMAGE = "classhub-base"  # tagged with the host's Debian codename
 # Every container, network and volume classhub makes carries these, so status, down and tests
 # find exactly one hub's objects.

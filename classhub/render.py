@@ -29,6 +29,7 @@ def hub_settings(settings: Settings) -> dict:
         "base_url": settings.base_url,
         "public_url": settings.public_url,
         "db": settings.hub_db,
+        "db_host": names.db_container(hub),
         "notebook_image": settings.notebook_image,
         "network": names.network(hub),
         "limits": {

@@ -131,6 +131,18 @@ def ensure_socket_network(client: docker.DockerClient, hub: str) -> None:
         )  # fmt: skip
 
 
+def db_network_state(client: docker.DockerClient, hub: str) -> str:
+    return "present" if _network(client, names.db_network(hub)) else "missing"
+
+
+def ensure_db_network(client: docker.DockerClient, hub: str) -> None:
+    if db_network_state(client, hub) == "missing":
+        client.networks.create(
+            names.db_network(hub), driver="bridge", internal=True,
+            labels=names.labels(hub, "db-net"),
+        )  # fmt: skip
+
+
 def volume_names(client: docker.DockerClient) -> set[str]:
     return {v.name for v in client.volumes.list()}
 
@@ -138,6 +150,12 @@ def volume_names(client: docker.DockerClient) -> set[str]:
 def ensure_data_volume(client: docker.DockerClient, hub: str) -> None:
     if names.hub_data_volume(hub) not in volume_names(client):
         client.volumes.create(names.hub_data_volume(hub), labels=names.labels(hub, "data"))
+
+
+def ensure_db_volume(client: docker.DockerClient, hub: str) -> None:
+    """PostgreSQL's data volume: created empty, it takes the image's folder owner (postgres)."""
+    if names.db_volume(hub) not in volume_names(client):
+        client.volumes.create(names.db_volume(hub), labels=names.labels(hub, "db-data"))
 
 
 # --- user and group volumes --------------------------------------------------------------------
@@ -306,7 +324,71 @@ def services(
         },
         inputs=image_id,
     )  # fmt: skip
-    return [firewall, proxy, _hub_service(client, paths, settings, address, image_id)]
+    db = [_db_service(client, paths, settings)] if settings.hub_db == "postgres" else []
+    return [firewall, proxy, *db, _hub_service(client, paths, settings, address, image_id)]
+
+
+def service_names(settings: Settings) -> list[tuple[str, str]]:
+    """(what, container name) of the hub's containers in start order, as `services` makes them."""
+    hub = settings.hub_name
+    found = [("firewall", names.firewall_container(hub)),
+             ("Docker socket proxy", names.socket_proxy_container(hub))]  # fmt: skip
+    if settings.hub_db == "postgres":
+        found.append(("database", names.db_container(hub)))
+    return [*found, ("hub", names.hub_container(hub))]
+
+
+DB_SECRET_IN_DB = "/run/classhub/postgres_password"
+
+
+def _db_service(client, paths: Paths, settings: Settings) -> Service:
+    """PostgreSQL on the hub's database network only; it runs as root just long enough to read
+    the password file (root's, 0600) and then becomes postgres (db/start-postgres)."""
+    hub = settings.hub_name
+    secret = str(paths.secrets_dir / "postgres_password")
+    return Service(
+        "database",
+        {
+            "image": names.DB_IMAGE,
+            "name": names.db_container(hub),
+            "network": names.db_network(hub),
+            "volumes": {names.db_volume(hub): {"bind": "/var/lib/postgresql/data", "mode": "rw"},
+                        secret: {"bind": DB_SECRET_IN_DB, "mode": "ro"}},
+            **HARDENED,
+            "cap_add": ["SETUID", "SETGID"],
+            "shm_size": "128m",
+            **ALWAYS,
+            "labels": names.labels(hub, "db"),
+        },
+        inputs=_image_id(client, names.DB_IMAGE),
+    )  # fmt: skip
+
+
+def wait_for_db(client: docker.DockerClient, hub: str, timeout: float = 60) -> None:
+    """Return once PostgreSQL takes connections; its log's tail when it does not."""
+    container = client.containers.get(names.db_container(hub))
+
+    def ready() -> bool:
+        container.reload()
+        if container.status != "running":
+            raise UserError(
+                f"the database {container.name} stopped. Its log:\n"
+                + container.logs(tail=15).decode("utf-8", "replace")
+            )
+        probe = [
+            "pg_isready",
+            "-q",
+            "-h",
+            "/var/run/postgresql",
+            "-d",
+            "jupyterhub",
+            "-U",
+            "jupyterhub",
+        ]
+        return container.exec_run(probe, user="postgres").exit_code == 0
+
+    wait.until(f"the database {container.name}", ready, timeout,
+               on_timeout=lambda: container.logs(tail=15).decode("utf-8", "replace"))  # fmt: skip
 
 
 def _hub_service(client, paths: Paths, settings: Settings, address: str, image_id: str) -> Service:
@@ -317,7 +399,7 @@ def _hub_service(client, paths: Paths, settings: Settings, address: str, image_i
         str(paths.state_dir): {"bind": state_in_hub, "mode": "ro"},
         str(config_d(paths)): {"bind": hubfile.CONFIG_D_IN_HUB, "mode": "ro"},
     }
-    for secret in hubfile.HUB_SECRETS:
+    for secret in hubfile.hub_secrets(settings.hub_db):
         source = str(paths.secrets_dir / secret)
         volumes[source] = {"bind": f"{hubfile.SECRETS_IN_HUB}/{secret}", "mode": "ro"}
     proxy = f"tcp://{names.socket_proxy_container(hub)}:{hubfile.SOCKET_PROXY_PORT}"
@@ -339,7 +421,10 @@ def _hub_service(client, paths: Paths, settings: Settings, address: str, image_i
     folder = config_d(paths)
     for extra in sorted(folder.glob("*.py")) if folder.is_dir() else ():
         inputs.append(extra.name + "\0" + extra.read_text(encoding="utf-8", errors="replace"))
-    return Service("hub", kwargs, join=(names.socket_network(hub),), inputs="\0".join(inputs))
+    join = (names.socket_network(hub),)
+    if settings.hub_db == "postgres":
+        join += (names.db_network(hub),)
+    return Service("hub", kwargs, join=join, inputs="\0".join(inputs))
 
 
 FIREWALL_LOADED = "firewall: table inet"  # the line the firewall prints once its rules are in
@@ -452,8 +537,8 @@ def hub_objects(client: docker.DockerClient, hub: str, kind: str) -> list:
 
 
 def stop_all(client: docker.DockerClient, hub: str, echo: Echo) -> int:
-    """Stop the hub, every user container (removed: their data lives in volumes), the socket proxy
-    and the firewall (whose rules stay in the kernel, so nothing opens up meanwhile)."""
+    """Stop the hub, every user container (removed: their data lives in volumes), the database,
+    the socket proxy and the firewall (whose rules stay in the kernel, so nothing opens up meanwhile)."""
     count = 0
     for container in hub_objects(client, hub, "hub"):
         if container.status == "running":
@@ -468,7 +553,7 @@ def stop_all(client: docker.DockerClient, hub: str, echo: Echo) -> int:
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
         count += 1
-    for kind in ("socket-proxy", "firewall"):
+    for kind in ("db", "socket-proxy", "firewall"):
         for container in hub_objects(client, hub, kind):
             if container.status == "running":
                 echo(f"-> stopping {container.name}")

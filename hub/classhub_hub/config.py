@@ -47,10 +47,13 @@ def activity_interval(timeout: int) -> int:
 
 
 def read_secrets(folder: str = hubfile.SECRETS_IN_HUB) -> dict[str, str]:
-    return {
-        name: (Path(folder) / name).read_text(encoding="utf-8").strip()
-        for name in hubfile.HUB_SECRETS
-    }
+    """The secrets the host mounted (the PostgreSQL password only with HUB_DB=postgres)."""
+    found = {}
+    for name in hubfile.hub_secrets("postgres"):
+        path = Path(folder) / name
+        if name in hubfile.HUB_SECRETS or path.exists():
+            found[name] = path.read_text(encoding="utf-8").strip()
+    return found
 
 
 def make_pre_spawn_hook(live: LiveRoster):
@@ -102,7 +105,7 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
     c.JupyterHub.bind_url = f"http://0.0.0.0:{hubfile.PROXY_PORT}{base_url}"
     c.JupyterHub.hub_bind_url = f"http://0.0.0.0:{hubfile.HUB_API_PORT}"
     c.JupyterHub.hub_connect_url = f"http://{hub.get('hub_container')}:{hubfile.HUB_API_PORT}"
-    c.JupyterHub.db_url = f"sqlite:///{hubfile.DATA_IN_HUB}/jupyterhub.sqlite"
+    c.JupyterHub.db_url = hubfile.db_url(hub, secrets)
     c.JupyterHub.cookie_secret_file = f"{hubfile.SECRETS_IN_HUB}/cookie_secret"
     c.ConfigurableHTTPProxy.auth_token = secrets["proxy_auth_token"]
     c.JupyterHub.cleanup_servers = False

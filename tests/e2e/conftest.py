@@ -96,7 +96,7 @@ def sweep(client: docker.DockerClient, hub: str) -> None:
 
 def new_checkout(root: Path, hub: str, port: int, roster: str = ROSTER) -> Paths:
     paths = make_checkout(root)
-    for folder in ("hub", "singleuser"):
+    for folder in ("hub", "singleuser", "db"):
         shutil.copytree(
             PROJECT / folder,
             root / folder,

@@ -12,7 +12,7 @@ from classhub import hubfile, names, render
 from classhub.credentials import Credential
 from classhub.roster import parse_userlist
 from classhub.settings import Context, load_settings
-from classhub_hub.config import CLASSHUB_SCOPES, CULLER_SCOPES, apply_config
+from classhub_hub.config import CLASSHUB_SCOPES, CULLER_SCOPES, apply_config, read_secrets
 from classhub_hub.dockerproxy import Policy
 from tests.conftest import PROJECT
 
@@ -157,3 +157,23 @@ def test_culling_settings_reach_the_culler_and_every_server():
     apply_config(c, hub_file("HUB_NAME=physics\nCULL_BUSY=true\n"), SECRETS)
     assert c.Spawner.environment["CLASSHUB_CULL_BUSY"] == "true"
     assert c.JupyterHub.last_activity_interval == 300  # the usual hour: JupyterHub's default
+
+
+def test_the_database_url_follows_hub_db_and_the_mounted_secrets(tmp_path):
+    c = Config()
+    apply_config(c, hub_file(), SECRETS)
+    assert c.JupyterHub.db_url == "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
+    c = Config()
+    apply_config(
+        c,
+        hub_file("HUB_NAME=physics\nHUB_DB=postgres\n"),
+        {**SECRETS, "postgres_password": "s" * 64},
+    )
+    assert c.JupyterHub.db_url == (
+        f"postgresql+psycopg2://jupyterhub:{'s' * 64}@{names.db_container('physics')}:5432/jupyterhub"
+    )
+    for name, value in SECRETS.items():
+        (tmp_path / name).write_text(value + "\n")
+    assert read_secrets(str(tmp_path)) == SECRETS  # sqlite: no database password mounted
+    (tmp_path / "postgres_password").write_text("s" * 64 + "\n")
+    assert read_secrets(str(tmp_path))["postgres_password"] == "s" * 64

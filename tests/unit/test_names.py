@@ -30,6 +30,9 @@ def objects(hub: str) -> dict[tuple[str, str], str]:
         ("hub-data", ""): names.hub_data_volume(hub),
         ("socket-proxy", ""): names.socket_proxy_container(hub),
         ("firewall", ""): names.firewall_container(hub),
+        ("db", ""): names.db_container(hub),
+        ("db-network", ""): names.db_network(hub),
+        ("db-data", ""): names.db_volume(hub),
     }
     for name in USERS:
         made[("user-container", name)] = names.user_container(hub, name)
@@ -41,11 +44,11 @@ def objects(hub: str) -> dict[tuple[str, str], str]:
 def test_no_two_volumes_or_containers_of_a_hub_share_a_name():
     for hub in HUBS:
         made = objects(hub)
-        volumes = [v for (kind, _), v in made.items() if "volume" in kind or kind == "hub-data"]
+        volumes = [v for (kind, _), v in made.items() if "volume" in kind or "data" in kind]
         containers = [
             v
             for (kind, _), v in made.items()
-            if kind in ("hub", "user-container", "socket-proxy", "firewall")
+            if kind in ("hub", "user-container", "socket-proxy", "firewall", "db")
         ]
         assert len(set(volumes)) == len(volumes), hub
         assert len(set(containers)) == len(containers), hub

@@ -1,0 +1,216 @@
+"""The hub's database, either kind: a sqlite file in the hub's data volume (HUB_DB=sqlite) or
+the PostgreSQL container `<hub>-db` (HUB_DB=postgres). Its copy for a backup and its restore,
+the move from sqlite to PostgreSQL, and the schema upgrade a new JupyterHub needs.
+
+Rules that hold here:
+- A copy is consistent while the hub runs: SQLite's online backup API, or pg_dump.
+- Nothing here deletes a database. The move to PostgreSQL copies every row (the hub stopped),
+  then renames the sqlite file to `jupyterhub.sqlite.moved-to-postgres`; there is no move back,
+  and a hub whose data is in PostgreSQL is not silently started on a new sqlite file.
+- Work inside the engine runs in short-lived containers of the hub image, or through `docker
+  exec` in the database container, never in the hub itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from . import hubfile, names
+from .errors import UserError
+from .paths import Paths
+
+SQLITE_FILE = "jupyterhub.sqlite"
+DUMP_FILE = "jupyterhub.dump"
+MOVED = SQLITE_FILE + ".moved-to-postgres"
+DB_USER = hubfile.DB_USER
+DB_NAME = hubfile.DB_NAME
+
+# Run in a short-lived hub-image container with the data volume at /data and a host folder at
+# /out: SQLite's backup API copies a consistent state while the hub writes.
+SQLITE_BACKUP = """
+import sqlite3
+source = sqlite3.connect("file:/data/jupyterhub.sqlite?mode=ro", uri=True)
+target = sqlite3.connect("/out/jupyterhub.sqlite")
+source.backup(target)
+target.close()
+source.close()
+"""
+
+
+@contextlib.contextmanager
+def volume_helper(client: docker.DockerClient, hub: str, volume: str, mode: str) -> Iterator:
+    """A container created (never started) with `volume` at /v: Docker's archive API reads and
+    writes the volume through it, and no program runs on its files."""
+    container = client.containers.create(
+        names.HUB_IMAGE, ["true"], entrypoint=[], network_disabled=True,
+        volumes={volume: {"bind": "/v", "mode": mode}}, labels=names.labels(hub, "helper"),
+    )  # fmt: skip
+    try:
+        yield container
+    finally:
+        container.remove(force=True)
+
+
+def _file_in_volume(client: docker.DockerClient, hub: str, volume: str, name: str) -> bool:
+    if not any(v.name == volume for v in client.volumes.list(filters={"name": volume})):
+        return False
+    with volume_helper(client, hub, volume, "ro") as container:
+        try:
+            stream, _ = container.get_archive(f"/v/{name}")
+        except docker.errors.NotFound:
+            return False
+        for _ in stream:  # read to the end so the connection is released
+            pass
+        return True
+
+
+def has_sqlite(client: docker.DockerClient, hub: str) -> bool:
+    """Whether the hub's data volume holds a sqlite database (one not moved to PostgreSQL)."""
+    return _file_in_volume(client, hub, names.hub_data_volume(hub), SQLITE_FILE)
+
+
+def has_postgres(client: docker.DockerClient, hub: str) -> bool:
+    return any(
+        v.name == names.db_volume(hub)
+        for v in client.volumes.list(filters={"name": names.db_volume(hub)})
+    )
+
+
+# --- copies for backups, and their restore ------------------------------------------------------
+
+
+def save_sqlite(client: docker.DockerClient, hub: str, folder: Path) -> Path:
+    """A consistent copy of the hub's sqlite database in `folder`, taken while the hub runs."""
+    try:
+        client.containers.run(
+            names.HUB_IMAGE, ["python3", "-c", SQLITE_BACKUP], entrypoint=[],
+            volumes={names.hub_data_volume(hub): {"bind": "/data", "mode": "rw"},
+                     str(folder): {"bind": "/out", "mode": "rw"}},
+            network_disabled=True, remove=True, labels=names.labels(hub, "backup"),
+        )  # fmt: skip
+    except docker.errors.ContainerError as exc:
+        raise UserError(
+            f"copying the hub database from volume {names.hub_data_volume(hub)} failed: "
+            f"{(exc.stderr or b'').decode('utf-8', 'replace').strip()[-500:]}"
+        ) from None
+    return folder / SQLITE_FILE
+
+
+def _db(client: docker.DockerClient, hub: str):
+    try:
+        container = client.containers.get(names.db_container(hub))
+    except docker.errors.NotFound:
+        container = None
+    if container is None or container.status != "running":
+        raise UserError(f"the database container {names.db_container(hub)} is not running; "
+                        "start the hub with invoke up first")  # fmt: skip
+    return container
+
+
+def _exec(container, command: list[str], what: str) -> None:
+    result = container.exec_run(command, user="postgres")
+    if result.exit_code != 0:
+        raise UserError(f"{what} failed in {container.name}: "
+                        f"{result.output.decode('utf-8', 'replace').strip()[-800:]}")  # fmt: skip
+
+
+def save_postgres(client: docker.DockerClient, hub: str, folder: Path) -> Path:
+    """pg_dump's custom-format dump of the hub's database (consistent while the hub runs)."""
+    container = _db(client, hub)
+    inside = f"/tmp/{DUMP_FILE}"
+    _exec(container, ["pg_dump", "-Fc", "-U", DB_USER, "-d", DB_NAME, "-f", inside], "pg_dump")
+    try:
+        stream, _ = container.get_archive(inside)
+        with tempfile.TemporaryFile() as raw:
+            for chunk in stream:
+                raw.write(chunk)
+            raw.seek(0)
+            with tarfile.open(fileobj=raw) as tar:
+                member = tar.extractfile(DUMP_FILE)
+                with (folder / DUMP_FILE).open("wb") as out:
+                    while block := member.read(1024 * 1024):
+                        out.write(block)
+    finally:
+        container.exec_run(["rm", "-f", inside], user="postgres")
+    return folder / DUMP_FILE
+
+
+def restore_sqlite(client: docker.DockerClient, hub: str, copy: Path) -> None:
+    """Create the hub's data volume holding the database copy (removed again if that fails)."""
+    made = client.volumes.create(names.hub_data_volume(hub), labels=names.labels(hub, "data"))
+    try:
+        with volume_helper(client, hub, made.name, "rw") as container:
+            container.put_archive("/v", _tar_of(copy, SQLITE_FILE))
+    except BaseException:
+        made.remove(force=True)
+        raise
+
+
+def restore_postgres(client: docker.DockerClient, hub: str, dump: Path) -> None:
+    """Load a dump into the hub's new, empty PostgreSQL (running, before the hub first starts)."""
+    container = _db(client, hub)
+    container.put_archive("/tmp", _tar_of(dump, DUMP_FILE, uid=_postgres_uid(container)))
+    try:
+        _exec(container, ["pg_restore", "--exit-on-error", "--no-owner", "-U", DB_USER,
+                          "-d", DB_NAME, f"/tmp/{DUMP_FILE}"], "pg_restore")  # fmt: skip
+    finally:
+        container.exec_run(["rm", "-f", f"/tmp/{DUMP_FILE}"], user="root")
+
+
+def _postgres_uid(container) -> int:
+    return int(container.exec_run(["id", "-u", "postgres"]).output.decode().strip())
+
+
+def _tar_of(path: Path, name: str, uid: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.uid = path.stat().st_size, 0o600 if uid else 0o644, uid
+        with path.open("rb") as handle:
+            tar.addfile(info, handle)
+    return buffer.getvalue()
+
+
+# --- moving a hub from sqlite to PostgreSQL -------------------------------------------------------
+
+
+def move_to_postgres(client: docker.DockerClient, paths: Paths, hub: str) -> str:
+    """Copy every row of the sqlite database into the hub's new PostgreSQL (running, empty),
+    then rename the sqlite file so the copy is not made twice. The hub must be stopped."""
+    secret = str(paths.secrets_dir / hubfile.DB_SECRET)
+    command = ["python3", "-m", "classhub_hub.dbcopy", "--source",
+               "sqlite:////data/jupyterhub.sqlite", "--target-host", names.db_container(hub),
+               "--password-file", "/run/classhub/postgres_password"]  # fmt: skip
+    container = client.containers.create(
+        names.HUB_IMAGE, command, entrypoint=[], network=names.db_network(hub),
+        volumes={names.hub_data_volume(hub): {"bind": "/data", "mode": "rw"},
+                 secret: {"bind": "/run/classhub/postgres_password", "mode": "ro"}},
+        cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+        labels=names.labels(hub, "db-move"),
+    )  # fmt: skip
+    try:
+        container.start()
+        status = container.wait(timeout=600)["StatusCode"]
+        log = container.logs().decode("utf-8", "replace")
+    finally:
+        container.remove(force=True)
+    if status != 0:
+        raise UserError(
+            "copying the hub database from sqlite to PostgreSQL failed; the sqlite file is "
+            "untouched. Set HUB_DB=sqlite in .env and run invoke setup to go on as before. "
+            "The copy's log:\n" + "\n".join("   " + line for line in log.strip().splitlines()[-15:])
+        )
+    client.containers.run(
+        names.HUB_IMAGE, ["mv", f"/data/{SQLITE_FILE}", f"/data/{MOVED}"], entrypoint=[],
+        volumes={names.hub_data_volume(hub): {"bind": "/data", "mode": "rw"}},
+        network_disabled=True, remove=True, labels=names.labels(hub, "db-move"),
+    )  # fmt: skip
+    return log.strip().splitlines()[-1] if log.strip() else ""
