@@ -69,9 +69,10 @@ class Manifest:
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def default_folder(settings: Settings, now: dt.datetime | None = None) -> Path:
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return settings.backup_dir / f"{settings.hub_name}-{now:%Y%m%d-%H%M%S}"
+def default_folder(settings: Settings, suffix: str = "") -> Path:
+    """BACKUP_DIR/<hub>-<UTC date>-<time><suffix>."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return settings.backup_dir / f"{settings.hub_name}-{now:%Y%m%d-%H%M%S}{suffix}"
 
 
 # --- what goes in ------------------------------------------------------------------------------

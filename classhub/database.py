@@ -23,7 +23,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import hubfile, names
+from . import hubfile, names, stack
 from .errors import UserError
 from .paths import Paths
 
@@ -214,3 +214,46 @@ def move_to_postgres(client: docker.DockerClient, paths: Paths, hub: str) -> str
         network_disabled=True, remove=True, labels=names.labels(hub, "db-move"),
     )  # fmt: skip
     return log.strip().splitlines()[-1] if log.strip() else ""
+
+
+# --- the schema a new JupyterHub needs ----------------------------------------------------------
+
+
+def _schema_command(
+    client: docker.DockerClient, paths: Paths, settings, roster, command: str
+) -> str:
+    """Run classhub_hub.dbschema COMMAND in a one-off hub-image container that sees the database
+    exactly as the hub does (its mounts; the database network with HUB_DB=postgres)."""
+    hub = settings.hub_name
+    (service,) = [s for s in stack.services(client, paths, settings, roster) if s.what == "hub"]
+    network = {"network": names.db_network(hub)} if settings.hub_db == "postgres" else {
+        "network_disabled": True}  # fmt: skip
+    container = client.containers.create(
+        names.HUB_IMAGE, ["python3", "-m", "classhub_hub.dbschema", command], entrypoint=[],
+        volumes=service.kwargs["volumes"], cap_drop=["ALL"],
+        security_opt=["no-new-privileges:true"], labels=names.labels(hub, "db-schema"), **network,
+    )  # fmt: skip
+    try:
+        container.start()
+        status = container.wait(timeout=900)["StatusCode"]
+        log = container.logs().decode("utf-8", "replace").strip()
+    finally:
+        container.remove(force=True)
+    if status != 0:
+        raise UserError(
+            f"the hub database's schema {command} failed; the hub is not started on it. "
+            "Its log:\n" + "\n".join("   " + line for line in log.splitlines()[-15:])
+        )
+    return log
+
+
+def schema(client: docker.DockerClient, paths: Paths, settings, roster) -> tuple[str, str]:
+    """(the database's revision or "none", the revision the hub image's JupyterHub needs)."""
+    line = _schema_command(client, paths, settings, roster, "check").splitlines()[-1]
+    found = dict(part.split("=", 1) for part in line.split())
+    return found["current"], found["head"]
+
+
+def upgrade_schema(client: docker.DockerClient, paths: Paths, settings, roster) -> str:
+    """JupyterHub's migrations to its head revision (the hub stopped, a backup taken)."""
+    return _schema_command(client, paths, settings, roster, "upgrade").splitlines()[-1]

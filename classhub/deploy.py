@@ -19,7 +19,19 @@ from pathlib import Path
 
 import docker
 
-from . import credentials, database, hubapi, images, names, neighbours, render, secrets, stack, wait
+from . import (
+    backup,
+    credentials,
+    database,
+    hubapi,
+    images,
+    names,
+    neighbours,
+    render,
+    secrets,
+    stack,
+    wait,
+)
 from .config import Config
 from .errors import UserError
 from .files import ensure_private_dir, file_mode, read_text, write_atomic
@@ -162,7 +174,10 @@ def docker_steps(
     # The hub's containers (firewall, Docker socket proxy, database, hub), then its users and groups.
     api = hubapi.HubAPI(settings, lambda: secrets.api_token(paths))
     service_steps = _service_steps(paths, config, client, echo, api, net_state, hub_rebuilt)
-    steps += service_steps[:-1] + _database_move_steps(paths, settings, client, echo)
+    move = _database_move_steps(paths, settings, client, echo)
+    steps += service_steps[:-1] + move
+    if service_steps[-1].run is not None and not move:
+        steps += _schema_steps(paths, config, client, echo, deferred=hub_rebuilt)
     steps.append(service_steps[-1])
     hub_action = any(step.run for step in service_steps)
     steps.append(hub_sync_step(client, settings, roster, api, echo, hub_changes=hub_action))
@@ -218,6 +233,47 @@ def _service_steps(
         label = "hub container" if what == "hub" else what
         steps.append(Step(f"{label} {name}", state, action or "none", run if action else None))
     return steps
+
+
+def _schema_steps(
+    paths: Paths, config: Config, client: docker.DockerClient, echo: Echo, deferred: bool
+) -> list[Step]:
+    """Before a hub (re)starts on an existing database: the step that upgrades its schema when the
+    hub image's JupyterHub needs a newer one, after a full backup. Checked now when the image and
+    the database are at hand; after a rebuild (or with the database not running yet) when the
+    step runs."""
+    settings, roster, hub = config.settings, config.roster, config.settings.hub_name
+    postgres = settings.hub_db == "postgres"
+    if not (database.has_postgres(client, hub) if postgres else database.has_sqlite(client, hub)):
+        return []  # a new hub: JupyterHub makes its tables at the right revision
+    label = "hub database schema"
+    db = stack.find_container(client, names.db_container(hub))
+    if not deferred and (not postgres or (db is not None and db.status == "running")):
+        current, head = database.schema(client, paths, settings, roster)
+        if current in ("none", head):
+            return [Step(label, f"at JupyterHub's revision {head}")]
+        state = f"revision {current}; this JupyterHub needs {head}"
+    else:
+        state = "checked against the hub image before the hub starts"
+
+    def upgrade() -> None:
+        current, head = database.schema(client, paths, settings, roster)
+        if current in ("none", head):
+            echo(f"   at JupyterHub's revision {head}: nothing to upgrade")
+            return
+        folder = backup.default_folder(settings, suffix="-before-upgrade")
+        echo(
+            f"   revision {current}, this JupyterHub needs {head}: a full backup first, to {folder}"
+        )
+        backup.write(client, paths, settings, roster, folder, echo)
+        found = stack.find_container(client, names.hub_container(hub))
+        if found is not None and found.status == "running":
+            echo("   stopping the hub for the upgrade (user servers keep running)")
+            found.stop(timeout=20)
+        echo("   " + database.upgrade_schema(client, paths, settings, roster))
+
+    action = "a full backup, then JupyterHub's upgrade of the schema (only if it needs one)"
+    return [Step(label, state, action, upgrade)]
 
 
 def _database_move_steps(
