@@ -177,7 +177,8 @@ def docker_steps(
     move = _database_move_steps(paths, settings, client, echo)
     steps += service_steps[:-1] + move
     if service_steps[-1].run is not None and not move:
-        steps += _schema_steps(paths, config, client, echo, deferred=hub_rebuilt)
+        steps += _schema_steps(paths, config, client, echo,
+                              deferred=hub_rebuilt or net_state != "present")  # fmt: skip
     steps.append(service_steps[-1])
     hub_action = any(step.run for step in service_steps)
     steps.append(hub_sync_step(client, settings, roster, api, echo, hub_changes=hub_action))
@@ -240,8 +241,8 @@ def _schema_steps(
 ) -> list[Step]:
     """Before a hub (re)starts on an existing database: the step that upgrades its schema when the
     hub image's JupyterHub needs a newer one, after a full backup. Checked now when the image and
-    the database are at hand; after a rebuild (or with the database not running yet) when the
-    step runs."""
+    the database are at hand; after a rebuild (or before the networks or the database exist)
+    when the step runs."""
     settings, roster, hub = config.settings, config.roster, config.settings.hub_name
     postgres = settings.hub_db == "postgres"
     if not (database.has_postgres(client, hub) if postgres else database.has_sqlite(client, hub)):

@@ -67,6 +67,12 @@ def test_backup_destroy_restore_brings_back_every_login_and_file(hub: Hub, small
     cat.open_lab()
     cat.run("import os; os.mkdir('work'); open('work/cat.txt', 'w').write('cat 1')")
     cat.stop()
+    admin = Browser(url, "hub-admin")
+    assert admin.login(passwords["hub-admin"]).status_code == 302
+    admin.start()
+    admin.open_lab()
+    admin.run("open('shared/notes.txt', 'w').write('course notes')")
+    admin.stop()
     # A token lives only in the hub's database: it works after the restore only if that came back.
     made_token = ann.hub_api("POST", "/users/ann/tokens", json={"note": "before the backup"})
     assert made_token.status_code == 201, made_token.text
@@ -142,7 +148,9 @@ def test_backup_destroy_restore_brings_back_every_login_and_file(hub: Hub, small
     assert cat.login(passwords["cat"]).status_code == 302
     cat.start()
     cat.open_lab()
-    assert cat.run("print(open('work/cat.txt').read())") == "cat 1\n"
+    assert cat.run("print(open('work/cat.txt').read(), open('shared/notes.txt').read())") == (
+        "cat 1 course notes\n"
+    )
     cat.stop()
     wrong = Browser(url, "cat")
     assert wrong.login(passwords["ann"]).status_code != 302
