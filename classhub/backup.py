@@ -145,7 +145,8 @@ def write(
     partial = folder.with_name(folder.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)  # our own leftover from a failed run: never a finished backup
-    ensure_private_dir(folder.parent)
+    # A missing BACKUP_DIR is made private; an existing folder (say /srv) is never changed.
+    folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     ensure_private_dir(partial)
     try:
         for source in checkout_files(paths):

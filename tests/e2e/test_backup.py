@@ -38,18 +38,44 @@ def volumes(hub: Hub, name: str) -> set[str]:
     return {v.name for v in hub.client.volumes.list(filters={"label": f"{names.LABEL_HUB}={name}"})}
 
 
-def test_backup_of_some_users_holds_only_their_homes(hub: Hub, small, tmp_path):
-    name, _, paths = small
+def test_one_users_home_comes_back_after_a_purge(hub: Hub, small, tmp_path):
+    name, port, paths = small
+    url = f"http://127.0.0.1:{port}/{name}/"
+    bob = Browser(url, "bob")
+    assert bob.login(read_passwords(paths)["bob"]).status_code == 302
+    bob.start()
+    bob.open_lab()
+    bob.run("open('essay.txt', 'w').write('bob wrote this')")
+    bob.stop()
+    tmp_path.chmod(0o755)  # an existing folder like /srv: backup must leave its mode alone
     result = invoke(paths, "backup", "--users", "bob", "--to", str(tmp_path / "bob"),
                     env=engine_environ(), timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755, "backup changed the folder it writes in"
     manifest = json.loads((tmp_path / "bob" / "manifest.json").read_text())
     assert not manifest["complete"] and manifest["users"] == ["bob"]
-    assert [f for f in manifest["files"] if f.startswith("volumes/")] == [
+    assert [f for f in manifest["files"] if f.startswith(("volumes/", "database/"))] == [
         f"volumes/{names.user_volume(name, 'bob')}.tar.gz"
     ]
     unknown = invoke(paths, "backup", "--users", "nobody", env=engine_environ(), timeout=300)
     assert unknown.returncode == 1 and "no home volume for nobody" in unknown.stderr
+
+    # Taken off the roster with his home deleted by mistake, then brought back.
+    over = invoke(paths, "restore", str(tmp_path / "bob"), env=engine_environ(), timeout=300)
+    assert over.returncode == 1 and names.user_volume(name, "bob") in over.stderr, over.stderr
+    purged = invoke(paths, "remove-user", "bob", "--purge", "--yes", env=engine_environ())
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert names.user_volume(name, "bob") not in volumes(hub, name)
+    back = invoke(paths, "restore", str(tmp_path / "bob"), env=engine_environ(), timeout=300)
+    assert back.returncode == 0, back.stdout + back.stderr
+    added = invoke(paths, "add-user", "bob", "--group", "team-a", env=engine_environ())
+    assert added.returncode == 0, added.stdout + added.stderr
+    bob = Browser(url, "bob")
+    assert bob.login(read_passwords(paths)["bob"]).status_code == 302
+    bob.start()
+    bob.open_lab()
+    assert bob.run("print(open('essay.txt').read())") == "bob wrote this\n"
+    bob.stop()
 
 
 def test_backup_destroy_restore_brings_back_every_login_and_file(hub: Hub, small, tmp_path):
