@@ -251,7 +251,9 @@ def _schema_steps(
     db = stack.find_container(client, names.db_container(hub))
     if not deferred and (not postgres or (db is not None and db.status == "running")):
         current, head = database.schema(client, paths, settings, roster)
-        if current in ("none", head):
+        if current == "none":
+            return [Step(label, "no tables yet: JupyterHub makes them at its revision")]
+        if current == head:
             return [Step(label, f"at JupyterHub's revision {head}")]
         state = f"revision {current}; this JupyterHub needs {head}"
     else:
