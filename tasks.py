@@ -167,11 +167,15 @@ def reset_password(c, name, dry_run=False):
         commands.reset_password(PATHS, os.environ, Output(), name, dry_run=dry_run)
 
 
-@task
-def nginx(c):
-    """Print the nginx location block that routes /<HUB_NAME>/ to this hub."""
+@task(
+    help={
+        "server": "print a whole site instead: HTTP to HTTPS, TLS 1.2+, HSTS, login rate limit",
+    },
+)
+def nginx(c, server=False):
+    """Print the nginx location block that routes /<HUB_NAME>/ to this hub (or a whole TLS site)."""
     with user_errors():
-        commands.nginx(PATHS, os.environ, Output())
+        commands.nginx(PATHS, os.environ, Output(), server)
 
 
 @task(

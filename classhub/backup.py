@@ -100,7 +100,7 @@ def checkout_files(paths: Paths) -> list[Path]:
     """The checkout's own files a backup holds: settings, roster and every secret."""
     found = [p for p in (paths.env_file, paths.userlist) if p.is_file()]
     if paths.secrets_dir.is_dir():
-        found += sorted(p for p in paths.secrets_dir.iterdir() if p.is_file())
+        found += sorted(p for p in paths.secrets_dir.rglob("*") if p.is_file())
     return found
 
 

@@ -12,6 +12,7 @@ import io
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import backup as backup_mod
 from . import config as config_mod
@@ -19,14 +20,12 @@ from . import (
     credentials,
     database,
     deploy,
-    hubapi,
     hubfile,
     images,
     names,
     neighbours,
     plan,
     render,
-    secrets,
     stack,
     wait,
 )
@@ -331,7 +330,7 @@ def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """Each component's state (the same table as `setup --dry-run`) and who has a server running."""
     cfg, steps, client = _show_setup_plan(paths, environ, out, "if-available")
     docker = client is not None
-    api = hubapi.HubAPI(cfg.settings, lambda: secrets.api_token(paths))
+    api = deploy.hub_api(paths, cfg.settings, client)
     if docker and api.answers():
         running = api.running()
         out.info(
@@ -524,6 +523,7 @@ def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
             ("hub image", names.HUB_IMAGE),
             ("notebook image", cfg.settings.notebook_image),
             *([("database image", names.DB_IMAGE)] if cfg.settings.hub_db == "postgres" else []),
+            *([("nginx image", names.NGINX_IMAGE)] if cfg.settings.proxy == "nginx" else []),
         )
         if images.find(client, ref) is None
     ]
@@ -610,9 +610,26 @@ def reset_password(
     out.info(_login_text(cfg.settings, who, _password(paths, cfg.roster, who)))
 
 
-def nginx(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
+def nginx(paths: Paths, environ: Mapping[str, str], out: Output, server: bool = False) -> None:
+    """The location block for your nginx's server, or (`server`) a whole TLS site for it."""
     cfg = load(paths, environ, out)
-    out.info(render.nginx_location(paths, cfg.settings).rstrip("\n"))
+    settings = cfg.settings
+    if settings.proxy == "nginx":
+        raise UserError(
+            "PROXY=nginx: classhub runs this hub's nginx itself and the hub's port is not "
+            "published, so there is nothing to route to. Set PROXY=none in .env (and run "
+            "invoke setup) to put the hub behind your own nginx"
+        )
+    if not server:
+        out.info(render.nginx_location(paths, settings).rstrip("\n"))
+        return
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        cert, key = str(settings.tls_cert), str(settings.tls_key)
+    else:
+        host = urlsplit(settings.public_url).hostname or "example.edu"
+        cert = f"/etc/letsencrypt/live/{host}/fullchain.pem"
+        key = f"/etc/letsencrypt/live/{host}/privkey.pem"
+    out.info(render.nginx_site(paths, settings, settings.upstream, cert, key).rstrip("\n"))
 
 
 def _not_an_option(name: str) -> None:

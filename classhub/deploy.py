@@ -24,12 +24,14 @@ from . import (
     credentials,
     database,
     hubapi,
+    hubfile,
     images,
     names,
     neighbours,
     render,
     secrets,
     stack,
+    tls,
     wait,
 )
 from .config import Config
@@ -49,6 +51,8 @@ def setup_steps(paths: Paths, config: Config, progress: Progress) -> list[Step]:
     creds = credentials.load(paths)
     todo = credentials.missing(creds, config.roster.names)
     steps.append(_passwords_step(paths, config, len(todo), progress))
+    if config.settings.proxy == "nginx" and config.settings.tls_cert is None:
+        steps.append(_self_signed_step(paths))
     steps.append(hub_file_step(paths, config, creds, pending=bool(todo)))
     return steps
 
@@ -104,6 +108,29 @@ def _env_step(paths: Paths, config: Config) -> Step:
             write_atomic(paths.env_file, text, mode=0o600)
 
     return Step(".env", "missing", "create from .env.example", run)
+
+
+def hub_api(paths: Paths, settings, client: docker.DockerClient) -> hubapi.HubAPI:
+    """The hub's API as this host reaches it: on the published port, or (behind the bundled
+    nginx, where nothing is published) at the hub's own address on its network."""
+
+    def host() -> str | None:
+        if settings.proxy != "nginx" or client is None:
+            return None
+        address = stack.hub_address(client, settings.hub_name)
+        return f"{address}:{hubfile.PROXY_PORT}" if address else None
+
+    return hubapi.HubAPI(settings, lambda: secrets.api_token(paths), host=host)
+
+
+def _self_signed_step(paths: Paths) -> Step:
+    cert, _ = tls.self_signed_paths(paths)
+    label = paths.show(cert)
+    if cert.exists():
+        return Step(label, "present (self-signed: browsers warn; TLS_CERT and TLS_KEY replace it)")
+    return Step(label, "missing", "make a self-signed certificate and key for this host (browsers "
+                "will warn: set TLS_CERT and TLS_KEY for a real one)",
+                lambda: tls.make_self_signed(paths))  # fmt: skip
 
 
 def _private_dir_step(label: str, path: Path) -> Step:
@@ -172,14 +199,16 @@ def docker_steps(
     steps += volume_steps(client, settings, roster, echo)
 
     # The hub's containers (firewall, Docker socket proxy, database, hub), then its users and groups.
-    api = hubapi.HubAPI(settings, lambda: secrets.api_token(paths))
+    api = hub_api(paths, settings, client)
     service_steps = _service_steps(paths, config, client, echo, api, net_state, hub_rebuilt)
+    # The database's move or schema upgrade comes right before the hub starts on it.
+    at = [what for what, _ in stack.service_names(settings)].index("hub")
     move = _database_move_steps(paths, settings, client, echo)
-    steps += service_steps[:-1] + move
-    if service_steps[-1].run is not None and not move:
+    steps += service_steps[:at] + move
+    if service_steps[at].run is not None and not move:
         steps += _schema_steps(paths, config, client, echo,
                               deferred=hub_rebuilt or net_state != "present")  # fmt: skip
-    steps.append(service_steps[-1])
+    steps += service_steps[at:]
     hub_action = any(step.run for step in service_steps)
     steps.append(hub_sync_step(client, settings, roster, api, echo, hub_changes=hub_action))
     return steps
@@ -228,6 +257,8 @@ def _service_steps(
                 stack.wait_for_firewall(client, hub, since=started)
             if service.what == "database":
                 stack.wait_for_db(client, hub)
+            if service.what == "nginx":
+                stack.wait_for_nginx(client, hub)
             if service.what == "hub":
                 _wait_for_hub(client, settings, api, echo)
 
@@ -403,7 +434,7 @@ def sync_steps(
     neither the hub nor any server. A hub that is not running gets its users and groups when it
     starts (invoke up)."""
     settings = config.settings
-    api = hubapi.HubAPI(settings, lambda: secrets.api_token(paths))
+    api = hub_api(paths, settings, client)
     steps = setup_steps(paths, config, progress)
     steps += volume_steps(client, settings, config.roster, echo)
     net_state = stack.network_state(client, settings.hub_name)
@@ -449,6 +480,10 @@ def image_steps(
     steps += [hub_step, _image_step(client, paths, notebook, ca, base_ref, chosen, echo)]
     if settings.hub_db == "postgres":
         steps.append(_image_step(client, paths, images.db_spec(paths), ca, base_ref, chosen, echo))
+    if settings.proxy == "nginx":
+        steps.append(
+            _image_step(client, paths, images.nginx_spec(paths), ca, base_ref, chosen, echo)
+        )
     return steps, hub_step.changes
 
 

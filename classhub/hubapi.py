@@ -24,12 +24,29 @@ PAGINATED = "application/jupyterhub-pagination+json"
 
 
 class HubAPI:
-    def __init__(self, settings: Settings, token: Callable[[], str], timeout: float = 30):
-        """`token` is called on first use: on a fresh setup the token does not exist yet."""
-        self.root = f"http://{settings.upstream}{settings.base_url}hub/api"
+    def __init__(
+        self,
+        settings: Settings,
+        token: Callable[[], str],
+        timeout: float = 30,
+        host: Callable[[], str | None] | None = None,
+    ):
+        """`token` is called on first use: on a fresh setup the token does not exist yet.
+        `host` gives the hub's host:port when it is not `settings.upstream` (behind the bundled
+        nginx the hub is not published); it is asked until it knows (the network may be new)."""
+        self._settings = settings
+        self._host = host
+        self._found: str | None = None
         self.session = requests.Session()
         self._token = token
         self.timeout = timeout
+
+    @property
+    def root(self) -> str:
+        if self._found is None and self._host is not None:
+            self._found = self._host()
+        host = self._found or self._settings.upstream
+        return f"http://{host}{self._settings.base_url}hub/api"
 
     def _authorize(self) -> None:
         if "Authorization" not in self.session.headers:

@@ -96,6 +96,12 @@ def db_spec(paths: Paths) -> ImageSpec:
     return ImageSpec("database image", names.DB_IMAGE, "db/Dockerfile", files)
 
 
+def nginx_spec(paths: Paths) -> ImageSpec:
+    """The bundled front door's image (PROXY=nginx); its configuration is mounted, not built in."""
+    files = (("nginx/Dockerfile", paths.root / "nginx" / "Dockerfile"),)
+    return ImageSpec("nginx image", names.NGINX_IMAGE, "nginx/Dockerfile", files)
+
+
 def ca_bundle(settings: Settings) -> bytes:
     if settings.build_ca_bundle is None:
         return b""

@@ -89,6 +89,11 @@ def hub_data_volume(hub: str) -> str:
     return f"{hub}-data"
 
 
+def nginx_container(hub: str) -> str:
+    """The bundled front door (PROXY=nginx), on the host's network."""
+    return f"{hub}-nginx"
+
+
 def db_container(hub: str) -> str:
     """The hub's PostgreSQL (HUB_DB=postgres)."""
     return f"{hub}-db"
@@ -121,6 +126,7 @@ def group_volume(hub: str, group: str) -> str:
 # Images and labels, shared by every hub on this engine.
 HUB_IMAGE = "classhub-hub:latest"
 DB_IMAGE = "classhub-db:latest"
+NGINX_IMAGE = "classhub-nginx:latest"
 LOCAL_BASE_IMAGE = "classhub-base"  # tagged with the host's Debian codename
 # Every container, network and volume classhub makes carries these, so status, down and tests
 # find exactly one hub's objects.

@@ -27,6 +27,7 @@ from . import hubfile, names
 from .settings import Settings
 
 LABEL_CHECKOUT = "classhub.checkout"
+LABEL_FRONT_PORTS = "classhub.front-ports"  # on a bundled nginx: "HTTPS_PORT,HTTP_PORT"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class HubInfo:
     state: str
     address: str  # host:port it is published on, "" when not running
     users: int
+    ports: frozenset[int] = frozenset()  # every host port it holds (hub or bundled nginx)
 
 
 def checkout_labels(root: Path) -> dict[str, str]:
@@ -55,6 +57,12 @@ def hubs(client: docker.DockerClient) -> list[HubInfo]:
         entry["checkout"] = container.labels.get(LABEL_CHECKOUT, entry["checkout"])
         entry["state"] = container.status
         entry["address"] = _published(container)
+    for container in client.containers.list(
+        all=True, filters={"label": f"{names.LABEL_KIND}=nginx"}
+    ):
+        entry = found.setdefault(container.labels.get(names.LABEL_HUB), {"checkout": ""})
+        front = container.labels.get(LABEL_FRONT_PORTS, "")
+        entry["front"] = {int(port) for port in front.split(",") if port.isdigit()}
     users: dict[str, int] = {}
     for volume in client.volumes.list(filters={"label": f"{names.LABEL_KIND}=user"}):
         hub = (volume.attrs.get("Labels") or {}).get(names.LABEL_HUB)
@@ -66,9 +74,15 @@ def hubs(client: docker.DockerClient) -> list[HubInfo]:
             e.get("state", "no container"),
             e.get("address", ""),
             users.get(hub, 0),
+            frozenset(e.get("front", set()) | _port_of(e.get("address", ""))),
         )
         for hub, e in sorted(found.items())
     ]
+
+
+def _port_of(address: str) -> set[int]:
+    port = address.rpartition(":")[2]
+    return {int(port)} if port.isdigit() else set()
 
 
 def _published(container) -> str:
@@ -97,19 +111,22 @@ def conflicts(client: docker.DockerClient, settings: Settings, root: Path) -> li
                 f"{other.checkout or 'unknown'}) would share Docker object names (one is the "
                 "other's name and '-'); choose a HUB_NAME that does not start with theirs"
             )
-    port = settings.port
-    for other in others:
-        if other.name != me and other.address.endswith(f":{port}"):
+    if settings.proxy == "nginx":
+        wanted = [("HTTPS_PORT", settings.https_port, "0.0.0.0"),
+                  ("HTTP_PORT", settings.http_port, "0.0.0.0")]  # fmt: skip
+    else:
+        wanted = [("PORT", settings.port, settings.bind_address)]
+    for key, port, address in wanted:
+        taken = next((o for o in others if o.name != me and port in o.ports), None)
+        if taken is not None:
             problems.append(
-                f"PORT={port} is published by the hub {other.name} (checkout "
-                f"{other.checkout or 'unknown'}); set another PORT in .env"
+                f"{key}={port} is published by the hub {taken.name} (checkout "
+                f"{taken.checkout or 'unknown'}); set another {key} in .env"
             )
-            return problems
-    own = next((o for o in others if o.name == me and o.address.endswith(f":{port}")), None)
-    if own is None:
-        holder = port_holder(settings.bind_address, port)
-        if holder:
-            problems.append(f"PORT={port} is in use by {holder}; set another PORT in .env")
+        elif not any(o.name == me and port in o.ports for o in others):
+            holder = port_holder(address, port)
+            if holder:
+                problems.append(f"{key}={port} is in use by {holder}; set another {key} in .env")
     return problems
 
 

@@ -96,3 +96,47 @@ def nginx_server(paths: Paths, hubs: list[tuple[str, str]]) -> str:
         "# certificate) for students outside; then: nginx -t && nginx -s reload\n"
         "server {\n    listen 80;\n    server_name _;\n" + blocks + "\n}\n"
     )
+
+
+def nginx_site(paths: Paths, settings: Settings, upstream: str, cert: str, key: str) -> str:
+    """The whole front door for one hub: an HTTP server that redirects, and the HTTPS server with
+    TLS 1.2+, HSTS, the login rate limit and the hub's location block (`invoke nginx --server`,
+    and inside the bundled nginx's configuration)."""
+    hub = settings.hub_name
+    location = location_block(paths, hub, upstream)
+    location = "\n".join(line for line in location.splitlines() if not line.startswith("#"))
+    values = {
+        "HUB_NAME": hub,
+        "ZONE": hub.replace("-", "_"),  # nginx variable names take no '-'
+        "RATE": str(settings.login_rate_limit),
+        "BURST": str(settings.login_rate_limit - 1),  # the first attempt, then this many more
+        "HTTP_PORT": str(settings.http_port),
+        "HTTPS_PORT": str(settings.https_port),
+        "REDIRECT_PORT": "" if settings.https_port == 443 else f":{settings.https_port}",
+        "CERT": cert,
+        "KEY": key,
+        "UPSTREAM": upstream,
+        "LOCATION": _indent(location),
+    }
+    template = (paths.nginx_dir / "site.conf.template").read_text(encoding="utf-8")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+NGINX_CERT_IN_CONTAINER = "/etc/classhub/tls/cert.pem"
+NGINX_KEY_IN_CONTAINER = "/etc/classhub/tls/key.pem"
+
+
+def nginx_bundled(paths: Paths, settings: Settings, upstream: str) -> str:
+    """The bundled nginx's nginx.conf (PROXY=nginx): the site, with the certificate and key where
+    the container mounts them and the hub's own address as the upstream."""
+    site = nginx_site(paths, settings, upstream, NGINX_CERT_IN_CONTAINER, NGINX_KEY_IN_CONTAINER)
+    values = {
+        "HUB_NAME": settings.hub_name,
+        "SITE": "    " + site.rstrip("\n").replace("\n", "\n    "),
+    }
+    template = (paths.nginx_dir / "bundled.conf.template").read_text(encoding="utf-8")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line if line else "" for line in text.splitlines())

@@ -73,6 +73,12 @@ class Settings:
     cull_busy: bool  # cull servers whose kernels are computing, like idle ones
     cull_idle_timeout: int  # seconds; 0 never culls
     backup_dir: Path  # where invoke backup writes (absolute: relative values are the checkout's)
+    proxy: str  # "none" (publish the hub on BIND_ADDRESS:PORT) or "nginx" (the bundled front door)
+    https_port: int  # the bundled nginx's ports, on every interface of the host
+    http_port: int
+    tls_cert: Path | None  # PEM files for the bundled nginx; None: a generated self-signed pair
+    tls_key: Path | None
+    login_rate_limit: int  # login attempts per minute from one address, at nginx
     # Where each key's value came from: "default", ".env:LINE", "environment".
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -262,6 +268,43 @@ def _backup_dir(raw: str, ctx: Context) -> Path:
     return path
 
 
+def _proxy(raw: str, _: Context) -> str:
+    value = raw.lower() or "none"
+    if value not in ("none", "nginx"):
+        raise Invalid(
+            "is not a known front door",
+            "use none (your own nginx in front of BIND_ADDRESS:PORT; see invoke nginx) or nginx "
+            "(classhub runs one with TLS)",
+        )
+    return value
+
+
+def _pem(kind: str, marker: str) -> Callable[[str, Context], Path | None]:
+    def parse(raw: str, ctx: Context) -> Path | None:
+        if not raw:
+            return None
+        path = Path(raw).expanduser()
+        path = path if path.is_absolute() else ctx.root / path
+        fix = f"name the PEM file of your {kind}, e.g. /etc/letsencrypt/live/NAME/{'fullchain' if kind == 'certificate' else 'privkey'}.pem, or leave it empty for a self-signed pair"
+        try:
+            text = path.read_text(encoding="ascii", errors="replace")
+        except FileNotFoundError:
+            raise Invalid(f"names {path}, which does not exist", fix) from None
+        except OSError as exc:
+            raise Invalid(f"names {path}, which cannot be read ({exc.strerror})", fix) from None
+        if marker not in text:
+            raise Invalid(f"names {path}, which holds no PEM {kind}", fix)
+        return path
+
+    return parse
+
+
+def _rate(raw: str, _: Context) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise Invalid("is not a number of attempts", "use a whole number, e.g. LOGIN_RATE_LIMIT=10")
+    return int(raw)
+
+
 def _bool(raw: str, _: Context) -> bool:
     value = raw.strip().lower()
     if value in ("true", "yes", "1", "on"):
@@ -320,6 +363,12 @@ FIELDS: tuple[Field, ...] = (
     Field("CULL_IDLE_TIMEOUT", "cull_idle_timeout", "1h", _duration),
     Field("CULL_BUSY", "cull_busy", "false", _bool),
     Field("BACKUP_DIR", "backup_dir", "backups", _backup_dir),
+    Field("PROXY", "proxy", "none", _proxy),
+    Field("HTTPS_PORT", "https_port", "443", _port),
+    Field("HTTP_PORT", "http_port", "80", _port),
+    Field("TLS_CERT", "tls_cert", "", _pem("certificate", "-----BEGIN CERTIFICATE-----")),
+    Field("TLS_KEY", "tls_key", "", _pem("private key", "PRIVATE KEY-----")),
+    Field("LOGIN_RATE_LIMIT", "login_rate_limit", "10", _rate),
 )  # fmt: skip
 
 KEYS = tuple(f.key for f in FIELDS)
@@ -393,7 +442,10 @@ def load_settings(
     problems += _cross_checks(values, sources)
     if problems:
         return None, problems, warnings
-    if not values["public_url"]:
+    if not values["public_url"] and values["proxy"] == "nginx":
+        port = "" if values["https_port"] == 443 else f":{values['https_port']}"
+        values["public_url"] = f"https://{socket.gethostname()}{port}/{values['hub_name']}/"
+    elif not values["public_url"]:
         host = values["bind_address"]
         if ipaddress.ip_address(host).is_unspecified:
             host = socket.gethostname()
@@ -414,4 +466,17 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
                 f"end it with /{values['hub_name']}/ (the path comes from HUB_NAME)",
             )
         )
+    if (values["tls_cert"] is None) != (values["tls_key"] is None):
+        given, missing = (
+            ("TLS_CERT", "TLS_KEY") if values["tls_key"] is None else ("TLS_KEY", "TLS_CERT")
+        )
+        problems.append(
+            Problem(sources[given], f"{given} is set but {missing} is not",
+                    "set both (your certificate and its key), or neither for a self-signed pair")
+        )  # fmt: skip
+    if values["proxy"] == "nginx" and values["https_port"] == values["http_port"]:
+        problems.append(
+            Problem(sources["HTTPS_PORT"], f"HTTPS_PORT and HTTP_PORT are both {values['http_port']}",
+                    "give them different ports, e.g. 443 and 80")
+        )  # fmt: skip
     return problems

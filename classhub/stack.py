@@ -35,8 +35,9 @@ from typing import Any
 import docker
 import docker.errors
 
-from . import hubfile, names, neighbours, render, wait
+from . import hubfile, names, neighbours, render, tls, wait
 from .errors import UserError
+from .files import ensure_private_dir, write_atomic
 from .images import find as find_image
 from .paths import Paths
 from .roster import Roster
@@ -263,6 +264,7 @@ class Service:
     kwargs: dict[str, Any]
     join: tuple[str, ...] = ()  # networks joined after create, before start
     inputs: str = ""  # what else it is made from, for its spec hash
+    files: tuple[tuple[Path, str], ...] = ()  # host files it mounts, written when it is made
 
     @property
     def name(self) -> str:
@@ -325,7 +327,8 @@ def services(
         inputs=image_id,
     )  # fmt: skip
     db = [_db_service(client, paths, settings)] if settings.hub_db == "postgres" else []
-    return [firewall, proxy, *db, _hub_service(client, paths, settings, address, image_id)]
+    front = [_nginx_service(client, paths, settings, address)] if settings.proxy == "nginx" else []
+    return [firewall, proxy, *db, _hub_service(client, paths, settings, address, image_id), *front]
 
 
 def service_names(settings: Settings) -> list[tuple[str, str]]:
@@ -335,7 +338,10 @@ def service_names(settings: Settings) -> list[tuple[str, str]]:
              ("Docker socket proxy", names.socket_proxy_container(hub))]  # fmt: skip
     if settings.hub_db == "postgres":
         found.append(("database", names.db_container(hub)))
-    return [*found, ("hub", names.hub_container(hub))]
+    found.append(("hub", names.hub_container(hub)))
+    if settings.proxy == "nginx":
+        found.append(("nginx", names.nginx_container(hub)))
+    return found
 
 
 DB_SECRET_IN_DB = "/run/classhub/postgres_password"
@@ -362,6 +368,58 @@ def _db_service(client, paths: Paths, settings: Settings) -> Service:
         },
         inputs=_image_id(client, names.DB_IMAGE),
     )  # fmt: skip
+
+
+def _nginx_service(client, paths: Paths, settings: Settings, address: str) -> Service:
+    """The bundled front door (PROXY=nginx): nginx on the host's network, so it sees each
+    student's own address (for the login rate limit) and reaches the hub at its fixed address;
+    the hub's port is then not published at all. Its master starts as root to bind the ports
+    and read the key, its workers run as www-data."""
+    hub = settings.hub_name
+    cert, key = tls.cert_paths(paths, settings)
+    conf_path = paths.state_dir / "nginx.conf"
+    conf = render.nginx_bundled(paths, settings, f"{address}:{hubfile.PROXY_PORT}")
+    pair = hashlib.sha256()
+    for path in (cert, key):
+        with contextlib.suppress(OSError):  # made by an earlier step when missing at planning
+            pair.update(path.read_bytes())
+    return Service(
+        "nginx",
+        {
+            "image": names.NGINX_IMAGE,
+            "name": names.nginx_container(hub),
+            "network_mode": "host",
+            "volumes": {
+                str(conf_path): {"bind": "/etc/nginx/nginx.conf", "mode": "ro"},
+                str(cert): {"bind": render.NGINX_CERT_IN_CONTAINER, "mode": "ro"},
+                str(key): {"bind": render.NGINX_KEY_IN_CONTAINER, "mode": "ro"},
+            },
+            **HARDENED,
+            "cap_add": ["NET_BIND_SERVICE", "SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE"],
+            **ALWAYS,
+            "labels": {**names.labels(hub, "nginx"),
+                       neighbours.LABEL_FRONT_PORTS: f"{settings.https_port},{settings.http_port}"},
+        },
+        inputs=_image_id(client, names.NGINX_IMAGE) + pair.hexdigest() + conf,
+        files=((conf_path, conf),),
+    )  # fmt: skip
+
+
+def wait_for_nginx(client: docker.DockerClient, hub: str, timeout: float = 30) -> None:
+    """Return once the bundled nginx runs (it stops at once on a bad certificate or a taken port)."""
+    container = client.containers.get(names.nginx_container(hub))
+
+    def running() -> bool:
+        container.reload()
+        if container.status in ("exited", "dead") or container.attrs["RestartCount"]:
+            raise UserError(
+                f"the front door {container.name} (nginx) stopped. Its log:\n"
+                + container.logs(tail=15).decode("utf-8", "replace")
+            )
+        result = container.exec_run(["sh", "-c", "test -s /run/nginx.pid"])
+        return result.exit_code == 0
+
+    wait.until(f"the front door {container.name}", running, timeout)
 
 
 def wait_for_db(client: docker.DockerClient, hub: str, timeout: float = 60) -> None:
@@ -410,7 +468,10 @@ def _hub_service(client, paths: Paths, settings: Settings, address: str, image_i
         "environment": {"DOCKER_HOST": proxy},
         "network": network,
         "networking_config": {network: client.api.create_endpoint_config(ipv4_address=address)},
-        "ports": {f"{hubfile.PROXY_PORT}/tcp": (settings.bind_address, settings.port)},
+        # Behind the bundled nginx the hub is reached at its own address only.
+        "ports": {f"{hubfile.PROXY_PORT}/tcp": (settings.bind_address, settings.port)}
+        if settings.proxy == "none"
+        else {},
         "volumes": volumes,
         **HARDENED,
         **ALWAYS,
@@ -480,6 +541,9 @@ def service_state(client: docker.DockerClient, hub: str, service: Service) -> tu
     _owned(container, hub)
     if container.labels.get(names.LABEL_SPEC) != spec_hash(service):
         return f"{container.status}, made from other settings or image", "replace"
+    for path, text in service.files:
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            return f"{container.status}, {path.name} out of date", "replace"
     if container.status != "running":
         return container.status, "start"
     return "running", ""
@@ -497,6 +561,9 @@ def ensure_service(client: docker.DockerClient, hub: str, service: Service, echo
         echo(f"   removing the old {service.what} container {service.name}")
         container.stop(timeout=20)
         container.remove()
+    for path, text in service.files:
+        ensure_private_dir(path.parent)
+        write_atomic(path, text, mode=0o644)
     kwargs = dict(service.kwargs)
     kwargs["labels"] = {**kwargs["labels"], names.LABEL_SPEC: spec_hash(service)}
     try:

@@ -31,6 +31,7 @@ def objects(hub: str) -> dict[tuple[str, str], str]:
         ("socket-proxy", ""): names.socket_proxy_container(hub),
         ("firewall", ""): names.firewall_container(hub),
         ("db", ""): names.db_container(hub),
+        ("nginx", ""): names.nginx_container(hub),
         ("db-network", ""): names.db_network(hub),
         ("db-data", ""): names.db_volume(hub),
     }
@@ -48,7 +49,7 @@ def test_no_two_volumes_or_containers_of_a_hub_share_a_name():
         containers = [
             v
             for (kind, _), v in made.items()
-            if kind in ("hub", "user-container", "socket-proxy", "firewall", "db")
+            if kind in ("hub", "user-container", "socket-proxy", "firewall", "db", "nginx")
         ]
         assert len(set(volumes)) == len(volumes), hub
         assert len(set(containers)) == len(containers), hub
