@@ -66,4 +66,4 @@ def make_self_signed(paths: Paths) -> None:
             f"openssl could not make a self-signed certificate: {result.stderr.strip()}"
         )
     key.chmod(0o600)
-    cert.chmod(0o644)
+    cert.chmod(0o600)  # not secret, but secrets/ holds only 0600 files

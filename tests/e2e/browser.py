@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import time
 import uuid
 from urllib.parse import urlparse
 
 import requests
+import urllib3
 import websocket
 
 
@@ -24,6 +26,10 @@ class Browser:
         self.user = user
         self.session = requests.Session()
         self.prefix = urlparse(hub_url).path  # /NAME/
+        if hub_url.startswith("https://"):
+            self.session.verify = False  # the bundled nginx's self-signed certificate
+            self.session.trust_env = False  # or REQUESTS_CA_BUNDLE would win over verify
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
     def _xsrf(self, path: str) -> str:
         """The _xsrf cookie the page at `path` set (hub and server each set their own)."""
@@ -117,13 +123,13 @@ def _execute(
     browser: Browser, kernel_id: str, code: str, timeout: float, until_busy: bool = False
 ) -> str:
     session_id = uuid.uuid4().hex
-    ws_url = browser.server_url.replace("http://", "ws://") + (
-        f"api/kernels/{kernel_id}/channels?session_id={session_id}"
-    )
+    scheme = urlparse(browser.hub_url).scheme
+    ws_url = browser.server_url.replace(f"{scheme}://", "wss://" if scheme == "https" else "ws://")
+    ws_url += f"api/kernels/{kernel_id}/channels?session_id={session_id}"
     cookies = "; ".join(f"{c.name}={c.value}" for c in browser.session.cookies)
-    origin = "http://" + urlparse(browser.hub_url).netloc
+    origin = f"{scheme}://" + urlparse(browser.hub_url).netloc
     ws = websocket.create_connection(
-        ws_url, timeout=timeout, cookie=cookies, origin=origin,
+        ws_url, timeout=timeout, cookie=cookies, origin=origin, sslopt={"cert_reqs": ssl.CERT_NONE},
         header=[f"X-XSRFToken: {browser._xsrf(browser.prefix + f'user/{browser.user}/')}"],
     )  # fmt: skip
     try:
