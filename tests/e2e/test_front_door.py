@@ -195,3 +195,21 @@ def test_the_printed_location_block_carries_a_kernels_websocket(hub: Hub, tmp_pa
         student.stop()
     finally:
         subprocess.run([*command, "-s", "stop"], capture_output=True, timeout=30)
+
+
+def test_the_administrators_certificate_replaces_the_self_signed_one(front, tmp_path):
+    name, https, _, paths, _ = front
+    cert, key = tmp_path / "fullchain.pem", tmp_path / "privkey.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=jupyter.example.edu", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    env = paths.root / ".env"
+    env.write_text(env.read_text() + f"TLS_CERT={cert}\nTLS_KEY={key}\n")
+    result = invoke(paths, "setup", env=engine_environ(), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"nginx {name}-nginx" in result.stdout and "replace" in result.stdout
+    served = ssl.get_server_certificate(("127.0.0.1", https))
+    assert served.strip() == cert.read_text().strip()
