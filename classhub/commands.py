@@ -492,8 +492,8 @@ def hubs(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
         out.info("No hub on this host's Docker engine yet: run invoke setup in a checkout.")
         return
     rows = [("HUB", "PATH", "PUBLISHED ON", "STATE", "USERS", "CHECKOUT")]
-    rows += [(h.name, f"/{h.name}/", h.address or "-", h.state, str(h.users), h.checkout or "?")
-             for h in found]  # fmt: skip
+    rows += [(h.name, f"/{h.name}/", h.address or _front(h), h.state, str(h.users),
+              h.checkout or "?") for h in found]  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [f"{cell:<{width}}" for cell, width in zip(row[:-1], widths, strict=True)]
@@ -502,6 +502,11 @@ def hubs(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     if routed:
         out.info()
         out.info(render.nginx_server(paths, routed).rstrip("\n"))
+
+
+def _front(hub: neighbours.HubInfo) -> str:
+    """Where a hub behind its bundled nginx answers (it publishes no port of its own)."""
+    return ("nginx on " + ",".join(f":{port}" for port in sorted(hub.ports))) if hub.ports else "-"
 
 
 def _upstream(address: str) -> str:

@@ -51,6 +51,9 @@ def test_setup_says_the_certificate_is_self_signed_and_publishes_no_hub_port(hub
     assert "https://" in output and f":{https}/{name}/" in output  # the URL students open
     assert hub.client.containers.get(name).attrs["HostConfig"]["PortBindings"] in ({}, None)
     assert (paths.secrets_dir / "tls" / "selfsigned.key").stat().st_mode & 0o777 == 0o600
+    listed = invoke(paths, "hubs", env=engine_environ())
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(name + " "))
+    assert "nginx on" in row and f":{https}" in row, listed.stdout
 
 
 def test_http_redirects_and_https_sends_hsts(front):
