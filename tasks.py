@@ -202,3 +202,17 @@ def archive(c):
     """Semester end: back up the whole hub, then stop and remove its containers (volumes stay)."""
     with user_errors():
         commands.archive(PATHS, os.environ, Output())
+
+
+@task(
+    help={
+        "users": "how many temporary students log in",
+        "ramp": "seconds over which their logins are spread (default 10)",
+        "out": "folder for timings.json and timeline.png (default state/rehearsals/<date>)",
+        "cleanup": "only remove what an interrupted rehearsal left behind",
+    },
+)
+def rehearse(c, users=0, ramp=10.0, out="", cleanup=False):
+    """Rehearse a class start: N temporary students log in, start servers and run code; then removed."""
+    with user_errors():
+        commands.rehearse(PATHS, os.environ, Output(), users, ramp, out, cleanup)

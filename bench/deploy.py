@@ -19,8 +19,8 @@ from pathlib import Path
 
 import docker
 
+from classhub.student import Browser
 from tests.conftest import invoke
-from tests.e2e.browser import Browser
 from tests.e2e.conftest import engine_environ, free_port, new_checkout, read_passwords, sweep
 
 RESULTS = Path(__file__).parent / "results" / "deploy.json"

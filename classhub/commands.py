@@ -8,6 +8,7 @@ to read settings from, and an `Output`.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import sys
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from . import (
     wait,
 )
 from . import engine as engine_mod
+from . import rehearse as rehearse_mod
 from .config import Config
 from .console import Output
 from .errors import ConfigError, UserError
@@ -465,6 +467,45 @@ def archive(paths: Paths, environ: Mapping[str, str], out: Output) -> Path:
     out.info(f"Archived: {removed} container(s) removed; the backup is {target}. The volumes "
              "stay until invoke destroy; invoke up starts the hub again.")  # fmt: skip
     return target
+
+
+def rehearse(
+    paths: Paths,
+    environ: Mapping[str, str],
+    out: Output,
+    users: int,
+    ramp: float = 10.0,
+    folder: str = "",
+    only_cleanup: bool = False,
+) -> list:
+    """Rehearse a class start with `users` temporary students; print the figures and write the
+    raw timings and the timeline picture. Everything temporary is removed afterwards."""
+    cfg = load(paths, environ, out)
+    client = engine_mod.connect(environ)
+    settings = cfg.settings
+    api = deploy.hub_api(paths, settings, client)
+    if not paths.hub_file.exists() or not api.answers():
+        raise UserError(f"the hub {settings.hub_name} does not answer; start it with invoke up")
+    if only_cleanup:
+        removed = rehearse_mod.cleanup(paths, settings, client, api, out.info)
+        out.info(f"Removed {removed} object(s) left by a rehearsal." if removed else
+                 "No rehearsal left anything behind.")  # fmt: skip
+        return []
+    if users < 1 or ramp < 0:
+        raise UserError("--users must be 1 or more and --ramp 0 or more (seconds)")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    target = Path(folder).resolve() if folder else paths.state_dir / "rehearsals" / stamp
+    out.info(f"Rehearsing {users} students logging in over {ramp:g}s on hub {settings.hub_name} "
+             f"(temporary users {rehearse_mod.PREFIX}*, removed afterwards) ...")  # fmt: skip
+    timings = rehearse_mod.run(paths, settings, client, api, users, ramp, out.info)
+    target.mkdir(parents=True, exist_ok=True)
+    rehearse_mod.write_json(target / "timings.json", settings, timings, ramp)
+    rehearse_mod.draw_timeline(target / "timeline.png", timings)
+    out.info("")
+    out.info("Seconds each phase took, per student (total: from the login to a usable kernel):")
+    out.info(rehearse_mod.summary(timings))
+    out.info(f"Raw timings: {target / 'timings.json'}; picture: {target / 'timeline.png'}")
+    return timings
 
 
 def _confirm(word: str, prompt: str, yes: bool) -> None:

@@ -12,9 +12,9 @@ import pytest
 import requests
 
 from classhub import names
+from classhub.student import Browser
 from tests.conftest import invoke
 
-from .browser import Browser
 from .conftest import Hub, engine_environ, free_port, new_checkout, read_passwords, sweep
 
 ROSTER = "hub-admin admin\nann team-a\nbob team-a\ncat\n"

@@ -21,9 +21,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
+from classhub.student import Browser
 from tests.conftest import invoke
 
-from .browser import Browser
 from .conftest import ARTIFACTS, Hub, engine_environ, free_port, new_checkout, read_passwords, sweep
 
 ROSTER = "hub-admin admin\nann\nbob\n"

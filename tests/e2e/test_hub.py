@@ -10,8 +10,8 @@ import time
 import requests
 
 from classhub import names
+from classhub.student import Browser
 
-from .browser import Browser
 from .conftest import Hub
 
 

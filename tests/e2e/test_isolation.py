@@ -18,9 +18,9 @@ import requests
 
 from classhub import hubfile, names, stack
 from classhub.errors import UserError
+from classhub.student import Browser, KernelDied
 from tests.conftest import invoke
 
-from .browser import Browser, KernelDied
 from .conftest import Hub, engine_environ, free_port, new_checkout, sweep
 from .test_hub import logged_in, running_server
 

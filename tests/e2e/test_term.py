@@ -16,9 +16,9 @@ import docker.errors
 import pytest
 
 from classhub import names
+from classhub.student import Browser
 from tests.conftest import invoke
 
-from .browser import Browser
 from .conftest import (
     LAB_OVERRIDES,
     Hub,

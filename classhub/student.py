@@ -1,5 +1,8 @@
-"""A student's browser, over plain HTTP: the login form with its xsrf token, cookies, the hub's
+"""A student's browser, without a browser: the login form with its xsrf token, cookies, the hub's
 spawn, the server's OAuth redirects, and a kernel run over its websocket through the proxy.
+
+Used by `invoke rehearse` (many students at once) and by the end-to-end tests. Every failure is a
+`StudentError` saying what the student saw; it is an AssertionError, so tests read it as one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,16 @@ import urllib3
 import websocket
 
 
-class KernelDied(AssertionError):
+class StudentError(AssertionError):
+    """What went wrong, as the student would see it."""
+
+
+def _expect(condition: object, why: object) -> None:
+    if not condition:
+        raise StudentError(why)
+
+
+class KernelDied(StudentError):
     """The kernel died while running the code (killed for memory, say) and is being restarted."""
 
 
@@ -47,7 +59,7 @@ class Browser:
         page = self.session.get(self.hub_url + "hub/login")
         page.raise_for_status()
         token = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
-        assert token, "the login form has no _xsrf field"
+        _expect(token, "the login form has no _xsrf field")
         return self.session.post(
             self.hub_url + "hub/login",
             data={"_xsrf": token.group(1), "username": self.user, "password": password},
@@ -65,25 +77,27 @@ class Browser:
         started = time.monotonic()
         response = self.hub_api("POST", f"/users/{self.user}/server")
         already = response.status_code == 400 and "is already running" in response.text
-        assert already or response.status_code in (201, 202), (response.status_code, response.text)
+        _expect(
+            already or response.status_code in (201, 202), (response.status_code, response.text)
+        )
         while time.monotonic() - started < timeout:
             model = self.hub_api("GET", f"/users/{self.user}").json()
             server = model.get("servers", {}).get("")
             if server and server.get("ready"):
                 return time.monotonic() - started
-            assert server, f"{self.user}'s server went away while starting: {model}"
+            _expect(server, f"{self.user}'s server went away while starting: {model}")
             time.sleep(0.5)
-        raise AssertionError(f"{self.user}'s server not ready after {timeout}s")
+        raise StudentError(f"{self.user}'s server not ready after {timeout}s")
 
     def stop(self, timeout: float = 120) -> None:
         response = self.hub_api("DELETE", f"/users/{self.user}/server")
-        assert response.status_code in (202, 204), (response.status_code, response.text)
+        _expect(response.status_code in (202, 204), (response.status_code, response.text))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.hub_api("GET", f"/users/{self.user}").json().get("servers"):
                 return
             time.sleep(0.5)
-        raise AssertionError(f"{self.user}'s server did not stop in {timeout}s")
+        raise StudentError(f"{self.user}'s server did not stop in {timeout}s")
 
     @property
     def server_url(self) -> str:
@@ -103,7 +117,7 @@ class Browser:
         """Start `code` in a new kernel and leave it running there (as a closed browser tab
         does); returns the kernel's id once the kernel reports itself busy with it."""
         kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
-        assert kernel.status_code == 201, (kernel.status_code, kernel.text)
+        _expect(kernel.status_code == 201, (kernel.status_code, kernel.text))
         kernel_id = kernel.json()["id"]
         _execute(self, kernel_id, code, timeout, until_busy=True)
         return kernel_id
@@ -111,7 +125,7 @@ class Browser:
     def run(self, code: str, timeout: float = 60) -> str:
         """Start a kernel, run `code` over its websocket, return what it printed; stops the kernel."""
         kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
-        assert kernel.status_code == 201, (kernel.status_code, kernel.text)
+        _expect(kernel.status_code == 201, (kernel.status_code, kernel.text))
         kernel_id = kernel.json()["id"]
         try:
             return _execute(self, kernel_id, code, timeout)
@@ -175,7 +189,7 @@ def _execute(
             if kind == "stream":
                 output.append(message["content"]["text"])
             elif kind == "error":
-                raise AssertionError(
+                raise StudentError(
                     "the kernel raised: " + "\n".join(message["content"]["traceback"])
                 )
             elif kind == "execute_reply":
@@ -186,6 +200,6 @@ def _execute(
                 return ""
             if replied and idle:
                 return "".join(output)
-        raise AssertionError(f"no execute_reply in {timeout}s")
+        raise StudentError(f"no execute_reply in {timeout}s")
     finally:
         ws.close()

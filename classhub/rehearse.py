@@ -1,0 +1,372 @@
+"""`invoke rehearse`: the first minute of a class, rehearsed with temporary students, then removed.
+
+N temporary users `_rehearse-01` ... (a name no roster line can take: roster names start with a
+letter or digit) are added to the hub file with random passwords and given home volumes. Each
+then does what a student's browser does, starting at its own moment within the ramp: posts the
+login form, starts a server and waits until the hub says it is ready, opens JupyterLab (its OAuth
+round trip) and runs code in a new kernel over the websocket, through the hub's proxy.
+
+Times per student, each from the moment it began: login answered, server ready, kernel usable.
+`summary` gives median, 95th percentile and max per phase and the failures with their reasons;
+`write_json` the raw timings; `draw_timeline` a PNG with one line per student.
+
+Rules that hold here:
+- Everything a rehearsal makes is removed afterwards, also when it fails or is interrupted
+  (Ctrl-C, SIGTERM): the temporary hub users (their servers stop), their containers, their
+  volumes and their hub-file entries. A run that was killed outright is cleaned up by the next
+  one, before it starts, and by `cleanup` alone (invoke rehearse --cleanup).
+- The roster, `userlist` and `secrets/` are never touched; real users' servers are not stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from . import credentials, hubapi, hubfile, names, stack
+from .errors import UserError
+from .files import write_atomic
+from .paths import Paths
+from .settings import Settings
+from .student import Browser
+
+PREFIX = "_rehearse-"
+CODE = "print(sum(range(1000)))"
+EXPECTED = "499500\n"
+PHASES = ("login", "server ready", "kernel usable", "total")
+Echo = Callable[[str], None]
+
+
+@dataclass
+class Timing:
+    """One temporary student. `start` is seconds after the rehearsal's first login; the phase
+    figures are seconds that phase took (None when it was not reached)."""
+
+    user: str
+    start: float
+    login: float | None = None
+    ready: float | None = None
+    kernel: float | None = None
+    failure: str = ""
+
+    @property
+    def total(self) -> float | None:
+        if self.kernel is None:
+            return None
+        return self.login + self.ready + self.kernel
+
+
+def temporary_users(count: int) -> list[str]:
+    width = max(2, len(str(count)))
+    return [f"{PREFIX}{index:0{width}d}" for index in range(1, count + 1)]
+
+
+# --- adding and removing the temporary students -----------------------------------------------
+
+
+def _hub_data(paths: Paths) -> dict:
+    try:
+        return json.loads(paths.hub_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"{paths.show(paths.hub_file)} cannot be read ({exc}); run invoke setup"
+        ) from None
+
+
+def _write_hub_data(paths: Paths, data: dict) -> None:
+    write_atomic(paths.hub_file, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=0o600)
+
+
+def add_students(
+    paths: Paths, settings: Settings, client: docker.DockerClient, users: list[str], echo: Echo
+) -> dict[str, str]:
+    """Give each temporary user a password, a hub-file entry (the hub re-reads the file; no
+    restart) and a home volume; returns their passwords."""
+    hub = settings.hub_name
+    passwords = {user: credentials.new_password() for user in users}
+    data = _hub_data(paths)
+    for user, password in passwords.items():
+        data["users"][user] = {
+            "admin": False,
+            "groups": [],
+            "limits": {"mem_limit": settings.mem_limit, "cpu_limit": settings.cpu_limit},
+            "image": settings.notebook_image,
+            "password_hash": credentials.hash_password(password),
+            "volume": names.user_volume(hub, user),
+            "container": names.user_container(hub, user),
+        }
+    volumes = {names.user_volume(hub, user): "user" for user in users}
+    stack.create_volumes(client, hub, volumes, settings.notebook_image, echo)
+    _write_hub_data(paths, data)
+    return passwords
+
+
+def cleanup(
+    paths: Paths, settings: Settings, client: docker.DockerClient, api: hubapi.HubAPI, echo: Echo
+) -> int:
+    """Remove every temporary student: hub users (servers stopped), containers, volumes and
+    hub-file entries. Returns how many objects it removed."""
+    hub = settings.hub_name
+    removed = 0
+    data = _hub_data(paths)
+    entries = [user for user in data["users"] if user.startswith(PREFIX)]
+    if entries:
+        for user in entries:
+            del data["users"][user]
+        _write_hub_data(paths, data)  # first: no temporary student can log in any more
+        removed += len(entries)
+    if api.answers():
+        for user in [u["name"] for u in api.users() if u["name"].startswith(PREFIX)]:
+            with contextlib.suppress(UserError):
+                _settle(api, user)
+                hubapi.remove_user(api, user)
+                removed += 1
+    # A spawn under way when the run stopped may still make its container: sweep until nothing
+    # new has appeared for a few seconds.
+    quiet_since, deadline = time.monotonic(), time.monotonic() + 120
+    while time.monotonic() - quiet_since < QUIET and time.monotonic() < deadline:
+        found = _sweep(client, hub)
+        removed += found
+        if found:
+            quiet_since = time.monotonic()
+        time.sleep(0.5)
+    if removed:
+        echo(f"   removed {removed} object(s) of temporary students")
+    return removed
+
+
+QUIET = 3.0  # seconds without a new temporary container before the sweep ends
+
+
+def _settle(api: hubapi.HubAPI, user: str, timeout: float = 300) -> None:
+    """Wait while the user's server is starting or stopping: the hub refuses to stop a server
+    whose spawn is pending, and deleting the user then would orphan its container."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        server = (api.call("GET", f"/users/{user}").get("servers") or {}).get("")
+        if not server or not server.get("pending"):
+            return
+        time.sleep(1)
+
+
+def _sweep(client: docker.DockerClient, hub: str) -> int:
+    """Remove the temporary students' containers, then their volumes; returns how many."""
+    removed = 0
+    mine = names.user_container(hub, PREFIX)
+    for container in client.containers.list(all=True, filters={"name": mine}):
+        if container.name.startswith(mine):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+                removed += 1
+    for volume in client.volumes.list(filters={"label": f"{names.LABEL_HUB}={hub}"}):
+        if volume.name.startswith(names.user_volume(hub, PREFIX)):
+            _remove_volume(volume)
+            removed += 1
+    return removed
+
+
+def _remove_volume(volume, timeout: float = 30) -> None:
+    """A volume is busy until its container is gone (Docker removes stopped servers itself)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            volume.remove(force=True)
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+# --- the rehearsal -------------------------------------------------------------------------------
+
+
+def student_url(settings: Settings, client: docker.DockerClient) -> str:
+    """Where the temporary students open the hub: its published port, or behind the bundled
+    nginx the hub's own address (nginx would count every login from this host as one address)."""
+    if settings.proxy == "nginx":
+        address = stack.hub_address(client, settings.hub_name)
+        return f"http://{address}:{hubfile.PROXY_PORT}{settings.base_url}"
+    return f"http://{settings.upstream}{settings.base_url}"
+
+
+def _one_student(
+    url: str, timing: Timing, password: str, began: float, stop: threading.Event
+) -> None:
+    if stop.wait(max(0.0, began + timing.start - time.monotonic())):
+        timing.failure = "not started: the rehearsal was stopped"
+        return
+    browser = Browser(url, timing.user)
+    phase = "login"
+    try:
+        mark = time.monotonic()
+        response = browser.login(password)
+        if response.status_code != 302:
+            raise UserError(f"the login form answered {response.status_code}")
+        timing.login, mark = time.monotonic() - mark, time.monotonic()
+        if stop.is_set():
+            raise UserError("the rehearsal was stopped")
+        phase = "server"
+        browser.start(timeout=600)
+        timing.ready, mark = time.monotonic() - mark, time.monotonic()
+        phase = "kernel"
+        browser.open_lab()
+        output = browser.run(CODE, timeout=120)
+        if output != EXPECTED:
+            raise UserError(f"the kernel printed {output!r}, not {EXPECTED!r}")
+        timing.kernel = time.monotonic() - mark
+    except Exception as exc:  # a student's failure is a figure, not the rehearsal's end
+        timing.failure = f"{phase}: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+@contextlib.contextmanager
+def _interrupts_as_keyboard() -> Iterator[None]:
+    """SIGTERM cleans up like Ctrl-C does."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(
+    paths: Paths,
+    settings: Settings,
+    client: docker.DockerClient,
+    api: hubapi.HubAPI,
+    count: int,
+    ramp: float,
+    echo: Echo,
+) -> list[Timing]:
+    """Rehearse a class start of `count` students whose logins are spread over `ramp` seconds,
+    then remove everything it made (also when interrupted)."""
+    users = temporary_users(count)
+    url = student_url(settings, client)
+    stop = threading.Event()
+    with _interrupts_as_keyboard():
+        cleanup(paths, settings, client, api, echo)  # what a killed run left behind
+        try:
+            passwords = add_students(paths, settings, client, users, echo)  # the hub re-reads
+            step = ramp / max(1, count - 1) if count > 1 else 0.0
+            timings = [Timing(user, round(index * step, 3)) for index, user in enumerate(users)]
+            began = time.monotonic()
+            threads = [
+                threading.Thread(
+                    target=_one_student, args=(url, t, passwords[t.user], began, stop), daemon=True
+                )
+                for t in timings
+            ]
+            for thread in threads:
+                thread.start()
+            for done, thread in enumerate(threads, 1):
+                thread.join()
+                echo(f"   {done}/{count} students done")
+            return timings
+        finally:
+            echo("Removing the temporary students ...")
+            stop.set()  # students not yet started stay away; those under way end at their step
+            cleanup(paths, settings, client, api, echo)
+
+
+# --- what it found -------------------------------------------------------------------------------
+
+
+def _phase_values(timings: list[Timing], phase: str) -> list[float]:
+    attr = {"login": "login", "server ready": "ready", "kernel usable": "kernel", "total": "total"}
+    return [v for v in (getattr(t, attr[phase]) for t in timings) if v is not None]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    position = share * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summary(timings: list[Timing]) -> str:
+    rows = [("PHASE", "MEDIAN", "95TH", "MAX", "DONE")]
+    for phase in PHASES:
+        values = _phase_values(timings, phase)
+        if values:
+            rows.append((phase, f"{statistics.median(values):.2f}s",
+                         f"{percentile(values, 0.95):.2f}s", f"{max(values):.2f}s",
+                         f"{len(values)}/{len(timings)}"))  # fmt: skip
+        else:
+            rows.append((phase, "-", "-", "-", f"0/{len(timings)}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=True)) for row in rows]
+    failed = [t for t in timings if t.failure]
+    lines.append(f"Failures: {len(failed)}")
+    lines += [f"  {t.user}: {t.failure}" for t in failed]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def write_json(path: Path, settings: Settings, timings: list[Timing], ramp: float) -> None:
+    data = {
+        "hub": settings.hub_name,
+        "students": len(timings),
+        "ramp (s)": ramp,
+        "code": CODE,
+        "timings (s)": [{**asdict(t), "total": t.total} for t in timings],
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+COLOURS = {"login": (150, 150, 150), "spawn": (66, 133, 244), "kernel": (52, 168, 83)}
+
+
+def draw_timeline(path: Path, timings: list[Timing]) -> None:
+    """One line per student, left to right in seconds from the first login: grey while logging
+    in, blue while the server starts, green until the kernel ran the code; a red end where a
+    student failed."""
+    from PIL import Image, ImageDraw
+
+    row, left, top, width = 14, 110, 30, 900
+    ends = [
+        t.start + (t.total or sum(v for v in (t.login, t.ready, t.kernel) if v)) for t in timings
+    ]
+    span = max([*ends, 1.0]) * 1.05
+    height = top + row * len(timings) + 40
+    image = Image.new("RGB", (left + width + 20, height), "white")
+    draw = ImageDraw.Draw(image)
+
+    def x(seconds: float) -> float:
+        return left + width * seconds / span
+
+    tick = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600) if span / s <= 12)
+    for second in range(0, int(span) + 1, tick):
+        draw.line([(x(second), top - 5), (x(second), height - 35)], fill=(225, 225, 225))
+        draw.text((x(second) - 4, height - 30), f"{second}s", fill="black")
+    draw.text((left, 8), "grey: login   blue: server starting   green: kernel   red: failed",
+              fill="black")  # fmt: skip
+    for index, t in enumerate(timings):
+        y = top + index * row + row // 2
+        draw.text((5, y - 6), t.user, fill="black")
+        at = t.start
+        for length, colour in ((t.login, "login"), (t.ready, "spawn"), (t.kernel, "kernel")):
+            if length is None:
+                break
+            draw.line([(x(at), y), (x(at + length), y)], fill=COLOURS[colour], width=6)
+            at += length
+        if t.failure:
+            draw.rectangle([x(at) - 3, y - 4, x(at) + 3, y + 4], fill=(219, 68, 55))
+    image.save(path)

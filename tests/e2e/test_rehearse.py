@@ -1,0 +1,88 @@
+"""invoke rehearse (issue: class start): temporary students log in, start servers and run code,
+the figures and the picture are written, and nothing of them is left afterwards: not after a
+run, not after Ctrl-C, and after a run killed outright, not after invoke rehearse --cleanup."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from classhub import names
+from classhub.rehearse import PREFIX
+
+from .conftest import Hub, engine_environ
+
+
+def leftovers(hub: Hub) -> list[str]:
+    """Every trace of a temporary student: containers, volumes, hub users, hub-file entries."""
+    found = [c.name for c in hub.client.containers.list(all=True)
+             if c.name.startswith(names.user_container(hub.name, PREFIX))]  # fmt: skip
+    found += [v.name for v in hub.client.volumes.list()
+              if v.name.startswith(names.user_volume(hub.name, PREFIX))]  # fmt: skip
+    token = (hub.paths.secrets_dir / "classhub_api_token").read_text().strip()
+    users = requests.get(hub.url + "hub/api/users", headers={"Authorization": f"token {token}"})
+    found += [f"hub user {u['name']}" for u in users.json() if u["name"].startswith(PREFIX)]
+    entries = json.loads(hub.paths.hub_file.read_text())["users"]
+    found += [f"hub-file entry {name}" for name in entries if name.startswith(PREFIX)]
+    return found
+
+
+def test_a_rehearsal_reports_every_phase_and_leaves_nothing(hub: Hub, tmp_path):
+    before = hub.paths.hub_file.read_bytes()
+    result = hub.invoke("rehearse", "--users", "3", "--ramp", "2", "--out", str(tmp_path),
+                        timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for phase in ("login", "server ready", "kernel usable", "total"):
+        row = next(line for line in result.stdout.splitlines() if line.startswith(phase + " "))
+        assert row.rstrip().endswith("3/3"), result.stdout
+    assert "Failures: 0" in result.stdout
+    data = json.loads((tmp_path / "timings.json").read_text())
+    assert data["students"] == 3 and len(data["timings (s)"]) == 3
+    for timing in data["timings (s)"]:
+        assert timing["user"].startswith(PREFIX) and not timing["failure"]
+        assert timing["total"] == timing["login"] + timing["ready"] + timing["kernel"] > 0
+    starts = sorted(t["start"] for t in data["timings (s)"])
+    assert starts == [0.0, 1.0, 2.0]  # spread over the ramp
+    picture = (tmp_path / "timeline.png").read_bytes()
+    assert picture.startswith(b"\x89PNG\r\n\x1a\n") and len(picture) > 1000
+    assert leftovers(hub) == []
+    assert hub.paths.hub_file.read_bytes() == before
+
+
+def start_rehearsal(hub: Hub, *args: str) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "rehearse", *args], cwd=hub.paths.root,
+        env=engine_environ(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    mine = names.user_container(hub.name, PREFIX)
+    while not any(c.name.startswith(mine) for c in hub.client.containers.list(all=True)):
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "no temporary student's server started"
+        time.sleep(0.2)
+    return process
+
+
+def test_ctrl_c_in_the_middle_still_removes_everything(hub: Hub):
+    process = start_rehearsal(hub, "--users", "4", "--ramp", "0")
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode != 0, output
+    assert "Removing the temporary students" in output, output
+    assert leftovers(hub) == []
+
+
+def test_a_killed_rehearsal_is_cleaned_up_by_cleanup(hub: Hub):
+    process = start_rehearsal(hub, "--users", "2", "--ramp", "0")
+    process.kill()
+    process.communicate(timeout=60)
+    assert leftovers(hub), "the killed run should have left something to clean"
+    result = hub.invoke("rehearse", "--cleanup", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Removed" in result.stdout
+    assert leftovers(hub) == []

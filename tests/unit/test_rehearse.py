@@ -1,0 +1,51 @@
+"""The rehearsal's figures and picture (the e2e tests run rehearsals on the real hub)."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from classhub import rehearse
+from classhub.roster import parse_userlist
+
+
+def test_temporary_names_can_never_be_roster_names():
+    users = rehearse.temporary_users(120)
+    assert users[0] == "_rehearse-001" and users[-1] == "_rehearse-120"
+    roster, problems, _ = parse_userlist("\n".join(users[:3]) + "\n", "hub-admin")
+    assert roster is None and len(problems) == 3
+
+
+def test_summary_gives_median_95th_max_and_each_failure():
+    timings = [
+        rehearse.Timing(f"_rehearse-{i:02d}", float(i), 0.1, float(i), 1.0) for i in range(1, 21)
+    ]
+    timings.append(
+        rehearse.Timing(
+            "_rehearse-21", 5.0, 0.2, failure="server: StudentError: not ready after 600s"
+        )
+    )
+    text = rehearse.summary(timings)
+    row = next(line for line in text.splitlines() if line.startswith("server ready"))
+    assert row.split()[2:] == ["10.50s", "19.05s", "20.00s", "20/21"]
+    assert "Failures: 1" in text and "_rehearse-21: server: StudentError: not ready" in text
+    assert timings[0].total == 0.1 + 1.0 + 1.0 and timings[-1].total is None
+
+
+def test_percentile_interpolates():
+    assert rehearse.percentile([1.0], 0.95) == 1.0
+    assert rehearse.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.5) == 3.0
+    assert round(rehearse.percentile(list(map(float, range(1, 101))), 0.95), 2) == 95.05
+
+
+def test_the_timeline_has_a_line_per_student(tmp_path):
+    timings = [rehearse.Timing(f"_rehearse-{i:02d}", i * 0.5, 0.2, 3.0 + i, 1.0) for i in range(8)]
+    timings[3].kernel, timings[3].failure = None, "kernel: the kernel died"
+    path = tmp_path / "timeline.png"
+    rehearse.draw_timeline(path, timings)
+    image = Image.open(path)
+    assert image.size[1] == 30 + 14 * 8 + 40
+    # Each student's row holds the spawn colour somewhere along it.
+    pixels = image.convert("RGB")
+    for index in range(8):
+        y = 30 + index * 14 + 7
+        assert any(pixels.getpixel((x, y)) == rehearse.COLOURS["spawn"] for x in range(110, 1030))
