@@ -210,9 +210,24 @@ def archive(c):
         "ramp": "seconds over which their logins are spread (default 10)",
         "out": "folder for timings.json and timeline.png (default state/rehearsals/<date>)",
         "cleanup": "only remove what an interrupted rehearsal left behind",
+        "prewarm": "start their servers first, as invoke prewarm does, then measure the logins",
     },
 )
-def rehearse(c, users=0, ramp=10.0, out="", cleanup=False):
+def rehearse(c, users=0, ramp=10.0, out="", cleanup=False, prewarm=False):
     """Rehearse a class start: N temporary students log in, start servers and run code; then removed."""
     with user_errors():
-        commands.rehearse(PATHS, os.environ, Output(), users, ramp, out, cleanup)
+        commands.rehearse(PATHS, os.environ, Output(), users, ramp, out, cleanup, prewarm)
+
+
+@task(
+    help={
+        "group": "start the servers of this group's members",
+        "users": "comma-separated users whose servers to start",
+        "at": "wait until this time today (HH:MM, this server's clock), then start",
+        "hold": "keep the idle culler off them this long after they are ready, e.g. 30m",
+    },
+)
+def prewarm(c, group="", users="", at="", hold=""):
+    """Start a class's servers before it begins (now, or --at 08:50), optionally held from culling."""
+    with user_errors():
+        commands.prewarm(PATHS, os.environ, Output(), group, users, at, hold)

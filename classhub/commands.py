@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import io
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,7 +32,9 @@ from . import (
     wait,
 )
 from . import engine as engine_mod
+from . import prewarm as prewarm_mod
 from . import rehearse as rehearse_mod
+from . import settings as settings_mod
 from .config import Config
 from .console import Output
 from .errors import ConfigError, UserError
@@ -477,6 +480,7 @@ def rehearse(
     ramp: float = 10.0,
     folder: str = "",
     only_cleanup: bool = False,
+    prewarmed: bool = False,
 ) -> list:
     """Rehearse a class start with `users` temporary students; print the figures and write the
     raw timings and the timeline picture. Everything temporary is removed afterwards."""
@@ -495,9 +499,10 @@ def rehearse(
         raise UserError("--users must be 1 or more and --ramp 0 or more (seconds)")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     target = Path(folder).resolve() if folder else paths.state_dir / "rehearsals" / stamp
-    out.info(f"Rehearsing {users} students logging in over {ramp:g}s on hub {settings.hub_name} "
+    warm = " to prewarmed servers" if prewarmed else ""
+    out.info(f"Rehearsing {users} students logging in{warm} over {ramp:g}s on hub {settings.hub_name} "
              f"(temporary users {rehearse_mod.PREFIX}*, removed afterwards) ...")  # fmt: skip
-    timings = rehearse_mod.run(paths, settings, client, api, users, ramp, out.info)
+    timings = rehearse_mod.run(paths, settings, client, api, users, ramp, out.info, prewarmed)
     target.mkdir(parents=True, exist_ok=True)
     rehearse_mod.write_json(target / "timings.json", settings, timings, ramp)
     rehearse_mod.draw_timeline(target / "timeline.png", timings)
@@ -506,6 +511,58 @@ def rehearse(
     out.info(rehearse_mod.summary(timings))
     out.info(f"Raw timings: {target / 'timings.json'}; picture: {target / 'timeline.png'}")
     return timings
+
+
+def prewarm(
+    paths: Paths,
+    environ: Mapping[str, str],
+    out: Output,
+    group: str = "",
+    users: str = "",
+    at: str = "",
+    hold: str = "",
+) -> None:
+    """Start a class's servers (at a time, with `at`) and keep the culler off them for `hold`."""
+    cfg = load(paths, environ, out)
+    settings = cfg.settings
+    chosen = prewarm_mod.targets(
+        cfg.roster, group, [u.strip() for u in users.split(",") if u.strip()]
+    )
+    try:
+        hold_seconds = settings_mod.parse_duration(hold or "0", None)
+    except settings_mod.Invalid as bad:
+        raise UserError(f"--hold {hold} {bad.reason}; e.g. --hold 30m") from None
+    when = prewarm_mod.parse_at(at, dt.datetime.now().astimezone()) if at else None
+    client = engine_mod.connect(environ)
+    api = deploy.hub_api(paths, settings, client)
+    if not api.answers():
+        raise UserError(f"the hub {settings.hub_name} does not answer; start it with invoke up")
+    if when is not None:
+        prewarm_mod.wait_until(when, out.info)
+    out.info(f"Starting the servers of {len(chosen)} user(s): {', '.join(chosen)}")
+    began = time.monotonic()
+    failed = prewarm_mod.start(
+        api, chosen, lambda label, done, total: out.progress(label, done, total)
+    )
+    out.info(f"{len(chosen) - len(failed)} of {len(chosen)} servers ready after "
+             f"{time.monotonic() - began:.1f}s.")  # fmt: skip
+    for user, why in failed.items():
+        out.warn(f"{user}: {why}")
+    held = [u for u in chosen if u not in failed]
+    if hold_seconds and held:
+        timeout = settings.cull_idle_timeout
+        if not timeout:
+            out.info("CULL_IDLE_TIMEOUT=0: no server is ever culled, so there is nothing to hold.")
+        else:
+            until = time.time() + hold_seconds
+            every = hubfile.activity_interval(timeout)
+            out.info(f"Holding them until {dt.datetime.fromtimestamp(until):%H:%M:%S}: activity "
+                     f"every {every}s keeps the idle culler away (Ctrl-C ends the hold early; "
+                     "the servers keep running).")  # fmt: skip
+            prewarm_mod.hold(api, held, until, every, out.info)
+            out.info("Hold over: from now on the idle culler treats them like any server.")
+    if failed:
+        raise UserError(f"{len(failed)} server(s) did not start; see the warnings above")
 
 
 def _confirm(word: str, prompt: str, yes: bool) -> None:

@@ -37,6 +37,13 @@ DB_NAME = DB_USER = "jupyterhub"
 DB_PORT = 5432
 
 
+def activity_interval(timeout: int) -> int:
+    """How often (seconds) activity is reported and the culler looks, for a cull timeout: a third
+    of it, between 5 seconds and JupyterHub's default of 5 minutes. (invoke prewarm holds
+    servers by reporting at the same pace.)"""
+    return max(5, min(300, timeout // 3))
+
+
 def hub_secrets(db: str) -> tuple[str, ...]:
     return (*HUB_SECRETS, DB_SECRET) if db == "postgres" else HUB_SECRETS
 

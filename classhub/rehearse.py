@@ -33,7 +33,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import credentials, hubapi, hubfile, names, stack
+from . import credentials, hubapi, hubfile, names, prewarm, stack
 from .errors import UserError
 from .files import write_atomic
 from .paths import Paths
@@ -253,9 +253,11 @@ def run(
     count: int,
     ramp: float,
     echo: Echo,
+    prewarmed: bool = False,
 ) -> list[Timing]:
     """Rehearse a class start of `count` students whose logins are spread over `ramp` seconds,
-    then remove everything it made (also when interrupted)."""
+    then remove everything it made (also when interrupted). `prewarmed`: their servers are
+    started (as invoke prewarm does) before the first login."""
     users = temporary_users(count)
     url = student_url(settings, client)
     stop = threading.Event()
@@ -263,6 +265,12 @@ def run(
         cleanup(paths, settings, client, api, echo)  # what a killed run left behind
         try:
             passwords = add_students(paths, settings, client, users, echo)  # the hub re-reads
+            if prewarmed:
+                echo(f"   prewarming their {count} servers ...")
+                api.call("POST", "/users", json={"usernames": users})
+                failed = prewarm.start(api, users, lambda *_: None)
+                if failed:
+                    raise UserError(f"prewarming failed: {failed}")
             step = ramp / max(1, count - 1) if count > 1 else 0.0
             timings = [Timing(user, round(index * step, 3)) for index, user in enumerate(users)]
             began = time.monotonic()

@@ -345,6 +345,8 @@ def _duration(raw: str, _: Context) -> int:
     return int(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
 
 
+parse_duration = _duration  # for invoke prewarm --hold
+
 FIELDS: tuple[Field, ...] = (
     Field("HUB_NAME", "hub_name", "hub", _hub_name),
     Field("PORT", "port", "8000", _port),

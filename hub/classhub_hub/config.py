@@ -40,12 +40,6 @@ HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 CLASSHUB_SCOPES = ["admin:users", "admin:groups", "admin:servers", "list:users", "list:groups"]
 
 
-def activity_interval(timeout: int) -> int:
-    """How often (seconds) activity is reported and the culler looks: a third of the timeout,
-    between 5 seconds and JupyterHub's default of 5 minutes."""
-    return max(5, min(300, timeout // 3))
-
-
 def read_secrets(folder: str = hubfile.SECRETS_IN_HUB) -> dict[str, str]:
     """The secrets the host mounted (the PostgreSQL password only with HUB_DB=postgres)."""
     found = {}
@@ -148,7 +142,7 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
     if timeout:
         # Activity must reach the hub several times per timeout (JupyterHub's defaults, 5 minutes,
         # suit the usual hour; a short timeout needs shorter intervals or servers look idle).
-        every = activity_interval(timeout)
+        every = hubfile.activity_interval(timeout)
         c.JupyterHub.last_activity_interval = every
         c.Spawner.environment = {
             "JUPYTERHUB_ACTIVITY_INTERVAL": str(every),

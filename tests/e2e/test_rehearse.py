@@ -86,3 +86,14 @@ def test_a_killed_rehearsal_is_cleaned_up_by_cleanup(hub: Hub):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Removed" in result.stdout
     assert leftovers(hub) == []
+
+
+def test_a_prewarmed_rehearsal_finds_the_servers_running(hub: Hub, tmp_path):
+    result = hub.invoke("rehearse", "--users", "2", "--ramp", "0", "--prewarm", "--out",
+                        str(tmp_path), timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "prewarming their 2 servers" in result.stdout and "Failures: 0" in result.stdout
+    timings = json.loads((tmp_path / "timings.json").read_text())["timings (s)"]
+    # The servers were up before the logins: "server ready" is one look at the hub, no spawn.
+    assert all(t["ready"] < 2 for t in timings), timings
+    assert leftovers(hub) == []
