@@ -159,15 +159,25 @@ def _settle(api: hubapi.HubAPI, user: str, timeout: float = 300) -> None:
         time.sleep(1)
 
 
+def temporary_containers(client: docker.DockerClient, hub: str) -> list[tuple[str, str]]:
+    """(name, id) of the temporary students' containers. Read in one call: containers come and
+    go meanwhile (the hub removes stopped ones), and one looked up after it went would fail."""
+    mine = names.user_container(hub, PREFIX)
+    found = []
+    for entry in client.api.containers(all=True, filters={"name": mine}):
+        name = (entry.get("Names") or ["/"])[0].lstrip("/")
+        if name.startswith(mine):
+            found.append((name, entry["Id"]))
+    return found
+
+
 def _sweep(client: docker.DockerClient, hub: str) -> int:
     """Remove the temporary students' containers, then their volumes; returns how many."""
     removed = 0
-    mine = names.user_container(hub, PREFIX)
-    for container in client.containers.list(all=True, filters={"name": mine}):
-        if container.name.startswith(mine):
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
-                removed += 1
+    for _, container_id in temporary_containers(client, hub):
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(container_id, force=True)
+            removed += 1
     for volume in client.volumes.list(filters={"label": f"{names.LABEL_HUB}={hub}"}):
         if volume.name.startswith(names.user_volume(hub, PREFIX)):
             _remove_volume(volume)

@@ -13,15 +13,14 @@ import time
 import requests
 
 from classhub import names
-from classhub.rehearse import PREFIX
+from classhub.rehearse import PREFIX, temporary_containers
 
 from .conftest import Hub, engine_environ
 
 
 def leftovers(hub: Hub) -> list[str]:
     """Every trace of a temporary student: containers, volumes, hub users, hub-file entries."""
-    found = [c.name for c in hub.client.containers.list(all=True)
-             if c.name.startswith(names.user_container(hub.name, PREFIX))]  # fmt: skip
+    found = [name for name, _ in temporary_containers(hub.client, hub.name)]
     found += [v.name for v in hub.client.volumes.list()
               if v.name.startswith(names.user_volume(hub.name, PREFIX))]  # fmt: skip
     token = (hub.paths.secrets_dir / "classhub_api_token").read_text().strip()
@@ -60,8 +59,7 @@ def start_rehearsal(hub: Hub, *args: str) -> subprocess.Popen:
         env=engine_environ(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    mine = names.user_container(hub.name, PREFIX)
-    while not any(c.name.startswith(mine) for c in hub.client.containers.list(all=True)):
+    while not temporary_containers(hub.client, hub.name):
         assert process.poll() is None, process.stdout.read()
         assert time.monotonic() < deadline, "no temporary student's server started"
         time.sleep(0.2)
