@@ -1,0 +1,156 @@
+"""Benchmark: a class starting at once, classhub as shipped against a baseline hub, on the real engine.
+
+Run from the checkout with the engine up (invoke engine) and the dev tools installed:
+    .venv/bin/python -m bench.class_start [--sizes 10,25,50] [--ramp 10]
+It sets up two throwaway hubs from this checkout (images are built first if missing):
+- "classhub": as shipped;
+- "baseline": the same, plus hub/jupyterhub_config.d/baseline.py putting back what reference
+  deployments run with: JupyterHub's and DockerSpawner's defaults for the start timeout (60 s)
+  and the HTTP timeout (30 s).
+For each class size it runs `invoke rehearse` on both, alternating, and records per hub: seconds
+until the last student has a usable kernel, median and 95th percentile of login-to-kernel,
+failures; and the ratio baseline / classhub. Then, on the classhub hub, with the largest class
+prewarmed: idle memory per user container, the hub container's memory, the CPU seconds one
+server's start took, and the estimated limit (N x (container start + server start CPU) / cores).
+Figures go to bench/results/class_start.json. Targets (issue "class start"): 50 students all
+with a kernel within 45 s, 0 failures, the baseline at least 2x worse; idle container <= 95 MiB;
+hub <= 300 MiB with 50 servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+
+from classhub import names
+from tests.conftest import invoke
+from tests.e2e.conftest import engine_environ, free_port, new_checkout, sweep
+
+RESULTS = Path(__file__).parent / "results" / "class_start.json"
+BASELINE = """\
+# What reference deployments run with: JupyterHub's and DockerSpawner's default timeouts.
+c.Spawner.start_timeout = 60
+c.Spawner.http_timeout = 30
+"""
+
+
+def run(paths, *args: str, timeout: int = 3600):
+    result = invoke(paths, *args, env=engine_environ(), timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def rehearsal(paths, size: int, ramp: float, folder: Path) -> dict:
+    started = time.monotonic()
+    run(paths, "rehearse", "--users", str(size), "--ramp", str(ramp), "--out", str(folder))
+    timings = json.loads((folder / "timings.json").read_text())["timings (s)"]
+    totals = [t["total"] for t in timings if t["total"] is not None]
+    done = [t["start"] + t["total"] for t in timings if t["total"] is not None]
+    return {
+        "students": size,
+        "all usable after (s)": round(max(done), 2) if len(done) == size else None,
+        "login to kernel, median (s)": round(statistics.median(totals), 2) if totals else None,
+        "login to kernel, 95th (s)": round(sorted(totals)[int(0.95 * (len(totals) - 1))], 2)
+        if totals
+        else None,
+        "failures": size - len(totals),
+        "failure reasons": sorted({t["failure"].split(":")[0] for t in timings if t["failure"]}),
+        "wall time incl. cleanup (s)": round(time.monotonic() - started, 1),
+    }
+
+
+def memory_and_limit(client, paths, hub: str, size: int) -> dict:
+    """Prewarm `size` roster students, let them settle, read memory and CPU, stop them."""
+    run(paths, "prewarm", "--users", ",".join(f"s{i:02d}" for i in range(size)))
+    time.sleep(20)
+    flt = {"label": [f"{names.LABEL_HUB}={hub}", f"{names.LABEL_KIND}=user"]}
+    mem, cpu = [], []
+    for container in client.containers.list(filters=flt):
+        stats = container.stats(stream=False)
+        mem.append(stats["memory_stats"]["usage"] / 1024**2)
+        cpu.append(stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9)
+    hub_stats = client.containers.get(names.hub_container(hub)).stats(stream=False)
+    started = time.monotonic()
+    client.containers.run(names.HUB_IMAGE, ["true"], entrypoint=[], remove=True)
+    container_start = time.monotonic() - started
+    run(paths, "down")
+    run(paths, "up")
+    cores = os.cpu_count() or 1
+    per_server = statistics.median(cpu)
+    return {
+        "servers": len(mem),
+        "idle user container, median (MiB)": round(statistics.median(mem), 1),
+        "hub container with them running (MiB)": round(
+            hub_stats["memory_stats"]["usage"] / 1024**2, 1
+        ),
+        "server start CPU, median (s)": round(per_server, 2),
+        "container start (s)": round(container_start, 2),
+        "cores": cores,
+        f"estimated limit for {size} students (s)": round(
+            size * (container_start + per_server) / cores, 1
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,25,50")
+    parser.add_argument("--ramp", type=float, default=10.0)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    client = docker.from_env(environment=engine_environ(), timeout=600)
+    tag = secrets.token_hex(2)
+    roster = "hub-admin admin\n" + "".join(f"s{i:02d} class\n" for i in range(max(sizes)))
+    figures: dict[str, object] = {"engine": client.version()["Version"], "ramp (s)": args.ramp,
+                                  "cores": os.cpu_count()}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        hubs = {}
+        for kind in ("classhub", "baseline"):
+            name = f"bench{kind[:4]}{tag}"
+            paths = new_checkout(Path(tmp) / kind, name, free_port(), roster)
+            if kind == "baseline":
+                (paths.root / "hub" / "jupyterhub_config.d" / "baseline.py").write_text(BASELINE)
+            hubs[kind] = (name, paths)
+        try:
+            for _, paths in hubs.values():
+                run(paths, "setup")
+                run(paths, "down")  # one hub at a time on the machine
+            for size in sizes:
+                for kind in ("classhub", "baseline"):  # alternating, the same minute
+                    name, paths = hubs[kind]
+                    run(paths, "up")
+                    folder = Path(tmp) / f"{kind}-{size}"
+                    figures[f"{kind}, {size} students"] = found = rehearsal(
+                        paths, size, args.ramp, folder
+                    )
+                    print(kind, size, json.dumps(found), flush=True)
+                    run(paths, "down")
+                ours, theirs = (
+                    figures[f"classhub, {size} students"],
+                    figures[f"baseline, {size} students"],
+                )
+                if ours["all usable after (s)"] and theirs["all usable after (s)"]:
+                    figures[f"ratio baseline/classhub, {size} students"] = round(
+                        theirs["all usable after (s)"] / ours["all usable after (s)"], 2
+                    )
+            name, paths = hubs["classhub"]
+            run(paths, "up")
+            figures["memory and limit"] = memory_and_limit(client, paths, name, max(sizes))
+        finally:
+            for name, _ in hubs.values():
+                sweep(client, name)
+    print(json.dumps(figures, indent=2))
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
