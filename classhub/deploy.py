@@ -183,19 +183,12 @@ def docker_steps(
         )  # fmt: skip
         steps.append(Step(f"network {names.network(hub)}", net_state, action,
                           lambda: stack.ensure_network(client, hub, echo, owner)))  # fmt: skip
-    socket_net = names.socket_network(hub)
-    if stack.socket_network_state(client, hub) == "missing":
-        steps.append(Step(f"network {socket_net}", "missing", "create (internal: hub and Docker proxy only)",
-                          lambda: stack.ensure_socket_network(client, hub)))  # fmt: skip
-    else:
-        steps.append(Step(f"network {socket_net}", "present"))
-    if settings.hub_db == "postgres":
-        db_net = names.db_network(hub)
-        if stack.db_network_state(client, hub) == "missing":
-            steps.append(Step(f"network {db_net}", "missing", "create (internal: hub and database only)",
-                              lambda: stack.ensure_db_network(client, hub)))  # fmt: skip
+    for name, kind, who in stack.internal_networks(settings):
+        if stack.network_exists(client, name):
+            steps.append(Step(f"network {name}", "present"))
         else:
-            steps.append(Step(f"network {db_net}", "present"))
+            steps.append(Step(f"network {name}", "missing", f"create (internal: {who})",
+                              lambda n=name, k=kind: stack.ensure_internal_network(client, hub, n, k)))  # fmt: skip
     steps += volume_steps(client, settings, roster, echo)
 
     # The hub's containers (firewall, Docker socket proxy, database, hub), then its users and groups.
@@ -346,8 +339,8 @@ def start_database(paths: Paths, config: Config, client: docker.DockerClient, ec
     restore loads a dump into it before the hub first starts."""
     hub = config.settings.hub_name
     stack.ensure_network(client, hub, echo, neighbours.checkout_labels(paths.root))
-    stack.ensure_socket_network(client, hub)
-    stack.ensure_db_network(client, hub)
+    for name, kind, _ in stack.internal_networks(config.settings):
+        stack.ensure_internal_network(client, hub, name, kind)
     stack.ensure_db_volume(client, hub)
     (service,) = [s for s in stack.services(client, paths, config.settings, config.roster)
                   if s.what == "database"]  # fmt: skip

@@ -120,28 +120,23 @@ def bridge_name(client: docker.DockerClient, hub: str) -> str | None:
     return options.get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
 
 
-def socket_network_state(client: docker.DockerClient, hub: str) -> str:
-    return "present" if _network(client, names.socket_network(hub)) else "missing"
+def internal_networks(settings: Settings) -> list[tuple[str, str, str]]:
+    """(name, kind, who joins it) of the hub's internal networks, which have no way out: the
+    socket proxy's, and with HUB_DB=postgres the database's."""
+    hub = settings.hub_name
+    found = [(names.socket_network(hub), "socket-net", "hub and Docker proxy only")]
+    if settings.hub_db == "postgres":
+        found.append((names.db_network(hub), "db-net", "hub and database only"))
+    return found
 
 
-def ensure_socket_network(client: docker.DockerClient, hub: str) -> None:
-    if socket_network_state(client, hub) == "missing":
-        client.networks.create(
-            names.socket_network(hub), driver="bridge", internal=True,
-            labels=names.labels(hub, "socket-net"),
-        )  # fmt: skip
+def network_exists(client: docker.DockerClient, name: str) -> bool:
+    return _network(client, name) is not None
 
 
-def db_network_state(client: docker.DockerClient, hub: str) -> str:
-    return "present" if _network(client, names.db_network(hub)) else "missing"
-
-
-def ensure_db_network(client: docker.DockerClient, hub: str) -> None:
-    if db_network_state(client, hub) == "missing":
-        client.networks.create(
-            names.db_network(hub), driver="bridge", internal=True,
-            labels=names.labels(hub, "db-net"),
-        )  # fmt: skip
+def ensure_internal_network(client: docker.DockerClient, hub: str, name: str, kind: str) -> None:
+    if not network_exists(client, name):
+        client.networks.create(name, driver="bridge", internal=True, labels=names.labels(hub, kind))
 
 
 def volume_names(client: docker.DockerClient) -> set[str]:
