@@ -59,7 +59,10 @@ def lock(session: nox.Session) -> None:
     session.run("pip-compile", *common, "-o", "requirements.txt", "pyproject.toml")
     session.run("pip-compile", *common, "--extra", "dev", "-o", PINS, "pyproject.toml")
     # The images run Debian bookworm's Python 3.11.2, not the host's: uv resolves for that one.
+    # The notebook image leaves out what only slows every server's start (base-requirements.in).
+    left_out = {"singleuser/base-requirements": ["rfc3987-syntax", "lark"]}
     for pins in ("hub/requirements", "singleuser/base-requirements"):
+        skip = [arg for package in left_out.get(pins, []) for arg in ("--no-emit-package", package)]
         session.run("uv", "pip", "compile", "--quiet", "--generate-hashes",
                     "--python-version", "3.11.2", "--python-platform", "x86_64-manylinux_2_36",
-                    "-o", f"{pins}.txt", f"{pins}.in")  # fmt: skip
+                    *skip, "-o", f"{pins}.txt", f"{pins}.in")  # fmt: skip

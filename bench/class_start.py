@@ -62,7 +62,7 @@ def rehearsal(paths, size: int, ramp: float, folder: Path) -> dict:
         if totals
         else None,
         "failures": size - len(totals),
-        "failure reasons": sorted({t["failure"].split(":")[0] for t in timings if t["failure"]}),
+        "failures, each": sorted(t["failure"][:160] for t in timings if t["failure"]),
         "wall time incl. cleanup (s)": round(time.monotonic() - started, 1),
     }
 
@@ -104,6 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,25,50")
     parser.add_argument("--ramp", type=float, default=10.0)
+    parser.add_argument("--results", default=str(RESULTS), help="the JSON file to write")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     client = docker.from_env(environment=engine_environ(), timeout=600)
@@ -148,8 +149,8 @@ def main() -> None:
             for name, _ in hubs.values():
                 sweep(client, name)
     print(json.dumps(figures, indent=2))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+    Path(args.results).parent.mkdir(exist_ok=True)
+    Path(args.results).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":
