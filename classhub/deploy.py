@@ -273,7 +273,12 @@ def _schema_steps(
         return []  # a new hub: JupyterHub makes its tables at the right revision
     label = "hub database schema"
     db = stack.find_container(client, names.db_container(hub))
-    if not deferred and (not postgres or (db is not None and db.status == "running")):
+    # The check mounts what the hub mounts: never before the volume step made the data volume
+    # (Docker would make a missing one itself, unlabelled, and destroy would not find it).
+    ready = names.hub_data_volume(hub) in stack.volume_names(client) and (
+        not postgres or (db is not None and db.status == "running")
+    )
+    if not deferred and ready:
         current, head = database.schema(client, paths, settings, roster)
         if current == "none":
             return [Step(label, "no tables yet: JupyterHub makes them at its revision")]

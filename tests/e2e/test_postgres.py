@@ -112,7 +112,7 @@ def test_sqlite_again_is_refused_before_anything_changes(hub: Hub, moved):
 
 
 def test_a_postgres_backup_restores_after_destroy(hub: Hub, moved, tmp_path):
-    _, url, paths, token, _ = moved
+    name, url, paths, token, _ = moved
     made = invoke(paths, "backup", "--to", str(tmp_path / "bk"), env=engine_environ(), timeout=600)
     assert made.returncode == 0, made.stdout + made.stderr
     manifest = json.loads((tmp_path / "bk" / "manifest.json").read_text())
@@ -121,6 +121,11 @@ def test_a_postgres_backup_restores_after_destroy(hub: Hub, moved, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     restored = invoke(paths, "restore", str(tmp_path / "bk"), env=engine_environ(), timeout=900)
     assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
+    # Every volume of the hub is labelled as its own (so destroy finds it): none made by Docker
+    # on the fly for a check that mounted it too early.
+    named = {v.name for v in hub.client.volumes.list() if v.name.startswith(name + "-")}
+    flt = {"label": f"{names.LABEL_HUB}={name}"}
+    assert named == {v.name for v in hub.client.volumes.list(filters=flt)}
     by_token = requests.get(url + "hub/api/user", headers={"Authorization": f"token {token}"})
     assert by_token.status_code == 200 and by_token.json()["name"] == "ann", by_token.text
     ann = Browser(url, "ann")
