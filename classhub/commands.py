@@ -377,8 +377,14 @@ def backup(
     paths: Paths, environ: Mapping[str, str], out: Output, users: str = "", folder: str = ""
 ) -> Path:
     """Write a dated backup of this hub while it runs (only some users' homes with `users`)."""
-    cfg = load(paths, environ, out)
-    client = engine_mod.connect(environ)
+    return _backup(
+        paths, load(paths, environ, out), engine_mod.connect(environ), out, users, folder
+    )
+
+
+def _backup(
+    paths: Paths, cfg: Config, client, out: Output, users: str = "", folder: str = ""
+) -> Path:
     settings, roster = cfg.settings, cfg.roster
     hub = settings.hub_name
     if names.hub_data_volume(hub) not in stack.volume_names(client):
@@ -463,9 +469,9 @@ def _restore_volumes(client, source: Path, manifest: backup_mod.Manifest, out: O
 def archive(paths: Paths, environ: Mapping[str, str], out: Output) -> Path:
     """Semester end: a full backup, then the hub's containers stopped and removed (volumes and
     the backup stay)."""
-    target = backup(paths, environ, out)
     cfg = load(paths, environ, out)
     client = engine_mod.connect(environ)
+    target = _backup(paths, cfg, client, out)
     removed = stack.remove_containers(client, cfg.settings.hub_name, out.info)
     out.info(f"Archived: {removed} container(s) removed; the backup is {target}. The volumes "
              "stay until invoke destroy; invoke up starts the hub again.")  # fmt: skip

@@ -346,7 +346,7 @@ def start_database(paths: Paths, config: Config, client: docker.DockerClient, ec
     stack.ensure_network(client, hub, echo, neighbours.checkout_labels(paths.root))
     for name, kind, _ in stack.internal_networks(config.settings):
         stack.ensure_internal_network(client, hub, name, kind)
-    stack.ensure_db_volume(client, hub)
+    stack.ensure_volume(client, hub, names.db_volume(hub), "db-data")
     (service,) = [s for s in stack.services(client, paths, config.settings, config.roster)
                   if s.what == "database"]  # fmt: skip
     stack.ensure_service(client, hub, service, echo)
@@ -357,19 +357,13 @@ def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> l
     """The hub's data volume, then the roster's user and group volumes (created, never removed)."""
     hub = settings.hub_name
     steps = []
-    data = names.hub_data_volume(hub)
-    if data not in stack.volume_names(client):
-        steps.append(Step(f"volume {data}", "missing", "create (hub database)",
-                          lambda: stack.ensure_data_volume(client, hub)))  # fmt: skip
-    else:
-        steps.append(Step(f"volume {data}", "present"))
-    if settings.hub_db == "postgres":
-        db = names.db_volume(hub)
-        if db not in stack.volume_names(client):
-            steps.append(Step(f"volume {db}", "missing", "create (PostgreSQL's data)",
-                              lambda: stack.ensure_db_volume(client, hub)))  # fmt: skip
+    have = stack.volume_names(client)
+    for name, kind, what in stack.database_volumes(settings):
+        if name in have:
+            steps.append(Step(f"volume {name}", "present"))
         else:
-            steps.append(Step(f"volume {db}", "present"))
+            steps.append(Step(f"volume {name}", "missing", f"create ({what})",
+                              lambda n=name, k=kind: stack.ensure_volume(client, hub, n, k)))  # fmt: skip
     missing = stack.missing_volumes(client, hub, roster)
     wanted = stack.wanted_volumes(hub, roster)
     for kind, label, how in (

@@ -180,20 +180,25 @@ def _image(example: str) -> Callable[[str, Context], str]:
 def _ca_bundle(raw: str, ctx: Context) -> Path | None:
     if not raw:
         return None
-    path = Path(raw).expanduser()
-    path = path if path.is_absolute() else ctx.root / path
     fix = (
         "name a PEM file of CA certificates, e.g. BUILD_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt, "
         "or leave it empty"
     )
+    return _pem_file(raw, ctx, "certificate", "-----BEGIN CERTIFICATE-----", fix)
+
+
+def _pem_file(raw: str, ctx: Context, kind: str, marker: str, fix: str) -> Path:
+    """A PEM file named in .env (relative to the checkout) that exists, reads and holds `marker`."""
+    path = Path(raw).expanduser()
+    path = path if path.is_absolute() else ctx.root / path
     try:
         text = path.read_text(encoding="ascii", errors="replace")
     except FileNotFoundError:
         raise Invalid(f"names {path}, which does not exist", fix) from None
     except OSError as exc:
         raise Invalid(f"names {path}, which cannot be read ({exc.strerror})", fix) from None
-    if "-----BEGIN CERTIFICATE-----" not in text:
-        raise Invalid(f"names {path}, which holds no PEM certificate", fix)
+    if marker not in text:
+        raise Invalid(f"names {path}, which holds no PEM {kind}", fix)
     return path
 
 
@@ -283,18 +288,10 @@ def _pem(kind: str, marker: str) -> Callable[[str, Context], Path | None]:
     def parse(raw: str, ctx: Context) -> Path | None:
         if not raw:
             return None
-        path = Path(raw).expanduser()
-        path = path if path.is_absolute() else ctx.root / path
-        fix = f"name the PEM file of your {kind}, e.g. /etc/letsencrypt/live/NAME/{'fullchain' if kind == 'certificate' else 'privkey'}.pem, or leave it empty for a self-signed pair"
-        try:
-            text = path.read_text(encoding="ascii", errors="replace")
-        except FileNotFoundError:
-            raise Invalid(f"names {path}, which does not exist", fix) from None
-        except OSError as exc:
-            raise Invalid(f"names {path}, which cannot be read ({exc.strerror})", fix) from None
-        if marker not in text:
-            raise Invalid(f"names {path}, which holds no PEM {kind}", fix)
-        return path
+        example = "fullchain" if kind == "certificate" else "privkey"
+        fix = (f"name the PEM file of your {kind}, e.g. /etc/letsencrypt/live/NAME/{example}.pem, "
+               "or leave it empty for a self-signed pair")  # fmt: skip
+        return _pem_file(raw, ctx, kind, marker, fix)
 
     return parse
 

@@ -143,15 +143,19 @@ def volume_names(client: docker.DockerClient) -> set[str]:
     return {v.name for v in client.volumes.list()}
 
 
-def ensure_data_volume(client: docker.DockerClient, hub: str) -> None:
-    if names.hub_data_volume(hub) not in volume_names(client):
-        client.volumes.create(names.hub_data_volume(hub), labels=names.labels(hub, "data"))
+def database_volumes(settings: Settings) -> list[tuple[str, str, str]]:
+    """(name, kind, what for) of the hub's own volumes: its data (sqlite), and with
+    HUB_DB=postgres PostgreSQL's (made empty, it takes the image's folder owner, postgres)."""
+    hub = settings.hub_name
+    found = [(names.hub_data_volume(hub), "data", "hub database")]
+    if settings.hub_db == "postgres":
+        found.append((names.db_volume(hub), "db-data", "PostgreSQL's data"))
+    return found
 
 
-def ensure_db_volume(client: docker.DockerClient, hub: str) -> None:
-    """PostgreSQL's data volume: created empty, it takes the image's folder owner (postgres)."""
-    if names.db_volume(hub) not in volume_names(client):
-        client.volumes.create(names.db_volume(hub), labels=names.labels(hub, "db-data"))
+def ensure_volume(client: docker.DockerClient, hub: str, name: str, kind: str) -> None:
+    if name not in volume_names(client):
+        client.volumes.create(name, labels=names.labels(hub, kind))
 
 
 # --- user and group volumes --------------------------------------------------------------------
