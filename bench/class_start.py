@@ -4,17 +4,23 @@ Run from the checkout with the engine up (invoke engine) and the dev tools insta
     .venv/bin/python -m bench.class_start [--sizes 10,25,50] [--ramp 10]
 It sets up two throwaway hubs from this checkout (images are built first if missing):
 - "classhub": as shipped;
-- "baseline": the same, plus hub/jupyterhub_config.d/baseline.py putting back what reference
-  deployments run with: JupyterHub's and DockerSpawner's defaults for the start timeout (60 s)
-  and the HTTP timeout (30 s).
+- "baseline": what the reference deployments run, on the same machinery: plain DockerSpawner
+  (one thread for Docker calls, every server starting at once, JupyterHub's readiness polling
+  backing off to 5 s), JupyterHub's and DockerSpawner's default timeouts (start 60 s, HTTP 30 s,
+  the spawn page after 10 s), the hub without CPU priority (Docker's default weight), and the
+  notebook image without classhub's tuning (bench/untuned-requirements.txt put back), tagged
+  classhub-notebook-untuned.
 For each class size it runs `invoke rehearse` on both, alternating, and records per hub: seconds
 until the last student has a usable kernel, median and 95th percentile of login-to-kernel,
-failures; and the ratio baseline / classhub. Then, on the classhub hub, with the largest class
-prewarmed: idle memory per user container, the hub container's memory, the CPU seconds one
-server's start took, and the estimated limit (N x (container start + server start CPU) / cores).
+failures with their reasons; and the ratio baseline / classhub. On the classhub hub it then
+measures one student on the idle hub (five rehearsals of one: spawn request to usable kernel),
+a prewarmed class of the largest size (login to usable kernel), and, with that many servers
+running, idle memory per user container, the hub container's memory (JupyterHub and its proxy),
+the CPU seconds one server's start took, and the estimated limit (N x (container start + server
+start CPU) / cores).
 Figures go to bench/results/class_start.json. Targets (issue "class start"): 50 students all
-with a kernel within 45 s, 0 failures, the baseline at least 2x worse; idle container <= 95 MiB;
-hub <= 300 MiB with 50 servers.
+with a kernel within 45 s, 0 failures, the baseline at least 2x worse; one student 2 s or less;
+a prewarmed class 1 s or less; idle container <= 95 MiB; hub <= 300 MiB with 50 servers.
 """
 
 from __future__ import annotations
@@ -36,10 +42,14 @@ from tests.e2e.conftest import engine_environ, free_port, new_checkout, sweep
 
 RESULTS = Path(__file__).parent / "results" / "class_start.json"
 BASELINE = """\
-# What reference deployments run with: JupyterHub's and DockerSpawner's default timeouts.
+# What reference deployments run with: plain DockerSpawner and JupyterHub's defaults.
+c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 30
+c.JupyterHub.tornado_settings = {}
 """
+UNTUNED_IMAGE = "classhub-notebook-untuned:latest"
+UNTUNED = Path(__file__).parent / "untuned-requirements.txt"
 
 
 def run(paths, *args: str, timeout: int = 3600):
@@ -48,9 +58,10 @@ def run(paths, *args: str, timeout: int = 3600):
     return result
 
 
-def rehearsal(paths, size: int, ramp: float, folder: Path) -> dict:
+def rehearsal(paths, size: int, ramp: float, folder: Path, *extra: str) -> dict:
     started = time.monotonic()
-    run(paths, "rehearse", "--users", str(size), "--ramp", str(ramp), "--out", str(folder))
+    run(paths, "rehearse", "--users", str(size), "--ramp", str(ramp), "--out", str(folder),
+        *extra)  # fmt: skip
     timings = json.loads((folder / "timings.json").read_text())["timings (s)"]
     totals = [t["total"] for t in timings if t["total"] is not None]
     done = [t["start"] + t["total"] for t in timings if t["total"] is not None]
@@ -61,10 +72,34 @@ def rehearsal(paths, size: int, ramp: float, folder: Path) -> dict:
         "login to kernel, 95th (s)": round(sorted(totals)[int(0.95 * (len(totals) - 1))], 2)
         if totals
         else None,
+        "waited in line": sum(bool(t.get("waited")) for t in timings),
         "failures": size - len(totals),
         "failures, each": sorted(t["failure"][:160] for t in timings if t["failure"]),
         "wall time incl. cleanup (s)": round(time.monotonic() - started, 1),
     }
+
+
+def one_student(paths, folder: Path, runs: int = 5) -> dict:
+    """Five rehearsals of one student on the idle hub: spawn request to usable kernel."""
+    spans, totals = [], []
+    for index in range(runs):
+        run(paths, "rehearse", "--users", "1", "--out", str(folder / str(index)))
+        timing = json.loads((folder / str(index) / "timings.json").read_text())["timings (s)"][0]
+        assert timing["total"] is not None, timing
+        spans.append(timing["ready"] + timing["kernel"])
+        totals.append(timing["total"])
+    return {
+        "runs": runs,
+        "request to usable kernel, median (s)": round(statistics.median(spans), 2),
+        "login to usable kernel, median (s)": round(statistics.median(totals), 2),
+        "each, request to usable kernel (s)": [round(v, 2) for v in spans],
+    }
+
+
+def lower_priority(client, hub: str) -> None:
+    """The baseline's hub and socket proxy at Docker's default CPU weight, as elsewhere."""
+    for name in (names.hub_container(hub), names.socket_proxy_container(hub)):
+        client.containers.get(name).update(cpu_shares=1024)
 
 
 def memory_and_limit(client, paths, hub: str, size: int) -> dict:
@@ -119,6 +154,10 @@ def main() -> None:
             paths = new_checkout(Path(tmp) / kind, name, free_port(), roster)
             if kind == "baseline":
                 (paths.root / "hub" / "jupyterhub_config.d" / "baseline.py").write_text(BASELINE)
+                pins = paths.root / "singleuser" / "base-requirements.txt"
+                pins.write_text(pins.read_text() + UNTUNED.read_text())
+                with (paths.root / ".env").open("a") as env:
+                    env.write(f"NOTEBOOK_IMAGE={UNTUNED_IMAGE}\n")
             hubs[kind] = (name, paths)
         try:
             for _, paths in hubs.values():
@@ -128,6 +167,8 @@ def main() -> None:
                 for kind in ("classhub", "baseline"):  # alternating, the same minute
                     name, paths = hubs[kind]
                     run(paths, "up")
+                    if kind == "baseline":
+                        lower_priority(client, name)
                     folder = Path(tmp) / f"{kind}-{size}"
                     figures[f"{kind}, {size} students"] = found = rehearsal(
                         paths, size, args.ramp, folder
@@ -144,7 +185,13 @@ def main() -> None:
                     )
             name, paths = hubs["classhub"]
             run(paths, "up")
-            figures["memory and limit"] = memory_and_limit(client, paths, name, max(sizes))
+            figures["one student, idle hub"] = found = one_student(paths, Path(tmp) / "one")
+            print("one student", json.dumps(found), flush=True)
+            largest = max(sizes)
+            found = rehearsal(paths, largest, args.ramp, Path(tmp) / "prewarmed", "--prewarm")
+            figures[f"prewarmed class, {largest} students"] = found
+            print("prewarmed", json.dumps(found), flush=True)
+            figures["memory and limit"] = memory_and_limit(client, paths, name, largest)
         finally:
             for name, _ in hubs.values():
                 sweep(client, name)

@@ -58,6 +58,7 @@ class Timing:
     ready: float | None = None
     kernel: float | None = None
     failure: str = ""
+    waited: bool = False  # waited in the hub's line for a turn to start its server
 
     @property
     def total(self) -> float | None:
@@ -229,7 +230,10 @@ def _one_student(
         if stop.is_set():
             raise UserError("the rehearsal was stopped")
         phase = "server"
-        browser.start(timeout=600)
+        try:
+            browser.start(timeout=600)
+        finally:
+            timing.waited = any(_in_line(message) for message in browser.progress)
         timing.ready, mark = time.monotonic() - mark, time.monotonic()
         phase = "kernel"
         browser.open_lab()
@@ -239,6 +243,11 @@ def _one_student(
         timing.kernel = time.monotonic() - mark
     except Exception as exc:  # a student's failure is a figure, not the rehearsal's end
         timing.failure = f"{phase}: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _in_line(message: str) -> bool:
+    """The hub's spawn-page message while a server waits for its turn (classhub_hub/spawner.py)."""
+    return message.startswith(("Waiting for a turn to start", "Next in line to start"))
 
 
 @contextlib.contextmanager
@@ -332,6 +341,9 @@ def summary(timings: list[Timing]) -> str:
             rows.append((phase, "-", "-", "-", f"0/{len(timings)}"))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=True)) for row in rows]
+    waited = sum(t.waited for t in timings)
+    if waited:
+        lines.append(f"Waited in the hub's line for a turn to start: {waited} of {len(timings)}")
     failed = [t for t in timings if t.failure]
     lines.append(f"Failures: {len(failed)}")
     lines += [f"  {t.user}: {t.failure}" for t in failed]

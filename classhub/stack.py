@@ -276,6 +276,10 @@ def config_d(paths: Paths) -> Path:
 
 HARDENED = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 ALWAYS = {"restart_policy": {"Name": "unless-stopped"}}
+# What every student waits on (socket proxy, database, hub and its proxy, nginx) gets the CPU
+# before the students' servers (Docker's default weight is 1024): with a class starting at once,
+# the hub otherwise stalled for seconds and logins took 3 to 6 s instead of 0.2 s.
+FIRST = {"cpu_shares": 4096}
 
 
 def services(
@@ -321,6 +325,7 @@ def services(
             **HARDENED,
             "read_only": True,
             **ALWAYS,
+            **FIRST,
             "labels": names.labels(hub, "socket-proxy"),
         },
         inputs=image_id,
@@ -363,6 +368,7 @@ def _db_service(client, paths: Paths, settings: Settings) -> Service:
             "cap_add": ["SETUID", "SETGID"],
             "shm_size": "128m",
             **ALWAYS,
+            **FIRST,
             "labels": names.labels(hub, "db"),
         },
         inputs=_image_id(client, names.DB_IMAGE),
@@ -396,6 +402,7 @@ def _nginx_service(client, paths: Paths, settings: Settings, address: str) -> Se
             **HARDENED,
             "cap_add": ["NET_BIND_SERVICE", "SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE"],
             **ALWAYS,
+            **FIRST,
             "labels": {**names.labels(hub, "nginx"),
                        neighbours.LABEL_FRONT_PORTS: f"{settings.https_port},{settings.http_port}"},
         },
@@ -474,6 +481,7 @@ def _hub_service(client, paths: Paths, settings: Settings, address: str, image_i
         "volumes": volumes,
         **HARDENED,
         **ALWAYS,
+        **FIRST,
         "labels": {**names.labels(hub, "hub"), **neighbours.checkout_labels(paths.root)},
     }
     # What the hub reads only at start; users and groups it re-reads without a restart.

@@ -38,6 +38,7 @@ class Browser:
         self.user = user
         self.session = requests.Session()
         self.prefix = urlparse(hub_url).path  # /NAME/
+        self.progress: list[str] = []  # the spawn page's messages during the last start
         if hub_url.startswith("https://"):
             self.session.verify = False  # the bundled nginx's self-signed certificate
             self.session.trust_env = False  # or REQUESTS_CA_BUNDLE would win over verify
@@ -73,21 +74,35 @@ class Browser:
         )
 
     def start(self, timeout: float = 300) -> float:
-        """Start my server as the hub's home page does; returns seconds until it is ready."""
+        """Start my server as the hub's home page does and follow the spawn's progress stream
+        (what the spawn-pending page listens to); returns seconds until the server is ready."""
         started = time.monotonic()
+        self.progress = []
         response = self.hub_api("POST", f"/users/{self.user}/server")
         already = response.status_code == 400 and "is already running" in response.text
         _expect(
             already or response.status_code in (201, 202), (response.status_code, response.text)
         )
-        while time.monotonic() - started < timeout:
-            model = self.hub_api("GET", f"/users/{self.user}").json()
-            server = model.get("servers", {}).get("")
-            if server and server.get("ready"):
-                return time.monotonic() - started
-            _expect(server, f"{self.user}'s server went away while starting: {model}")
-            time.sleep(0.5)
-        raise StudentError(f"{self.user}'s server not ready after {timeout}s")
+        if response.status_code == 201 or already:
+            return time.monotonic() - started
+        # The hub sends an event per step and a blank line every 8 s, so a read never waits long.
+        with self.hub_api(
+            "GET", f"/users/{self.user}/server/progress", stream=True, timeout=(30, 60)
+        ) as stream:
+            _expect(stream.status_code == 200, (stream.status_code, stream.text[:300]))
+            for line in stream.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    event = json.loads(line.removeprefix("data:"))
+                    self.progress.append(event.get("message", ""))
+                    if event.get("ready"):
+                        return time.monotonic() - started
+                    _expect(not event.get("failed"), event.get("message") or event)
+                if time.monotonic() - started > timeout:
+                    break
+        raise StudentError(
+            f"{self.user}'s server not ready after {timeout}s (or the hub's "
+            "progress stream ended without saying)"
+        )
 
     def stop(self, timeout: float = 120) -> None:
         response = self.hub_api("DELETE", f"/users/{self.user}/server")

@@ -13,6 +13,8 @@ Pure and set-only: it reads nothing and starts nothing, so tests check it agains
   seccomp profile, and no server config read from the user's home (`disable_user_config`); the
   hub reaches Docker only through the socket proxy (`DOCKER_HOST`, classhub_hub/dockerproxy.py),
   which refuses any container made otherwise;
+- servers start through `spawner.ClasshubSpawner` (DockerSpawner tuned for a class starting at
+  once) and the spawn page shows its progress at once;
 - user containers are removed on stop (data lives only in volumes), and restarting the hub keeps
   user servers running (`cleanup_servers = False`);
 - the idle culler and the host's `classhub` service hold only the scopes they use; activity is
@@ -111,7 +113,7 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
     c.Authenticator.auth_refresh_age = 60
     c.Authenticator.refresh_pre_spawn = True
 
-    c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
+    c.JupyterHub.spawner_class = "classhub_hub.spawner.ClasshubSpawner"  # DockerSpawner, tuned
     c.DockerSpawner.image = hub.get("notebook_image")
     c.DockerSpawner.allowed_images = []  # users get the one image, never a choice
     c.DockerSpawner.pull_policy = "never"  # a pull would stall every spawn; setup builds it
@@ -135,6 +137,9 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
     c.Spawner.default_url = "/lab"
     c.Spawner.start_timeout = START_TIMEOUT
     c.Spawner.http_timeout = HTTP_TIMEOUT
+    # The spawn page with its progress at once (JupyterHub: a blank wait of up to 10 s first),
+    # so a student in line for a turn to start sees how many are ahead (spawner.py).
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 
     services = [{"name": "classhub", "api_token": secrets["classhub_api_token"]}]
     roles = [{"name": "classhub", "scopes": CLASSHUB_SCOPES, "services": ["classhub"]}]

@@ -36,6 +36,8 @@ def test_apply_config_sets_the_promised_behaviour():
     assert c.JupyterHub.hub_connect_url == "http://physics:8081"
     assert c.JupyterHub.cleanup_servers is False
     assert c.JupyterHub.authenticator_class == "classhub_hub.auth.RosterAuthenticator"
+    assert c.JupyterHub.spawner_class == "classhub_hub.spawner.ClasshubSpawner"
+    assert c.JupyterHub.tornado_settings == {"slow_spawn_timeout": 0}
     assert c.Authenticator.manage_groups is True
     assert c.Authenticator.admin_users == {"boss"}
     assert c.DockerSpawner.image == "classhub-notebook:latest"

@@ -29,6 +29,17 @@ def test_summary_gives_median_95th_max_and_each_failure():
     assert row.split()[2:] == ["10.50s", "19.05s", "20.00s", "20/21"]
     assert "Failures: 1" in text and "_rehearse-21: server: StudentError: not ready" in text
     assert timings[0].total == 0.1 + 1.0 + 1.0 and timings[-1].total is None
+    assert "Waited in the hub's line" not in text
+    timings[0].waited = timings[4].waited = True
+    assert "Waited in the hub's line for a turn to start: 2 of 21" in rehearse.summary(timings)
+
+
+def test_the_hubs_line_messages_are_recognised():
+    # The messages classhub_hub/spawner.py yields while a server waits for its turn.
+    assert rehearse._in_line("Waiting for a turn to start: 3 ahead of you")
+    assert rehearse._in_line("Next in line to start")
+    assert not rehearse._in_line("Starting your server")
+    assert not rehearse._in_line("Server requested")
 
 
 def test_percentile_interpolates():
