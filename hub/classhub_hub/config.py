@@ -14,7 +14,7 @@ Pure and set-only: it reads nothing and starts nothing, so tests check it agains
   hub reaches Docker only through the socket proxy (`DOCKER_HOST`, classhub_hub/dockerproxy.py),
   which refuses any container made otherwise;
 - servers start through `spawner.ClasshubSpawner` (DockerSpawner tuned for a class starting at
-  once) and the spawn page shows its progress at once;
+  once) and the spawn page shows its progress after a second;
 - user containers are removed on stop (data lives only in volumes), and restarting the hub keeps
   user servers running (`cleanup_servers = False`);
 - the idle culler and the host's `classhub` service hold only the scopes they use; activity is
@@ -137,9 +137,10 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
     c.Spawner.default_url = "/lab"
     c.Spawner.start_timeout = START_TIMEOUT
     c.Spawner.http_timeout = HTTP_TIMEOUT
-    # The spawn page with its progress at once (JupyterHub: a blank wait of up to 10 s first),
-    # so a student in line for a turn to start sees how many are ahead (spawner.py).
-    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+    # The spawn page with its progress after 1 s (JupyterHub: a blank wait of up to 10 s), so a
+    # student in line for a turn to start sees how many are ahead (spawner.py). Not 0: JupyterHub
+    # then answers before the spawn has begun, and says 201 (ready) for a server not yet made.
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 1}
 
     services = [{"name": "classhub", "api_token": secrets["classhub_api_token"]}]
     roles = [{"name": "classhub", "scopes": CLASSHUB_SCOPES, "services": ["classhub"]}]

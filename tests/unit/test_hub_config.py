@@ -37,7 +37,7 @@ def test_apply_config_sets_the_promised_behaviour():
     assert c.JupyterHub.cleanup_servers is False
     assert c.JupyterHub.authenticator_class == "classhub_hub.auth.RosterAuthenticator"
     assert c.JupyterHub.spawner_class == "classhub_hub.spawner.ClasshubSpawner"
-    assert c.JupyterHub.tornado_settings == {"slow_spawn_timeout": 0}
+    assert c.JupyterHub.tornado_settings == {"slow_spawn_timeout": 1}
     assert c.Authenticator.manage_groups is True
     assert c.Authenticator.admin_users == {"boss"}
     assert c.DockerSpawner.image == "classhub-notebook:latest"
