@@ -14,10 +14,11 @@ For each class size it runs `invoke rehearse` on both, alternating, and records 
 until the last student has a usable kernel, median and 95th percentile of login-to-kernel,
 failures with their reasons; and the ratio baseline / classhub. On the classhub hub it then
 measures one student on the idle hub (five rehearsals of one: spawn request to usable kernel),
-a prewarmed class of the largest size (login to usable kernel), and, with that many servers
-running, idle memory per user container, the hub container's memory (JupyterHub and its proxy),
-the CPU seconds one server's start took, and the estimated limit (N x (container start + server
-start CPU) / cores).
+a prewarmed class of the largest size (login to usable kernel; prewarmed servers hold a warm
+kernel), and, with that many servers started as logins start them (no warm kernel) and left
+idle: memory per user container, the hub container's memory (JupyterHub and its proxy), the CPU
+seconds one server's start took, and the estimated limit (N x (container start + server start
+CPU) / cores).
 Figures go to bench/results/class_start.json. Targets (issue "class start"): 50 students all
 with a kernel within 45 s, 0 failures, the baseline at least 2x worse; one student 2 s or less;
 a prewarmed class 1 s or less; idle container <= 95 MiB; hub <= 300 MiB with 50 servers.
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import docker
 
-from classhub import names
+from classhub import config, deploy, names, prewarm
 from tests.conftest import invoke
 from tests.e2e.conftest import engine_environ, free_port, new_checkout, sweep
 
@@ -114,8 +115,13 @@ def lower_priority(client, hub: str) -> None:
 
 
 def memory_and_limit(client, paths, hub: str, size: int) -> dict:
-    """Prewarm `size` roster students, let them settle, read memory and CPU, stop them."""
-    run(paths, "prewarm", "--users", ",".join(f"s{i:02d}" for i in range(size)))
+    """Start `size` roster students' servers as their own logins would (no warm kernel), let
+    them settle, read memory and CPU, stop them."""
+    settings = config.load(paths, engine_environ()).settings
+    api = deploy.hub_api(paths, settings, client)
+    failed = prewarm.start(api, [f"s{i:02d}" for i in range(size)], lambda *_: None,
+                           warm_kernel=False)  # fmt: skip
+    assert not failed, failed
     time.sleep(20)
     flt = {"label": [f"{names.LABEL_HUB}={hub}", f"{names.LABEL_KIND}=user"]}
     mem, cpu = [], []

@@ -83,6 +83,10 @@ def notebook_spec(paths: Paths, settings: Settings) -> ImageSpec:
             "singleuser/classhub_notebook/jupyter_server_config.json",
             folder / "classhub_notebook" / "jupyter_server_config.json",
         ),
+        (
+            "singleuser/classhub_notebook/server_config.json",
+            folder / "classhub_notebook" / "server_config.json",
+        ),
         ("singleuser/start-notebook", folder / "start-notebook"),
     )
     return ImageSpec("notebook image", settings.notebook_image, "singleuser/Dockerfile", files)

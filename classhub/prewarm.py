@@ -63,14 +63,20 @@ def wait_until(when: dt.datetime, echo: Echo) -> None:
 
 
 def start(
-    api: hubapi.HubAPI, users: list[str], progress: Progress, timeout: float = 600
+    api: hubapi.HubAPI,
+    users: list[str],
+    progress: Progress,
+    timeout: float = 600,
+    warm_kernel: bool = True,
 ) -> dict[str, str]:
     """Ask for every user's server, then wait until each is ready; returns the users whose
-    server did not come up, with the reason."""
+    server did not come up, with the reason. `warm_kernel`: each server also starts a kernel
+    for its student's first notebook (the hub's `warm_kernel` option)."""
     failed: dict[str, str] = {}
+    body = {"warm_kernel": True} if warm_kernel else None
     for user in users:
         try:
-            api.call("POST", f"/users/{user}/server")
+            api.call("POST", f"/users/{user}/server", json=body)
         except UserError as exc:
             if "already running" not in str(exc) and "pending spawn" not in str(exc):
                 failed[user] = str(exc)

@@ -35,6 +35,9 @@ from .roster import LiveRoster
 START_TIMEOUT = 600
 HTTP_TIMEOUT = 300
 
+# The one start option classhub takes (take_user_options) and what it tells the server.
+WARM_KERNEL_OPTION = "warm_kernel"
+WARM_KERNEL_ENV = "CLASSHUB_WARM_KERNEL"
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 # Every user container gets these (the Docker socket proxy refuses a container without them).
 HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
@@ -54,7 +57,7 @@ def read_secrets(folder: str = hubfile.SECRETS_IN_HUB) -> dict[str, str]:
 
 def make_pre_spawn_hook(live: LiveRoster):
     def pre_spawn_hook(spawner) -> None:
-        refuse_user_options(spawner)
+        warm = take_user_options(spawner)
         # Read at each spawn, so a roster change reaches the next start without a hub restart.
         hub = live.hub()
         user = hub.get("users")[spawner.user.name]
@@ -70,28 +73,39 @@ def make_pre_spawn_hook(live: LiveRoster):
         }
         mine = set(user["groups"])
         others = sorted(set(hub.get("groups")) - mine)  # their folders, if left empty, go
-        spawner.environment = {**spawner.environment, "CLASSHUB_OTHER_GROUPS": " ".join(others)}
+        environment = {**spawner.environment, "CLASSHUB_OTHER_GROUPS": " ".join(others)}
+        environment.pop(WARM_KERNEL_ENV, None)  # the spawner outlives this start: only if asked
+        if warm:
+            environment[WARM_KERNEL_ENV] = "1"
+        spawner.environment = environment
 
     return pre_spawn_hook
 
 
-def refuse_user_options(spawner) -> None:
-    """classhub servers take no options: refuse a start that asks for any (an image, say).
+def take_user_options(spawner) -> bool:
+    """classhub servers take one option, `warm_kernel` (invoke prewarm asks for it: the server
+    starts a kernel for its student to take, singleuser/classhub_notebook); returns whether it
+    was asked for. Any other option (an image, say) is refused.
 
     JupyterHub saves a start request's options before the spawner looks at them and reuses them
-    for every later start that names none, so a refused option would block that user's server
-    for good. They are forgotten here before the refusal."""
-    if not spawner.user_options:
-        return
+    for every later start that names none, so they are forgotten here first: a refused option
+    would otherwise block that user's server for good, and a warm kernel is for this start only."""
+    options = dict(spawner.user_options or {})
+    if not options:
+        return False
     from tornado import web
 
-    asked = ", ".join(sorted(spawner.user_options))
     spawner.user_options = {}
     spawner.orm_spawner.user_options = {}
     spawner.db.commit()
-    raise web.HTTPError(
-        400, f"Specifying {asked} is not allowed: each user gets the server the roster gives them"
-    )
+    warm = options.pop(WARM_KERNEL_OPTION, False)
+    if options or not isinstance(warm, bool):
+        asked = ", ".join(sorted(options) or [WARM_KERNEL_OPTION])
+        raise web.HTTPError(
+            400,
+            f"Specifying {asked} is not allowed: each user gets the server the roster gives them",
+        )
+    return warm
 
 
 def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:

@@ -30,7 +30,22 @@ def test_prewarm_starts_a_group_and_the_student_finds_it_running(hub: Hub):
     assert student.login(hub.passwords["student3"]).status_code == 302
     assert student.start() < 2  # already running: ready at once
     student.open_lab()
-    assert student.run("print('warm')") == "warm\n"
+    # A kernel is waiting for the student, and their first kernel in the home is that one.
+    deadline = time.monotonic() + 60
+    while not (waiting := student.server_api("GET", "/kernels").json()):
+        assert time.monotonic() < deadline, "no warm kernel"
+        time.sleep(0.5)
+    first = student.server_api("POST", "/kernels", json={"name": "python3"}).json()["id"]
+    assert [k["id"] for k in waiting] == [first]
+    second = student.server_api("POST", "/kernels", json={"name": "python3"}).json()["id"]
+    assert second != first  # the next one is new, as without prewarm
+    assert student.run("import os; print(os.getcwd())") == "/home/jovyan\n"
+    student.stop()
+    # A start that was not a prewarm has no kernel waiting (the option was for that start only).
+    assert student.start() > 0
+    student.open_lab()
+    time.sleep(3)
+    assert student.server_api("GET", "/kernels").json() == []
     student.stop()
     other = Browser(hub.url, "student4")
     assert other.login(hub.passwords["student4"]).status_code == 302
