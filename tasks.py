@@ -228,6 +228,6 @@ def rehearse(c, users=0, ramp=10.0, out="", cleanup=False, prewarm=False):
     },
 )
 def prewarm(c, group="", users="", at="", hold=""):
-    """Start a class's servers before it begins (now, or --at 08:50), optionally held from culling."""
+    """Start a class's servers, each with a kernel ready, before it begins (now or --at 08:50)."""
     with user_errors():
         commands.prewarm(PATHS, os.environ, Output(), group, users, at, hold)
