@@ -22,6 +22,11 @@ def running(hub_url: str, token: str) -> set[str]:
 
 def test_prewarm_starts_a_group_and_the_student_finds_it_running(hub: Hub):
     token = (hub.paths.secrets_dir / "classhub_api_token").read_text().strip()
+    for name in ("student3", "student4"):  # earlier tests may have left theirs running
+        student = Browser(hub.url, name)
+        assert student.login(hub.passwords[name]).status_code == 302
+        if student.hub_api("GET", f"/users/{name}").json().get("servers"):
+            student.stop()
     result = hub.invoke("prewarm", "--group", "team-2", timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 of 2 servers ready" in result.stdout
