@@ -38,6 +38,7 @@ from pathlib import Path
 import docker
 
 from classhub import config, deploy, names, prewarm
+from classhub.rehearse import percentile
 from tests.conftest import invoke
 from tests.e2e.conftest import engine_environ, free_port, new_checkout, sweep
 
@@ -70,9 +71,7 @@ def rehearsal(paths, size: int, ramp: float, folder: Path, *extra: str) -> dict:
         "students": size,
         "all usable after (s)": round(max(done), 2) if len(done) == size else None,
         "login to kernel, median (s)": round(statistics.median(totals), 2) if totals else None,
-        "login to kernel, 95th (s)": round(sorted(totals)[int(0.95 * (len(totals) - 1))], 2)
-        if totals
-        else None,
+        "login to kernel, 95th (s)": round(percentile(totals, 0.95), 2) if totals else None,
         "waited in line": sum(bool(t.get("waited")) for t in timings),
         "failures": size - len(totals),
         "failures, each": sorted(t["failure"][:160] for t in timings if t["failure"]),
