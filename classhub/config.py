@@ -71,6 +71,7 @@ def load(paths: Paths, environ: Mapping[str, str], cpu_count: int | None = None)
 
     if settings is not None and roster is not None:
         problems += _folder_clashes(settings, roster, users_shown, env_shown)
+        problems += _unknown_default_groups(settings, roster, users_shown)
     if problems:
         raise ConfigError(problems, warnings)
     assert settings is not None and roster is not None
@@ -96,4 +97,19 @@ def _folder_clashes(settings: Settings, roster: Roster, users_shown: str, env_sh
         )
         for group in roster.groups()
         if group in taken and (key := taken[group])
+    ]
+
+
+def _unknown_default_groups(settings: Settings, roster: Roster, users_shown: str) -> list[Problem]:
+    """DEFAULT_GROUPS must be groups of the roster: their folders are made from it."""
+    known = roster.groups()
+    return [
+        Problem(
+            settings.sources["DEFAULT_GROUPS"],
+            f"DEFAULT_GROUPS names group {group!r}, which is not a group of {users_shown}",
+            f"add a line 'group: {group}' to {users_shown} (invoke add-group {group} does), "
+            "or take it out of DEFAULT_GROUPS",
+        )
+        for group in settings.default_groups
+        if group not in known
     ]

@@ -140,18 +140,22 @@ def _few(items, most: int = 4) -> str:
     return shown + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
-def drift(api: HubAPI, roster: Roster) -> Drift:
+def drift(api: HubAPI, roster: Roster, open_to_all: bool = False) -> Drift:
+    """What differs between the hub's users and groups and the roster's. On a hub open to all
+    (OPEN_TO_ALL), users not on the roster are newcomers the hub let in: they and their group
+    memberships stay."""
     have_users = {u["name"] for u in api.users()}
     have_groups = {g["name"]: set(g.get("users") or ()) for g in api.groups()}
     wanted = {g: set(members) for g, members in roster.groups().items()}
-    gone_users = have_users - set(roster.names)
+    others = have_users - set(roster.names)
+    gone_users = set() if open_to_all else others
     add, drop = {}, {}
     for group, members in wanted.items():
         have = have_groups.get(group, set())
         if members - have:
             add[group] = tuple(sorted(members - have))
-        if have - members - gone_users:  # removing a user takes them out of their groups
-            drop[group] = tuple(sorted(have - members - gone_users))
+        if have - members - others:  # removing a user takes them out of their groups
+            drop[group] = tuple(sorted(have - members - others))
     return Drift(
         new_users=tuple(n for n in roster.names if n not in have_users),
         new_groups=tuple(sorted(set(wanted) - set(have_groups))),

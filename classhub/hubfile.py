@@ -6,7 +6,7 @@ secrets and its data, which the host's `stack` module mounts and the hub's confi
 The host renders this file from the validated settings and roster (`render.hub_file`); the hub's
 `jupyterhub_config.py` reads it with `load` and never parses `.env` or `userlist` itself.
 
-Rules: standard library only (the hub image copies this module alone, not the package); `get`
+Rules: standard library only (the hub image copies this module and `names`, not the package); `get`
 raises on a missing key rather than inventing a default, so a host/hub mismatch fails loudly at
 hub start instead of silently running with a value nobody chose.
 """
@@ -17,7 +17,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import names
+
 FORMAT = 1
+# In the hub file's `newcomers` templates, where a newcomer's name goes.
+NAME_SLOT = "{name}"
 
 # Where the hub container finds what the host gives it (classhub/stack.py mounts them there).
 HUB_FILE_IN_HUB = "/etc/classhub/state/hub.json"
@@ -98,13 +102,37 @@ def load(path: str | Path) -> HubFile:
         raise HubFileError(f"{path}: cannot be read ({exc}); re-run invoke setup") from None
 
 
+def user_entry(hub: HubFile, username: str) -> dict[str, Any] | None:
+    """What the hub knows of a user: their roster entry; else, when the hub is open to all
+    (OPEN_TO_ALL), a newcomer's (DEFAULT_GROUPS, their limits and image, volume and container
+    from the `newcomers` templates, `newcomer` True); else None. A name that could not be on
+    the roster (names.name_problem) is never anyone."""
+    found = hub.get("users").get(username)
+    if found is not None:
+        return {**found, "newcomer": False}
+    if not hub.get("auth.open_to_all") or names.name_problem(username):
+        return None
+    template = hub.get("newcomers")
+    return {
+        "admin": False,
+        "groups": list(template["groups"]),
+        "limits": dict(template["limits"]),
+        "image": template["image"],
+        "volume": template["volume"].replace(NAME_SLOT, username),
+        "container": template["container"].replace(NAME_SLOT, username),
+        "newcomer": True,
+    }
+
+
 def mounts(hub: HubFile, username: str) -> dict[str, dict[str, str]]:
     """The volumes (or host folders) a user's container mounts: source -> {bind, mode}. The home,
     one folder per group, the shared data (read-only but for admins) and, for admins when the hub
     says so, every other user's home under users/. Used by the hub at each spawn and by the host
     to see which running servers are out of date."""
     users = hub.get("users")
-    user = users[username]
+    user = user_entry(hub, username)
+    if user is None:
+        raise HubFileError(f"{username!r} is not on the roster and the hub is not open to all")
     volumes = {user["volume"]: {"bind": HOME, "mode": "rw"}}
     for group in user["groups"]:
         volumes[hub.get("groups")[group]["volume"]] = {"bind": f"{HOME}/{group}", "mode": "rw"}

@@ -64,6 +64,7 @@ def hub_spec(paths: Paths) -> ImageSpec:
         ("hub/jupyterhub_config.py", hub / "jupyterhub_config.py"),
         ("classhub/__init__.py", package / "__init__.py"),
         ("classhub/hubfile.py", package / "hubfile.py"),
+        ("classhub/names.py", package / "names.py"),
     ]
     files += [
         (f"hub/classhub_hub/{p.name}", p) for p in sorted((hub / "classhub_hub").glob("*.py"))

@@ -15,7 +15,7 @@ import re
 from . import hubfile, names
 from .credentials import Credential
 from .paths import Paths
-from .roster import Limits, Roster
+from .roster import Limits, Roster, User
 from .settings import Settings
 
 
@@ -41,6 +41,14 @@ def hub_settings(settings: Settings) -> dict:
         "cull_busy": settings.cull_busy,
         "shared_data": settings.shared_data,
         "admin_sees_users": settings.admin_sees_users,
+        "auth": {
+            "authenticator": settings.authenticator,
+            "open_to_all": settings.open_to_all,
+            "signup": settings.signup,
+            "password_min_length": settings.password_min_length,
+            "login_attempts": settings.login_attempts,
+            "lockout": settings.lockout,
+        },
     }
 
 
@@ -64,7 +72,17 @@ def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -
         group: {"members": list(members), "volume": names.group_volume(hub, group)}
         for group, members in roster.groups().items()
     }
-    data = {**hub_settings(settings), "users": users, "groups": groups}
+    # A person not on the roster, let in with OPEN_TO_ALL: DEFAULT_GROUPS, and what follows from
+    # them; the hub puts the name into the two templates.
+    newcomer = User(name="", admin=False, groups=settings.default_groups, line=None)
+    newcomers = {
+        "groups": list(newcomer.groups),
+        "limits": _limits(roster.limits_for(newcomer, default)),
+        "image": roster.image_for(newcomer, settings.notebook_image),
+        "volume": names.user_volume(hub, hubfile.NAME_SLOT),
+        "container": names.user_container(hub, hubfile.NAME_SLOT),
+    }
+    data = {**hub_settings(settings), "users": users, "groups": groups, "newcomers": newcomers}
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 

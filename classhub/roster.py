@@ -54,16 +54,16 @@ class Roster:
     group_limits: tuple[tuple[str, Limits], ...] = ()  # from `group:` lines
     group_images: tuple[tuple[str, str, int], ...] = ()  # (group, image, line) from `group:` lines
 
-    def image_for(self, name: str, default: str) -> str:
+    def image_for(self, name: str | User, default: str) -> str:
         """The image of the user's group that has one (the roster allows one at most), or the
-        hub's."""
-        user = self.get(name)
+        hub's. `name` may be a User not on the roster (a newcomer with DEFAULT_GROUPS)."""
+        user = name if isinstance(name, User) else self.get(name)
         images = {g: image for g, image, _ in self.group_images}
         return next((images[g] for g in user.groups if g in images), default)
 
-    def limits_for(self, name: str, default: Limits) -> Limits:
+    def limits_for(self, name: str | User, default: Limits) -> Limits:
         """Most specific wins: the user's own, the largest of their groups', the default."""
-        user = self.get(name)
+        user = name if isinstance(name, User) else self.get(name)
         by_group = dict(self.group_limits)
         groups = [by_group[g] for g in user.groups if g in by_group]
         mem = [g.mem for g in groups if g.mem is not None]

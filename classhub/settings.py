@@ -79,6 +79,13 @@ class Settings:
     tls_cert: Path | None  # PEM files for the bundled nginx; None: a generated self-signed pair
     tls_key: Path | None
     login_rate_limit: int  # login attempts per minute from one address, at nginx
+    authenticator: str  # how people sign in: "roster" or "native"
+    open_to_all: bool  # anyone the authenticator accepts gets in, not only roster names
+    default_groups: tuple[str, ...]  # the groups of a person not on the roster (open_to_all)
+    signup: bool  # native: the sign-up page is open
+    password_min_length: int  # native: for passwords people choose
+    login_attempts: int  # native: failed logins before a name is locked out; 0 never locks
+    lockout: int  # native: seconds a locked-out name waits
     # Where each key's value came from: "default", ".env:LINE", "environment".
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -302,6 +309,43 @@ def _rate(raw: str, _: Context) -> int:
     return int(raw)
 
 
+AUTHENTICATORS = {
+    "roster": "the roster's generated passwords (invoke login prints them)",
+    "native": "people sign up and pick their own password; an admin approves newcomers",
+}
+
+
+def _authenticator(raw: str, _: Context) -> str:
+    value = raw.strip().lower() or "roster"
+    if value not in AUTHENTICATORS:
+        known = "; ".join(f"{k}: {v}" for k, v in AUTHENTICATORS.items())
+        raise Invalid("is not a known way to sign in", f"use one of {known}")
+    return value
+
+
+def _group_list(raw: str, _: Context) -> tuple[str, ...]:
+    found = []
+    for word in raw.replace(",", " ").split():
+        value = word.lower()
+        problem = names.name_problem(value)
+        if problem:
+            raise Invalid(f"names a group {word!r} that {problem}",
+                          names.NAME_RULE + ", e.g. DEFAULT_GROUPS=guests")  # fmt: skip
+        if value not in found:
+            found.append(value)
+    return tuple(found)
+
+
+def _whole(key: str, low: int, high: int, example: int) -> Callable[[str, Context], int]:
+    def parse(raw: str, _: Context) -> int:
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise Invalid(f"is not a whole number from {low} to {high}",
+                          f"e.g. {key}={example}")  # fmt: skip
+        return int(raw)
+
+    return parse
+
+
 def _bool(raw: str, _: Context) -> bool:
     value = raw.strip().lower()
     if value in ("true", "yes", "1", "on"):
@@ -344,6 +388,16 @@ def _duration(raw: str, _: Context) -> int:
 
 parse_duration = _duration  # for invoke prewarm --hold
 
+
+def _lockout(raw: str, ctx: Context) -> int:
+    try:
+        return _duration(raw, ctx)
+    except Invalid as bad:
+        raise Invalid(
+            bad.reason, "use seconds or a number with s, m, h or d, e.g. LOCKOUT=10m"
+        ) from None
+
+
 FIELDS: tuple[Field, ...] = (
     Field("HUB_NAME", "hub_name", "hub", _hub_name),
     Field("PORT", "port", "8000", _port),
@@ -368,6 +422,13 @@ FIELDS: tuple[Field, ...] = (
     Field("TLS_CERT", "tls_cert", "", _pem("certificate", "-----BEGIN CERTIFICATE-----")),
     Field("TLS_KEY", "tls_key", "", _pem("private key", "PRIVATE KEY-----")),
     Field("LOGIN_RATE_LIMIT", "login_rate_limit", "10", _rate),
+    Field("AUTHENTICATOR", "authenticator", "roster", _authenticator),
+    Field("OPEN_TO_ALL", "open_to_all", "false", _bool),
+    Field("DEFAULT_GROUPS", "default_groups", "", _group_list),
+    Field("SIGNUP", "signup", "true", _bool),
+    Field("PASSWORD_MIN_LENGTH", "password_min_length", "8", _whole("PASSWORD_MIN_LENGTH", 1, 128, 10)),
+    Field("LOGIN_ATTEMPTS", "login_attempts", "5", _whole("LOGIN_ATTEMPTS", 0, 1000, 5)),
+    Field("LOCKOUT", "lockout", "10m", _lockout),
 )  # fmt: skip
 
 KEYS = tuple(f.key for f in FIELDS)
@@ -472,6 +533,13 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
         problems.append(
             Problem(sources[given], f"{given} is set but {missing} is not",
                     "set both (your certificate and its key), or neither for a self-signed pair")
+        )  # fmt: skip
+    if values["open_to_all"] and values["authenticator"] == "roster":
+        problems.append(
+            Problem(sources["OPEN_TO_ALL"],
+                    "OPEN_TO_ALL=true lets in people who are not on the roster, but with "
+                    "AUTHENTICATOR=roster only roster names have a password",
+                    "set AUTHENTICATOR=native (people sign up), or OPEN_TO_ALL=false")
         )  # fmt: skip
     if values["proxy"] == "nginx" and values["https_port"] == values["http_port"]:
         problems.append(

@@ -67,6 +67,23 @@ class Browser:
             allow_redirects=False,
         )
 
+    def signup(self, password: str, confirmation: str | None = None) -> requests.Response:
+        """Sign up on the hub's sign-up page (AUTHENTICATOR=native); the page it answers with."""
+        page = self.session.get(self.hub_url + "hub/signup")
+        if page.status_code != 200:
+            return page
+        token = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+        _expect(token, "the sign-up form has no _xsrf field")
+        return self.session.post(
+            self.hub_url + "hub/signup",
+            data={
+                "_xsrf": token.group(1),
+                "username": self.user,
+                "signup_password": password,
+                "signup_password_confirmation": password if confirmation is None else confirmation,
+            },
+        )
+
     def hub_api(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = {"X-XSRFToken": self._xsrf(self.prefix + "hub/")}
         return self.session.request(

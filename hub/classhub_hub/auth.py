@@ -1,9 +1,16 @@
-"""Log in with the roster's passwords: the hub file's bcrypt hashes, admins and groups.
+"""Who may use the hub and as whom: the rules every classhub authenticator shares, and the roster's
+own password login.
 
-Only users on the roster can log in; there is no sign-up. Taking a user off the roster stops new
-logins at once and ends their session at the next refresh (`auth_refresh_age`), because
-`refresh_user` answers False for them. Hashes are checked in a thread so that a class logging in
-at once does not stall the hub's event loop (bcrypt takes tens of milliseconds by design).
+`ClasshubAuthenticator` holds the shared rules. However a person proves who they are (the roster's
+password, a password they chose with AUTHENTICATOR=native), the hub file decides the rest: a name
+on the roster gets its admin flag and groups; a name that is not is refused, unless the hub is
+open to all (OPEN_TO_ALL), and then it gets DEFAULT_GROUPS (`hubfile.user_entry`). Taking someone
+off the roster ends their session at the next refresh (`auth_refresh_age`), because
+`refresh_user` answers False for them.
+
+`RosterAuthenticator` (AUTHENTICATOR=roster) logs in with the roster's passwords: the hub file's
+bcrypt hashes; there is no sign-up. Hashes are checked in a thread so that a class logging in at
+once does not stall the hub's event loop (bcrypt takes tens of milliseconds by design).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from .roster import LiveRoster
 _UNKNOWN = bcrypt.hashpw(b"classhub-unknown-user", bcrypt.gensalt(10))
 
 
-class RosterAuthenticator(Authenticator):
+class ClasshubAuthenticator(Authenticator):
     hub_file = Unicode(config=True, help="Path of the rendered hub file inside the hub container.")
 
     def _roster(self) -> LiveRoster:
@@ -28,30 +35,41 @@ class RosterAuthenticator(Authenticator):
             self._live = LiveRoster(self.hub_file)
         return self._live
 
-    def _model(self, name: str, user: dict) -> dict:
-        return {"name": name, "admin": bool(user["admin"]), "groups": list(user["groups"])}
+    def classhub_user(self, name: str) -> dict | None:
+        """The user's entry (roster or newcomer), or None when they may not use this hub."""
+        return self._roster().user(name)
 
-    async def authenticate(self, handler, data):
-        name = self.normalize_username(data.get("username", ""))
-        password = data.get("password", "").encode("utf-8")
-        user = self._roster().user(name)
-        hashed = user["password_hash"].encode("ascii") if user else _UNKNOWN
-        ok = await asyncio.to_thread(_check, password, hashed)
-        if user is None or not ok:
-            return None
-        return self._model(name, user)
+    def model(self, name: str, entry: dict) -> dict:
+        """What JupyterHub is told at login and refresh: the name, admin flag and groups."""
+        return {"name": name, "admin": bool(entry["admin"]), "groups": list(entry["groups"])}
 
     def check_allowed(self, username, authentication=None):
-        return self._roster().user(username) is not None
+        return self.classhub_user(username) is not None
 
     async def refresh_user(self, user, handler=None):
-        entry = self._roster().user(user.name)
+        entry = self.classhub_user(user.name)
         if entry is None:
             return False
-        return self._model(user.name, entry)
+        return self.model(user.name, entry)
+
+    async def roster_password_ok(self, name: str, password: str) -> bool:
+        """Whether `password` is the roster's for `name` (False for a name not on the roster,
+        after as long a check)."""
+        entry = self._roster().hub().get("users").get(name)
+        hashed = entry["password_hash"].encode("ascii") if entry else _UNKNOWN
+        ok = await asyncio.to_thread(check_hash, password.encode("utf-8"), hashed)
+        return ok and entry is not None
 
 
-def _check(password: bytes, hashed: bytes) -> bool:
+class RosterAuthenticator(ClasshubAuthenticator):
+    async def authenticate(self, handler, data):
+        name = self.normalize_username(data.get("username", ""))
+        if not await self.roster_password_ok(name, data.get("password", "")):
+            return None
+        return self.model(name, self.classhub_user(name))
+
+
+def check_hash(password: bytes, hashed: bytes) -> bool:
     try:
         return bcrypt.checkpw(password, hashed)
     except ValueError:  # a malformed hash: never a match

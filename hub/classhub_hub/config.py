@@ -4,7 +4,9 @@ Pure and set-only: it reads nothing and starts nothing, so tests check it agains
 `traitlets.config.Config`. What it promises:
 - the hub serves under `/<HUB_NAME>/`; the proxy listens on PROXY_PORT, the hub's API on
   HUB_API_PORT, reached by user containers at the hub container's name on the hub's network;
-- logins are the roster's (RosterAuthenticator), groups are the roster's (`manage_groups`);
+- people sign in as AUTHENTICATOR says: the roster's passwords (auth.RosterAuthenticator) or
+  passwords of their own (native.ClasshubNativeAuthenticator); either way only roster names get
+  in unless the hub is open to all, and admins and groups are the roster's (`manage_groups`);
 - every user gets the image, limits and folders the roster gives them, worked out by the host
   into the hub file and read at each spawn (`pre_spawn_hook`): the notebook image or their
   group's, never pulled and never chosen by them; memory, CPU and pids limits; their home at
@@ -27,7 +29,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from classhub import hubfile
+from classhub import hubfile, names
 
 from .roster import LiveRoster
 
@@ -38,6 +40,10 @@ HTTP_TIMEOUT = 300
 # The one start option classhub takes (take_user_options) and what it tells the server.
 WARM_KERNEL_OPTION = "warm_kernel"
 WARM_KERNEL_ENV = "CLASSHUB_WARM_KERNEL"
+AUTHENTICATORS = {
+    "roster": "classhub_hub.auth.RosterAuthenticator",
+    "native": "classhub_hub.native.ClasshubNativeAuthenticator",
+}
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 # Every user container gets these (the Docker socket proxy refuses a container without them).
 HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
@@ -60,7 +66,16 @@ def make_pre_spawn_hook(live: LiveRoster):
         warm = take_user_options(spawner)
         # Read at each spawn, so a roster change reaches the next start without a hub restart.
         hub = live.hub()
-        user = hub.get("users")[spawner.user.name]
+        user = hubfile.user_entry(hub, spawner.user.name)
+        if user is None:
+            from tornado import web
+
+            raise web.HTTPError(403, f"{spawner.user.name} is not on this hub's roster")
+        # A newcomer's home (OPEN_TO_ALL) is made by the spawner, labelled as the host makes one.
+        spawner.home_to_make = (
+            {"name": user["volume"], "labels": names.labels(hub.get("hub_name"), "user")}
+            if user["newcomer"] else {}
+        )  # fmt: skip
         spawner.volumes = hubfile.mounts(hub, spawner.user.name)
         spawner.image = user["image"]  # the hub's, or that of the user's group with one
         # The user's limits: their own, else their groups' largest, else the hub's (the host
@@ -120,8 +135,16 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
     c.ConfigurableHTTPProxy.auth_token = secrets["proxy_auth_token"]
     c.JupyterHub.cleanup_servers = False
 
-    c.JupyterHub.authenticator_class = "classhub_hub.auth.RosterAuthenticator"
-    c.RosterAuthenticator.hub_file = hubfile.HUB_FILE_IN_HUB
+    auth = hub.get("auth")
+    c.JupyterHub.authenticator_class = AUTHENTICATORS[auth["authenticator"]]
+    c.ClasshubAuthenticator.hub_file = hubfile.HUB_FILE_IN_HUB
+    if auth["authenticator"] == "native":
+        c.NativeAuthenticator.enable_signup = auth["signup"]
+        c.NativeAuthenticator.open_signup = False  # newcomers wait for an admin's approval
+        c.NativeAuthenticator.minimum_password_length = auth["password_min_length"]
+        c.NativeAuthenticator.check_common_password = True
+        c.NativeAuthenticator.allowed_failed_logins = auth["login_attempts"]
+        c.NativeAuthenticator.seconds_before_next_try = auth["lockout"]
     c.Authenticator.manage_groups = True
     c.Authenticator.admin_users = {u for u, v in hub.get("users").items() if v["admin"]}
     c.Authenticator.auth_refresh_age = 60

@@ -5,7 +5,10 @@ its own container with the socket, on a network that only the hub joins (no user
 reach it). A request passes only when `Policy.refusal` finds nothing wrong with it:
 
 - the calls DockerSpawner makes and nothing else: version and ping, inspecting the notebook
-  image(s), creating, inspecting, starting, stopping and removing containers;
+  image(s), creating, inspecting, starting, stopping and removing containers; and creating the
+  home volume of a person not on the roster (OPEN_TO_ALL): named as this hub's user volumes, with
+  this hub's user labels, Docker's local driver and no driver options (which could bind a host
+  folder);
 - a container may be acted on only when it is one of this hub's user containers (its labels say
   so); one that does not exist gets Docker's own 404, so DockerSpawner sees a missing server;
 - a container is created only as a hardened user container of this hub: its name and labels, an
@@ -17,8 +20,8 @@ So even a hub taken over by a student cannot start a privileged container, mount
 another hub's containers. A refusal is a 403 whose message starts with `classhub docker proxy:`;
 it is logged (method, path and reason; never a body, which may carry tokens).
 
-Standard library only: it runs with the hub image's Python, as `python3 -m
-classhub_hub.dockerproxy`.
+Standard library only (and classhub.names, which is): it runs with the hub image's Python, as
+`python3 -m classhub_hub.dockerproxy`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from classhub import names
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 _VERSION = re.compile(r"^/v\d+(?:\.\d+)?(?=/)")
@@ -48,6 +53,7 @@ ROUTES: tuple[tuple[str, re.Pattern], ...] = tuple(
         ("GET", rf"/containers/{_ID}/json"),
         ("POST", rf"/containers/{_ID}/(?:start|stop)"),
         ("DELETE", rf"/containers/{_ID}"),
+        ("POST", r"/volumes/create"),
     )
 )
 _NAMESPACE_MODES = ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode")
@@ -85,6 +91,26 @@ class Policy:
             except ValueError:
                 return "the container's definition is not JSON"
             return self.create_refusal(name, spec)
+        if path == "/volumes/create":
+            try:
+                spec = json.loads(body or b"{}")
+            except ValueError:
+                return "the volume's definition is not JSON"
+            return self.volume_refusal(spec)
+        return None
+
+    def volume_refusal(self, spec: dict) -> str | None:
+        """Why a volume may not be created like this, or None: only a user's home."""
+        name = spec.get("Name") or ""
+        prefix = f"{self.hub}-user-"
+        if not name.startswith(prefix) or names.name_problem(name[len(prefix) :]):
+            return f"a volume's name must be {prefix!r} and a user's name (got {name!r})"
+        if (spec.get("Labels") or {}) != {"classhub.hub": self.hub, "classhub.kind": "user"}:
+            return "a volume must carry exactly this hub's user labels"
+        if spec.get("Driver") not in (None, "", "local"):
+            return f"volume driver {spec.get('Driver')!r} is not allowed"
+        if spec.get("DriverOpts"):
+            return "volume driver options are not allowed"
         return None
 
     def _ours(self, labels: dict) -> bool:

@@ -38,4 +38,5 @@ class LiveRoster:
         return self._hub
 
     def user(self, name: str) -> dict[str, Any] | None:
-        return self.hub().get("users").get(name)
+        """The user's roster entry, a newcomer's when the hub is open to all, else None."""
+        return hubfile.user_entry(self.hub(), name)

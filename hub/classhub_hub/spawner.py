@@ -13,6 +13,9 @@ cores (bench/class_start.py has the figures; the README's "Rehearsing a class st
 - Readiness is polled every `ready_poll_interval` seconds while the server holds its turn
   (JupyterHub backs off to 5 s between checks, so a ready server could wait seconds unnoticed);
   a container that exits meanwhile fails the spawn at once with its exit status.
+It also makes the home volume of a person not on the roster (OPEN_TO_ALL) before their first
+container, with the labels the host gives the roster's (`home_to_make`, set by config.py's
+pre-spawn hook); Docker would otherwise make it unlabelled, out of sight of backups and status.
 Everything else is DockerSpawner's, configured as `c.DockerSpawner` in config.py.
 """
 
@@ -25,7 +28,7 @@ from typing import ClassVar
 
 import aiohttp
 from dockerspawner import DockerSpawner
-from traitlets import Float, Integer
+from traitlets import Dict, Float, Integer
 
 
 class ClasshubSpawner(DockerSpawner):
@@ -39,6 +42,10 @@ class ClasshubSpawner(DockerSpawner):
     )
     ready_poll_interval = Float(
         0.1, config=True, help="Seconds between checks whether a starting server answers."
+    )
+
+    home_to_make = Dict(
+        help="Set for each start by the pre-spawn hook: a volume (name, labels) to make first."
     )
 
     _pool: ClassVar[ThreadPoolExecutor | None] = None
@@ -67,6 +74,8 @@ class ClasshubSpawner(DockerSpawner):
         finally:
             self._line.remove(self)
         try:
+            if self.home_to_make:
+                await self.docker("create_volume", **self.home_to_make)  # kept if it exists
             ip, port = await super().start()
             await self._wait_until_answering(ip, port)
             return ip, port

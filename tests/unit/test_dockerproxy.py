@@ -113,7 +113,7 @@ def test_a_body_that_is_not_json_is_refused():
         ("POST", "/images/create"),
         ("POST", "/build"),
         ("GET", "/volumes"),
-        ("POST", "/volumes/create"),
+        ("DELETE", "/volumes/math-user-ann"),
         ("POST", "/networks/create"),
         ("POST", "/networks/math-net/connect"),
         ("GET", "/events"),
@@ -180,3 +180,53 @@ def test_shared_host_paths_only_when_named():
     shared = Policy(HUB, "math-net", frozenset({IMAGE}), frozenset({"/srv/course"}))
     raw = json.dumps(body).encode()
     assert shared.refusal("POST", "/containers/create?name=math-user-ann", raw, _no_lookup) is None
+
+
+def volume_body(**kwargs) -> bytes:
+    """The body docker-py sends for `create_volume(**kwargs)`, as DockerSpawner's call makes it."""
+    sent = {}
+
+    class Capture(docker.APIClient):
+        def _post_json(self, url, data, **_):
+            sent.update(data)
+
+            class Answer:
+                status_code = 201
+
+                def json(self):
+                    return {}
+
+                def raise_for_status(self):
+                    pass
+
+            return Answer()
+
+    Capture(base_url="unix:///nonexistent.sock", version="1.41").create_volume(**kwargs)
+    return json.dumps(sent).encode()
+
+
+def test_a_newcomers_home_volume_may_be_made():
+    body = volume_body(name="math-user-jane.doe", labels=OURS)
+    assert POLICY.refusal("POST", "/v1.41/volumes/create", body, lambda _: None) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"name": "math-group-team-1", "labels": OURS}, "a volume's name must be"),
+        ({"name": "other-user-ann", "labels": OURS}, "a volume's name must be"),
+        ({"name": "math-user-", "labels": OURS}, "a volume's name must be"),
+        ({"name": "math-user-Ann", "labels": OURS}, "a volume's name must be"),
+        ({"name": "math-user-ann"}, "this hub's user labels"),
+        ({"name": "math-user-ann", "labels": {**OURS, "x": "1"}}, "this hub's user labels"),
+        ({"name": "math-user-ann", "labels": OURS, "driver": "nfs"}, "driver 'nfs'"),
+        (
+            {"name": "math-user-ann", "labels": OURS,
+             "driver_opts": {"type": "none", "o": "bind", "device": "/etc"}},
+            "driver options",
+        ),
+    ],
+)  # fmt: skip
+def test_any_other_volume_is_refused(kwargs, expected):
+    reason = POLICY.refusal("POST", "/v1.41/volumes/create", volume_body(**kwargs), lambda _: None)
+    assert reason is not None and expected in reason

@@ -179,3 +179,42 @@ def test_the_database_url_follows_hub_db_and_the_mounted_secrets(tmp_path):
     assert read_secrets(str(tmp_path)) == SECRETS  # sqlite: no database password mounted
     (tmp_path / "postgres_password").write_text("s" * 64 + "\n")
     assert read_secrets(str(tmp_path))["postgres_password"] == "s" * 64
+
+
+def test_native_sign_in_follows_the_settings():
+    c = Config()
+    env = ("HUB_NAME=physics\nAUTHENTICATOR=native\nSIGNUP=false\nPASSWORD_MIN_LENGTH=10\n"
+           "LOGIN_ATTEMPTS=3\nLOCKOUT=2m\n")  # fmt: skip
+    apply_config(c, hub_file(env), SECRETS)
+    assert c.JupyterHub.authenticator_class == "classhub_hub.native.ClasshubNativeAuthenticator"
+    assert c.ClasshubAuthenticator.hub_file == hubfile.HUB_FILE_IN_HUB
+    native = c.NativeAuthenticator
+    assert (native.enable_signup, native.open_signup) == (False, False)
+    assert (native.minimum_password_length, native.check_common_password) == (10, True)
+    assert (native.allowed_failed_logins, native.seconds_before_next_try) == (3, 120)
+    assert c.Authenticator.admin_users == {"boss"}
+
+
+def test_who_the_hub_knows():
+    closed = hub_file()
+    assert hubfile.user_entry(closed, "ann")["groups"] == ["team-1", "team-2"]
+    assert hubfile.user_entry(closed, "ann")["newcomer"] is False
+    assert hubfile.user_entry(closed, "jane.doe") is None
+    opened = hub_file("HUB_NAME=physics\nAUTHENTICATOR=native\nOPEN_TO_ALL=true\n"
+                      "DEFAULT_GROUPS=empty\nMEM_LIMIT=1G\n")  # fmt: skip
+    jane = hubfile.user_entry(opened, "jane.doe")
+    assert jane == {
+        "admin": False,
+        "groups": ["empty"],
+        "limits": {"mem_limit": 1024**3, "cpu_limit": 1.0},
+        "image": "classhub-notebook:latest",
+        "volume": names.user_volume("physics", "jane.doe"),
+        "container": names.user_container("physics", "jane.doe"),
+        "newcomer": True,
+    }
+    assert hubfile.mounts(opened, "jane.doe") == {
+        "physics-user-jane.doe": {"bind": "/home/jovyan", "mode": "rw"},
+        "physics-group-empty": {"bind": "/home/jovyan/empty", "mode": "rw"},
+    }
+    for bad in ("Jane", "jane doe", "../etc", "-x", "a" * 33, ""):
+        assert hubfile.user_entry(opened, bad) is None, bad

@@ -99,6 +99,12 @@ def test_environment_overrides_the_file():
         ("SHARED_DATA=/nonexistent/course", "is not a folder on this server"),
         ("SHARED_DATA=course data", "neither an absolute folder nor a Docker volume name"),
         ("ADMIN_SEES_USERS=maybe", "write true or false"),
+        ("AUTHENTICATOR=ldap", "roster: the roster's generated passwords"),
+        ("OPEN_TO_ALL=true", "set AUTHENTICATOR=native"),
+        ("DEFAULT_GROUPS=team-1 Guests!", "names a group 'Guests!'"),
+        ("PASSWORD_MIN_LENGTH=0", "from 1 to 128"),
+        ("LOGIN_ATTEMPTS=-1", "e.g. LOGIN_ATTEMPTS=5"),
+        ("LOCKOUT=a while", "e.g. LOCKOUT=10m"),
     ],
 )
 def test_bad_value_names_line_key_and_fix(line: str, fragment: str):
@@ -212,3 +218,21 @@ def test_readme_documents_every_setting():
         assert row, (
             f"README's settings table has no row for {field.key} with default {field.default!r}"
         )
+
+
+def test_sign_in_settings():
+    settings, problems, _ = load(
+        "AUTHENTICATOR=Native\nOPEN_TO_ALL=yes\nDEFAULT_GROUPS=guests, Team-1 guests\n"
+        "SIGNUP=false\nPASSWORD_MIN_LENGTH=12\nLOGIN_ATTEMPTS=0\nLOCKOUT=1h\n"
+    )
+    assert problems == []
+    assert settings.authenticator == "native" and settings.open_to_all is True
+    assert settings.default_groups == ("guests", "team-1")
+    assert (settings.signup, settings.password_min_length) == (False, 12)
+    assert (settings.login_attempts, settings.lockout) == (0, 3600)
+    default, _, _ = load("")
+    assert (default.authenticator, default.open_to_all, default.default_groups) == (
+        "roster",
+        False,
+        (),
+    )

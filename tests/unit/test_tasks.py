@@ -202,6 +202,18 @@ def test_a_group_cannot_take_the_shared_or_users_folder(checkout: Paths):
     assert "group 'users' would have the same folder as ADMIN_SEES_USERS" in err
 
 
+def test_default_groups_must_be_groups_of_the_roster(checkout: Paths):
+    (checkout.root / ".env").write_text(
+        "AUTHENTICATOR=native\nOPEN_TO_ALL=true\nDEFAULT_GROUPS=guests team-1\n"
+    )
+    (checkout.root / "userlist").write_text("ann team-1\n")
+    err = fails(invoke(checkout, "check"))
+    assert ".env:3" in err and "DEFAULT_GROUPS names group 'guests'" in err
+    assert "invoke add-group guests" in err and "'team-1'" not in err
+    (checkout.root / "userlist").write_text("ann team-1\ngroup: guests\n")
+    ok(invoke(checkout, "check"))
+
+
 def test_login_before_setup_says_to_run_setup(checkout: Paths):
     err = fails(invoke(checkout, "login"))
     assert "'hub-admin' has no password yet; run invoke setup" in err
