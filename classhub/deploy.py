@@ -407,12 +407,14 @@ def hub_sync_step(
 
     def sync() -> None:
         _wait_for_hub(client, settings, api, echo)
-        hubapi.apply_drift(api, hubapi.drift(api, roster, settings.open_to_all))
+        hubapi.apply_drift(
+            api, hubapi.drift(api, roster, settings.open_to_all, bool(settings.groups_claim))
+        )
 
     if hub_changes or not api.answers():
         return Step("hub users and groups", "hub not answering yet",
                     "bring in line with the roster once it answers", sync)  # fmt: skip
-    change = hubapi.drift(api, roster, settings.open_to_all)
+    change = hubapi.drift(api, roster, settings.open_to_all, bool(settings.groups_claim))
     if change.empty:
         return Step("hub users and groups", "in step with the roster")
     return Step("hub users and groups", "differ from the roster", change.describe(), sync)

@@ -140,10 +140,13 @@ def _few(items, most: int = 4) -> str:
     return shown + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
-def drift(api: HubAPI, roster: Roster, open_to_all: bool = False) -> Drift:
+def drift(
+    api: HubAPI, roster: Roster, open_to_all: bool = False, keep_members: bool = False
+) -> Drift:
     """What differs between the hub's users and groups and the roster's. On a hub open to all
     (OPEN_TO_ALL), users not on the roster are newcomers the hub let in: they and their group
-    memberships stay."""
+    memberships stay. With `keep_members` (GROUPS_CLAIM: the sign-in provider adds people to
+    groups) no one is taken out of a group."""
     have_users = {u["name"] for u in api.users()}
     have_groups = {g["name"]: set(g.get("users") or ()) for g in api.groups()}
     wanted = {g: set(members) for g, members in roster.groups().items()}
@@ -154,7 +157,7 @@ def drift(api: HubAPI, roster: Roster, open_to_all: bool = False) -> Drift:
         have = have_groups.get(group, set())
         if members - have:
             add[group] = tuple(sorted(members - have))
-        if have - members - others:  # removing a user takes them out of their groups
+        if have - members - others and not keep_members:  # removing a user takes them out
             drop[group] = tuple(sorted(have - members - others))
     return Drift(
         new_users=tuple(n for n in roster.names if n not in have_users),

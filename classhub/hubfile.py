@@ -36,6 +36,7 @@ SOCKET_PROXY_PORT = 2375
 # The secrets the hub reads from SECRETS_IN_HUB (files of the same names in the host's secrets/).
 HUB_SECRETS = ("cookie_secret", "proxy_auth_token", "classhub_api_token")
 DB_SECRET = "postgres_password"  # also, with HUB_DB=postgres
+OAUTH_SECRET = "oauth_client_secret"  # also, with AUTHENTICATOR=oidc or github
 # The hub's database with HUB_DB=postgres: the database container's name is in the hub file.
 DB_NAME = DB_USER = "jupyterhub"
 DB_PORT = 5432
@@ -48,8 +49,9 @@ def activity_interval(timeout: int) -> int:
     return max(5, min(300, timeout // 3))
 
 
-def hub_secrets(db: str) -> tuple[str, ...]:
-    return (*HUB_SECRETS, DB_SECRET) if db == "postgres" else HUB_SECRETS
+def hub_secrets(db: str, authenticator: str = "roster") -> tuple[str, ...]:
+    found = HUB_SECRETS + ((DB_SECRET,) if db == "postgres" else ())
+    return found + ((OAUTH_SECRET,) if authenticator in ("oidc", "github") else ())
 
 
 def postgres_url(host: str, password: str) -> str:
@@ -124,9 +126,12 @@ def user_entry(hub: HubFile, username: str) -> dict[str, Any] | None:
     }
 
 
-def mounts(hub: HubFile, username: str) -> dict[str, dict[str, str]]:
+def mounts(
+    hub: HubFile, username: str, extra_groups: tuple[str, ...] = ()
+) -> dict[str, dict[str, str]]:
     """The volumes (or host folders) a user's container mounts: source -> {bind, mode}. The home,
-    one folder per group, the shared data (read-only but for admins) and, for admins when the hub
+    one folder per group (also `extra_groups`, those the sign-in provider gave: GROUPS_CLAIM), the
+    shared data (read-only but for admins) and, for admins when the hub
     says so, every other user's home under users/. Used by the hub at each spawn and by the host
     to see which running servers are out of date."""
     users = hub.get("users")
@@ -134,8 +139,11 @@ def mounts(hub: HubFile, username: str) -> dict[str, dict[str, str]]:
     if user is None:
         raise HubFileError(f"{username!r} is not on the roster and the hub is not open to all")
     volumes = {user["volume"]: {"bind": HOME, "mode": "rw"}}
-    for group in user["groups"]:
-        volumes[hub.get("groups")[group]["volume"]] = {"bind": f"{HOME}/{group}", "mode": "rw"}
+    known = hub.get("groups")
+    for group in [*user["groups"], *sorted(set(extra_groups) - set(user["groups"]))]:
+        if group not in known:
+            continue
+        volumes[known[group]["volume"]] = {"bind": f"{HOME}/{group}", "mode": "rw"}
     if hub.get("shared_data"):
         mode = "rw" if user["admin"] else "ro"
         volumes[hub.get("shared_data")] = {"bind": f"{HOME}/{SHARED_FOLDER}", "mode": mode}

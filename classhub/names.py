@@ -55,6 +55,31 @@ def name_problem(value: str) -> str | None:
     return None
 
 
+def from_account(
+    value: str, allowed_domains: list[str] | tuple[str, ...]
+) -> tuple[str, str | None]:
+    """The username a sign-in provider's claim gives (AUTHENTICATOR=oidc, github): (name, None),
+    or ("", why not, in words for the person signing in). The rule, as the README states it: an
+    e-mail address loses its domain, which must be one of `allowed_domains` when any are given;
+    the rest is lowercased, each run of characters a name cannot carry becomes '-', and leading or
+    trailing '.', '_' and '-' go. What is left must be a valid name (`name_problem`)."""
+    value = value.strip()
+    if "@" in value:
+        local, _, domain = value.rpartition("@")
+        if allowed_domains and domain.lower() not in allowed_domains:
+            return "", (f"{value} cannot sign in here: this hub takes addresses of "
+                        f"{', '.join(allowed_domains)} only.")  # fmt: skip
+        value = local
+    elif allowed_domains:
+        return "", (f"Your sign-in provider sent {value!r}, not an e-mail address, so its domain "
+                    "cannot be checked. Ask the hub's admin (USERNAME_CLAIM).")  # fmt: skip
+    name = re.sub(r"[^a-z0-9._-]+", "-", value.lower()).strip("._-")
+    problem = name_problem(name) if name else "it is empty"
+    if problem:
+        return "", f"{value!r} gives no valid username here ({problem})."
+    return name, None
+
+
 # One function per kind of Docker object.
 
 

@@ -48,6 +48,12 @@ def hub_settings(settings: Settings) -> dict:
             "password_min_length": settings.password_min_length,
             "login_attempts": settings.login_attempts,
             "lockout": settings.lockout,
+            "oidc_issuer": settings.oidc_issuer,
+            "client_id": settings.oauth_client_id,
+            "callback_url": settings.public_url + "hub/oauth_callback",
+            "username_claim": settings.username_claim,
+            "allowed_domains": list(settings.allowed_domains),
+            "groups_claim": settings.groups_claim,
         },
     }
 

@@ -33,6 +33,7 @@ class SecretSpec:
     needed: Callable[[Settings], bool]
     pattern: re.Pattern[str]
     form: str
+    provided: str = ""  # not generated: where the administrator gets the value
 
     def path(self, paths: Paths) -> Path:
         return paths.secrets_dir / self.filename
@@ -47,6 +48,10 @@ SPECS: tuple[SecretSpec, ...] = (
                "at least 32 printable characters without spaces"),
     SecretSpec("postgres_password", "PostgreSQL password", lambda s: s.hub_db == "postgres", _TOKEN,
                "at least 32 printable characters without spaces"),
+    SecretSpec("oauth_client_secret", "OAuth client secret",
+               lambda s: s.authenticator in ("oidc", "github"), re.compile(r"[!-~]+"),
+               "one line, no spaces", provided="the client secret your sign-in provider gave "
+               "when you registered this hub (README: Signing in)"),
 )  # fmt: skip
 
 
@@ -66,6 +71,8 @@ def read(paths: Paths, spec: SecretSpec) -> str:
     try:
         value = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
+        if spec.provided:
+            raise UserError(f"{shown}: missing; write into it {spec.provided}") from None
         raise UserError(f"{shown}: missing; run invoke setup to create it") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{shown}: cannot be read ({exc}); restore it from a backup") from None
@@ -81,9 +88,9 @@ def read(paths: Paths, spec: SecretSpec) -> str:
 def state(paths: Paths, spec: SecretSpec) -> str:
     """'missing', 'present' or 'present, mode 0644': checks the value (raising if it is bad)."""
     path = spec.path(paths)
-    if not path.exists():
+    if not path.exists() and not spec.provided:
         return "missing"
-    read(paths, spec)
+    read(paths, spec)  # raises for a provided secret that is missing
     mode = file_mode(path)
     return "present" if mode == 0o600 else f"present, mode {mode:04o}"
 

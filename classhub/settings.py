@@ -79,13 +79,20 @@ class Settings:
     tls_cert: Path | None  # PEM files for the bundled nginx; None: a generated self-signed pair
     tls_key: Path | None
     login_rate_limit: int  # login attempts per minute from one address, at nginx
-    authenticator: str  # how people sign in: "roster" or "native"
+    authenticator: str  # how people sign in: "roster", "native", "oidc" or "github"
     open_to_all: bool  # anyone the authenticator accepts gets in, not only roster names
     default_groups: tuple[str, ...]  # the groups of a person not on the roster (open_to_all)
     signup: bool  # native: the sign-up page is open
     password_min_length: int  # native: for passwords people choose
     login_attempts: int  # native: failed logins before a name is locked out; 0 never locks
     lockout: int  # native: seconds a locked-out name waits
+    oidc_issuer: str  # oidc: the provider's issuer URL (its endpoints come from discovery)
+    oauth_client_id: str  # oidc, github: the id the provider gave this hub
+    username_claim: (
+        str  # oidc, github: the claim a roster name comes from ("": email, github login)
+    )
+    allowed_domains: tuple[str, ...]  # e-mail domains whose addresses may sign in ("" any)
+    groups_claim: str  # oidc: the claim listing a person's groups ("" : groups from userlist only)
     # Where each key's value came from: "default", ".env:LINE", "environment".
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -312,6 +319,8 @@ def _rate(raw: str, _: Context) -> int:
 AUTHENTICATORS = {
     "roster": "the roster's generated passwords (invoke login prints them)",
     "native": "people sign up and pick their own password; an admin approves newcomers",
+    "oidc": "single sign-on with an OpenID Connect provider (OIDC_ISSUER, OAUTH_CLIENT_ID)",
+    "github": "sign in with GitHub (OAUTH_CLIENT_ID)",
 }
 
 
@@ -334,6 +343,49 @@ def _group_list(raw: str, _: Context) -> tuple[str, ...]:
         if value not in found:
             found.append(value)
     return tuple(found)
+
+
+def _issuer(raw: str, _: Context) -> str:
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise Invalid("is not an issuer URL",
+                      "write the issuer your provider names, e.g. OIDC_ISSUER=https://login."
+                      "microsoftonline.com/TENANT/v2.0 or https://keycloak.uni.edu/realms/NAME")  # fmt: skip
+    return raw.rstrip("/")
+
+
+_CLAIM = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def _claim(key: str, example: str) -> Callable[[str, Context], str]:
+    def parse(raw: str, _: Context) -> str:
+        if raw and not _CLAIM.fullmatch(raw):
+            raise Invalid("is not a claim name", f"e.g. {key}={example}")
+        return raw
+
+    return parse
+
+
+def _domains(raw: str, _: Context) -> tuple[str, ...]:
+    found = []
+    for word in raw.replace(",", " ").split():
+        value = word.lower().lstrip("@")
+        if not re.fullmatch(
+            r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+", value
+        ):
+            raise Invalid(f"names {word!r}, which is not an e-mail domain",
+                          "e.g. ALLOWED_DOMAINS=uni.edu (several: separate them with spaces)")  # fmt: skip
+        if value not in found:
+            found.append(value)
+    return tuple(found)
+
+
+def _client_id(raw: str, _: Context) -> str:
+    if raw and not re.fullmatch(r"[!-~]+", raw):
+        raise Invalid("is not a client id", "copy the client (application) id the provider shows")
+    return raw
 
 
 def _whole(key: str, low: int, high: int, example: int) -> Callable[[str, Context], int]:
@@ -429,6 +481,11 @@ FIELDS: tuple[Field, ...] = (
     Field("PASSWORD_MIN_LENGTH", "password_min_length", "8", _whole("PASSWORD_MIN_LENGTH", 1, 128, 10)),
     Field("LOGIN_ATTEMPTS", "login_attempts", "5", _whole("LOGIN_ATTEMPTS", 0, 1000, 5)),
     Field("LOCKOUT", "lockout", "10m", _lockout),
+    Field("OIDC_ISSUER", "oidc_issuer", "", _issuer),
+    Field("OAUTH_CLIENT_ID", "oauth_client_id", "", _client_id),
+    Field("USERNAME_CLAIM", "username_claim", "", _claim("USERNAME_CLAIM", "preferred_username")),
+    Field("ALLOWED_DOMAINS", "allowed_domains", "", _domains),
+    Field("GROUPS_CLAIM", "groups_claim", "", _claim("GROUPS_CLAIM", "groups")),
 )  # fmt: skip
 
 KEYS = tuple(f.key for f in FIELDS)
@@ -541,6 +598,15 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
                     "AUTHENTICATOR=roster only roster names have a password",
                     "set AUTHENTICATOR=native (people sign up), or OPEN_TO_ALL=false")
         )  # fmt: skip
+    auth = values["authenticator"]
+    if auth == "oidc" and not values["oidc_issuer"]:
+        problems.append(Problem(sources["OIDC_ISSUER"], "AUTHENTICATOR=oidc needs OIDC_ISSUER",
+                                "write the issuer URL your provider shows, e.g. OIDC_ISSUER="
+                                "https://keycloak.uni.edu/realms/NAME"))  # fmt: skip
+    if auth in ("oidc", "github") and not values["oauth_client_id"]:
+        problems.append(Problem(sources["OAUTH_CLIENT_ID"], f"AUTHENTICATOR={auth} needs OAUTH_CLIENT_ID",
+                                "register this hub with the provider (the README says how) and "
+                                "write the client id it gives"))  # fmt: skip
     if values["proxy"] == "nginx" and values["https_port"] == values["http_port"]:
         problems.append(
             Problem(sources["HTTPS_PORT"], f"HTTPS_PORT and HTTP_PORT are both {values['http_port']}",

@@ -463,7 +463,7 @@ def _hub_service(client, paths: Paths, settings: Settings, address: str, image_i
         str(paths.state_dir): {"bind": state_in_hub, "mode": "ro"},
         str(config_d(paths)): {"bind": hubfile.CONFIG_D_IN_HUB, "mode": "ro"},
     }
-    for secret in hubfile.hub_secrets(settings.hub_db):
+    for secret in hubfile.hub_secrets(settings.hub_db, settings.authenticator):
         source = str(paths.secrets_dir / secret)
         volumes[source] = {"bind": f"{hubfile.SECRETS_IN_HUB}/{secret}", "mode": "ro"}
     proxy = f"tcp://{names.socket_proxy_container(hub)}:{hubfile.SOCKET_PROXY_PORT}"

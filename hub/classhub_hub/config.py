@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from classhub import hubfile, names
 
@@ -43,7 +44,11 @@ WARM_KERNEL_ENV = "CLASSHUB_WARM_KERNEL"
 AUTHENTICATORS = {
     "roster": "classhub_hub.auth.RosterAuthenticator",
     "native": "classhub_hub.native.ClasshubNativeAuthenticator",
+    "oidc": "classhub_hub.oauth.ClasshubOIDCAuthenticator",
+    "github": "classhub_hub.oauth.ClasshubGitHubAuthenticator",
 }
+# The claim a roster name comes from when USERNAME_CLAIM is empty.
+DEFAULT_CLAIMS = {"oidc": "email", "github": "login"}
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 # Every user container gets these (the Docker socket proxy refuses a container without them).
 HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
@@ -52,9 +57,10 @@ CLASSHUB_SCOPES = ["admin:users", "admin:groups", "admin:servers", "list:users",
 
 
 def read_secrets(folder: str = hubfile.SECRETS_IN_HUB) -> dict[str, str]:
-    """The secrets the host mounted (the PostgreSQL password only with HUB_DB=postgres)."""
+    """The secrets the host mounted (the PostgreSQL password only with HUB_DB=postgres, the OAuth
+    client secret only with AUTHENTICATOR=oidc or github)."""
     found = {}
-    for name in hubfile.hub_secrets("postgres"):
+    for name in hubfile.hub_secrets("postgres", "oidc"):
         path = Path(folder) / name
         if name in hubfile.HUB_SECRETS or path.exists():
             found[name] = path.read_text(encoding="utf-8").strip()
@@ -76,7 +82,9 @@ def make_pre_spawn_hook(live: LiveRoster):
             {"name": user["volume"], "labels": names.labels(hub.get("hub_name"), "user")}
             if user["newcomer"] else {}
         )  # fmt: skip
-        spawner.volumes = hubfile.mounts(hub, spawner.user.name)
+        # With GROUPS_CLAIM the sign-in provider adds groups the roster does not give (oauth.py).
+        extra = tuple(g.name for g in spawner.user.groups) if hub.get("auth.groups_claim") else ()
+        spawner.volumes = hubfile.mounts(hub, spawner.user.name, extra)
         spawner.image = user["image"]  # the hub's, or that of the user's group with one
         # The user's limits: their own, else their groups' largest, else the hub's (the host
         # worked it out); no swap beyond the memory limit.
@@ -86,7 +94,7 @@ def make_pre_spawn_hook(live: LiveRoster):
             **spawner.extra_host_config,
             "memswap_limit": user["limits"]["mem_limit"],
         }
-        mine = set(user["groups"])
+        mine = set(user["groups"]) | set(extra)
         others = sorted(set(hub.get("groups")) - mine)  # their folders, if left empty, go
         environment = {**spawner.environment, "CLASSHUB_OTHER_GROUPS": " ".join(others)}
         environment.pop(WARM_KERNEL_ENV, None)  # the spawner outlives this start: only if asked
@@ -145,6 +153,22 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
         c.NativeAuthenticator.check_common_password = True
         c.NativeAuthenticator.allowed_failed_logins = auth["login_attempts"]
         c.NativeAuthenticator.seconds_before_next_try = auth["lockout"]
+    if auth["authenticator"] in ("oidc", "github"):
+        c.OAuthenticator.client_id = auth["client_id"]
+        c.OAuthenticator.client_secret = secrets[hubfile.OAUTH_SECRET]
+        c.OAuthenticator.oauth_callback_url = auth["callback_url"]
+        c.OAuthenticator.username_claim = (
+            auth["username_claim"] or DEFAULT_CLAIMS[auth["authenticator"]]
+        )
+        sso = c[AUTHENTICATORS[auth["authenticator"]].rsplit(".", 1)[1]]
+        sso.allowed_domains = list(auth["allowed_domains"])
+        sso.groups_claim = auth["groups_claim"]
+        if auth["authenticator"] == "oidc":
+            sso.oidc_issuer = auth["oidc_issuer"]
+            c.GenericOAuthenticator.scope = ["openid", "email", "profile"]
+            c.GenericOAuthenticator.login_service = urlsplit(auth["oidc_issuer"]).hostname
+        else:
+            c.GitHubOAuthenticator.scope = ["user:email"] if auth["allowed_domains"] else []
     c.Authenticator.manage_groups = True
     c.Authenticator.admin_users = {u for u, v in hub.get("users").items() if v["admin"]}
     c.Authenticator.auth_refresh_age = 60

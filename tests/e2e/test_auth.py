@@ -9,12 +9,14 @@ approved at once; the settings (password length, lockout, sign-up, open to all) 
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
+import requests
 
 from classhub import names
 from classhub.student import Browser
-from tests.conftest import invoke
+from tests.conftest import PROJECT, invoke
 
 from .conftest import Hub, engine_environ, free_port, new_checkout, read_passwords, sweep
 
@@ -139,3 +141,121 @@ def test_closing_the_hub_keeps_roster_people_and_shuts_out_newcomers(native: Hub
     assert Browser(native.url, "ann").login(GOOD).status_code == 302  # chose it before
     home = names.user_volume(native.name, "jane.doe")
     assert native.client.volumes.get(home)  # never deleted without an explicit flag
+
+
+# --- AUTHENTICATOR=oidc against a real OpenID Connect provider ---------------------------------
+
+IDP = PROJECT / "tests" / "idp"
+CLIENT = ("classhub-test", "a-client-secret-for-the-tests")
+OIDC_ROSTER = "hub-admin admin\njane.doe team-1\ngroup: chess-club\n"
+
+
+@pytest.fixture(scope="module")
+def oidc(hub: Hub, tmp_path_factory):
+    """A hub of its own signing in with oidc-provider (tests/idp), which runs on this host at the
+    default Docker bridge's address: the one address both this test's browser and the hub
+    container reach. Its accounts: jane (Jane.Doe@uni.edu), bob (bob@elsewhere.org), janet
+    (jane.doe@uni.edu, another account)."""
+    name = f"{hub.name}o"
+    port = free_port()
+    address = hub.client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    idp_port = free_port()
+    callback = f"http://127.0.0.1:{port}/{name}/hub/oauth_callback"
+    provider = subprocess.Popen(
+        ["node", "server.mjs", address, str(idp_port), *CLIENT, callback],
+        cwd=IDP, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    paths = new_checkout(tmp_path_factory.mktemp("oidc") / "clone", name, port, OIDC_ROSTER)
+    try:
+        for line in provider.stdout:
+            if line.startswith("listening "):
+                issuer = line.split()[1]
+                break
+        else:
+            raise AssertionError("the test provider did not start: " + provider.stdout.read())
+        set_env(paths, {"AUTHENTICATOR": "oidc", "OIDC_ISSUER": issuer,
+                        "OAUTH_CLIENT_ID": CLIENT[0], "ALLOWED_DOMAINS": "uni.edu",
+                        "GROUPS_CLAIM": "groups"})  # fmt: skip
+        missing = invoke(paths, "setup", env=engine_environ(), timeout=300)
+        assert missing.returncode != 0 and "secrets/oauth_client_secret: missing" in missing.stderr
+        secret = paths.root / "secrets" / "oauth_client_secret"
+        secret.write_text(CLIENT[1] + "\n")
+        secret.chmod(0o600)
+        result = invoke(paths, "setup", env=engine_environ(), timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        yield Hub(name, paths, port, read_passwords(paths), hub.client)
+    finally:
+        provider.terminate()
+        provider.wait(10)
+        sweep(hub.client, name)
+
+
+_FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*>(.*?)</form>', re.S)
+_INPUT = re.compile(r"<input[^>]*>")
+_ATTR = re.compile(r'(name|value)="([^"]*)"')
+
+
+def sign_in(browser: Browser, account: str, stop_at_callback: bool = False):
+    """Sign in through the provider as a browser does: the hub's redirect to the provider, its
+    login form (any password: development interactions), its consent form, and back to the hub.
+    Returns the last response (the hub's, or the callback's own URL with stop_at_callback)."""
+    session = browser.session
+    # To the hub's home page, not its default (which would start the server at once).
+    start = browser.hub_url + "hub/oauth_login?next=" + browser.prefix + "hub/home"
+    response = session.get(start, allow_redirects=False)
+    for _ in range(20):
+        location = response.headers.get("Location")
+        if response.is_redirect and location:
+            url = requests.compat.urljoin(response.url, location)
+            if stop_at_callback and "/hub/oauth_callback" in url:
+                return url
+            response = session.get(url, allow_redirects=False)
+            continue
+        form = _FORM.search(response.text)
+        if response.url.startswith(browser.hub_url) or not form:
+            return response
+        fields = [dict(_ATTR.findall(tag)) for tag in _INPUT.findall(form.group(2))]
+        data = {f["name"]: f.get("value", "") for f in fields if "name" in f}
+        if "login" in data:
+            data.update(login=account, password="any")
+        response = session.post(requests.compat.urljoin(response.url, form.group(1)), data=data,
+                                allow_redirects=False)  # fmt: skip
+    raise AssertionError(f"no end to the sign-in's redirects at {response.url}")
+
+
+def test_single_sign_on_gives_the_roster_name_its_groups_and_server(oidc: Hub):
+    jane = Browser(oidc.url, "jane.doe")
+    landed = sign_in(jane, "jane")
+    assert landed.url.startswith(oidc.url), landed.url
+    model = jane.hub_api("GET", "/users/jane.doe").json()
+    assert model["name"] == "jane.doe"
+    assert sorted(model["groups"]) == ["chess-club", "team-1"]  # roster's and the claim's known one
+    jane.start()
+    jane.open_lab()
+    out = jane.run("import os; print(sorted(os.listdir('.')))")
+    assert "'chess-club'" in out and "'team-1'" in out, out
+    jane.stop()
+
+
+def test_an_address_outside_the_allowed_domain_is_refused_with_a_clear_page(oidc: Hub):
+    page = sign_in(Browser(oidc.url, "bob"), "bob")
+    assert page.status_code == 403
+    assert "bob@elsewhere.org cannot sign in here: this hub takes addresses of uni.edu only" in (
+        page.text
+    )
+
+
+def test_a_second_account_with_a_taken_name_is_refused(oidc: Hub):
+    sign_in(Browser(oidc.url, "jane.doe"), "jane")  # jane owns jane.doe (if not already)
+    page = sign_in(Browser(oidc.url, "jane.doe"), "janet")
+    assert page.status_code == 403 and "already belongs to another account" in page.text
+
+
+def test_a_tampered_state_is_refused(oidc: Hub):
+    browser = Browser(oidc.url, "jane.doe")
+    callback = sign_in(browser, "jane", stop_at_callback=True)
+    assert "state=" in callback
+    tampered = re.sub(r"state=([^&]+)", lambda m: "state=" + m.group(1)[::-1], callback)
+    page = browser.session.get(tampered, allow_redirects=False)
+    assert page.status_code == 400 and "state" in page.text.lower()
+    assert not browser.hub_api("GET", "/users/jane.doe").ok  # not signed in

@@ -218,3 +218,28 @@ def test_who_the_hub_knows():
     }
     for bad in ("Jane", "jane doe", "../etc", "-x", "a" * 33, ""):
         assert hubfile.user_entry(opened, bad) is None, bad
+
+
+def test_single_sign_on_follows_the_settings():
+    env = ("HUB_NAME=physics\nAUTHENTICATOR=oidc\nOIDC_ISSUER=https://idp.uni.edu/realms/x/\n"
+           "OAUTH_CLIENT_ID=hub-1\nALLOWED_DOMAINS=Uni.edu\nGROUPS_CLAIM=groups\n"
+           "PUBLIC_URL=https://jupyter.uni.edu/physics/\n")  # fmt: skip
+    c = Config()
+    apply_config(c, hub_file(env), {**SECRETS, "oauth_client_secret": "s3cret"})
+    assert c.JupyterHub.authenticator_class == "classhub_hub.oauth.ClasshubOIDCAuthenticator"
+    assert (c.OAuthenticator.client_id, c.OAuthenticator.client_secret) == ("hub-1", "s3cret")
+    assert (
+        c.OAuthenticator.oauth_callback_url == "https://jupyter.uni.edu/physics/hub/oauth_callback"
+    )
+    assert c.OAuthenticator.username_claim == "email"
+    oidc = c.ClasshubOIDCAuthenticator
+    assert oidc.oidc_issuer == "https://idp.uni.edu/realms/x"
+    assert (oidc.allowed_domains, oidc.groups_claim) == (["uni.edu"], "groups")
+    assert c.GenericOAuthenticator.scope == ["openid", "email", "profile"]
+
+    c = Config()
+    apply_config(c, hub_file("HUB_NAME=physics\nAUTHENTICATOR=github\nOAUTH_CLIENT_ID=gh\n"),
+                 {**SECRETS, "oauth_client_secret": "s3cret"})  # fmt: skip
+    assert c.JupyterHub.authenticator_class == "classhub_hub.oauth.ClasshubGitHubAuthenticator"
+    assert c.OAuthenticator.username_claim == "login"
+    assert c.ClasshubGitHubAuthenticator.allowed_domains == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from classhub import names
 
 HUBS = ["hub", "a", "math-101", "h" * names.HUB_NAME_MAX]
@@ -71,3 +73,33 @@ def test_valid_names_pass_and_invalid_ones_say_why():
     for good, bad in itertools.product(["hub", "math-101"], ["Hub", "1hub", "hub-", "hub_1", ""]):
         assert names.hub_name_problem(good) is None
         assert names.hub_name_problem(bad) is not None
+
+
+@pytest.mark.parametrize(
+    ("claim", "domains", "expected"),
+    [
+        ("Jane.Doe@uni.edu", ("uni.edu",), "jane.doe"),
+        ("jane.doe@UNI.EDU", ("uni.edu",), "jane.doe"),
+        ("o'brien@uni.edu", (), "o-brien"),
+        ("Ana María_Ruiz", (), "ana-mar-a_ruiz"),
+        ("octocat", (), "octocat"),
+        (" -dash- ", (), "dash"),
+    ],
+)
+def test_a_claim_becomes_a_name(claim, domains, expected):
+    assert names.from_account(claim, domains) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    ("claim", "domains", "why"),
+    [
+        ("bob@elsewhere.org", ("uni.edu",), "takes addresses of uni.edu only"),
+        ("bob@uni.edu.evil.org", ("uni.edu",), "takes addresses of uni.edu only"),
+        ("octocat", ("uni.edu",), "not an e-mail address"),
+        ("@uni.edu", (), "it is empty"),
+        ("x" * 40 + "@uni.edu", (), "is 40 characters long"),
+    ],
+)
+def test_a_claim_that_gives_no_name_is_refused_with_the_reason(claim, domains, why):
+    name, refusal = names.from_account(claim, domains)
+    assert name == "" and why in refusal

@@ -105,6 +105,9 @@ def test_environment_overrides_the_file():
         ("PASSWORD_MIN_LENGTH=0", "from 1 to 128"),
         ("LOGIN_ATTEMPTS=-1", "e.g. LOGIN_ATTEMPTS=5"),
         ("LOCKOUT=a while", "e.g. LOCKOUT=10m"),
+        ("OIDC_ISSUER=idp.uni.edu", "is not an issuer URL"),
+        ("ALLOWED_DOMAINS=uni", "not an e-mail domain"),
+        ("USERNAME_CLAIM=e mail", "is not a claim name"),
     ],
 )
 def test_bad_value_names_line_key_and_fix(line: str, fragment: str):
@@ -236,3 +239,13 @@ def test_sign_in_settings():
         False,
         (),
     )
+
+
+def test_single_sign_on_needs_its_issuer_and_client_id():
+    _, problems, _ = load("AUTHENTICATOR=oidc\n")
+    assert [p.what for p in problems] == [
+        "AUTHENTICATOR=oidc needs OIDC_ISSUER",
+        "AUTHENTICATOR=oidc needs OAUTH_CLIENT_ID",
+    ]
+    _, problems, _ = load("AUTHENTICATOR=github\n")
+    assert [p.what for p in problems] == ["AUTHENTICATOR=github needs OAUTH_CLIENT_ID"]
