@@ -4,9 +4,10 @@ Pure and set-only: it reads nothing and starts nothing, so tests check it agains
 `traitlets.config.Config`. What it promises:
 - the hub serves under `/<HUB_NAME>/`; the proxy listens on PROXY_PORT, the hub's API on
   HUB_API_PORT, reached by user containers at the hub container's name on the hub's network;
-- people sign in as AUTHENTICATOR says: the roster's passwords (auth.RosterAuthenticator) or
-  passwords of their own (native.ClasshubNativeAuthenticator); either way only roster names get
-  in unless the hub is open to all, and admins and groups are the roster's (`manage_groups`);
+- people sign in as AUTHENTICATOR says: the roster's passwords (auth.RosterAuthenticator),
+  passwords of their own (native.ClasshubNativeAuthenticator) or single sign-on (oauth.py: OIDC
+  or GitHub); either way only roster names get in unless the hub is open to all, and admins and
+  groups are the roster's (`manage_groups`; with GROUPS_CLAIM also the provider's known groups);
 - every user gets the image, limits and folders the roster gives them, worked out by the host
   into the hub file and read at each spawn (`pre_spawn_hook`): the notebook image or their
   group's, never pulled and never chosen by them; memory, CPU and pids limits; their home at
