@@ -35,6 +35,10 @@ class ClasshubAuthenticator(Authenticator):
             self._live = LiveRoster(self.hub_file)
         return self._live
 
+    def roster_entry(self, name: str) -> dict | None:
+        """The name's entry on the roster itself (None for a newcomer or a stranger)."""
+        return self._roster().hub().get("users").get(name)
+
     def classhub_user(self, name: str) -> dict | None:
         """The user's entry (roster or newcomer), or None when they may not use this hub."""
         return self._roster().user(name)
@@ -55,7 +59,7 @@ class ClasshubAuthenticator(Authenticator):
     async def roster_password_ok(self, name: str, password: str) -> bool:
         """Whether `password` is the roster's for `name` (False for a name not on the roster,
         after as long a check)."""
-        entry = self._roster().hub().get("users").get(name)
+        entry = self.roster_entry(name)
         hashed = entry["password_hash"].encode("ascii") if entry else _UNKNOWN
         ok = await asyncio.to_thread(check_hash, password.encode("utf-8"), hashed)
         return ok and entry is not None

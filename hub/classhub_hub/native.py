@@ -150,16 +150,13 @@ class ClasshubNativeAuthenticator(ClasshubAuthenticator, NativeAuthenticator):
             (r"/change-password/([^/]+)", ChangePasswordAdminHandler),
         ]
 
-    def _on_roster(self, name: str) -> dict | None:
-        return self._roster().hub().get("users").get(name)
-
     def signup_refusal(self, username: str) -> str | None:
         """Why `username` may not sign up here, in words for the person signing up, or None."""
         name = self.normalize_username(username.strip())
         problem = names.name_problem(name)
         if not name or problem:
             return f"A username here must {names.NAME_RULE.removeprefix('use ')}."
-        entry = self._on_roster(name)
+        entry = self.roster_entry(name)
         if entry is not None and entry["admin"]:
             return f"{name} is taken."
         if self.classhub_user(name) is None:
@@ -210,11 +207,8 @@ class ClasshubNativeAuthenticator(ClasshubAuthenticator, NativeAuthenticator):
         return "Invalid username or password."
 
     async def refresh_user(self, user, handler=None):
-        entry = self.classhub_user(user.name)
-        if entry is None:
-            return False
-        if entry["newcomer"]:  # an admin may have withdrawn the approval
+        if self.roster_entry(user.name) is None:  # a newcomer: an admin may withdraw approval
             info = self.get_user(user.name)
             if info is None or not info.is_authorized:
                 return False
-        return self.model(user.name, entry)
+        return await super().refresh_user(user, handler)

@@ -118,11 +118,8 @@ class _SingleSignOn(ClasshubAuthenticator):
         return set(auth_state.get("classhub_groups") or [])
 
     async def refresh_user(self, user, handler=None, **kwargs):
-        entry = self.classhub_user(user.name)
-        if entry is None:
-            return False
-        model = self.model(user.name, entry)
-        if self.groups_claim:  # the claim's groups hold until the next sign-in
+        model = await super().refresh_user(user, handler)
+        if model and self.groups_claim:  # the claim's groups hold until the next sign-in
             known = set(self._roster().hub().get("groups"))
             model["groups"] = sorted(set(model["groups"]) | ({g.name for g in user.groups} & known))
         return model
