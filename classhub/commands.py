@@ -491,8 +491,11 @@ def rehearse(
     """Rehearse a class start with `users` temporary students; print the figures and write the
     raw timings and the timeline picture. Everything temporary is removed afterwards."""
     cfg = load(paths, environ, out)
-    client = engine_mod.connect(environ)
     settings = cfg.settings
+    if not only_cleanup:
+        _needs_passwords(settings, "the rehearsal logs its temporary students in with passwords "
+                                   "(rehearse on a hub with AUTHENTICATOR=roster or native)")  # fmt: skip
+    client = engine_mod.connect(environ)
     api = deploy.hub_api(paths, settings, client)
     if not paths.hub_file.exists() or not api.answers():
         raise UserError(f"the hub {settings.hub_name} does not answer; start it with invoke up")
@@ -696,6 +699,7 @@ def login(
     if as_csv:
         if name:
             raise UserError("--csv prints the whole roster; leave out the name, or leave out --csv")
+        _needs_passwords(cfg.settings, "--csv lists the roster's passwords")
         out.info(_roster_csv(paths, cfg.roster).rstrip("\n"))
         return
     who = (name or cfg.settings.admin_user).lower()
@@ -708,6 +712,8 @@ def reset_password(
     cfg = load(paths, environ, out)
     who = name.lower()
     _on_roster(cfg.roster, who)
+    _needs_passwords(cfg.settings, "reset-password makes a new roster password; people reset "
+                                   "theirs at their sign-in provider")  # fmt: skip
     steps = deploy.reset_password_steps(paths, cfg, who)
     out.info(plan.table(steps))
     out.info()
@@ -764,8 +770,28 @@ def _password(paths: Paths, roster: Roster, name: str) -> str:
     return cred.password
 
 
+def _single_sign_on(settings: Settings) -> str:
+    """Where people sign in when the hub takes no passwords (oidc, github); "" when it does."""
+    if settings.authenticator == "github":
+        return "GitHub"
+    if settings.authenticator == "oidc":
+        return urlsplit(settings.oidc_issuer or settings.oidc_authorize_url).hostname or "OIDC"
+    return ""
+
+
 def _login_text(settings: Settings, name: str, password: str) -> str:
+    provider = _single_sign_on(settings)
+    if provider:  # the roster's password is kept (for a switch back) but the hub does not take it
+        password = (f"none on this hub: sign in with {provider} "
+                    f"(AUTHENTICATOR={settings.authenticator})")  # fmt: skip
     return f"  URL:      {settings.public_url}\n  Username: {name}\n  Password: {password}"
+
+
+def _needs_passwords(settings: Settings, what: str) -> None:
+    provider = _single_sign_on(settings)
+    if provider:
+        raise UserError(f"{what}, but with AUTHENTICATOR={settings.authenticator} people sign in "
+                        f"with {provider} and the hub takes no passwords")  # fmt: skip
 
 
 def _roster_csv(paths: Paths, roster: Roster) -> str:

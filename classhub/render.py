@@ -49,6 +49,11 @@ def hub_settings(settings: Settings) -> dict:
             "login_attempts": settings.login_attempts,
             "lockout": settings.lockout,
             "oidc_issuer": settings.oidc_issuer,
+            "oidc_endpoints": {
+                "authorize": settings.oidc_authorize_url,
+                "token": settings.oidc_token_url,
+                "userinfo": settings.oidc_userinfo_url,
+            },
             "client_id": settings.oauth_client_id,
             "callback_url": settings.public_url + "hub/oauth_callback",
             "username_claim": settings.username_claim,

@@ -87,6 +87,9 @@ class Settings:
     login_attempts: int  # native: failed logins before a name is locked out; 0 never locks
     lockout: int  # native: seconds a locked-out name waits
     oidc_issuer: str  # oidc: the provider's issuer URL (its endpoints come from discovery)
+    oidc_authorize_url: str  # oidc without discovery: all three endpoints, or none
+    oidc_token_url: str
+    oidc_userinfo_url: str
     oauth_client_id: str  # oidc, github: the id the provider gave this hub
     username_claim: (
         str  # oidc, github: the claim a roster name comes from ("": email, github login)
@@ -356,6 +359,23 @@ def _issuer(raw: str, _: Context) -> str:
     return raw.rstrip("/")
 
 
+# oidc without discovery: the three endpoints a provider's documentation lists, all or none.
+ENDPOINT_KEYS = {"authorize": "OIDC_AUTHORIZE_URL", "token": "OIDC_TOKEN_URL",
+                 "userinfo": "OIDC_USERINFO_URL"}  # fmt: skip
+
+
+def _endpoint(key: str) -> Callable[[str, Context], str]:
+    def parse(raw: str, _: Context) -> str:
+        parts = urlsplit(raw)
+        if raw and (parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment):
+            raise Invalid("is not an endpoint URL",
+                          f"write the full URL your provider's documentation gives, e.g. {key}="
+                          f"https://idp.uni.edu/oauth2/{key[5:-4].lower()}")  # fmt: skip
+        return raw
+
+    return parse
+
+
 _CLAIM = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
@@ -482,6 +502,7 @@ FIELDS: tuple[Field, ...] = (
     Field("LOGIN_ATTEMPTS", "login_attempts", "5", _whole("LOGIN_ATTEMPTS", 0, 1000, 5)),
     Field("LOCKOUT", "lockout", "10m", _lockout),
     Field("OIDC_ISSUER", "oidc_issuer", "", _issuer),
+    *(Field(key, f"oidc_{name}_url", "", _endpoint(key)) for name, key in ENDPOINT_KEYS.items()),
     Field("OAUTH_CLIENT_ID", "oauth_client_id", "", _client_id),
     Field("USERNAME_CLAIM", "username_claim", "", _claim("USERNAME_CLAIM", "preferred_username")),
     Field("ALLOWED_DOMAINS", "allowed_domains", "", _domains),
@@ -599,10 +620,20 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
                     "set AUTHENTICATOR=native (people sign up), or OPEN_TO_ALL=false")
         )  # fmt: skip
     auth = values["authenticator"]
-    if auth == "oidc" and not values["oidc_issuer"]:
+    endpoints = [key for name, key in ENDPOINT_KEYS.items() if values[f"oidc_{name}_url"]]
+    if endpoints and len(endpoints) < len(ENDPOINT_KEYS):
+        missing = [key for key in ENDPOINT_KEYS.values() if key not in endpoints]
+        problems.append(Problem(sources[endpoints[0]],
+                                f"{' and '.join(endpoints)} {'is' if len(endpoints) == 1 else 'are'}"
+                                f" set but not {' and '.join(missing)}",
+                                "set all three endpoints, or none of them and OIDC_ISSUER "
+                                "(endpoints from discovery)"))  # fmt: skip
+    if auth == "oidc" and not values["oidc_issuer"] and not endpoints:
         problems.append(Problem(sources["OIDC_ISSUER"], "AUTHENTICATOR=oidc needs OIDC_ISSUER",
                                 "write the issuer URL your provider shows, e.g. OIDC_ISSUER="
-                                "https://keycloak.uni.edu/realms/NAME"))  # fmt: skip
+                                "https://keycloak.uni.edu/realms/NAME (or, for a provider "
+                                "without discovery, OIDC_AUTHORIZE_URL, OIDC_TOKEN_URL and "
+                                "OIDC_USERINFO_URL)"))  # fmt: skip
     if auth in ("oidc", "github") and not values["oauth_client_id"]:
         problems.append(Problem(sources["OAUTH_CLIENT_ID"], f"AUTHENTICATOR={auth} needs OAUTH_CLIENT_ID",
                                 "register this hub with the provider (the README says how) and "

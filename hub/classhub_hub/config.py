@@ -165,9 +165,16 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
         sso.allowed_domains = list(auth["allowed_domains"])
         sso.groups_claim = auth["groups_claim"]
         if auth["authenticator"] == "oidc":
+            endpoints = auth["oidc_endpoints"]
             sso.oidc_issuer = auth["oidc_issuer"]
+            if endpoints["token"]:  # a provider without discovery: its endpoints as given
+                c.GenericOAuthenticator.authorize_url = endpoints["authorize"]
+                c.GenericOAuthenticator.token_url = endpoints["token"]
+                c.GenericOAuthenticator.userdata_url = endpoints["userinfo"]
             c.GenericOAuthenticator.scope = ["openid", "email", "profile"]
-            c.GenericOAuthenticator.login_service = urlsplit(auth["oidc_issuer"]).hostname
+            c.GenericOAuthenticator.login_service = urlsplit(
+                auth["oidc_issuer"] or endpoints["authorize"]
+            ).hostname
         else:
             c.GitHubOAuthenticator.scope = ["user:email"] if auth["allowed_domains"] else []
     c.Authenticator.manage_groups = True

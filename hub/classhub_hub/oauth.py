@@ -10,22 +10,27 @@ adds how a person's account becomes a roster name, and the roster's say (auth.Cl
 - **Collisions**: the first account that signs in with a name owns it (`classhub_identities`, a
   table in the hub's database: name -> issuer and subject). Another account that maps to the same
   name (`jane.doe@uni.edu` from a second tenant, say) is refused, with a page that says so.
+  Deleting the user from the hub (`invoke remove-user`) frees the name.
 - **Who gets in**: a name on the roster, or anyone when the hub is open to all (OPEN_TO_ALL);
   everyone else gets a page saying they are not on the hub's list. Admins are the roster's.
 - **Groups**: the roster's (or DEFAULT_GROUPS); with GROUPS_CLAIM also those of the claim's
   groups that the roster declares (others are ignored), as of the person's last sign-in.
 - The OIDC provider's endpoints come from its discovery document (OIDC_ISSUER), read when the
-  hub starts; a provider that cannot be read stops the hub with the reason in its log.
+  hub starts; a provider that cannot be read stops the hub with the reason in its log. A provider
+  without discovery is given its three endpoints instead (OIDC_AUTHORIZE_URL, OIDC_TOKEN_URL,
+  OIDC_USERINFO_URL); its accounts are then named by the authorize URL's site unless OIDC_ISSUER
+  is also set.
 """
 
 from __future__ import annotations
 
 import json
 import urllib.request
+from urllib.parse import urlsplit
 
 from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.github import GitHubOAuthenticator
-from sqlalchemy import Column, MetaData, Table, Unicode, insert, select
+from sqlalchemy import Column, MetaData, Table, Unicode, delete, insert, select
 from tornado import web
 from traitlets import List
 from traitlets import Unicode as UnicodeTrait
@@ -56,6 +61,12 @@ def discover(issuer: str, timeout: float = 15) -> dict:
     if missing:
         raise RuntimeError(f"classhub: {url} names no {', '.join(missing)}")
     return doc
+
+
+def identity_site(url: str) -> str:
+    """Whose accounts a provider without an issuer signs in: its authorize URL's scheme and host."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 class _SingleSignOn(ClasshubAuthenticator):
@@ -114,6 +125,14 @@ class _SingleSignOn(ClasshubAuthenticator):
         auth_model["auth_state"]["classhub_groups"] = sorted(groups)
         return auth_model
 
+    def delete_user(self, user):
+        """A user deleted from the hub (`invoke remove-user`, or `sync` after their line went)
+        frees their name: the next account that maps to it may take it."""
+        db = self._identities()
+        db.execute(delete(IDENTITIES).where(IDENTITIES.c.username == user.name))
+        db.commit()
+        return super().delete_user(user)
+
     async def get_user_groups(self, auth_state):
         return set(auth_state.get("classhub_groups") or [])
 
@@ -130,7 +149,8 @@ class ClasshubOIDCAuthenticator(_SingleSignOn, GenericOAuthenticator):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.identity_source = self.oidc_issuer
+        # Accounts are the issuer's; without one, those of the site that signs people in.
+        self.identity_source = self.oidc_issuer or identity_site(self.authorize_url)
         if self.oidc_issuer and not self.token_url:
             doc = discover(self.oidc_issuer)
             self.authorize_url = doc["authorization_endpoint"]

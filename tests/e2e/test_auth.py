@@ -183,7 +183,7 @@ def oidc(hub: Hub, tmp_path_factory):
         secret.chmod(0o600)
         result = invoke(paths, "setup", env=engine_environ(), timeout=900)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        yield Hub(name, paths, port, read_passwords(paths), hub.client)
+        yield Hub(name, paths, port, {}, hub.client)  # no passwords: people sign in at the provider
     finally:
         provider.terminate()
         provider.wait(10)
@@ -259,3 +259,36 @@ def test_a_tampered_state_is_refused(oidc: Hub):
     page = browser.session.get(tampered, allow_redirects=False)
     assert page.status_code == 400 and "state" in page.text.lower()
     assert not browser.hub_api("GET", "/users/jane.doe").ok  # not signed in
+
+
+def test_a_provider_without_discovery_signs_in_from_its_endpoints(oidc: Hub):
+    """OIDC_AUTHORIZE_URL, OIDC_TOKEN_URL and OIDC_USERINFO_URL instead of OIDC_ISSUER (after the
+    tests above: it reconfigures the module's hub). The authorize URL's site names the accounts,
+    which for this provider is its issuer, so jane keeps her name."""
+    issuer = next(line.split("=", 1)[1] for line in (oidc.paths.root / ".env").read_text().split("\n")
+                  if line.startswith("OIDC_ISSUER="))  # fmt: skip
+    doc = requests.get(issuer + "/.well-known/openid-configuration", timeout=10).json()
+    set_env(oidc.paths, {"OIDC_ISSUER": "", "OIDC_AUTHORIZE_URL": doc["authorization_endpoint"],
+                         "OIDC_TOKEN_URL": doc["token_endpoint"],
+                         "OIDC_USERINFO_URL": doc["userinfo_endpoint"]})  # fmt: skip
+    again = oidc.invoke("setup", timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    jane = Browser(oidc.url, "jane.doe")
+    landed = sign_in(jane, "jane")
+    assert landed.url.startswith(oidc.url), landed.url
+    assert jane.hub_api("GET", "/users/jane.doe").json()["name"] == "jane.doe"
+    assert sign_in(Browser(oidc.url, "bob"), "bob").status_code == 403  # the same rules
+
+
+def test_removing_a_user_frees_their_name_for_another_account(oidc: Hub):
+    sign_in(Browser(oidc.url, "jane.doe"), "jane")  # jane owns jane.doe (if not already)
+    assert sign_in(Browser(oidc.url, "jane.doe"), "janet").status_code == 403
+    removed = oidc.invoke("remove-user", "jane.doe")
+    assert removed.returncode == 0, removed.stdout[-3000:] + removed.stderr[-3000:]
+    added = oidc.invoke("add-user", "jane.doe", "--group", "team-1")
+    assert added.returncode == 0, added.stdout[-3000:] + added.stderr[-3000:]
+    janet = Browser(oidc.url, "jane.doe")
+    assert sign_in(janet, "janet").url.startswith(oidc.url)
+    assert janet.hub_api("GET", "/users/jane.doe").ok
+    page = sign_in(Browser(oidc.url, "jane.doe"), "jane")  # now the name is janet's
+    assert page.status_code == 403 and "already belongs to another account" in page.text

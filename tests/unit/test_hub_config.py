@@ -236,6 +236,22 @@ def test_single_sign_on_follows_the_settings():
     assert oidc.oidc_issuer == "https://idp.uni.edu/realms/x"
     assert (oidc.allowed_domains, oidc.groups_claim) == (["uni.edu"], "groups")
     assert c.GenericOAuthenticator.scope == ["openid", "email", "profile"]
+    assert "token_url" not in c.GenericOAuthenticator  # from discovery, when the hub starts
+
+    # A provider without discovery: its endpoints as given, and no issuer to read.
+    endpoints = {"authorize": "https://sso.uni.edu/oauth2/authorize",
+                 "token": "https://sso.uni.edu/oauth2/token",
+                 "userinfo": "https://sso.uni.edu/oauth2/userinfo"}  # fmt: skip
+    c = Config()
+    apply_config(c, hub_file("HUB_NAME=physics\nAUTHENTICATOR=oidc\nOAUTH_CLIENT_ID=hub-1\n"
+                             + "".join(f"OIDC_{k.upper()}_URL={v}\n" for k, v in endpoints.items())),
+                 {**SECRETS, "oauth_client_secret": "s3cret"})  # fmt: skip
+    generic = c.GenericOAuthenticator
+    assert (generic.authorize_url, generic.token_url, generic.userdata_url) == tuple(
+        endpoints.values()
+    )
+    assert c.ClasshubOIDCAuthenticator.oidc_issuer == ""
+    assert generic.login_service == "sso.uni.edu"
 
     c = Config()
     apply_config(c, hub_file("HUB_NAME=physics\nAUTHENTICATOR=github\nOAUTH_CLIENT_ID=gh\n"),

@@ -106,6 +106,7 @@ def test_environment_overrides_the_file():
         ("LOGIN_ATTEMPTS=-1", "e.g. LOGIN_ATTEMPTS=5"),
         ("LOCKOUT=a while", "e.g. LOCKOUT=10m"),
         ("OIDC_ISSUER=idp.uni.edu", "is not an issuer URL"),
+        ("OIDC_TOKEN_URL=sso.uni.edu/token", "OIDC_TOKEN_URL=https://idp.uni.edu/oauth2/token"),
         ("ALLOWED_DOMAINS=uni", "not an e-mail domain"),
         ("USERNAME_CLAIM=e mail", "is not a claim name"),
     ],
@@ -249,3 +250,16 @@ def test_single_sign_on_needs_its_issuer_and_client_id():
     ]
     _, problems, _ = load("AUTHENTICATOR=github\n")
     assert [p.what for p in problems] == ["AUTHENTICATOR=github needs OAUTH_CLIENT_ID"]
+    # A provider without discovery: its three endpoints stand in for the issuer.
+    endpoints = ("OIDC_AUTHORIZE_URL=https://sso.uni.edu/a\nOIDC_TOKEN_URL=https://sso.uni.edu/t\n"
+                 "OIDC_USERINFO_URL=https://sso.uni.edu/u?schema=openid\n")  # fmt: skip
+    settings, problems, _ = load("AUTHENTICATOR=oidc\nOAUTH_CLIENT_ID=x\n" + endpoints)
+    assert problems == [] and settings.oidc_userinfo_url == "https://sso.uni.edu/u?schema=openid"
+    _, problems, _ = load("AUTHENTICATOR=oidc\nOAUTH_CLIENT_ID=x\n" + endpoints.split("\n", 1)[1])
+    assert [p.what for p in problems] == [
+        "OIDC_TOKEN_URL and OIDC_USERINFO_URL are set but not OIDC_AUTHORIZE_URL"
+    ]
+    problem = only_problem("OIDC_AUTHORIZE_URL=https://sso.uni.edu/a\n")
+    assert problem.where == ".env:1" and problem.what == (
+        "OIDC_AUTHORIZE_URL is set but not OIDC_TOKEN_URL and OIDC_USERINFO_URL"
+    )

@@ -214,6 +214,27 @@ def test_default_groups_must_be_groups_of_the_roster(checkout: Paths):
     ok(invoke(checkout, "check"))
 
 
+def test_single_sign_on_hubs_hand_out_no_passwords(checkout: Paths):
+    """With oidc or github the hub takes no passwords: login says where to sign in instead, and
+    the tasks that hand out or make passwords say why they do not apply (rehearse before it
+    reaches Docker)."""
+    ok(invoke(checkout, "setup", "--files-only"))
+    env = checkout.root / ".env"
+    env.write_text(env.read_text() + "AUTHENTICATOR=oidc\nOAUTH_CLIENT_ID=hub-1\n"
+                   "OIDC_ISSUER=https://login.uni.edu/realms/x\n")  # fmt: skip
+    before = snapshot(checkout.root)
+    out = ok(invoke(checkout, "login", "--name", "student1"))
+    assert "Username: student1" in out
+    assert "Password: none on this hub: sign in with login.uni.edu (AUTHENTICATOR=oidc)" in out
+    for args in (("login", "--csv"), ("reset-password", "student1"), ("rehearse", "--users", "2")):
+        err = fails(invoke(checkout, *args))
+        assert "with AUTHENTICATOR=oidc people sign in with login.uni.edu" in err, err
+    assert snapshot(checkout.root) == before
+    env.write_text(env.read_text().replace("AUTHENTICATOR=oidc", "AUTHENTICATOR=github"))
+    out = ok(invoke(checkout, "login"))
+    assert "Password: none on this hub: sign in with GitHub (AUTHENTICATOR=github)" in out
+
+
 def test_login_before_setup_says_to_run_setup(checkout: Paths):
     err = fails(invoke(checkout, "login"))
     assert "'hub-admin' has no password yet; run invoke setup" in err
