@@ -493,8 +493,8 @@ def rehearse(
     cfg = load(paths, environ, out)
     settings = cfg.settings
     if not only_cleanup:
-        _needs_passwords(settings, "the rehearsal logs its temporary students in with passwords "
-                                   "(rehearse on a hub with AUTHENTICATOR=roster or native)")  # fmt: skip
+        _needs_passwords(settings, "the rehearsal logs its temporary students in with passwords",
+                         "rehearse on a hub with AUTHENTICATOR=roster or native")  # fmt: skip
     client = engine_mod.connect(environ)
     api = deploy.hub_api(paths, settings, client)
     if not paths.hub_file.exists() or not api.answers():
@@ -712,8 +712,8 @@ def reset_password(
     cfg = load(paths, environ, out)
     who = name.lower()
     _on_roster(cfg.roster, who)
-    _needs_passwords(cfg.settings, "reset-password makes a new roster password; people reset "
-                                   "theirs at their sign-in provider")  # fmt: skip
+    _needs_passwords(cfg.settings, "reset-password makes a new roster password",
+                     "people reset theirs at their sign-in provider")  # fmt: skip
     steps = deploy.reset_password_steps(paths, cfg, who)
     out.info(plan.table(steps))
     out.info()
@@ -787,11 +787,12 @@ def _login_text(settings: Settings, name: str, password: str) -> str:
     return f"  URL:      {settings.public_url}\n  Username: {name}\n  Password: {password}"
 
 
-def _needs_passwords(settings: Settings, what: str) -> None:
+def _needs_passwords(settings: Settings, what: str, fix: str = "") -> None:
     provider = _single_sign_on(settings)
     if provider:
         raise UserError(f"{what}, but with AUTHENTICATOR={settings.authenticator} people sign in "
-                        f"with {provider} and the hub takes no passwords")  # fmt: skip
+                        f"with {provider} and the hub takes no passwords"
+                        + (f"; {fix}" if fix else ""))  # fmt: skip
 
 
 def _roster_csv(paths: Paths, roster: Roster) -> str:

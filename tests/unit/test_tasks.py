@@ -229,6 +229,7 @@ def test_single_sign_on_hubs_hand_out_no_passwords(checkout: Paths):
     for args in (("login", "--csv"), ("reset-password", "student1"), ("rehearse", "--users", "2")):
         err = fails(invoke(checkout, *args))
         assert "with AUTHENTICATOR=oidc people sign in with login.uni.edu" in err, err
+    assert "no passwords; rehearse on a hub with AUTHENTICATOR=roster or native" in err
     assert snapshot(checkout.root) == before
     env.write_text(env.read_text().replace("AUTHENTICATOR=oidc", "AUTHENTICATOR=github"))
     out = ok(invoke(checkout, "login"))
