@@ -1,5 +1,6 @@
 """classhub's Jupyter server extension in the notebook image: a busy kernel counts as activity,
-and a prewarmed server has a kernel waiting for its student.
+a prewarmed server has a kernel waiting for its student, and a new kernel websocket's first wait
+ends as soon as the kernel answers.
 
 The hub's idle culler stops a server when its last activity is older than CULL_IDLE_TIMEOUT. A
 kernel computing silently for hours sends nothing, so without this it would look idle and be
