@@ -89,8 +89,16 @@ def notebook_spec(paths: Paths, settings: Settings) -> ImageSpec:
             folder / "classhub_notebook" / "server_config.json",
         ),
         ("singleuser/start-notebook", folder / "start-notebook"),
+        ("singleuser/language-servers", folder / "language-servers"),
     )
-    return ImageSpec("notebook image", settings.notebook_image, "singleuser/Dockerfile", files)
+    patches = tuple(
+        (f"singleuser/patches/{p.name}", p)
+        for p in sorted((folder / "patches").iterdir())
+        if p.is_file()
+    )
+    return ImageSpec(
+        "notebook image", settings.notebook_image, "singleuser/Dockerfile", files + patches
+    )
 
 
 def db_spec(paths: Paths) -> ImageSpec:
