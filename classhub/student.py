@@ -154,15 +154,17 @@ class Browser:
         _execute(self, kernel_id, code, timeout, until_busy=True)
         return kernel_id
 
-    def run(self, code: str, timeout: float = 60) -> str:
-        """Start a kernel, run `code` over its websocket, return what it printed; stops the kernel."""
+    def run(self, code: str, timeout: float = 60, keep: bool = False) -> str:
+        """Start a kernel, run `code` over its websocket, return what it printed; then stop the
+        kernel, unless `keep` (a student's notebook stays open: the kernel goes with the server)."""
         kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
         _expect(kernel.status_code == 201, (kernel.status_code, kernel.text))
         kernel_id = kernel.json()["id"]
         try:
             return _execute(self, kernel_id, code, timeout)
         finally:
-            self.server_api("DELETE", f"/kernels/{kernel_id}")
+            if not keep:
+                self.server_api("DELETE", f"/kernels/{kernel_id}")
 
 
 def _execute(

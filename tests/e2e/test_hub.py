@@ -60,6 +60,10 @@ def test_a_student_runs_code_in_their_own_container(hub: Hub):
         "import os, sys; print(os.stat(sys.prefix).st_uid, os.access(sys.prefix, os.W_OK))"
     )
     assert out.split() == ["0", "False"]
+    # run() stops its kernel; with keep (what the rehearsal's students do) the kernel stays.
+    assert browser.server_api("GET", "/kernels").json() == []
+    browser.run("print(1)", keep=True)
+    assert len(browser.server_api("GET", "/kernels").json()) == 1
 
 
 def test_home_survives_stop_start_and_down_up(hub: Hub):
