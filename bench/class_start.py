@@ -8,8 +8,8 @@ It sets up two throwaway hubs from this checkout (images are built first if miss
   (one thread for Docker calls, every server starting at once, JupyterHub's readiness polling
   backing off to 5 s), JupyterHub's and DockerSpawner's default timeouts (start 60 s, HTTP 30 s,
   the spawn page after 10 s), the hub without CPU priority (Docker's default weight), and the
-  notebook image without classhub's tuning (bench/untuned-requirements.txt put back), tagged
-  classhub-notebook-untuned.
+  notebook image without classhub's tuning (bench/untuned-requirements.txt put back, no patches
+  from singleuser/patches/, jupyter-lsp left on), tagged classhub-notebook-untuned.
 For each class size it runs `invoke rehearse` on both, alternating, and records per hub: seconds
 until the last student has a usable kernel, median and 95th percentile of login-to-kernel,
 failures with their reasons; and the ratio baseline / classhub. On the classhub hub it then
@@ -52,6 +52,20 @@ c.JupyterHub.tornado_settings = {}
 """
 UNTUNED_IMAGE = "classhub-notebook-untuned:latest"
 UNTUNED = Path(__file__).parent / "untuned-requirements.txt"
+# The untuned image's build step for jupyter-lsp: JupyterLab's own setting (on) is left alone.
+UNTUNED_LANGUAGE_SERVERS = 'print("baseline: jupyter-lsp left as JupyterLab installs it")\n'
+
+
+def untune(paths) -> None:
+    """Make the baseline checkout's notebook image the one reference deployments run."""
+    folder = paths.root / "singleuser"
+    pins = folder / "base-requirements.txt"
+    pins.write_text(pins.read_text() + UNTUNED.read_text())
+    for patch in (folder / "patches").glob("*.patch"):
+        patch.unlink()
+    (folder / "language-servers").write_text(UNTUNED_LANGUAGE_SERVERS)
+    with (paths.root / ".env").open("a") as env:
+        env.write(f"NOTEBOOK_IMAGE={UNTUNED_IMAGE}\n")
 
 
 def run(paths, *args: str, timeout: int = 3600):
@@ -170,10 +184,7 @@ def main() -> None:
             paths = new_checkout(Path(tmp) / kind, name, free_port(), roster)
             if kind == "baseline":
                 (paths.root / "hub" / "jupyterhub_config.d" / "baseline.py").write_text(BASELINE)
-                pins = paths.root / "singleuser" / "base-requirements.txt"
-                pins.write_text(pins.read_text() + UNTUNED.read_text())
-                with (paths.root / ".env").open("a") as env:
-                    env.write(f"NOTEBOOK_IMAGE={UNTUNED_IMAGE}\n")
+                untune(paths)
             hubs[kind] = (name, paths)
         try:
             for _, paths in hubs.values():
