@@ -38,6 +38,7 @@ LAB_OVERRIDES = {
 }
 CA_BUNDLE = os.environ.get("CLASSHUB_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 ARTIFACTS = PROJECT / "test-artifacts"
+IN_IMAGE = Path(__file__).parent / "in_image"  # scripts run inside the notebook image
 
 
 def engine_environ(**extra: str) -> dict[str, str]:
@@ -80,6 +81,23 @@ class Hub:
             text = container.logs(tail=80).decode("utf-8", "replace")
             parts.append(f"----- {container.name} ({container.status}) -----\n{text}")
         return "\n".join(parts) or "(no containers)"
+
+    def in_image(self, script: str, *args: str, user: str = "1000:100", mounts=()) -> dict:
+        """Run tests/e2e/in_image/SCRIPT with the built notebook image's Python, as `user`, with
+        (host path, container path) `mounts` read-only; its last line of output, read as JSON."""
+        volumes = {str(IN_IMAGE): {"bind": "/check", "mode": "ro"}}
+        volumes.update({str(host): {"bind": inside, "mode": "ro"} for host, inside in mounts})
+        output = self.client.containers.run(
+            "classhub-notebook:latest",
+            ["/opt/notebook/bin/python", f"/check/{script}", *args],
+            entrypoint=[],
+            user=user,
+            volumes=volumes,
+            environment={"HOME": "/tmp", "JUPYTER_RUNTIME_DIR": "/tmp/runtime"},
+            remove=True,
+            stderr=False,
+        )
+        return json.loads(output.decode().strip().splitlines()[-1])
 
 
 def sweep(client: docker.DockerClient, hub: str) -> None:

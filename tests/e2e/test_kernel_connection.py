@@ -9,33 +9,15 @@ has just started: how often the kernel was asked for its info while the websocke
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from .conftest import Hub
-
-SCRIPT = Path(__file__).parent / "in_image"
-
-
-def run_in_image(hub: Hub, *args: str) -> dict:
-    output = hub.client.containers.run(
-        "classhub-notebook:latest",
-        ["/opt/notebook/bin/python", "/check/kernel_nudge.py", *args],
-        entrypoint=[],
-        volumes={str(SCRIPT): {"bind": "/check", "mode": "ro"}},
-        environment={"HOME": "/tmp", "JUPYTER_RUNTIME_DIR": "/tmp/runtime"},
-        remove=True,
-        stderr=False,
-    )
-    return json.loads(output.decode().strip().splitlines()[-1])
 
 
 def test_a_new_kernel_websocket_asks_again_until_the_kernel_answers(hub: Hub):
-    ours = run_in_image(hub)
+    ours = hub.in_image("kernel_nudge.py")
     assert ours["configured"] == "classhub_notebook.PromptChannelsConnection"
     # Jupyter server's two asks (shell and control) at the start, then ours every 0.05 s.
     assert ours["asked while waiting"] >= 6, ours
     assert ours["asked after"] <= 2, ours  # it stops once the wait is over
     # The same moment with Jupyter server's own websocket: asked at the start and 0.5 s later.
-    theirs = run_in_image(hub, "jupyter")
+    theirs = hub.in_image("kernel_nudge.py", "jupyter")
     assert theirs["asked while waiting"] <= 4, theirs
