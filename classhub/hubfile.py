@@ -36,7 +36,10 @@ SOCKET_PROXY_PORT = 2375
 # The secrets the hub reads from SECRETS_IN_HUB (files of the same names in the host's secrets/).
 HUB_SECRETS = ("cookie_secret", "proxy_auth_token", "classhub_api_token")
 DB_SECRET = "postgres_password"  # also, with HUB_DB=postgres
-OAUTH_SECRET = "oauth_client_secret"  # also, with AUTHENTICATOR=oidc or github
+# The authenticators that sign people in elsewhere: no passwords on the hub, an OAuth client
+# secret instead.
+SINGLE_SIGN_ON = ("oidc", "github")
+OAUTH_SECRET = "oauth_client_secret"  # also, with AUTHENTICATOR in SINGLE_SIGN_ON
 # The hub's database with HUB_DB=postgres: the database container's name is in the hub file.
 DB_NAME = DB_USER = "jupyterhub"
 DB_PORT = 5432
@@ -51,7 +54,7 @@ def activity_interval(timeout: int) -> int:
 
 def hub_secrets(db: str, authenticator: str = "roster") -> tuple[str, ...]:
     found = HUB_SECRETS + ((DB_SECRET,) if db == "postgres" else ())
-    return found + ((OAUTH_SECRET,) if authenticator in ("oidc", "github") else ())
+    return found + ((OAUTH_SECRET,) if authenticator in SINGLE_SIGN_ON else ())
 
 
 def postgres_url(host: str, password: str) -> str:

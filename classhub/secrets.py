@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import hubfile
 from .errors import UserError
 from .files import file_mode, write_atomic
 from .paths import Paths
@@ -49,7 +50,7 @@ SPECS: tuple[SecretSpec, ...] = (
     SecretSpec("postgres_password", "PostgreSQL password", lambda s: s.hub_db == "postgres", _TOKEN,
                "at least 32 printable characters without spaces"),
     SecretSpec("oauth_client_secret", "OAuth client secret",
-               lambda s: s.authenticator in ("oidc", "github"), re.compile(r"[!-~]+"),
+               lambda s: s.authenticator in hubfile.SINGLE_SIGN_ON, re.compile(r"[!-~]+"),
                "one line, no spaces", provided="the client secret your sign-in provider gave "
                "when you registered this hub (README: Signing in)"),
 )  # fmt: skip

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from dotenv.parser import parse_stream
 
-from . import names
+from . import hubfile, names
 from .errors import Problem
 
 
@@ -634,7 +634,7 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
                                 "https://keycloak.uni.edu/realms/NAME (or, for a provider "
                                 "without discovery, OIDC_AUTHORIZE_URL, OIDC_TOKEN_URL and "
                                 "OIDC_USERINFO_URL)"))  # fmt: skip
-    if auth in ("oidc", "github") and not values["oauth_client_id"]:
+    if auth in hubfile.SINGLE_SIGN_ON and not values["oauth_client_id"]:
         problems.append(Problem(sources["OAUTH_CLIENT_ID"], f"AUTHENTICATOR={auth} needs OAUTH_CLIENT_ID",
                                 "register this hub with the provider (the README says how) and "
                                 "write the client id it gives"))  # fmt: skip

@@ -56,28 +56,32 @@ class Browser:
                 best = cookie
         return best.value if best else ""
 
+    @staticmethod
+    def _form_token(page: requests.Response, form: str) -> str:
+        """The _xsrf value of the form on `page` (JupyterHub puts one in each of its forms)."""
+        token = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+        _expect(token, f"the {form} form has no _xsrf field")
+        return token.group(1)
+
     def login(self, password: str) -> requests.Response:
         page = self.session.get(self.hub_url + "hub/login")
         page.raise_for_status()
-        token = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
-        _expect(token, "the login form has no _xsrf field")
         return self.session.post(
             self.hub_url + "hub/login",
-            data={"_xsrf": token.group(1), "username": self.user, "password": password},
+            data={"_xsrf": self._form_token(page, "login"), "username": self.user,
+                  "password": password},
             allow_redirects=False,
-        )
+        )  # fmt: skip
 
     def signup(self, password: str, confirmation: str | None = None) -> requests.Response:
         """Sign up on the hub's sign-up page (AUTHENTICATOR=native); the page it answers with."""
         page = self.session.get(self.hub_url + "hub/signup")
         if page.status_code != 200:
             return page
-        token = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
-        _expect(token, "the sign-up form has no _xsrf field")
         return self.session.post(
             self.hub_url + "hub/signup",
             data={
-                "_xsrf": token.group(1),
+                "_xsrf": self._form_token(page, "sign-up"),
                 "username": self.user,
                 "signup_password": password,
                 "signup_password_confirmation": password if confirmation is None else confirmation,
@@ -145,21 +149,23 @@ class Browser:
             method, self.server_url + "api" + path, headers=headers, **kwargs
         )
 
+    def _new_kernel(self) -> str:
+        """Start a python3 kernel on my server; its id."""
+        kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
+        _expect(kernel.status_code == 201, (kernel.status_code, kernel.text))
+        return kernel.json()["id"]
+
     def start_code(self, code: str, timeout: float = 60) -> str:
         """Start `code` in a new kernel and leave it running there (as a closed browser tab
         does); returns the kernel's id once the kernel reports itself busy with it."""
-        kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
-        _expect(kernel.status_code == 201, (kernel.status_code, kernel.text))
-        kernel_id = kernel.json()["id"]
+        kernel_id = self._new_kernel()
         _execute(self, kernel_id, code, timeout, until_busy=True)
         return kernel_id
 
     def run(self, code: str, timeout: float = 60, keep: bool = False) -> str:
         """Start a kernel, run `code` over its websocket, return what it printed; then stop the
         kernel, unless `keep` (a student's notebook stays open: the kernel goes with the server)."""
-        kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
-        _expect(kernel.status_code == 201, (kernel.status_code, kernel.text))
-        kernel_id = kernel.json()["id"]
+        kernel_id = self._new_kernel()
         try:
             return _execute(self, kernel_id, code, timeout)
         finally:

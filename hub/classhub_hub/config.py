@@ -154,7 +154,7 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
         c.NativeAuthenticator.check_common_password = True
         c.NativeAuthenticator.allowed_failed_logins = auth["login_attempts"]
         c.NativeAuthenticator.seconds_before_next_try = auth["lockout"]
-    if auth["authenticator"] in ("oidc", "github"):
+    if auth["authenticator"] in hubfile.SINGLE_SIGN_ON:
         c.OAuthenticator.client_id = auth["client_id"]
         c.OAuthenticator.client_secret = secrets[hubfile.OAUTH_SECRET]
         c.OAuthenticator.oauth_callback_url = auth["callback_url"]

@@ -102,10 +102,10 @@ class Policy:
     def volume_refusal(self, spec: dict) -> str | None:
         """Why a volume may not be created like this, or None: only a user's home."""
         name = spec.get("Name") or ""
-        prefix = f"{self.hub}-user-"
+        prefix = names.user_volume(self.hub, "")
         if not name.startswith(prefix) or names.name_problem(name[len(prefix) :]):
             return f"a volume's name must be {prefix!r} and a user's name (got {name!r})"
-        if (spec.get("Labels") or {}) != {"classhub.hub": self.hub, "classhub.kind": "user"}:
+        if (spec.get("Labels") or {}) != names.labels(self.hub, "user"):
             return "a volume must carry exactly this hub's user labels"
         if spec.get("Driver") not in (None, "", "local"):
             return f"volume driver {spec.get('Driver')!r} is not allowed"
