@@ -11,17 +11,21 @@ reach it). A request passes only when `Policy.refusal` finds nothing wrong with 
   folder);
 - a container may be acted on only when it is one of this hub's user containers (its labels say
   so); one that does not exist gets Docker's own 404, so DockerSpawner sees a missing server;
-- a container is created only as a hardened user container of this hub: its name and labels, an
-  allowed image, on the hub's network, every capability dropped, `no-new-privileges`, a pids and
-  a memory limit, no privileged mode, no host namespaces, devices, published ports or host paths,
-  and only this hub's user and group volumes (and the shared data named with --shared).
+- a container is created only as a hardened user container of this hub, and its definition is
+  read as an allowlist: it may hold only the keys DockerSpawner sends (`CONFIG_KEYS`,
+  `HOST_KEYS`, `MOUNT_KEYS`), each with what a user container of this hub holds: its name and
+  labels, an allowed image, the hub's network, every capability dropped, `no-new-privileges` and
+  no other security option, pids, memory and CPU limits, no swap, and as mounts only this hub's
+  user and group volumes (and the shared data named with --shared), plainly, in the home. Any
+  other key is refused, one that Docker knows (privileged mode, namespaces, devices, ports, a
+  mount's driver or bind options, unmasked paths, a cgroup parent) or one it adds later.
 
 So even a hub taken over by a student cannot start a privileged container, mount the host or touch
 another hub's containers. A refusal is a 403 whose message starts with `classhub docker proxy:`;
 it is logged (method, path and reason; never a body, which may carry tokens).
 
-Standard library only (and classhub.names, which is): it runs with the hub image's Python, as
-`python3 -m classhub_hub.dockerproxy`.
+Standard library only (and classhub.names and classhub.hubfile, which are): it runs with the hub
+image's Python, as `python3 -m classhub_hub.dockerproxy`.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from classhub import names
+from classhub import hubfile, names
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 _VERSION = re.compile(r"^/v\d+(?:\.\d+)?(?=/)")
@@ -56,7 +60,6 @@ ROUTES: tuple[tuple[str, re.Pattern], ...] = tuple(
         ("POST", r"/volumes/create"),
     )
 )
-_NAMESPACE_MODES = ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode")
 
 
 @dataclass(frozen=True)
@@ -117,51 +120,66 @@ class Policy:
         return labels.get("classhub.hub") == self.hub and labels.get("classhub.kind") == "user"
 
     def create_refusal(self, name: str, spec: dict) -> str | None:
-        """Why a container may not be created like this, or None."""
+        """Why a container may not be created like this, or None. Every key of the definition
+        must be one DockerSpawner sends (`CONFIG_KEYS`, `HOST_KEYS`, `MOUNT_KEYS`) and hold what
+        a user container of this hub holds: anything else is refused, known to Docker or not."""
         prefix = f"{self.hub}-user-"
         if not name.startswith(prefix) or len(name) == len(prefix):
             return f"a container's name must start with {prefix!r} (got {name!r})"
+        unknown = _unknown(spec, CONFIG_KEYS, "")
+        if unknown:
+            return unknown
+        for key in _NULL_CONFIG:
+            if spec.get(key) not in (None, "", {}, []):
+                return f"{key} is not allowed"
         if spec.get("Image") not in self.images:
             return f"image {spec.get('Image')!r} is not an image of this hub"
         if not self._ours(spec.get("Labels") or {}):
             return "a container must carry this hub's user labels"
         if spec.get("User") not in (None, "", "1000", "1000:100", "jovyan"):
             return f"a user container runs as jovyan, not {spec.get('User')!r}"
-        host = spec.get("HostConfig") or {}
-        if host.get("Privileged"):
-            return "privileged containers are not allowed"
-        if host.get("CapAdd"):
-            return f"added capabilities are not allowed ({host['CapAdd']})"
+        for inside in spec.get("Volumes") or {}:
+            if not _in_home(inside):
+                return f"a volume at {inside!r} is not allowed (only in {hubfile.HOME})"
+        host = spec.get("HostConfig")
+        if not isinstance(host, dict):
+            return "a user container needs its HostConfig"
+        unknown = _unknown(host, HOST_KEYS, "HostConfig.")
+        if unknown:
+            return unknown
+        if host.get("Links"):
+            return "HostConfig.Links is not allowed"
         if "ALL" not in (host.get("CapDrop") or []):
             return "a user container must drop all capabilities (CapDrop: ALL)"
         options = host.get("SecurityOpt") or []
-        if not any(o.replace("=", ":") in ("no-new-privileges", "no-new-privileges:true")
-                   for o in options):  # fmt: skip
-            return "a user container must run with no-new-privileges"
-        if any(not o.startswith("no-new-privileges") for o in options):
-            return f"security options other than no-new-privileges are not allowed ({options})"
-        if not (host.get("PidsLimit") or 0) > 0:
-            return "a user container must have a pids limit"
-        if not (host.get("Memory") or 0) > 0:
-            return "a user container must have a memory limit"
+        if not options or any(o.replace("=", ":") not in _NO_NEW_PRIVILEGES for o in options):
+            return f"a user container runs with no-new-privileges and nothing else ({options})"
+        for key in ("PidsLimit", "Memory", "CpuQuota"):
+            if not _positive(host.get(key)):
+                return f"a user container must have a limit {key} above 0"
+        if host.get("MemorySwap") != host["Memory"]:
+            return "a user container has no swap: MemorySwap must equal Memory"
+        if host.get("CpuPeriod") is not None and not _positive(host["CpuPeriod"]):
+            return "CpuPeriod must be above 0"
         if host.get("NetworkMode") != self.network:
             return f"a user container joins {self.network}, not {host.get('NetworkMode')!r}"
-        for key in _NAMESPACE_MODES:
-            if host.get(key):
-                return f"{key}={host[key]!r} is not allowed"
-        for key in ("Devices", "DeviceRequests", "DeviceCgroupRules", "PortBindings",
-                    "VolumesFrom", "Links", "Sysctls", "ExtraHosts", "Runtime"):  # fmt: skip
-            if host.get(key):
-                return f"{key} is not allowed"
         for bind in host.get("Binds") or []:
-            source = bind.split(":", 1)[0]
-            if not self._mountable(source):
-                return f"mounting {source!r} is not allowed"
+            source, _, rest = str(bind).partition(":")
+            inside, _, mode = rest.partition(":")
+            if not self._mountable(source) or not _in_home(inside) or mode not in ("", "rw", "ro"):
+                return f"the mount {bind!r} is not allowed"
         for mount in host.get("Mounts") or []:
+            if not isinstance(mount, dict):
+                return "a mount must be an object"
+            unknown = _unknown(mount, MOUNT_KEYS, "a mount's ")
+            if unknown:
+                return unknown
             if mount.get("Type") not in ("volume", "bind") or not self._mountable(
                 mount.get("Source", "")
             ):
                 return f"mounting {mount.get('Source')!r} is not allowed"
+            if not _in_home(mount.get("Target", "")):
+                return f"a mount at {mount.get('Target')!r} is not allowed"
         return None
 
     def _mountable(self, source: str) -> bool:
@@ -170,6 +188,44 @@ class Policy:
         return not source.startswith("/") and source.startswith(
             (f"{self.hub}-user-", f"{self.hub}-group-")
         )
+
+
+# What a user container's definition may contain: the keys docker-py sends for DockerSpawner.
+# A key outside these is refused whatever its value, since an empty one can matter too
+# (`MaskedPaths: []` unmasks /proc), and so is one a newer Docker adds.
+CONFIG_KEYS = frozenset({
+    "Hostname", "Domainname", "User", "Tty", "OpenStdin", "StdinOnce", "AttachStdin",
+    "AttachStdout", "AttachStderr", "Env", "Cmd", "Image", "Volumes", "NetworkDisabled",
+    "ExposedPorts", "Labels", "HostConfig", "Entrypoint", "WorkingDir", "NetworkingConfig",
+    "MacAddress", "StopSignal", "StopTimeout", "Healthcheck", "Runtime",
+})  # fmt: skip
+# Of those, the ones DockerSpawner leaves empty, and which must stay so: another runtime, more
+# networks, a MAC address of another container's. (In HostConfig: Links, always [].)
+_NULL_CONFIG = ("Hostname", "Domainname", "Entrypoint", "WorkingDir", "NetworkingConfig",
+                "MacAddress", "StopSignal", "StopTimeout", "Healthcheck", "Runtime")  # fmt: skip
+HOST_KEYS = frozenset({
+    "AutoRemove", "Binds", "Mounts", "Links", "Memory", "MemorySwap", "CpuPeriod", "CpuQuota",
+    "PidsLimit", "CapDrop", "SecurityOpt", "NetworkMode",
+})  # fmt: skip
+# A mount is its type, source, target and read-only flag: no VolumeOptions (a driver's options
+# can bind any host folder), BindOptions or TmpfsOptions.
+MOUNT_KEYS = frozenset({"Type", "Source", "Target", "ReadOnly"})
+_NO_NEW_PRIVILEGES = ("no-new-privileges", "no-new-privileges:true")
+
+
+def _unknown(found: dict, allowed: frozenset[str], where: str) -> str | None:
+    extra = sorted(str(key) for key in found if key not in allowed)
+    return f"{where}{', '.join(extra)} is not allowed" if extra else None
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _in_home(path: str) -> bool:
+    """A path in the user's home (where every volume of a user container goes), without `..`."""
+    inside = path == hubfile.HOME or path.startswith(hubfile.HOME + "/")
+    return inside and ".." not in path.split("/")
 
 
 class _UnixConnection(http.client.HTTPConnection):

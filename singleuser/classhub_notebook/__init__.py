@@ -1,6 +1,16 @@
-"""classhub's Jupyter server extension in the notebook image: a busy kernel counts as activity,
-a prewarmed server has a kernel waiting for its student, and a new kernel websocket's first wait
-ends as soon as the kernel answers.
+"""classhub's Jupyter server extension in the notebook image: the server cannot be traced by its
+student's code, a busy kernel counts as activity, a prewarmed server has a kernel waiting for its
+student, and a new kernel websocket's first wait ends as soon as the kernel answers.
+
+Not traceable: the server and the student's kernels run as the same user (jovyan), and Linux lets
+a process trace or write the memory of another of its own user's (ptrace, /proc/PID/mem,
+process_vm_writev, pidfd_getfd), Docker's seccomp profile allows it, and the host may have no Yama
+to refuse it. A student's code could then rewrite her server so that it serves a page without
+a login, under the hub's own origin, to whoever opens her link. So the server makes itself
+non-dumpable (prctl PR_SET_DUMPABLE 0) when this extension loads, before it listens and before any
+kernel or terminal exists: the kernel then refuses every one of those to a process without
+CAP_SYS_PTRACE, which no one in the container has. Its children (kernels, terminals) are
+dumpable again after their exec, as usual. If the call fails, the server does not start.
 
 The hub's idle culler stops a server when its last activity is older than CULL_IDLE_TIMEOUT. A
 kernel computing silently for hours sends nothing, so without this it would look idle and be
@@ -31,6 +41,7 @@ server's own.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 from datetime import datetime, timezone
 
@@ -40,6 +51,15 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 CHECK_EVERY_MS = 10_000
 NUDGE_EVERY_S = 0.05
+PR_SET_DUMPABLE, PR_GET_DUMPABLE = 4, 3  # <linux/prctl.h>
+
+
+def make_untraceable() -> None:
+    """Make this process non-dumpable: no process without CAP_SYS_PTRACE may trace it, read or
+    write its memory, or take its file descriptors. Raises OSError if the kernel refuses."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 or libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0):
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) did not take")
 
 
 def _jupyter_server_extension_points():
@@ -107,6 +127,11 @@ class PromptChannelsConnection(ZMQChannelsWebsocketConnection):
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
+    try:
+        make_untraceable()  # first, and fatal: see the module's docstring
+    except OSError as exc:
+        serverapp.log.critical("classhub: the server cannot make itself untraceable: %s", exc)
+        os._exit(1)  # Jupyter server would only log an extension's exception and go on
     kernels = serverapp.kernel_manager
     if os.environ.get("CLASSHUB_WARM_KERNEL") == "1" and isinstance(kernels, WarmKernelManager):
         IOLoop.current().add_callback(kernels.warm_up)

@@ -108,6 +108,47 @@ for what, attempt in attempts.items():
     assert len(out.strip().splitlines()) == 6
 
 
+def test_the_proxy_refuses_a_hardened_container_whose_mount_reaches_the_host(hub: Hub):
+    """Issue "Security" 3: a volume whose driver options bind a host folder passed the proxy, as
+    its check read a mount's type and source only. Each container here is hardened as a user
+    container must be; only its mount (or unmasked /proc) differs."""
+    out = exec_in_hub(
+        hub,
+        f"""
+import docker
+from docker.types import DriverConfig, Mount
+api = docker.from_env().api
+def hardened(**extra):
+    return api.create_host_config(
+        network_mode="{names.network(hub.name)}", cap_drop=["ALL"],
+        security_opt=["no-new-privileges:true"], pids_limit=64, mem_limit="256m",
+        memswap_limit="256m", cpu_period=100000, cpu_quota=50000, **extra)
+host_folder = DriverConfig("local", {{"type": "none", "o": "bind", "device": "/"}})
+attempts = {{
+    "VolumeOptions": [Mount("/home/jovyan/host", "{hub.name}-user-evil", driver_config=host_folder)],
+    "BindOptions": [Mount("/home/jovyan/x", "{hub.name}-user-student1", type="bind",
+                          propagation="rshared")],
+    "MaskedPaths": None,
+}}
+for what, mounts in attempts.items():
+    config = hardened(mounts=mounts) if mounts else hardened()
+    if what == "MaskedPaths":
+        config["MaskedPaths"] = []
+    try:
+        api.create_container("classhub-notebook:latest", name="{hub.name}-user-evil",
+                             labels={{"classhub.hub": "{hub.name}", "classhub.kind": "user"}},
+                             host_config=config)
+        print(what, "ALLOWED")
+    except docker.errors.APIError as exc:
+        print(what, exc.status_code, what in str(exc))
+""",
+    )
+    assert out.split() == ["VolumeOptions", "403", "True", "BindOptions", "403", "True",
+                           "MaskedPaths", "403", "True"], out  # fmt: skip
+    with pytest.raises(docker.errors.NotFound):
+        hub.client.volumes.get(f"{hub.name}-user-evil")
+
+
 def test_students_cannot_reach_docker_tcp_ports_on_the_gateway(hub: Hub):
     browser = running_server(hub, "student2")
     network = hub.client.networks.get(names.network(hub.name))
@@ -280,6 +321,95 @@ def test_memory_past_the_limit_kills_only_that_kernel(hub: Hub):
 
 
 # --- 4. a fixed environment --------------------------------------------------------------------
+
+# An injection into a process of the student's own user: trace it, then overwrite in its memory
+# every copy of `old` with `new` (same length). Against the student's server, `old` is the version
+# its /api answers with to anyone, so a change would show in that answer.
+INJECT = """
+import ctypes, os, re
+def inject(pid, old, new):
+    libc = ctypes.CDLL(None, use_errno=True)
+    found = {}
+    if libc.ptrace(16, pid, 0, 0) == 0:  # PTRACE_ATTACH
+        os.waitpid(pid, 0)
+        libc.ptrace(17, pid, 0, 0)  # PTRACE_DETACH
+        found["ptrace"] = "attached"
+    else:
+        found["ptrace"] = os.strerror(ctypes.get_errno())
+    try:
+        maps = open(f"/proc/{pid}/maps").read().splitlines()
+        written = 0
+        with open(f"/proc/{pid}/mem", "r+b", buffering=0) as mem:
+            for line in maps:
+                span, perms = line.split()[:2]
+                if not perms.startswith("rw"):
+                    continue
+                start, end = (int(x, 16) for x in span.split("-"))
+                try:
+                    mem.seek(start)
+                    data = mem.read(end - start)
+                except OSError:
+                    continue
+                for match in re.finditer(re.escape(old), data):
+                    mem.seek(start + match.start())
+                    written += mem.write(new) > 0
+        found["mem"] = f"wrote {written}"
+    except OSError as exc:
+        found["mem"] = type(exc).__name__
+    return found
+"""
+# The control: the same injection into a small server of the student's own, which it changes.
+CONTROL = '''
+import subprocess, sys, time, urllib.request
+serve = """
+import http.server
+BODY = ("control-" + "a1b2c3").encode()
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(BODY)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", 9876), Handler).serve_forever()
+"""
+control = subprocess.Popen([sys.executable, "-c", serve])
+for _ in range(100):
+    try:
+        urllib.request.urlopen("http://127.0.0.1:9876", timeout=1).read()
+        break
+    except OSError:
+        time.sleep(0.1)
+attack = inject(control.pid, b"control-a1b2c3", b"injected-x9y8z")
+print(attack["ptrace"], attack["mem"], urllib.request.urlopen("http://127.0.0.1:9876").read().decode())
+control.kill()
+'''
+SERVER_PID = "int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[1])"  # the parent
+
+
+def test_a_student_cannot_change_what_her_own_server_serves(hub: Hub):
+    """Issue "Security" 1: her kernel traced her server (same uid) and made it serve a page of
+    hers. The same injection works on a process of her own (the control), not on her server."""
+    browser = running_server(hub, "student1")
+    control = browser.run(INJECT + CONTROL)
+    assert control.split() == ["attached", "wrote", control.split()[2], "injected-x9y8z"], control
+    version = requests.get(browser.server_url + "api", timeout=10).json()["version"]
+    out = browser.run(
+        INJECT + f"print(inject({SERVER_PID}, {version.encode()!r}, {b'X' * len(version)!r}))"
+    )
+    assert out.strip() == str({"ptrace": "Operation not permitted", "mem": "PermissionError"})
+    assert requests.get(browser.server_url + "api", timeout=10).json()["version"] == version
+    # Nor its open files and sockets, or its environment: /proc keeps them from her.
+    out = browser.run(
+        f"import os\npid = {SERVER_PID}\n"
+        "for what in ('fd', 'environ'):\n"
+        "    try:\n"
+        "        open(f'/proc/{pid}/environ') if what == 'environ' else os.listdir(f'/proc/{pid}/fd')\n"
+        "        print(what, 'open')\n"
+        "    except OSError as exc:\n"
+        "        print(what, type(exc).__name__)\n"
+    )
+    assert out.split() == ["fd", "PermissionError", "environ", "PermissionError"], out
 
 
 def test_a_spawn_asking_for_another_image_is_refused(hub: Hub):

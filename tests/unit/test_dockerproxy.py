@@ -11,9 +11,11 @@ import json
 
 import docker
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from classhub_hub.config import HARDENING
-from classhub_hub.dockerproxy import Policy
+from classhub_hub.dockerproxy import CONFIG_KEYS, HOST_KEYS, MOUNT_KEYS, Policy
 
 HUB = "math"
 IMAGE = "classhub-notebook:latest"
@@ -26,12 +28,15 @@ def spec(image: str = IMAGE, labels: dict | None = None, **host) -> dict:
     """A user container's definition as DockerSpawner makes it; `host` overrides host config."""
     host_kwargs = {
         "auto_remove": True,
+        "links": {},  # DockerSpawner's own links and mounts: none
+        "mounts": [],
         "binds": ["math-user-ann:/home/jovyan:rw", "math-group-team-1:/home/jovyan/team-1:rw"],
         "mem_limit": 1024**3,
         "cpu_period": 100_000,
         "cpu_quota": 100_000,
         "network_mode": "math-net",
         "pids_limit": 1024,
+        "memswap_limit": 1024**3,  # no swap beyond the memory limit, as config.py sets it
         **HARDENING,
     }
     host_kwargs.update(host)
@@ -63,20 +68,26 @@ def test_dockerspawners_container_passes():
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (spec(privileged=True), "privileged"),
-        (spec(cap_add=["SYS_ADMIN"]), "added capabilities"),
+        (spec(privileged=True), "HostConfig.Privileged is not allowed"),
+        (spec(cap_add=["SYS_ADMIN"]), "HostConfig.CapAdd is not allowed"),
         (spec(cap_drop=["NET_RAW"]), "drop all capabilities"),
         (spec(security_opt=[]), "no-new-privileges"),
-        (spec(security_opt=["no-new-privileges:true", "seccomp=unconfined"]), "security options"),
-        (spec(pids_limit=None), "pids limit"),
-        (spec(mem_limit=None), "memory limit"),
+        (spec(security_opt=["no-new-privileges:true", "seccomp=unconfined"]), "nothing else"),
+        (spec(security_opt=["no-new-privileges:false"]), "nothing else"),
+        (spec(pids_limit=None), "limit PidsLimit"),
+        (spec(mem_limit=None, memswap_limit=None), "limit Memory"),
+        (spec(cpu_quota=None), "limit CpuQuota"),
+        (spec(memswap_limit=-1), "no swap"),
         (spec(network_mode="host"), "joins math-net"),
         (spec(network_mode="other-net"), "joins math-net"),
         (spec(pid_mode="host"), "PidMode"),
         (spec(ipc_mode="host"), "IpcMode"),
-        (spec(binds=["/:/host:rw"]), "mounting '/'"),
+        (spec(binds=["/:/host:rw"]), "'/:/host:rw' is not allowed"),
         (spec(binds=["/var/run/docker.sock:/var/run/docker.sock"]), "docker.sock"),
         (spec(binds=["other-user-ann:/home/jovyan"]), "other-user-ann"),
+        (spec(binds=["math-user-ann:/opt/notebook:rw"]), "/opt/notebook"),
+        (spec(binds=["math-user-ann:/home/jovyan/../../etc:rw"]), "/etc"),
+        (spec(binds=["math-user-ann:/home/jovyan:rw,rshared"]), "rshared"),
         (spec(devices=["/dev/sda:/dev/sda:rwm"]), "Devices"),
         (spec(port_bindings={8888: ("0.0.0.0", 9999)}), "PortBindings"),
         (spec(image="classhub-hub:latest"), "not an image of this hub"),
@@ -176,7 +187,7 @@ def test_other_images_cannot_be_inspected():
 
 def test_shared_host_paths_only_when_named():
     body = spec(binds=["math-user-ann:/home/jovyan:rw", "/srv/course:/home/jovyan/course:ro"])
-    assert "mounting '/srv/course'" in create(body)
+    assert "'/srv/course:/home/jovyan/course:ro' is not allowed" in create(body)
     shared = Policy(HUB, "math-net", frozenset({IMAGE}), frozenset({"/srv/course"}))
     raw = json.dumps(body).encode()
     assert shared.refusal("POST", "/containers/create?name=math-user-ann", raw, _no_lookup) is None
@@ -230,3 +241,120 @@ def test_a_newcomers_home_volume_may_be_made():
 def test_any_other_volume_is_refused(kwargs, expected):
     reason = POLICY.refusal("POST", "/v1.41/volumes/create", volume_body(**kwargs), lambda _: None)
     assert reason is not None and expected in reason
+
+
+# Issue "Security" 3: a hub taken over made a user container whose volume's driver options bound
+# a host folder; the proxy had looked at a mount's Type and Source only. Each of these reaches the
+# host or changes what a mount means.
+HOST_FOLDER = {"DriverConfig": {"Name": "local",
+                                "Options": {"type": "none", "o": "bind", "device": "/"}}}  # fmt: skip
+MOUNT = {"Type": "volume", "Source": "math-user-ann", "Target": "/home/jovyan/x", "ReadOnly": False}
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"Mounts": [{**MOUNT, "VolumeOptions": HOST_FOLDER}]}, "VolumeOptions"),
+        ({"Mounts": [{**MOUNT, "VolumeOptions": {}}]}, "VolumeOptions"),
+        ({"Mounts": [{**MOUNT, "Type": "bind", "BindOptions": {"Propagation": "rshared"}}]},
+         "BindOptions"),
+        ({"Mounts": [{**MOUNT, "Type": "tmpfs", "TmpfsOptions": {"Mode": 0o777}}]},
+         "TmpfsOptions"),
+        ({"Mounts": [{**MOUNT, "Type": "tmpfs"}]}, "not allowed"),
+        ({"Mounts": [{**MOUNT, "Target": "/etc"}]}, "'/etc' is not allowed"),
+        ({"Mounts": [{**MOUNT, "Consistency": "delegated"}]}, "Consistency"),
+        ({"MaskedPaths": []}, "HostConfig.MaskedPaths"),
+        ({"ReadonlyPaths": []}, "HostConfig.ReadonlyPaths"),
+        ({"CgroupParent": "/"}, "HostConfig.CgroupParent"),
+        ({"Cgroup": "host"}, "HostConfig.Cgroup"),
+        ({"VolumeDriver": "local"}, "HostConfig.VolumeDriver"),
+        ({"Tmpfs": {"/home/jovyan": "exec"}}, "HostConfig.Tmpfs"),
+        ({"Runtime": "runc"}, "HostConfig.Runtime"),
+        ({"Isolation": "hyperv"}, "HostConfig.Isolation"),
+        ({"OomKillDisable": True}, "HostConfig.OomKillDisable"),
+        ({"Ulimits": [{"Name": "nofile", "Soft": 10**7, "Hard": 10**7}]}, "HostConfig.Ulimits"),
+        ({"DeviceCgroupRules": ["a *:* rwm"]}, "HostConfig.DeviceCgroupRules"),
+        ({"SomethingDockerAddsNext": None}, "HostConfig.SomethingDockerAddsNext"),
+        ({"Links": ["math-db:db"]}, "HostConfig.Links"),
+    ],
+)  # fmt: skip
+def test_host_config_reaching_past_a_plain_mount_is_refused(extra, expected):
+    body = spec()
+    body["HostConfig"].update(extra)
+    reason = create(body)
+    assert reason is not None and expected in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"Runtime": "runsc"}, "Runtime"),
+        ({"MacAddress": "02:42:ac:11:00:02"}, "MacAddress"),
+        ({"NetworkingConfig": {"EndpointsConfig": {"math-socket": {}}}}, "NetworkingConfig"),
+        ({"Entrypoint": ["sh", "-c", "id"]}, "Entrypoint"),
+        ({"Volumes": {"/opt/notebook": {}}}, "/opt/notebook"),
+        ({"Platform": "linux"}, "Platform"),
+        ({"HostConfig": None}, "HostConfig"),
+    ],
+)
+def test_container_config_past_dockerspawners_is_refused(extra, expected):
+    reason = create({**spec(), **extra})
+    assert reason is not None and expected in reason, reason
+
+
+def test_a_named_mount_of_this_hubs_volume_in_the_home_passes():
+    body = spec()
+    body["HostConfig"]["Mounts"] = [MOUNT]
+    assert create(body) is None
+
+
+# Property: whatever key the definition gains beyond what DockerSpawner sends, at any level and
+# with any value (empty ones too), the proxy refuses it.
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@given(key=st.text(min_size=1, max_size=30), value=_values)
+def test_any_unknown_host_config_key_is_refused(key, value):
+    assume(key not in HOST_KEYS)
+    body = spec()
+    body["HostConfig"][key] = value
+    assert create(body) is not None
+
+
+@given(key=st.text(min_size=1, max_size=30), value=_values)
+def test_any_unknown_container_key_is_refused(key, value):
+    assume(key not in CONFIG_KEYS)
+    assert create({**spec(), key: value}) is not None
+
+
+@given(key=st.text(min_size=1, max_size=30), value=_values)
+def test_any_unknown_mount_key_is_refused(key, value):
+    assume(key not in MOUNT_KEYS)
+    body = spec()
+    body["HostConfig"]["Mounts"] = [{**MOUNT, key: value}]
+    assert create(body) is not None
+
+
+@given(
+    binds=st.lists(st.text(alphabet="/:.abcdehjmnorstuvwxyz-", min_size=1, max_size=40), max_size=3)
+)
+def test_a_bind_passes_only_as_this_hubs_volume_in_the_home(binds):
+    """Binds made of the characters that matter: one passes only if each is VOLUME:PATH[:MODE]
+    with this hub's volume, a path in the home without '..', and mode rw or ro."""
+    body = spec(binds=binds)
+    ok = all(
+        (source := b.split(":")[0]).startswith(("math-user-", "math-group-"))
+        and len(parts := b.split(":")) in (2, 3)
+        and (parts[1] == "/home/jovyan" or parts[1].startswith("/home/jovyan/"))
+        and ".." not in parts[1].split("/")
+        and (len(parts) == 2 or parts[2] in ("", "rw", "ro"))
+        and source
+        for b in binds
+    )
+    assert (create(body) is None) == ok, (binds, create(body))

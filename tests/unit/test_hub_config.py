@@ -129,8 +129,12 @@ def test_user_containers_are_made_the_way_the_docker_proxy_requires():
         labels=labels,
         host_config=api.create_host_config(
             auto_remove=spawner.remove,
+            links={},  # DockerSpawner's links and mounts: none
+            mounts=[],
             binds=["physics-user-ann:/home/jovyan:rw"],
             mem_limit=spawner.mem_limit,
+            cpu_period=100_000,  # DockerSpawner's, with cpu_quota from cpu_limit
+            cpu_quota=int(spawner.cpu_limit * 100_000),
             network_mode=spawner.network_name,
             **spawner.extra_host_config,
         ),
