@@ -67,7 +67,9 @@ def hub_spec(paths: Paths) -> ImageSpec:
         ("classhub/names.py", package / "names.py"),
     ]
     files += [
-        (f"hub/classhub_hub/{p.name}", p) for p in sorted((hub / "classhub_hub").glob("*.py"))
+        (f"hub/{p.relative_to(hub).as_posix()}", p)
+        for p in sorted((hub / "classhub_hub").rglob("*"))
+        if p.suffix in (".py", ".html") and "__pycache__" not in p.parts
     ]
     return ImageSpec("hub image", names.HUB_IMAGE, "hub/Dockerfile", tuple(files))
 

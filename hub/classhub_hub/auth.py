@@ -8,6 +8,12 @@ open to all (OPEN_TO_ALL), and then it gets DEFAULT_GROUPS (`hubfile.user_entry`
 off the roster ends their session at the next refresh (`auth_refresh_age`), because
 `refresh_user` answers False for them.
 
+Admins: with ADMIN_SEES_USERS the roster's admins are JupyterHub's admins, who may do anything,
+open students' servers too. Without it (the default) JupyterHub's admin role, which cannot be
+changed, is nobody's: the roster's admins get `admin_role` instead (config.py's ADMIN_SCOPES:
+the admin page, start and stop servers, not open them), given and taken back at each login and
+refresh like groups (`manage_roles`), so a roster change reaches them within a minute.
+
 `RosterAuthenticator` (AUTHENTICATOR=roster) logs in with the roster's passwords: the hub file's
 bcrypt hashes; there is no sign-up. Hashes are checked in a thread so that a class logging in at
 once does not stall the hub's event loop (bcrypt takes tens of milliseconds by design).
@@ -19,16 +25,22 @@ import asyncio
 
 import bcrypt
 from jupyterhub.auth import Authenticator
-from traitlets import Unicode
+from jupyterhub.roles import get_default_roles
+from traitlets import Dict, Unicode
 
 from .roster import LiveRoster
 
+_USER_ROLE = next(r for r in get_default_roles() if r["name"] == "user")
 # Checked when the name is unknown, so that an unknown name costs as long as a wrong password.
 _UNKNOWN = bcrypt.hashpw(b"classhub-unknown-user", bcrypt.gensalt(10))
 
 
 class ClasshubAuthenticator(Authenticator):
     hub_file = Unicode(config=True, help="Path of the rendered hub file inside the hub container.")
+    admin_role = Dict(
+        config=True,
+        help="The role the roster's admins get instead of JupyterHub's admin; empty: that one.",
+    )
 
     def _roster(self) -> LiveRoster:
         if not hasattr(self, "_live"):
@@ -43,9 +55,21 @@ class ClasshubAuthenticator(Authenticator):
         """The user's entry (roster or newcomer), or None when they may not use this hub."""
         return self._roster().user(name)
 
+    def standing(self, entry: dict) -> dict:
+        """The admin flag and roles the roster gives someone (see the module's docstring). With
+        managed roles JupyterHub takes away every role the list leaves out, its `user` role too,
+        so that one is in it as JupyterHub defines it."""
+        admin = bool(entry["admin"])
+        if not self.admin_role:
+            return {"admin": admin}
+        return {"admin": False, "roles": [_USER_ROLE, *([self.admin_role] if admin else [])]}
+
+    async def load_managed_roles(self):
+        return [self.admin_role] if self.admin_role else []
+
     def model(self, name: str, entry: dict) -> dict:
-        """What JupyterHub is told at login and refresh: the name, admin flag and groups."""
-        return {"name": name, "admin": bool(entry["admin"]), "groups": list(entry["groups"])}
+        """What JupyterHub is told at login and refresh: the name, admin standing and groups."""
+        return {"name": name, **self.standing(entry), "groups": list(entry["groups"])}
 
     def check_allowed(self, username, authentication=None):
         return self.classhub_user(username) is not None

@@ -55,6 +55,19 @@ CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:se
 HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 # What `invoke add-user`, `add-group` and `status` use through the hub's REST API.
 CLASSHUB_SCOPES = ["admin:users", "admin:groups", "admin:servers", "list:users", "list:groups"]
+# The role of the roster's admins, unless ADMIN_SEES_USERS (auth.py: JupyterHub's own admin role
+# cannot be changed, so they do not get it): the admin page, every user and group to look at, and
+# starting and stopping servers. Not JupyterHub's `access:servers` (open a student's server),
+# `tokens` (make a token as a student, which opens it too), `shares` (share a student's server
+# with oneself), nor `admin:users`'s writes (renaming oneself to a student's name gives their
+# home at the next start): the roster, not the admin page, says who is who.
+# With AUTHENTICATOR=native they also hold `admin:users`, which NativeAuthenticator's approval
+# and change-password pages require (and so they can sign in as anyone: SECURITY.md says so).
+ADMIN_ROLE = "classhub-admin"
+ADMIN_SCOPES = ["admin-ui", "list:users", "read:users", "admin:servers", "list:groups",
+                "read:groups", "read:roles", "read:hub", "list:services", "read:services"]  # fmt: skip
+# The admin page without the "Access Server" buttons those admins could not use.
+TEMPLATES = str(Path(__file__).parent / "templates")
 
 
 def read_secrets(folder: str = hubfile.SECRETS_IN_HUB) -> dict[str, str]:
@@ -178,7 +191,20 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
         else:
             c.GitHubOAuthenticator.scope = ["user:email"] if auth["allowed_domains"] else []
     c.Authenticator.manage_groups = True
-    c.Authenticator.admin_users = {u for u, v in hub.get("users").items() if v["admin"]}
+    c.Authenticator.manage_roles = True  # the admins' role, unless ADMIN_SEES_USERS (auth.py)
+    admins = {u for u, v in hub.get("users").items() if v["admin"]}
+    if hub.get("admin_sees_users"):
+        c.Authenticator.admin_users = admins
+        c.ClasshubAuthenticator.admin_role = {}
+    else:
+        native = ["admin:users"] if auth["authenticator"] == "native" else []
+        c.Authenticator.admin_users = set()
+        c.ClasshubAuthenticator.admin_role = {
+            "name": ADMIN_ROLE,
+            "description": "The roster's admins: start and stop servers, not open them",
+            "scopes": ADMIN_SCOPES + native,
+        }
+        c.JupyterHub.template_paths = [TEMPLATES]
     c.Authenticator.auth_refresh_age = 60
     c.Authenticator.refresh_pre_spawn = True
 

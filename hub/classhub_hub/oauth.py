@@ -120,7 +120,7 @@ class _SingleSignOn(ClasshubAuthenticator):
             claimed = user_info.get(self.groups_claim) or []
             known = set(self._roster().hub().get("groups"))
             groups |= {str(g).lower() for g in claimed if isinstance(g, str)} & known
-        auth_model["admin"] = bool(entry["admin"])
+        auth_model.update(self.standing(entry))
         auth_model["groups"] = sorted(groups)
         auth_model["auth_state"]["classhub_groups"] = sorted(groups)
         return auth_model

@@ -8,6 +8,7 @@ really there (a listener that the hub, or the host, does reach).
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -21,7 +22,7 @@ from classhub.errors import UserError
 from classhub.student import Browser, KernelDied
 from tests.conftest import invoke
 
-from .conftest import Hub, engine_environ, free_port, new_checkout, sweep
+from .conftest import Hub, engine_environ, free_port, new_checkout, read_passwords, sweep
 from .test_hub import logged_in, running_server
 
 PROBE = """
@@ -616,3 +617,72 @@ def test_a_network_from_before_the_firewall_is_recreated_with_a_fixed_hub_addres
         assert "running" in status.stdout
     finally:
         sweep(hub.client, name)
+
+
+# --- 8. admins -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plain(hub: Hub, tmp_path_factory):
+    """A hub beside the shared one with a new .env's ADMIN_SEES_USERS (false), which the shared
+    hub turns on."""
+    name = "pln" + hub.name[3:]
+    port = free_port()
+    paths = new_checkout(tmp_path_factory.mktemp("plain") / "clone", name, port,
+                         "hub-admin admin\nann\n")  # fmt: skip
+    env = paths.root / ".env"
+    env.write_text(env.read_text().replace("ADMIN_SEES_USERS=true\n", ""))
+    try:
+        result = invoke(paths, "setup", env=engine_environ(), timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        yield Hub(name, paths, port, read_passwords(paths), hub.client)
+    finally:
+        sweep(hub.client, name)
+
+
+def test_admins_start_and_stop_a_students_server_but_cannot_open_it(plain: Hub):
+    """Issue "Security" 8: JupyterHub's admin role opens every server (and SECURITY.md said it
+    did not). Every way there is tried: the server's pages and API with the admin's cookies, a
+    token made as the student, sharing her server, renaming the student away."""
+    student = running_server(plain, "ann")
+    student.run("open('private.txt', 'w').write('mine')")
+    admin = logged_in(plain, "hub-admin")
+    me = admin.hub_api("GET", "/user").json()
+    assert me["admin"] is False and "admin" not in me["roles"], me
+    page = admin.session.get(plain.url + "hub/admin")
+    assert page.status_code == 200 and "classhub-admin-note" in page.text
+    assert 'a[href*="/user/"] { display: none; }' in page.text  # no "Access Server" button
+    assert sorted(u["name"] for u in admin.hub_api("GET", "/users").json()) == ["ann", "hub-admin"]
+    for path in ("files/private.txt", "api/contents/private.txt", "lab"):
+        response = admin.session.get(plain.url + f"user/ann/{path}", timeout=30)
+        assert response.status_code in (403, 404), (path, response.status_code)
+        assert "mine" not in response.text
+    for method, path, body in [
+        ("POST", "/users/ann/tokens", {}),
+        ("POST", "/shares/ann/", {"user": "hub-admin"}),
+        ("PATCH", "/users/ann", {"name": "ann2"}),
+        ("PATCH", "/users/hub-admin", {"admin": True}),
+        ("DELETE", "/users/ann", None),
+    ]:
+        response = admin.hub_api(method, path, json=body)
+        assert response.status_code == 403, (method, path, response.status_code)
+    # What admins are for: stopping and starting a student's server.
+    assert admin.hub_api("DELETE", "/users/ann/server").status_code in (202, 204)
+    assert admin.hub_api("POST", "/users/ann/server").status_code in (201, 202)
+    student.stop()
+
+
+def test_with_admin_sees_users_admins_are_jupyterhubs_admins(hub: Hub):
+    """The shared hub sets ADMIN_SEES_USERS=true: its admins may open a student's server."""
+    running_server(hub, "student1")
+    admin = logged_in(hub, "hub-admin")
+    assert admin.hub_api("GET", "/user").json()["admin"] is True
+    # Opening another's server: JupyterHub asks the admin to authorize it, as in a browser.
+    ask = admin.session.get(hub.url + "user/student1/lab", timeout=30)
+    assert ask.status_code == 200 and "Authorize" in ask.text, ask.status_code
+    form = {"_xsrf": re.search(r'name="_xsrf" value="([^"]+)"', ask.text).group(1),
+            "scopes": re.findall(r'name="scopes" value="([^"]+)"', ask.text)}  # fmt: skip
+    lab = admin.session.post(ask.url, data=form, timeout=30)
+    assert lab.status_code == 200 and "JupyterLab" in lab.text, lab.status_code
+    response = admin.session.get(hub.url + "user/student1/api/contents", timeout=30)
+    assert response.status_code == 200, response.status_code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import docker
 from traitlets.config import Config
@@ -12,7 +13,14 @@ from classhub import hubfile, names, render
 from classhub.credentials import Credential
 from classhub.roster import parse_userlist
 from classhub.settings import Context, load_settings
-from classhub_hub.config import CLASSHUB_SCOPES, CULLER_SCOPES, apply_config, read_secrets
+from classhub_hub.config import (
+    ADMIN_ROLE,
+    CLASSHUB_SCOPES,
+    CULLER_SCOPES,
+    TEMPLATES,
+    apply_config,
+    read_secrets,
+)
 from classhub_hub.dockerproxy import Policy
 from tests.conftest import PROJECT
 
@@ -39,7 +47,7 @@ def test_apply_config_sets_the_promised_behaviour():
     assert c.JupyterHub.spawner_class == "classhub_hub.spawner.ClasshubSpawner"
     assert c.JupyterHub.tornado_settings == {"slow_spawn_timeout": 1}
     assert c.Authenticator.manage_groups is True
-    assert c.Authenticator.admin_users == {"boss"}
+    assert c.Authenticator.admin_users == set()  # the roster's admins get ADMIN_ROLE instead
     assert c.DockerSpawner.image == "classhub-notebook:latest"
     assert c.DockerSpawner.allowed_images == []
     assert c.DockerSpawner.pull_policy == "never"
@@ -196,7 +204,7 @@ def test_native_sign_in_follows_the_settings():
     assert (native.enable_signup, native.open_signup) == (False, False)
     assert (native.minimum_password_length, native.check_common_password) == (10, True)
     assert (native.allowed_failed_logins, native.seconds_before_next_try) == (3, 120)
-    assert c.Authenticator.admin_users == {"boss"}
+    assert c.Authenticator.admin_users == set()
 
 
 def test_who_the_hub_knows():
@@ -263,3 +271,33 @@ def test_single_sign_on_follows_the_settings():
     assert c.JupyterHub.authenticator_class == "classhub_hub.oauth.ClasshubGitHubAuthenticator"
     assert c.OAuthenticator.username_claim == "login"
     assert c.ClasshubGitHubAuthenticator.allowed_domains == []
+
+
+def test_admins_start_and_stop_servers_but_open_them_only_with_admin_sees_users():
+    """JupyterHub's admin role can open every server (access:servers), or get there through a
+    token made as the student, a share, or a rename to the student's name; it cannot be changed,
+    so the roster's admins get a role of classhub's instead."""
+    c = Config()
+    apply_config(c, hub_file(), SECRETS)
+    assert c.Authenticator.admin_users == set() and c.Authenticator.manage_roles is True
+    role = c.ClasshubAuthenticator.admin_role
+    scopes = set(role["scopes"])
+    assert role["name"] == ADMIN_ROLE and role["name"] != "admin"
+    assert not scopes & {"access:servers", "tokens", "shares", "admin:users", "users"}
+    assert {"admin-ui", "admin:servers", "list:users", "read:users"} <= scopes
+    # ... and the admin page shows no "Access Server" button they could not use.
+    assert c.JupyterHub.template_paths == [TEMPLATES]
+    assert 'a[href*="/user/"] { display: none; }' in (Path(TEMPLATES) / "admin.html").read_text()
+    # The roles classhub loads assign none to users (JupyterHub refuses that with manage_roles).
+    assert not [r for r in c.JupyterHub.load_roles if r.get("users") or r.get("groups")]
+
+    c = Config()
+    apply_config(c, hub_file("HUB_NAME=physics\nAUTHENTICATOR=native\n"), SECRETS)
+    native = c.ClasshubAuthenticator.admin_role
+    assert set(native["scopes"]) == scopes | {"admin:users"}  # approving sign-ups needs it
+
+    c = Config()
+    apply_config(c, hub_file("HUB_NAME=physics\nADMIN_SEES_USERS=true\n"), SECRETS)
+    assert c.Authenticator.admin_users == {"boss"}  # JupyterHub's own admin role
+    assert c.ClasshubAuthenticator.admin_role == {}
+    assert "template_paths" not in c.JupyterHub
