@@ -148,6 +148,20 @@ def group_volume(hub: str, group: str) -> str:
     return f"{hub}-group-{group}"
 
 
+def made_for(hub: str, volume: str) -> str | None:
+    """What `volume` holds when it is one classhub makes for hub `hub` ("the hub's database",
+    ...), or None. SHARED_DATA may name none of these: every student would get it in ~/shared."""
+    if volume == hub_data_volume(hub):
+        return "the hub's database"
+    if volume == db_volume(hub):
+        return "PostgreSQL's data"
+    if volume.startswith(user_volume(hub, "")):
+        return "a user's home"
+    if volume.startswith(group_volume(hub, "")):
+        return "a group's folder"
+    return None
+
+
 # Images and labels, shared by every hub on this engine.
 HUB_IMAGE = "classhub-hub:latest"
 DB_IMAGE = "classhub-db:latest"

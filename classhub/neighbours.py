@@ -8,6 +8,9 @@ of the checkout that made them. Before setup or up creates anything, `conflicts`
   would both want the volume `math-user-data`;
 - a PORT another hub publishes, or that another program on this host listens on (named when `ss`
   can tell);
+- a SHARED_DATA that is a volume another hub's classhub made (a home, a group folder, a database),
+  by its labels or by its name, or a folder that holds or lies in the engine's own data, where
+  every hub's volumes are;
 each named with its owner. `hubs` lists every hub on the engine for `invoke hubs`.
 """
 
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+import docker.errors
 
 from . import hubfile, names
 from .settings import Settings
@@ -111,6 +115,7 @@ def conflicts(client: docker.DockerClient, settings: Settings, root: Path) -> li
                 f"{other.checkout or 'unknown'}) would share Docker object names (one is the "
                 "other's name and '-'); choose a HUB_NAME that does not start with theirs"
             )
+    problems += _shared_data_problems(client, settings.shared_data, others)
     if settings.proxy == "nginx":
         wanted = [("HTTPS_PORT", settings.https_port, "0.0.0.0"),
                   ("HTTP_PORT", settings.http_port, "0.0.0.0")]  # fmt: skip
@@ -128,6 +133,36 @@ def conflicts(client: docker.DockerClient, settings: Settings, root: Path) -> li
             if holder:
                 problems.append(f"{key}={port} is in use by {holder}; set another {key} in .env")
     return problems
+
+
+def _shared_data_problems(
+    client: docker.DockerClient, shared: str, others: list[HubInfo]
+) -> list[str]:
+    """Why SHARED_DATA may not be shared with every student here (this hub's own volumes are
+    checked with the settings)."""
+    if not shared:
+        return []
+    fix = "name a volume or folder of the course data's own, e.g. SHARED_DATA=course-data"
+    if shared.startswith("/"):
+        root = Path(client.info().get("DockerRootDir") or "/var/lib/docker").resolve()
+        folder = Path(shared).resolve()
+        if folder == root or root in folder.parents or folder in root.parents:
+            return [f"SHARED_DATA={shared} holds or lies in the Docker engine's data ({root}), "
+                    f"where every hub's volumes are; {fix}"]  # fmt: skip
+        return []
+    try:
+        labels = client.volumes.get(shared).attrs.get("Labels") or {}
+    except docker.errors.NotFound:
+        labels = {}
+    owner, kind = labels.get(names.LABEL_HUB), labels.get(names.LABEL_KIND)
+    if owner and kind != "shared":
+        return [f"SHARED_DATA={shared} is a volume classhub made for the hub {owner} ({kind}); "
+                f"{fix}"]  # fmt: skip
+    for other in others:
+        owned = names.made_for(other.name, shared)
+        if owned:
+            return [f"SHARED_DATA={shared} is {owned} of the hub {other.name}; {fix}"]
+    return []
 
 
 def port_holder(address: str, port: int) -> str | None:

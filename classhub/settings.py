@@ -604,6 +604,21 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
                 f"end it with /{values['hub_name']}/ (the path comes from HUB_NAME)",
             )
         )
+    shared, hub = values["shared_data"], values["hub_name"]
+    owned = names.made_for(hub, shared) if not shared.startswith("/") else None
+    if owned:
+        problems.append(
+            Problem(sources["SHARED_DATA"],
+                    f"SHARED_DATA={shared} is {owned} of this hub: every student would get it "
+                    "in ~/shared",
+                    "name a volume of its own for the course's data, e.g. SHARED_DATA=course-data")
+        )  # fmt: skip
+    if shared.startswith("/") and Path(shared).resolve() == Path("/"):
+        problems.append(
+            Problem(sources["SHARED_DATA"],
+                    f"SHARED_DATA={shared} would give every student this server's whole filesystem",
+                    "name the course data's own folder, e.g. SHARED_DATA=/srv/course-data")
+        )  # fmt: skip
     if (values["tls_cert"] is None) != (values["tls_key"] is None):
         given, missing = (
             ("TLS_CERT", "TLS_KEY") if values["tls_key"] is None else ("TLS_KEY", "TLS_CERT")

@@ -72,9 +72,12 @@ def _password(hub: Hub, user: str) -> str:
     return result.stdout.rsplit("Password: ", 1)[1].split()[0]
 
 
-def refused(root, name: str, port: int, *needles: str) -> None:
-    """Setup in a new checkout fails naming the owner, before it makes anything anywhere."""
+def refused(root, name: str, port: int, *needles: str, settings: str = "") -> None:
+    """Setup in a new checkout (with `settings` lines added to its .env) fails naming the owner,
+    before it makes anything anywhere."""
     paths = new_checkout(root, name, port, ROSTER)
+    with (paths.root / ".env").open("a") as env:
+        env.write(settings)
     before = {v.name for v in docker_client().volumes.list()}
     result = invoke(paths, "setup", env=engine_environ(), timeout=300)
     assert result.returncode == 1, result.stdout[-2000:]

@@ -24,6 +24,7 @@ from tests.conftest import invoke
 
 from .conftest import Hub, engine_environ, free_port, new_checkout, read_passwords, sweep
 from .test_hub import logged_in, running_server
+from .test_hubs import refused
 
 PROBE = """
 import socket
@@ -49,6 +50,31 @@ def exec_in_hub(hub: Hub, code: str) -> str:
 
 
 # --- 1. no Docker API for students ------------------------------------------------------------
+
+
+def test_setup_refuses_a_volume_classhub_made_or_dockers_own_data_as_shared_data(
+    hub: Hub, tmp_path
+):
+    """Issue "Security" 4: SHARED_DATA naming the hub's own database volume put it in every
+    student's server, read-only for them, writable for admins. Another hub's volume, by its
+    labels, and the folder Docker keeps every volume in are refused too, before anything is made."""
+    name = "shd" + hub.name[3:]
+    root = hub.client.info()["DockerRootDir"]
+    for n, (shared, needle) in enumerate([
+        (names.hub_data_volume(name), f"SHARED_DATA={name}-data is the hub's database of this hub"),
+        (names.user_volume(hub.name, "student1"),
+         f"is a volume classhub made for the hub {hub.name} (user)"),
+        (f"{root}/volumes", "holds or lies in the Docker engine's data"),
+        ("/", "would give every student this server's whole filesystem"),
+    ]):  # fmt: skip
+        refused(
+            tmp_path / str(n),
+            name,
+            free_port(),
+            needle,
+            "SHARED_DATA=",
+            settings=f"SHARED_DATA={shared}\n",
+        )
 
 
 def test_students_have_no_docker_socket_and_cannot_reach_the_proxy(hub: Hub):

@@ -103,3 +103,17 @@ def test_a_claim_becomes_a_name(claim, domains, expected):
 def test_a_claim_that_gives_no_name_is_refused_with_the_reason(claim, domains, why):
     name, refusal = names.from_account(claim, domains)
     assert name == "" and why in refusal
+
+
+def test_made_for_knows_every_volume_classhub_makes_for_a_hub():
+    hub = "math"
+    made = {
+        names.hub_data_volume(hub): "the hub's database",
+        names.db_volume(hub): "PostgreSQL's data",
+        names.user_volume(hub, "ann"): "a user's home",
+        names.group_volume(hub, "team-1"): "a group's folder",
+    }
+    for volume, what in made.items():
+        assert names.made_for(hub, volume) == what
+    for volume in ("course-data", "math-shared", "physics-data", "math", "mathdata"):
+        assert names.made_for(hub, volume) is None, volume
