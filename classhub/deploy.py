@@ -245,7 +245,9 @@ def _service_steps(
             # Made now, not at planning: the network or the image may just have been made.
             service = stack.services(client, paths, settings, config.roster)[index]
             started = int(time.time())
-            stack.ensure_service(client, hub, service, echo)
+            if not stack.ensure_service(client, hub, service, echo):
+                echo(f"   {service.what}: already as planned (an image rebuilt meanwhile)")
+                return
             if service.what == "firewall":
                 stack.wait_for_firewall(client, hub, since=started)
             if service.what == "database":

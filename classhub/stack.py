@@ -300,7 +300,7 @@ def services(
             "name": names.firewall_container(hub),
             "command": [*module, "classhub_hub.firewall", "--table", names.firewall_table(hub),
                         "--bridge", bridge, "--hub-ip", address,
-                        "--port", str(hubfile.PROXY_PORT), "--port", str(hubfile.HUB_API_PORT)],
+                        "--port", str(hubfile.HUB_API_PORT)],
             "network_mode": "host",
             **HARDENED,
             "cap_add": ["NET_ADMIN"],
@@ -556,14 +556,16 @@ def service_state(client: docker.DockerClient, hub: str, service: Service) -> tu
     return "running", ""
 
 
-def ensure_service(client: docker.DockerClient, hub: str, service: Service, echo: Echo) -> None:
+def ensure_service(client: docker.DockerClient, hub: str, service: Service, echo: Echo) -> bool:
+    """Start, make or replace the container as its state now asks (which may no longer be what
+    the plan saw: an image rebuilt meanwhile can be the one it runs); whether it did anything."""
     _, action = service_state(client, hub, service)
     if not action:
-        return
+        return False
     container = find_container(client, service.name)
     if action == "start":
         container.start()
-        return
+        return True
     if container is not None:
         echo(f"   removing the old {service.what} container {service.name}")
         container.stop(timeout=20)
@@ -591,6 +593,7 @@ def ensure_service(client: docker.DockerClient, hub: str, service: Service, echo
             ) from None
         raise UserError(f"starting the {service.what} container {service.name} failed: "
                         f"{explanation}") from None  # fmt: skip
+    return True
 
 
 def _owned(container, hub: str) -> None:

@@ -191,12 +191,13 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
         else:
             c.GitHubOAuthenticator.scope = ["user:email"] if auth["allowed_domains"] else []
     c.Authenticator.manage_groups = True
-    c.Authenticator.manage_roles = True  # the admins' role, unless ADMIN_SEES_USERS (auth.py)
     admins = {u for u, v in hub.get("users").items() if v["admin"]}
     if hub.get("admin_sees_users"):
         c.Authenticator.admin_users = admins
         c.ClasshubAuthenticator.admin_role = {}
-    else:
+    else:  # the admins' role (auth.py; load_managed_roles says why the reset)
+        c.Authenticator.manage_roles = True
+        c.Authenticator.reset_managed_roles_on_startup = True
         native = ["admin:users"] if auth["authenticator"] == "native" else []
         c.Authenticator.admin_users = set()
         c.ClasshubAuthenticator.admin_role = {

@@ -1,4 +1,4 @@
-"""The hub network's firewall: students reach the hub and the proxy, never each other.
+"""The hub network's firewall: students reach the hub's API, never each other.
 
 Docker lets every container on a network talk to every other one. For a hub's network that would
 let a student reach another student's server, or a port another student opens. This keeps one
@@ -7,9 +7,12 @@ hub's bridge only:
 
 - anything the hub container (fixed address) sends, and the replies to it (the proxy and the hub
   reach every server);
-- new connections from a user container to the hub's proxy and API ports;
+- new connections from a user container to the hub's API port (`--port`: the server's OAuth and
+  activity reports), at most `--max-connections` open at once from one address, so that one
+  student cannot take every connection the hub can hold;
 and refuses every other connection between two containers of the hub's network (TCP reset, so a
-probe fails at once). It also refuses the Docker daemon's TCP ports (2375, 2376) to anything that
+probe fails at once): another student's server, and the hub's proxy port, which students reach
+from outside like everyone else (through nginx's login limit, when there is one). It also refuses the Docker daemon's TCP ports (2375, 2376) to anything that
 comes in from the hub's bridge.
 
 Bridged traffic reaches these rules through br_netfilter (`bridge-nf-call-iptables`), the same path
@@ -29,6 +32,7 @@ import sys
 import time
 
 DOCKER_PORTS = (2375, 2376)
+MAX_CONNECTIONS = 64  # open connections from one student's server to the hub at once
 BRIDGE_NF = "/proc/sys/net/bridge/bridge-nf-call-iptables"
 
 
@@ -46,7 +50,9 @@ def bridge_filtering_problem() -> str | None:
     )
 
 
-def ruleset(table: str, bridge: str, hub_ip: str, ports: list[int]) -> str:
+def ruleset(
+    table: str, bridge: str, hub_ip: str, ports: list[int], limit: int = MAX_CONNECTIONS
+) -> str:
     """The nft script that replaces `table` in one transaction."""
     allowed = ", ".join(str(p) for p in ports)
     docker = ", ".join(str(p) for p in DOCKER_PORTS)
@@ -54,6 +60,9 @@ def ruleset(table: str, bridge: str, hub_ip: str, ports: list[int]) -> str:
 add table inet {table}
 delete table inet {table}
 table inet {table} {{
+  set clients {{
+    type ipv4_addr; flags dynamic; size 65535;
+  }}
   chain forward {{
     type filter hook forward priority filter - 1; policy accept;
     iifname "{bridge}" oifname "{bridge}" jump between_containers
@@ -61,6 +70,7 @@ table inet {table} {{
   chain between_containers {{
     ct state established,related accept
     ip saddr {hub_ip} accept
+    ip daddr {hub_ip} tcp dport {{ {allowed} }} ct state new add @clients {{ ip saddr ct count over {limit} }} reject with tcp reset
     ip daddr {hub_ip} tcp dport {{ {allowed} }} accept
     meta l4proto tcp reject with tcp reset
     reject
@@ -86,7 +96,8 @@ def apply(table: str, script: str) -> str:
 
 
 def current(table: str) -> str:
-    listed = nft("list", "table", "inet", table)
+    """The table as the kernel lists it, without the set of clients (whose counts change)."""
+    listed = nft("-t", "list", "table", "inet", table)
     return listed.stdout if listed.returncode == 0 else ""
 
 
@@ -96,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bridge", required=True)
     parser.add_argument("--hub-ip", required=True)
     parser.add_argument("--port", type=int, action="append", required=True)
+    parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS)
     parser.add_argument("--every", type=float, default=5.0)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -103,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     if problem:
         print(f"error: {problem}", flush=True)
         sys.exit(1)
-    script = ruleset(args.table, args.bridge, args.hub_ip, args.port)
+    script = ruleset(args.table, args.bridge, args.hub_ip, args.port, args.max_connections)
     try:
         loaded = apply(args.table, script)
     except RuntimeError as exc:

@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,20 @@ class Hub:
             stderr=False,
         )
         return json.loads(output.decode().strip().splitlines()[-1])
+
+
+def gateway(client: docker.DockerClient, network: str) -> str:
+    """The host's address on a Docker network (its bridge's). The engine's IPAM entry may have no
+    `Gateway` (seen after an engine restart with the bridge already up): then the bridge's own."""
+    found = client.networks.get(network).attrs
+    config = (found.get("IPAM") or {}).get("Config") or [{}]
+    if config[0].get("Gateway"):
+        return config[0]["Gateway"].split("/")[0]
+    options = found.get("Options") or {}
+    bridge = options.get("com.docker.network.bridge.name") or f"br-{found['Id'][:12]}"
+    listed = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", bridge],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return listed.split(" inet ", 1)[1].split("/", 1)[0]
 
 
 def sweep(client: docker.DockerClient, hub: str) -> None:

@@ -18,7 +18,15 @@ from classhub import names
 from classhub.student import Browser
 from tests.conftest import PROJECT, invoke
 
-from .conftest import Hub, engine_environ, free_port, new_checkout, read_passwords, sweep
+from .conftest import (
+    Hub,
+    engine_environ,
+    free_port,
+    gateway,
+    new_checkout,
+    read_passwords,
+    sweep,
+)
 
 ROSTER = "hub-admin admin\nann team-1\nbob\ngroup: guests\n"
 NATIVE = {
@@ -158,7 +166,7 @@ def oidc(hub: Hub, tmp_path_factory):
     (jane.doe@uni.edu, another account)."""
     name = f"{hub.name}o"
     port = free_port()
-    address = hub.client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    address = gateway(hub.client, "bridge")
     idp_port = free_port()
     callback = f"http://127.0.0.1:{port}/{name}/hub/oauth_callback"
     provider = subprocess.Popen(

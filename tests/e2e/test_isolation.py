@@ -20,9 +20,18 @@ import requests
 from classhub import hubfile, names, stack
 from classhub.errors import UserError
 from classhub.student import Browser, KernelDied
+from classhub_hub import firewall
 from tests.conftest import invoke
 
-from .conftest import Hub, engine_environ, free_port, new_checkout, read_passwords, sweep
+from .conftest import (
+    Hub,
+    engine_environ,
+    free_port,
+    gateway,
+    new_checkout,
+    read_passwords,
+    sweep,
+)
 from .test_hub import logged_in, running_server
 from .test_hubs import refused
 
@@ -178,16 +187,15 @@ for what, mounts in attempts.items():
 
 def test_students_cannot_reach_docker_tcp_ports_on_the_gateway(hub: Hub):
     browser = running_server(hub, "student2")
-    network = hub.client.networks.get(names.network(hub.name))
-    gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+    address = gateway(hub.client, names.network(hub.name))
     listeners = []
     for port in (2375, 2376, 0):  # 0: any free port, to show the listeners are reachable at all
-        server = socket.create_server((gateway, port))
+        server = socket.create_server((address, port))
         listeners.append(server)
         threading.Thread(target=_accept_forever, args=(server,), daemon=True).start()
     try:
         ports = [s.getsockname()[1] for s in listeners]
-        out = browser.run(PROBE + f"print(*[probe({gateway!r}, p) for p in {ports}])")
+        out = browser.run(PROBE + f"print(*[probe({address!r}, p) for p in {ports}])")
         assert out.split() == ["ConnectionRefusedError", "ConnectionRefusedError", "open"], out
     finally:
         for server in listeners:
@@ -206,7 +214,9 @@ def _accept_forever(server: socket.socket) -> None:
 # --- 2. no lateral movement -------------------------------------------------------------------
 
 
-def test_students_cannot_reach_each_other_but_reach_the_hub_and_proxy(hub: Hub):
+def test_students_cannot_reach_each_other_nor_the_hubs_proxy_port_but_reach_its_api(hub: Hub):
+    """Issue \"Security\" 6: students posted wrong passwords straight to the proxy's port, past
+    nginx's login limit. They need the hub's API only (OAuth, activity)."""
     victim = running_server(hub, "student1")
     # The victim opens a port of their own, in a process that outlives the kernel.
     victim.run(
@@ -229,16 +239,45 @@ def test_students_cannot_reach_each_other_but_reach_the_hub_and_proxy(hub: Hub):
         + "import os, urllib.request, json\n"
         + f"print(probe({target!r}, 8888), probe({target!r}, 9999))\n"
         + "api = urllib.request.urlopen(os.environ['JUPYTERHUB_API_URL'], timeout=5)\n"
-        + f"proxy = urllib.request.urlopen('http://{hub_name}:{hubfile.PROXY_PORT}/{hub.name}/hub/api', timeout=5)\n"
-        + "print(api.status, 'version' in json.load(api), proxy.status)\n"
+        + "print(api.status, 'version' in json.load(api))\n"
+        + f"print(probe({hub_name!r}, {hubfile.PROXY_PORT}))\n"
     )
     assert out.split() == [
         "ConnectionRefusedError",
         "ConnectionRefusedError",
         "200",
         "True",
-        "200",
+        "ConnectionRefusedError",
     ], out
+    # The proxy's port is there: the host reaches it (the hub's published port leads to it).
+    assert requests.get(hub.url + "hub/api/", timeout=10).status_code == 200
+
+
+def test_one_student_cannot_hold_every_connection_to_the_hub(hub: Hub):
+    """Issue "Security" 6: one student opened 2,000 idle connections to the hub's proxy in a
+    second. The firewall lets one address hold at most MAX_CONNECTIONS to the hub at once."""
+    hoarder = running_server(hub, "student3")
+    bystander = running_server(hub, "student2")
+    out = hoarder.run(
+        "import os, socket, urllib.parse\n"
+        "api = urllib.parse.urlsplit(os.environ['JUPYTERHUB_API_URL'])\n"
+        "held, refused = [], 0\n"
+        "for _ in range(300):\n"
+        "    try:\n"
+        "        held.append(socket.create_connection((api.hostname, api.port), timeout=3))\n"
+        "    except OSError:\n"
+        "        refused += 1\n"
+        "print(len(held), refused)\n"
+        "for sock in held:\n"
+        "    sock.close()\n",
+        timeout=120,
+    )
+    held, refused = (int(n) for n in out.split())
+    assert held <= firewall.MAX_CONNECTIONS and refused >= 300 - firewall.MAX_CONNECTIONS, out
+    assert held >= firewall.MAX_CONNECTIONS // 2, out  # its own server holds a few
+    # Meanwhile another student's server reached the hub, and the hoarder's works again after.
+    assert bystander.run("print(6 * 7)") == "42\n"
+    assert hoarder.run("print(6 * 7)") == "42\n"
 
 
 READ = ("GET",)
@@ -563,10 +602,57 @@ def test_passwords_reach_the_hub_only_as_hashes(hub: Hub):
     assert "$2b$" in (hub.paths.state_dir / "hub.json").read_text()
 
 
-def test_fifty_wrong_passwords_never_500_and_never_lock_the_owner_out(hub: Hub):
-    statuses = [Browser(hub.url, "student4").login(f"wrong-{n}").status_code for n in range(50)]
-    assert set(statuses) == {403}, statuses
-    assert Browser(hub.url, "student4").login(hub.passwords["student4"]).status_code == 302
+def new_user(hub: Hub, name: str) -> str:
+    """Add `name` to the shared hub's roster; their password."""
+    result = hub.invoke("add-user", name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.rsplit("Password: ", 1)[1].split()[0]
+
+
+def test_fifty_wrong_passwords_never_500_and_the_owners_browser_still_gets_in(hub: Hub):
+    """A name gets RosterAuthenticator.failures_per_minute (10) checked guesses a minute; the
+    rest are refused before any hash is checked. A browser that signed in as the name before
+    gets through; a new one waits for a quiet minute."""
+    password = new_user(hub, "guessed")
+    owner = Browser(hub.url, "guessed")
+    assert owner.login(password).status_code == 302
+    statuses = [Browser(hub.url, "guessed").login(f"wrong-{n}").status_code for n in range(50)]
+    assert statuses == [403] * 10 + [429] * 40, statuses
+    owner.session.get(hub.url + "hub/logout")  # signed out; the browser is the same
+    assert owner.login(password).status_code == 302  # the owner's own browser
+    elsewhere = Browser(hub.url, "guessed").login(password)
+    assert elsewhere.status_code == 429 and "Wait a minute" in elsewhere.text
+    assert logged_in(hub, "student1")  # other names are not slowed
+
+
+def test_guesses_straight_at_the_hub_from_a_students_server_are_limited_by_name(hub: Hub):
+    """Issue "Security" 6: from a student's server, 16 threads posted 158 wrong passwords in 8 s
+    straight to the hub, past nginx's limit by address, and another student's login took ten
+    times as long. The hub's API port, which servers must reach, serves the login form too."""
+    new_user(hub, "target")
+    attacker = running_server(hub, "student4")
+    out = attacker.run(
+        "import concurrent.futures, http.cookiejar, os, re, urllib.error, urllib.request\n"
+        "api = os.environ['JUPYTERHUB_API_URL']\n"
+        "login = api[: -len('api')] + 'login'\n"
+        "def guess(n):\n"
+        "    opener = urllib.request.build_opener(\n"
+        "        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))\n"
+        "    page = opener.open(login, timeout=30).read().decode()\n"
+        '    token = re.search(r\'name="_xsrf" value="([^"]+)"\', page).group(1)\n'
+        "    form = f'_xsrf={token}&username=target&password=wrong-{n}'.encode()\n"
+        "    try:\n"
+        "        return opener.open(login, data=form, timeout=30).status\n"
+        "    except urllib.error.HTTPError as exc:\n"
+        "        return exc.code\n"
+        "with concurrent.futures.ThreadPoolExecutor(16) as pool:\n"
+        "    print(*sorted(pool.map(guess, range(60))))\n",
+        timeout=180,
+    )
+    statuses = [int(s) for s in out.split()]
+    assert statuses.count(403) <= 10 and statuses.count(429) >= 50, out
+    assert set(statuses) <= {403, 429}, out  # never a 500, never a sign-in
+    assert logged_in(hub, "student1")  # meanwhile others sign in as ever
 
 
 # --- 7. names ----------------------------------------------------------------------------------
@@ -575,11 +661,7 @@ ODD_NAMES = ["7seas", "jane.doe", "jane-doe", "jane_doe", "l" * 32]
 
 
 def test_odd_names_get_distinct_stable_containers_and_volumes(hub: Hub):
-    passwords = {}
-    for name in ODD_NAMES:
-        result = hub.invoke("add-user", name)
-        assert result.returncode == 0, result.stdout + result.stderr
-        passwords[name] = result.stdout.rsplit("Password: ", 1)[1].split()[0]
+    passwords = {name: new_user(hub, name) for name in ODD_NAMES}
     seen = {}
     for name in ODD_NAMES[:4]:
         browser = Browser(hub.url, name)

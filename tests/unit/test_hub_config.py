@@ -280,6 +280,7 @@ def test_admins_start_and_stop_servers_but_open_them_only_with_admin_sees_users(
     c = Config()
     apply_config(c, hub_file(), SECRETS)
     assert c.Authenticator.admin_users == set() and c.Authenticator.manage_roles is True
+    assert c.Authenticator.reset_managed_roles_on_startup is True
     role = c.ClasshubAuthenticator.admin_role
     scopes = set(role["scopes"])
     assert role["name"] == ADMIN_ROLE and role["name"] != "admin"
@@ -300,4 +301,4 @@ def test_admins_start_and_stop_servers_but_open_them_only_with_admin_sees_users(
     apply_config(c, hub_file("HUB_NAME=physics\nADMIN_SEES_USERS=true\n"), SECRETS)
     assert c.Authenticator.admin_users == {"boss"}  # JupyterHub's own admin role
     assert c.ClasshubAuthenticator.admin_role == {}
-    assert "template_paths" not in c.JupyterHub
+    assert "template_paths" not in c.JupyterHub and "manage_roles" not in c.Authenticator
