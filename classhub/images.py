@@ -74,6 +74,11 @@ def hub_spec(paths: Paths) -> ImageSpec:
     return ImageSpec("hub image", names.HUB_IMAGE, "hub/Dockerfile", tuple(files))
 
 
+# singleuser/classhub_notebook/: the server extension, the kernels' module and their config files.
+NOTEBOOK_EXTENSION_FILES = ("__init__.py", "classhub_kernel.py", "jupyter_server_config.json",
+                            "ipython_kernel_config.json", "server_config.json")  # fmt: skip
+
+
 def notebook_spec(paths: Paths, settings: Settings) -> ImageSpec:
     folder = paths.root / "singleuser"
     files = (
@@ -81,14 +86,9 @@ def notebook_spec(paths: Paths, settings: Settings) -> ImageSpec:
         ("singleuser/base-requirements.txt", folder / "base-requirements.txt"),
         ("singleuser/requirements.txt", folder / "requirements.txt"),
         ("singleuser/overrides.json", folder / "overrides.json"),
-        ("singleuser/classhub_notebook/__init__.py", folder / "classhub_notebook" / "__init__.py"),
-        (
-            "singleuser/classhub_notebook/jupyter_server_config.json",
-            folder / "classhub_notebook" / "jupyter_server_config.json",
-        ),
-        (
-            "singleuser/classhub_notebook/server_config.json",
-            folder / "classhub_notebook" / "server_config.json",
+        *(
+            (f"singleuser/classhub_notebook/{name}", folder / "classhub_notebook" / name)
+            for name in NOTEBOOK_EXTENSION_FILES
         ),
         ("singleuser/start-notebook", folder / "start-notebook"),
         ("singleuser/language-servers", folder / "language-servers"),

@@ -149,9 +149,9 @@ class Browser:
             method, self.server_url + "api" + path, headers=headers, **kwargs
         )
 
-    def _new_kernel(self) -> str:
-        """Start a python3 kernel on my server; its id."""
-        kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
+    def _new_kernel(self, folder: str = "") -> str:
+        """Start a python3 kernel on my server, in `folder` of my home; its id."""
+        kernel = self.server_api("POST", "/kernels", json={"name": "python3", "path": folder})
         _expect(kernel.status_code == 201, (kernel.status_code, kernel.text))
         return kernel.json()["id"]
 
@@ -162,10 +162,11 @@ class Browser:
         _execute(self, kernel_id, code, timeout, until_busy=True)
         return kernel_id
 
-    def run(self, code: str, timeout: float = 60, keep: bool = False) -> str:
-        """Start a kernel, run `code` over its websocket, return what it printed; then stop the
-        kernel, unless `keep` (a student's notebook stays open: the kernel goes with the server)."""
-        kernel_id = self._new_kernel()
+    def run(self, code: str, timeout: float = 60, keep: bool = False, folder: str = "") -> str:
+        """Start a kernel (in `folder`, as for a notebook there), run `code` over its websocket,
+        return what it printed; then stop the kernel, unless `keep` (a student's notebook stays
+        open: the kernel goes with the server)."""
+        kernel_id = self._new_kernel(folder)
         try:
             return _execute(self, kernel_id, code, timeout)
         finally:

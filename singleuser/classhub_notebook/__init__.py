@@ -1,6 +1,7 @@
 """classhub's Jupyter server extension in the notebook image: the server cannot be traced by its
-student's code, a busy kernel counts as activity, a prewarmed server has a kernel waiting for its
-student, and a new kernel websocket's first wait ends as soon as the kernel answers.
+student's code, does not follow a link out of a shared folder, a busy kernel counts as activity,
+a prewarmed server has a kernel waiting for its student, and a new kernel websocket's first wait
+ends as soon as the kernel answers.
 
 Not traceable: the server and the student's kernels run as the same user (jovyan), and Linux lets
 a process trace or write the memory of another of its own user's (ptrace, /proc/PID/mem,
@@ -18,6 +19,11 @@ stopped mid-computation. While any kernel is busy this keeps `classhub_busy_last
 server's settings at now: Jupyter server counts every `*_last_activity` setting in its last
 activity, which jupyterhub-singleuser reports to the hub. With CULL_BUSY=true (the hub passes
 `CLASSHUB_CULL_BUSY`) it does nothing, and busy servers are culled like idle ones.
+
+Links out of a shared folder (`SharedFolderContentsManager`, the server's contents manager): a
+path on which a link in a group folder (or `shared`, or an admin's `users/NAME`) leads out of it
+is answered 404, for reading and writing alike, and left out of its folder's listing
+(classhub_kernel.leaves_shared_folder says why).
 
 A warm kernel (`WarmKernelManager`, the server's kernel manager): when the hub starts the server
 with `CLASSHUB_WARM_KERNEL=1` (invoke prewarm asks for it), one kernel of the default kind starts
@@ -45,8 +51,11 @@ import ctypes
 import os
 from datetime import datetime, timezone
 
+from classhub_kernel import leaves_shared_folder
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from tornado import web
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 CHECK_EVERY_MS = 10_000
@@ -64,6 +73,22 @@ def make_untraceable() -> None:
 
 def _jupyter_server_extension_points():
     return [{"module": "classhub_notebook"}]
+
+
+class LeadsOut(web.HTTPError, OSError):
+    """404 to whoever asks; an OSError to Jupyter server's folder listing, which then leaves the
+    entry out instead of failing the whole folder (a teammate could otherwise hide it)."""
+
+
+class SharedFolderContentsManager(AsyncLargeFileManager):
+    """Jupyter server's contents manager, which does not follow a link out of a shared folder."""
+
+    def _get_os_path(self, path):
+        os_path = super()._get_os_path(path)
+        folder = leaves_shared_folder(os_path, os.path.abspath(self.root_dir))
+        if folder is not None:
+            raise LeadsOut(404, f"{path} leads out of the shared folder {folder}")
+        return os_path
 
 
 class WarmKernelManager(AsyncMappingKernelManager):

@@ -522,6 +522,64 @@ def test_server_config_in_the_home_is_not_loaded(hub: Hub):
     browser.run("import os; os.remove('.jupyter/jupyter_server_config.py')")
 
 
+def test_a_teammates_module_in_the_group_folder_does_not_shadow_an_installed_one(hub: Hub):
+    """Issue "Security" 7: a module planted in the group folder ran in a teammate's kernel when
+    a notebook there imported a package of the same name. A kernel started in a shared folder
+    does not import from it; in the student's own folders a module beside a notebook still does."""
+    planter = running_server(hub, "student1")
+    planter.run(
+        "for module in ('colorsys', 'tabulate'):\n"
+        "    open(f'team-1/{module}.py', 'w').write(\n"
+        "        \"open('/home/jovyan/planted-ran', 'w').write('yes')\\nVERSION = 'planted'\\n\")\n"
+    )
+    victim = running_server(hub, "student2")
+    victim.run("open('helper.py', 'w').write('WHERE = \"my own\"\\n')")
+    out = victim.run(
+        "import colorsys, os, tabulate\n"
+        "print(colorsys.__file__.startswith('/usr/lib/python3'), tabulate.__file__.startswith('/opt/'),"
+        " os.path.exists('/home/jovyan/planted-ran'), os.getcwd())\n",
+        folder="team-1",
+    )
+    assert out.split() == ["True", "True", "False", "/home/jovyan/team-1"], out
+    assert victim.run("import helper\nprint(helper.WHERE)") == "my own\n"
+    planter.run("import os\nfor m in ('colorsys', 'tabulate'):\n    os.remove(f'team-1/{m}.py')")
+
+
+def test_a_link_in_the_group_folder_is_not_followed_out_of_it_by_a_teammates_server(hub: Hub):
+    """Issue "Security" 7: a teammate's link `team-1/notes.txt -> /home/jovyan/secret.txt` was
+    followed by the victim's own server: opening "the group's file" showed her private one, and
+    saving it overwrote it. Links that stay in the group folder work as ever."""
+    planter = running_server(hub, "student1")
+    planter.run(
+        "import os\n"
+        "os.symlink('/home/jovyan/secret.txt', 'team-1/notes.txt')\n"
+        "os.symlink('/home/jovyan', 'team-1/home')\n"
+        "open('team-1/agenda.txt', 'w').write('meet at 10')\n"
+        "os.symlink('agenda.txt', 'team-1/today.txt')\n"
+    )
+    victim = running_server(hub, "student2")
+    victim.run("open('secret.txt', 'w').write('private')")
+    try:
+        for path in ("team-1/notes.txt", "team-1/home/secret.txt", "team-1/home"):
+            response = victim.server_api("GET", f"/contents/{path}")
+            assert response.status_code == 404 and "private" not in response.text, path
+            saved = victim.server_api("PUT", f"/contents/{path}",
+                                      json={"type": "file", "format": "text", "content": "gone"})  # fmt: skip
+            assert saved.status_code == 404, (path, saved.status_code)
+        assert victim.run("print(open('secret.txt').read())") == "private\n"
+        listing = victim.server_api("GET", "/contents/team-1")
+        assert listing.status_code == 200  # the folder still lists, without the links out
+        listed = {item["name"] for item in listing.json()["content"]}
+        assert {"agenda.txt", "today.txt"} <= listed and not {"notes.txt", "home"} & listed
+        today = victim.server_api("GET", "/contents/team-1/today.txt")
+        assert today.status_code == 200 and today.json()["content"] == "meet at 10"
+    finally:
+        planter.run(
+            "import os\nfor n in ('notes.txt', 'home', 'agenda.txt', 'today.txt'):\n"
+            "    os.remove(f'team-1/{n}')\n"
+        )
+
+
 # --- 5. secrets stay secret ---------------------------------------------------------------------
 
 
