@@ -91,7 +91,7 @@ def _folder_clashes(settings: Settings, roster: Roster, users_shown: str, env_sh
         taken[hubfile.USERS_FOLDER] = "ADMIN_SEES_USERS"
     return [
         Problem(
-            users_shown,
+            f"{users_shown}:{roster.group_line(group)}",
             f"group {group!r} would have the same folder as {key} (~/{group}) set in {env_shown}",
             "rename the group",
         )

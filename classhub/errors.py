@@ -10,6 +10,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+QUOTED_MAX = 40  # characters of an offending value a message repeats
+
+
+def quoted(value: str) -> str:
+    """`value` as a message shows it: repr'd, and cut to its first QUOTED_MAX characters with
+    its length when longer, so that a 200,000-character name does not fill the screen."""
+    if len(value) <= QUOTED_MAX:
+        return repr(value)
+    return f"{value[:QUOTED_MAX]!r}... ({len(value)} characters)"
+
+
+def clipped(value: str) -> str:
+    """`value` as a message shows it unquoted (KEY=value): cut like `quoted` when longer."""
+    return (
+        value if len(value) <= QUOTED_MAX else f"{value[:QUOTED_MAX]}... ({len(value)} characters)"
+    )
+
 
 class UserError(Exception):
     """A problem the person running classhub can fix; the message says how."""

@@ -59,9 +59,10 @@ def read_text(path: Path, shown: str, fix_missing: str) -> str:
             f"run classhub as the file's owner or make it readable (chmod u+r {shown})",
         )
     except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
         problem = Problem(
-            shown,
-            f"is not UTF-8 text (byte {exc.start} cannot be decoded)",
-            "save it as UTF-8 plain text",
+            f"{shown}:{line}",
+            f"is not UTF-8 text (byte {exc.object[exc.start]:#04x} on this line cannot be decoded)",
+            "save the file as UTF-8 plain text (in most editors: Save As, encoding UTF-8)",
         )
     raise ConfigError([problem])

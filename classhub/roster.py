@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import names
-from .errors import Problem
+from .errors import Problem, quoted
 from .settings import Context, Invalid, parse_cpu_limit, parse_image, parse_mem_limit
 
 ADMIN_WORD = "admin"
@@ -53,10 +53,15 @@ class Roster:
     declared: tuple[str, ...] = ()  # groups from `group:` lines, members or not
     group_limits: tuple[tuple[str, Limits], ...] = ()  # from `group:` lines
     group_images: tuple[tuple[str, str, int], ...] = ()  # (group, image, line) from `group:` lines
+    group_lines: tuple[tuple[str, int], ...] = ()  # each group with the first line naming it
+
+    def group_line(self, group: str) -> int | None:
+        """The first line of the roster that names `group` (None: not in the file)."""
+        return dict(self.group_lines).get(group)
 
     def image_for(self, name: str | User, default: str) -> str:
-        """The image of the user's group that has one (the roster allows one at most), or the
-        hub's. `name` may be a User not on the roster (a newcomer with DEFAULT_GROUPS)."""
+        """The image of the user's groups that have one (the roster allows one image at most,
+        which several of their groups may give), or the hub's. `name` may be a User not on the roster (a newcomer with DEFAULT_GROUPS)."""
         user = name if isinstance(name, User) else self.get(name)
         images = {g: image for g, image, _ in self.group_images}
         return next((images[g] for g in user.groups if g in images), default)
@@ -99,7 +104,7 @@ def _limit(
     if key not in keys:
         known = " or ".join(f"{k}=..." for k in keys)
         where_ok = "" if "image" in keys else " (image= goes on a group: line)"
-        problems.append(Problem(where, f"{token!r} is not a setting of this line{where_ok}",
+        problems.append(Problem(where, f"{quoted(token)} is not a setting of this line{where_ok}",
                                 f"write {known}, e.g. mem=4G"))  # fmt: skip
         return None
     try:
@@ -109,7 +114,7 @@ def _limit(
             return key, parse_mem_limit(raw, ctx)
         return key, parse_cpu_limit(raw, ctx or Context(root=None, cpu_count=10**6))
     except Invalid as exc:
-        problems.append(Problem(where, f"{token!r} {exc.reason}", f"give {keys[key]}"))
+        problems.append(Problem(where, f"{quoted(token)} {exc.reason}", f"give {keys[key]}"))
         return None
 
 
@@ -128,6 +133,7 @@ def parse_userlist(
     group_limits: dict[str, tuple[Limits, int]] = {}  # group -> (limits, line)
     group_images: list[tuple[str, str, int]] = []
     first_line: dict[str, tuple[int, str]] = {}  # lowercased name -> (line, name as written)
+    group_lines: dict[str, int] = {}  # group -> the first line that names it
 
     for lineno, raw_line in enumerate(text.splitlines(), start=1):
         tokens = raw_line.split("#", 1)[0].split()
@@ -145,8 +151,20 @@ def parse_userlist(
         if not tokens:
             continue
         if tokens[0].lower() == GROUP_WORD:
+            if len(tokens) == 1:
+                problems.append(Problem(where, "this group: line names no group, so its "
+                                        "settings would apply to none",
+                                        "name the groups after 'group:', e.g. 'group: team-3 "
+                                        "mem=8G'"))  # fmt: skip
+            seen_here: set[str] = set()
             for token in tokens[1:]:
                 word = token.lower()
+                if word in seen_here:
+                    warnings.append(f"{where}: group {quoted(word)} is given twice on this "
+                                    "line; once is enough")  # fmt: skip
+                    continue
+                seen_here.add(word)
+                group_lines.setdefault(word, lineno)
                 if limits and word in group_limits:
                     problems.append(
                         Problem(
@@ -162,7 +180,7 @@ def parse_userlist(
                 problem = names.name_problem(token.lower())
                 if problem:
                     problems.append(
-                        Problem(where, f"group name {token!r} {problem}", names.NAME_RULE)
+                        Problem(where, f"group name {quoted(token)} {problem}", names.NAME_RULE)
                     )
                 elif token.lower() not in declared:
                     declared.append(token.lower())
@@ -172,7 +190,9 @@ def parse_userlist(
 
         problem = names.name_problem(name)
         if problem:
-            problems.append(Problem(where, f"user name {written!r} {problem}", names.NAME_RULE))
+            problems.append(
+                Problem(where, f"user name {quoted(written)} {problem}", names.NAME_RULE)
+            )
             line_ok = False
         elif name in first_line:
             earlier, as_written = first_line[name]
@@ -207,17 +227,19 @@ def parse_userlist(
                 problems.append(
                     Problem(
                         where,
-                        f"group name {token!r} {problem}",
+                        f"group name {quoted(token)} {problem}",
                         names.NAME_RULE + f"; or write '{ADMIN_WORD}' to make the user an admin",
                     )
                 )
                 line_ok = False
             elif word in groups:
                 warnings.append(
-                    f"{where}: group {word!r} is given twice for {name!r}; once is enough"
+                    f"{where}: group {quoted(word)} is given twice for {quoted(name)}; once is "
+                    "enough"
                 )
             else:
                 groups.append(word)
+                group_lines.setdefault(word, lineno)
         if line_ok:
             users.append(User(name, admin, tuple(groups), lineno, Limits(**limits)))
 
@@ -232,7 +254,9 @@ def parse_userlist(
     if admin_user is not None:
         users = _with_admin(users, admin_user)
     limits_by_group = tuple((g, lim) for g, (lim, _) in sorted(group_limits.items()))
-    return Roster(tuple(users), tuple(declared), limits_by_group, tuple(group_images)), [], warnings
+    roster = Roster(tuple(users), tuple(declared), limits_by_group, tuple(group_images),
+                    tuple(sorted(group_lines.items())))  # fmt: skip
+    return roster, [], warnings
 
 
 def _image_clashes(
@@ -248,10 +272,11 @@ def _image_clashes(
         first.setdefault(group, (image, line))
     for user in users:
         mine = {first[g][0]: g for g in user.groups if g in first}
-        if len(mine) > 1:
+        if len(mine) > 1:  # groups that give the same image agree: that is one image
             problems.append(Problem(f"{shown}:{user.line}", f"{user.name} is in groups with "
                                     f"different images ({', '.join(sorted(mine.values()))})",
-                                    "keep them in at most one group that has an image"))  # fmt: skip
+                                    "keep them out of all but one of those groups, or give "
+                                    "those groups the same image"))  # fmt: skip
     return problems
 
 

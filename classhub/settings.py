@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from dotenv.parser import parse_stream
 
 from . import hubfile, names
-from .errors import Problem
+from .errors import Problem, clipped, quoted
 
 
 class Invalid(Exception):
@@ -115,6 +115,15 @@ class Settings:
 
 
 # Parsers. Each takes the raw text and returns the parsed value or raises Invalid.
+# Numbers are ASCII digits only: str.isdigit() and int() also take superscripts, full-width and
+# other scripts' digits (int() reads full-width 8000 as 8000), and float() takes '1_0' and 'nan'.
+_WHOLE = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def _whole_number(raw: str) -> int | None:
+    """The whole number `raw` writes in ASCII digits, or None."""
+    return int(raw) if _WHOLE.fullmatch(raw) else None
 
 
 def _hub_name(raw: str, _: Context) -> str:
@@ -126,11 +135,12 @@ def _hub_name(raw: str, _: Context) -> str:
 
 def _port(raw: str, _: Context) -> int:
     fix = "use a whole number from 1 to 65535, e.g. PORT=8000"
-    if not raw.isdigit():
+    value = _whole_number(raw)
+    if value is None:
         raise Invalid("is not a port number", fix)
-    if not 1 <= int(raw) <= 65535:
+    if not 1 <= value <= 65535:
         raise Invalid("is out of range", fix)
-    return int(raw)
+    return value
 
 
 def _bind_address(raw: str, _: Context) -> str:
@@ -177,7 +187,7 @@ def _hub_db(raw: str, _: Context) -> str:
 # grammar enough to refuse what Docker would refuse.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE = re.compile(
-    rf"(?:[a-zA-Z0-9.-]+(?::\d+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    rf"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
 )
 
@@ -211,15 +221,17 @@ def _pem_file(raw: str, ctx: Context, kind: str, marker: str, fix: str) -> Path:
     try:
         text = path.read_text(encoding="ascii", errors="replace")
     except FileNotFoundError:
-        raise Invalid(f"names {path}, which does not exist", fix) from None
+        raise Invalid(f"names {clipped(str(path))}, which does not exist", fix) from None
     except OSError as exc:
-        raise Invalid(f"names {path}, which cannot be read ({exc.strerror})", fix) from None
+        raise Invalid(
+            f"names {clipped(str(path))}, which cannot be read ({exc.strerror})", fix
+        ) from None
     if marker not in text:
-        raise Invalid(f"names {path}, which holds no PEM {kind}", fix)
+        raise Invalid(f"names {clipped(str(path))}, which holds no PEM {kind}", fix)
     return path
 
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?) *([kmgt]?)(?:i?b)?", re.IGNORECASE | re.ASCII)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 MEM_LIMIT_MIN = 128 * 1024**2
 
@@ -239,10 +251,7 @@ def _mem_limit(raw: str, _: Context) -> int:
 
 
 def _cpu_limit(raw: str, ctx: Context) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+    value = float(raw) if _DECIMAL.fullmatch(raw) else math.nan
     if not math.isfinite(value) or value < 0.01:
         raise Invalid("is not a number of cores", "use a number such as 1 or 0.5")
     if value > ctx.cpu_count:
@@ -261,9 +270,9 @@ def _shared_data(raw: str, ctx: Context) -> str:
         return ""
     if raw.startswith("/"):
         path = Path(raw)
-        if not path.is_dir():
+        if not _is_dir(path):
             raise Invalid(
-                f"names {raw}, which is not a folder on this server",
+                "is not a folder on this server",
                 "create the folder (owned by 1000:100 so admins can write to it), or name a "
                 "Docker volume instead, e.g. SHARED_DATA=course-data",
             )
@@ -276,6 +285,20 @@ def _shared_data(raw: str, ctx: Context) -> str:
     return raw
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long for the filesystem, say
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 def _backup_dir(raw: str, ctx: Context) -> Path:
     if not raw:
         raise Invalid(
@@ -283,9 +306,10 @@ def _backup_dir(raw: str, ctx: Context) -> Path:
         )
     path = Path(raw).expanduser()
     path = path if path.is_absolute() else ctx.root / path
-    if path.exists() and not path.is_dir():
+    if _exists(path) and not _is_dir(path):
         raise Invalid(
-            f"names {path}, which is not a folder", "name a folder, e.g. BACKUP_DIR=backups"
+            f"names {clipped(str(path))}, which is not a folder",
+            "name a folder, e.g. BACKUP_DIR=backups",
         )
     return path
 
@@ -314,9 +338,10 @@ def _pem(kind: str, marker: str) -> Callable[[str, Context], Path | None]:
 
 
 def _rate(raw: str, _: Context) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+    value = _whole_number(raw)
+    if value is None or not 1 <= value <= 10_000:
         raise Invalid("is not a number of attempts", "use a whole number, e.g. LOGIN_RATE_LIMIT=10")
-    return int(raw)
+    return value
 
 
 AUTHENTICATORS = {
@@ -341,7 +366,7 @@ def _group_list(raw: str, _: Context) -> tuple[str, ...]:
         value = word.lower()
         problem = names.name_problem(value)
         if problem:
-            raise Invalid(f"names a group {word!r} that {problem}",
+            raise Invalid(f"names a group {quoted(word)} that {problem}",
                           names.NAME_RULE + ", e.g. DEFAULT_GROUPS=guests")  # fmt: skip
         if value not in found:
             found.append(value)
@@ -395,7 +420,7 @@ def _domains(raw: str, _: Context) -> tuple[str, ...]:
         if not re.fullmatch(
             r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+", value
         ):
-            raise Invalid(f"names {word!r}, which is not an e-mail domain",
+            raise Invalid(f"names {quoted(word)}, which is not an e-mail domain",
                           "e.g. ALLOWED_DOMAINS=uni.edu (several: separate them with spaces)")  # fmt: skip
         if value not in found:
             found.append(value)
@@ -410,10 +435,11 @@ def _client_id(raw: str, _: Context) -> str:
 
 def _whole(key: str, low: int, high: int, example: int) -> Callable[[str, Context], int]:
     def parse(raw: str, _: Context) -> int:
-        if not raw.isdigit() or not low <= int(raw) <= high:
+        value = _whole_number(raw)
+        if value is None or not low <= value <= high:
             raise Invalid(f"is not a whole number from {low} to {high}",
                           f"e.g. {key}={example}")  # fmt: skip
-        return int(raw)
+        return value
 
     return parse
 
@@ -432,11 +458,12 @@ PIDS_LIMIT_MIN = 64
 
 def _pids_limit(raw: str, _: Context) -> int:
     fix = "use a whole number of at least 64, e.g. PIDS_LIMIT=1024"
-    if not raw.isdigit():
+    value = _whole_number(raw)
+    if value is None:
         raise Invalid("is not a whole number", fix)
-    if int(raw) < PIDS_LIMIT_MIN:
+    if value < PIDS_LIMIT_MIN:
         raise Invalid("is too small: JupyterLab and one kernel run about 40 threads", fix)
-    return int(raw)
+    return value
 
 
 # For the roster's per-user and per-group limits (mem=, cpu=), checked the same way.
@@ -444,7 +471,7 @@ parse_mem_limit = _mem_limit
 parse_cpu_limit = _cpu_limit
 parse_image = _image("image=classhub-gpu:latest")
 
-_DURATION = re.compile(r"(\d+)\s*([smhd]?)", re.IGNORECASE)
+_DURATION = re.compile(r"([0-9]+) *([smhd]?)", re.IGNORECASE | re.ASCII)
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -530,7 +557,7 @@ def read_env_text(text: str, shown: str) -> tuple[dict[str, EnvEntry], list[Prob
             problems.append(
                 Problem(
                     f"{shown}:{line}",
-                    f"this line cannot be read ({snippet[:60]!r})",
+                    f"this line cannot be read ({quoted(snippet)})",
                     "write it as KEY=value, or start it with # to make it a comment",
                 )
             )
@@ -541,7 +568,7 @@ def read_env_text(text: str, shown: str) -> tuple[dict[str, EnvEntry], list[Prob
         if key not in KEYS:
             close = difflib.get_close_matches(key.upper(), KEYS, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}?" if close else "the known keys are in .env.example"
-            warnings.append(f"{shown}:{line}: unknown key {key} is ignored; {hint}")
+            warnings.append(f"{shown}:{line}: unknown key {clipped(key)} is ignored; {hint}")
             continue
         if key in entries:
             warnings.append(
@@ -574,7 +601,9 @@ def load_settings(
             values[fld.attr] = fld.parse(raw, ctx)
         except Invalid as bad:
             default = f" (default: {fld.default})" if fld.default else ""
-            problems.append(Problem(where, f"{fld.key}={raw} {bad.reason}", bad.fix + default))
+            problems.append(
+                Problem(where, f"{fld.key}={clipped(raw)} {bad.reason}", bad.fix + default)
+            )
     if problems:
         return None, problems, warnings
     problems += _cross_checks(values, sources)
@@ -600,7 +629,7 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
         problems.append(
             Problem(
                 sources["PUBLIC_URL"],
-                f"PUBLIC_URL={url} does not end in /{values['hub_name']}/, the path this hub is served under",
+                f"PUBLIC_URL={clipped(url)} does not end in /{values['hub_name']}/, the path this hub is served under",
                 f"end it with /{values['hub_name']}/ (the path comes from HUB_NAME)",
             )
         )
@@ -609,14 +638,14 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
     if owned:
         problems.append(
             Problem(sources["SHARED_DATA"],
-                    f"SHARED_DATA={shared} is {owned} of this hub: every student would get it "
+                    f"SHARED_DATA={clipped(shared)} is {owned} of this hub: every student would get it "
                     "in ~/shared",
                     "name a volume of its own for the course's data, e.g. SHARED_DATA=course-data")
         )  # fmt: skip
     if shared.startswith("/") and Path(shared).resolve() == Path("/"):
         problems.append(
             Problem(sources["SHARED_DATA"],
-                    f"SHARED_DATA={shared} would give every student this server's whole filesystem",
+                    f"SHARED_DATA={clipped(shared)} would give every student this server's whole filesystem",
                     "name the course data's own folder, e.g. SHARED_DATA=/srv/course-data")
         )  # fmt: skip
     if (values["tls_cert"] is None) != (values["tls_key"] is None):

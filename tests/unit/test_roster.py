@@ -181,6 +181,11 @@ def test_limits_per_user_and_group_most_specific_wins():
         ),
         ("ann\ngroup: a image=x:1\ngroup: a image=y:1\n", "userlist:3", "has image x:1 on line 2"),
         ("ann\ngroup: t mem=1G\ngroup: t mem=2G\n", "userlist:3", "limits on line 2 already"),
+        ("ann\ngroup: mem=8G\n", "userlist:2", "this group: line names no group"),
+        ("ann\ngroup: image=x:1\n", "userlist:2", "this group: line names no group"),
+        ("ann mem=\uff18G\n", "userlist:1", "is not a size"),  # full-width 8
+        ("ann cpu=\u00b9\n", "userlist:1", "is not a number of cores"),  # superscript 1
+        ("ann cpu=1_0\n", "userlist:1", "is not a number of cores"),
     ],
 )
 def test_bad_limits_name_the_line(text, where, fragment):
@@ -196,3 +201,38 @@ def test_a_groups_image_goes_to_its_members_only():
     assert roster.image_for("ann", "classhub-notebook:latest") == "classhub-gpu:latest"
     assert roster.image_for("bob", "classhub-notebook:latest") == "classhub-notebook:latest"
     assert roster.limits_for("ann", Limits(1, 1.0)).mem == 8 * 1024**3
+
+
+def test_groups_giving_the_same_image_agree():
+    """README: a user's groups may not give them two different images; the same one twice is
+    one image."""
+    text = "ann a b\ngroup: a image=x:1\ngroup: b image=x:1\n"
+    roster, problems, _ = parse_userlist(text, "hub-admin")
+    assert problems == [] and roster.image_for("ann", "default") == "x:1"
+
+
+def test_a_group_given_twice_on_a_group_line_is_a_warning_naming_the_line():
+    roster, problems, warnings = parse("ann\n\ngroup: team-3 team-3 mem=2G\n")
+    assert problems == [] and roster.groups() == {"team-3": ()}
+    assert warnings == ["userlist:3: group 'team-3' is given twice on this line; once is enough"]
+
+
+def test_the_first_line_naming_a_group_is_known():
+    roster, _, _ = parse("ann\nbob team-2\ngroup: team-1 team-2\ncat team-1\n")
+    assert (roster.group_line("team-2"), roster.group_line("team-1")) == (2, 3)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" * 200_000 + "\n",  # a user name
+        "ann " + "g" * 200_000 + "\n",  # a group
+        "ann mem=" + "9" * 200_000 + "Q\n",  # a limit
+        "ann " + "k" * 200_000 + "=1\n",  # a setting of the line
+        "group: " + "g!" * 100_000 + "\n",
+    ],
+)
+def test_errors_quote_a_long_value_briefly(text):
+    _, problems, _ = parse(text)
+    assert len(problems) == 1 and len(str(problems[0])) < 400, str(problems[0])[:500]
+    assert "(200001 characters)" in str(problems[0]) or "characters)" in str(problems[0])

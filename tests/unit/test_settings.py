@@ -269,3 +269,33 @@ def test_single_sign_on_needs_its_issuer_and_client_id():
     assert problem.where == ".env:1" and problem.what == (
         "OIDC_AUTHORIZE_URL is set but not OIDC_TOKEN_URL and OIDC_USERINFO_URL"
     )
+
+
+# Every setting that is a number, and inputs that are not one in ASCII digits: superscripts and
+# other scripts' digits (str.isdigit() takes them, and int() turned full-width 8000 into 8000),
+# underscores, signs, exponents, special floats.
+NUMERIC = ["PORT", "HTTPS_PORT", "HTTP_PORT", "PIDS_LIMIT", "LOGIN_RATE_LIMIT",
+           "PASSWORD_MIN_LENGTH", "LOGIN_ATTEMPTS", "MEM_LIMIT", "CPU_LIMIT",
+           "CULL_IDLE_TIMEOUT", "LOCKOUT"]  # fmt: skip
+ODD_NUMBERS = ["\u00b2", "\uff18\uff10\uff10\uff10", "\u0663", "1_000", "1e3", "+5", "-1",
+               "nan", "inf", "0x10", "\u00bd", "8\u00b2", "\uff12G", "\u0661h"]  # fmt: skip
+
+
+@pytest.mark.parametrize("key", NUMERIC)
+def test_every_numeric_setting_takes_only_ascii_digits(key):
+    numbers = {f.key for f in FIELDS if re.fullmatch(r"[0-9]+[a-zA-Z]?", f.default)}
+    assert numbers == set(NUMERIC)  # every setting whose default is a number is tried
+    for odd in ODD_NUMBERS:
+        problem = only_problem(f"{key}={odd}\n")  # never a traceback, never a number
+        assert problem.where == ".env:1" and problem.what.startswith(f"{key}={odd} "), problem
+
+
+def test_a_long_value_is_quoted_briefly():
+    for text in (
+        "HUB_NAME=" + "h" * 200_000,
+        "x" * 200_000 + "=1",
+        "SHARED_DATA=/" + "a" * 200_000,
+    ):
+        _, problems, warnings = load(text + "\n")
+        shown = " ".join([*map(str, problems), *warnings])
+        assert shown and len(shown) < 500 and "characters)" in shown, shown[:600]

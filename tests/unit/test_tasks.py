@@ -198,8 +198,8 @@ def test_a_group_cannot_take_the_shared_or_users_folder(checkout: Paths):
     (checkout.root / ".env").write_text("SHARED_DATA=course\nADMIN_SEES_USERS=true\n")
     (checkout.root / "userlist").write_text("ann shared\nbob users\n")
     err = fails(invoke(checkout, "check"))
-    assert "group 'shared' would have the same folder as SHARED_DATA" in err
-    assert "group 'users' would have the same folder as ADMIN_SEES_USERS" in err
+    assert "userlist:1: group 'shared' would have the same folder as SHARED_DATA" in err
+    assert "userlist:2: group 'users' would have the same folder as ADMIN_SEES_USERS" in err
 
 
 def test_default_groups_must_be_groups_of_the_roster(checkout: Paths):
@@ -282,7 +282,11 @@ BAD_INPUTS = {
         "ann\nAnn\n",
         "userlist:2: user 'Ann' is already listed on line 1",
     ),
-    "userlist not utf-8": ("userlist", b"ren\xe9\n", "userlist: is not UTF-8 text"),
+    "userlist not utf-8": (
+        "userlist",
+        b"ann\nren\xe9 team-1\n",
+        "userlist:2: is not UTF-8 text (byte 0xe9 on this line cannot be decoded)",
+    ),
 }
 
 
