@@ -688,7 +688,10 @@ def test_guesses_straight_at_the_hub_from_a_students_server_are_limited_by_name(
     straight to the hub, past nginx's limit by address, and another student's login took ten
     times as long. The hub's API port, which servers must reach, serves the login form too."""
     new_user(hub, "target")
-    attacker = running_server(hub, "student4")
+    attacker = Browser(hub.url, "attacker")  # a server of its own: the fork bomb's may be gone
+    assert attacker.login(new_user(hub, "attacker")).status_code == 302
+    attacker.start()
+    attacker.open_lab()
     out = attacker.run(
         "import concurrent.futures, http.cookiejar, os, re, urllib.error, urllib.request\n"
         "api = os.environ['JUPYTERHUB_API_URL']\n"
