@@ -28,6 +28,7 @@ import docker
 import docker.errors
 
 from . import hubfile, names
+from .errors import clipped
 from .settings import Settings
 
 LABEL_CHECKOUT = "classhub.checkout"
@@ -147,7 +148,7 @@ def _shared_data_problems(
         root = Path(client.info().get("DockerRootDir") or "/var/lib/docker").resolve()
         folder = Path(shared).resolve()
         if folder == root or root in folder.parents or folder in root.parents:
-            return [f"SHARED_DATA={shared} holds or lies in the Docker engine's data ({root}), "
+            return [f"SHARED_DATA={clipped(shared)} holds or lies in the Docker engine's data ({root}), "
                     f"where every hub's volumes are; {fix}"]  # fmt: skip
         return []
     try:
@@ -156,12 +157,12 @@ def _shared_data_problems(
         labels = {}
     owner, kind = labels.get(names.LABEL_HUB), labels.get(names.LABEL_KIND)
     if owner and kind != "shared":
-        return [f"SHARED_DATA={shared} is a volume classhub made for the hub {owner} ({kind}); "
+        return [f"SHARED_DATA={clipped(shared)} is a volume classhub made for the hub {owner} ({kind}); "
                 f"{fix}"]  # fmt: skip
     for other in others:
         owned = names.made_for(other.name, shared)
         if owned:
-            return [f"SHARED_DATA={shared} is {owned} of the hub {other.name}; {fix}"]
+            return [f"SHARED_DATA={clipped(shared)} is {owned} of the hub {other.name}; {fix}"]
     return []
 
 

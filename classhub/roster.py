@@ -60,8 +60,9 @@ class Roster:
         return dict(self.group_lines).get(group)
 
     def image_for(self, name: str | User, default: str) -> str:
-        """The image of the user's groups that have one (the roster allows one image at most,
-        which several of their groups may give), or the hub's. `name` may be a User not on the roster (a newcomer with DEFAULT_GROUPS)."""
+        """The image their groups give the user (at most one, which several of their groups may
+        give), or the hub's. `name` may be a User not on the roster (a newcomer with
+        DEFAULT_GROUPS)."""
         user = name if isinstance(name, User) else self.get(name)
         images = {g: image for g, image, _ in self.group_images}
         return next((images[g] for g in user.groups if g in images), default)

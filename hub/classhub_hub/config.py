@@ -8,6 +8,9 @@ Pure and set-only: it reads nothing and starts nothing, so tests check it agains
   passwords of their own (native.ClasshubNativeAuthenticator) or single sign-on (oauth.py: OIDC
   or GitHub); either way only roster names get in unless the hub is open to all, and admins and
   groups are the roster's (`manage_groups`; with GROUPS_CLAIM also the provider's known groups);
+- admins open students' servers only with ADMIN_SEES_USERS (then they are JupyterHub's admins);
+  otherwise they hold ADMIN_SCOPES through a role of classhub's (auth.py), and the admin page
+  offers no "Access Server" (templates/admin.html);
 - every user gets the image, limits and folders the roster gives them, worked out by the host
   into the hub file and read at each spawn (`pre_spawn_hook`): the notebook image or their
   group's, never pulled and never chosen by them; memory, CPU and pids limits; their home at

@@ -8,6 +8,7 @@ to its report. Images are kept: building them is the slow part, and they carry n
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -154,6 +155,29 @@ def new_checkout(root: Path, hub: str, port: int, roster: str = ROSTER) -> Paths
     (root / ".env").write_text("\n".join(env) + "\n")
     (root / "userlist").write_text(roster)
     return paths
+
+
+def set_env(paths: Paths, values: dict[str, str]) -> None:
+    """Write `values` into the checkout's .env, in place of any line setting the same keys."""
+    env = paths.root / ".env"
+    lines = [line for line in env.read_text().splitlines()
+             if line.split("=", 1)[0] not in values]  # fmt: skip
+    env.write_text("\n".join(lines + [f"{k}={v}" for k, v in values.items()]) + "\n")
+
+
+@contextlib.contextmanager
+def hub_beside(hub: Hub, root: Path, name: str, roster: str, settings: dict[str, str]):
+    """A hub of its own beside the shared one (the images are the shared ones), set up from a new
+    checkout whose .env also says `settings`; every object of it is swept afterwards."""
+    port = free_port()
+    paths = new_checkout(root, name, port, roster)
+    set_env(paths, settings)
+    try:
+        result = invoke(paths, "setup", env=engine_environ(), timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        yield Hub(name, paths, port, read_passwords(paths), hub.client)
+    finally:
+        sweep(hub.client, name)
 
 
 def read_passwords(hub_paths: Paths) -> dict[str, str]:

@@ -23,8 +23,9 @@ from .conftest import (
     engine_environ,
     free_port,
     gateway,
+    hub_beside,
     new_checkout,
-    read_passwords,
+    set_env,
     sweep,
 )
 
@@ -40,26 +41,12 @@ NATIVE = {
 GOOD = "a long enough pass phrase"
 
 
-def set_env(paths, values: dict[str, str]) -> None:
-    env = paths.root / ".env"
-    lines = [line for line in env.read_text().splitlines()
-             if line.split("=", 1)[0] not in values]  # fmt: skip
-    env.write_text("\n".join(lines + [f"{k}={v}" for k, v in values.items()]) + "\n")
-
-
 @pytest.fixture(scope="module")
 def native(hub: Hub, tmp_path_factory):
     """A hub of its own with AUTHENTICATOR=native, open to all (images are the shared ones)."""
-    name = f"{hub.name}n"
-    port = free_port()
-    paths = new_checkout(tmp_path_factory.mktemp("auth") / "clone", name, port, ROSTER)
-    set_env(paths, NATIVE)
-    try:
-        result = invoke(paths, "setup", env=engine_environ(), timeout=900)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        yield Hub(name, paths, port, read_passwords(paths), hub.client)
-    finally:
-        sweep(hub.client, name)
+    root = tmp_path_factory.mktemp("auth") / "clone"
+    with hub_beside(hub, root, f"{hub.name}n", ROSTER, NATIVE) as native_hub:
+        yield native_hub
 
 
 def message(page) -> str:

@@ -28,8 +28,8 @@ from .conftest import (
     engine_environ,
     free_port,
     gateway,
+    hub_beside,
     new_checkout,
-    read_passwords,
     sweep,
 )
 from .test_hub import logged_in, running_server
@@ -795,18 +795,10 @@ def test_a_network_from_before_the_firewall_is_recreated_with_a_fixed_hub_addres
 def plain(hub: Hub, tmp_path_factory):
     """A hub beside the shared one with a new .env's ADMIN_SEES_USERS (false), which the shared
     hub turns on."""
-    name = "pln" + hub.name[3:]
-    port = free_port()
-    paths = new_checkout(tmp_path_factory.mktemp("plain") / "clone", name, port,
-                         "hub-admin admin\nann\n")  # fmt: skip
-    env = paths.root / ".env"
-    env.write_text(env.read_text().replace("ADMIN_SEES_USERS=true\n", ""))
-    try:
-        result = invoke(paths, "setup", env=engine_environ(), timeout=900)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        yield Hub(name, paths, port, read_passwords(paths), hub.client)
-    finally:
-        sweep(hub.client, name)
+    root = tmp_path_factory.mktemp("plain") / "clone"
+    roster, settings = "hub-admin admin\nann\n", {"ADMIN_SEES_USERS": "false"}
+    with hub_beside(hub, root, "pln" + hub.name[3:], roster, settings) as plain_hub:
+        yield plain_hub
 
 
 def test_admins_start_and_stop_a_students_server_but_cannot_open_it(plain: Hub):
