@@ -37,11 +37,19 @@ from . import rehearse as rehearse_mod
 from . import settings as settings_mod
 from .config import Config
 from .console import Output
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, quoted
 from .files import file_mode, write_atomic
 from .paths import Paths
 from .plan import Step
-from .roster import ADMIN_WORD, GROUP_WORD, Roster, parse_userlist, with_tokens, without_line
+from .roster import (
+    ADMIN_WORD,
+    GROUP_WORD,
+    Roster,
+    did_you_mean,
+    parse_userlist,
+    with_tokens,
+    without_line,
+)
 from .settings import Settings
 
 
@@ -170,7 +178,19 @@ def add_user(
             f"userlist: {'added' if user is None else 'updated'} {who} {' '.join(tokens)}".rstrip()
         )
     else:
-        out.info(f"userlist: {who} is already listed so; nothing to add.")
+        what = " and ".join(
+            part
+            for part in (
+                f"in {', '.join(user.groups)}" if user.groups else "",
+                "an admin" if user.admin else "",
+            )
+            if part
+        )
+        out.info(
+            f"{who} is already on the roster (userlist:{user.line})"
+            + (f", {what}" if what else "")
+            + "; nothing to add."
+        )
     cfg, _ = _converge(paths, environ, out, False, "required")
     out.info()
     out.info(_login_text(cfg.settings, who, _password(paths, cfg.roster, who)))
@@ -188,10 +208,7 @@ def add_group(
     who = [m.lower() for m in members]
     unknown = [m for m in who if cfg.roster.get(m) is None]
     if unknown:
-        raise UserError(
-            f"not on the roster: {', '.join(unknown)}; add them first with: "
-            f"invoke add-user NAME --group {group}"
-        )
+        raise UserError(_not_on_roster(cfg.roster, unknown))
     original = text = paths.userlist.read_text(encoding="utf-8-sig")
     added = []
     for member in dict.fromkeys(who):
@@ -223,9 +240,14 @@ def sync(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = 
     out.info()
     out.info(plan.table(steps))
     out.info()
+    had_passwords = set(credentials.load(paths))
     _apply_unless_dry(steps, out, dry_run, nothing="Nothing to change.")
     if not dry_run:
         _report_roster_state(paths, cfg, client, out)
+        for who in [n for n in cfg.roster.names if n not in had_passwords]:
+            if who in credentials.load(paths):  # a new user's login, as add-user prints it
+                out.info()
+                out.info(_login_text(cfg.settings, who, _password(paths, cfg.roster, who)))
 
 
 def build(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> None:
@@ -286,7 +308,7 @@ def remove_user(
         _write_userlist(paths, cfg, environ, text)
         out.info(f"userlist: removed {who} (line {user.line})")
     else:
-        out.info(f"userlist: {who} is not on the roster")
+        out.info(f"userlist: {who} is not on the roster{did_you_mean(who, cfg.roster.names)}")
     sync(paths, environ, out)
     if not purge:
         out.info(f"{who}'s home volume is kept; invoke remove-user {who} --purge deletes it.")
@@ -757,9 +779,16 @@ def _not_an_option(name: str) -> None:
 def _on_roster(roster: Roster, name: str) -> None:
     _not_an_option(name)
     if roster.get(name) is None:
-        raise UserError(
-            f"{name!r} is not on the roster; add a line for them to userlist and run invoke setup"
-        )
+        raise UserError(_not_on_roster(roster, [name]))
+
+
+def _not_on_roster(roster: Roster, unknown: list[str]) -> str:
+    """Why these names are refused, with the roster's names closest to each; a name is added
+    to the roster with add-user, which is said without repeating what may be a typo."""
+    hints = "".join(f"\n   {quoted(n)}{did_you_mean(n, roster.names) or ': no name on the roster is close'}"
+                    for n in unknown)  # fmt: skip
+    head = "not on the roster: " + ", ".join(quoted(n) for n in unknown)
+    return f"{head}{hints}\n   (someone new joins the roster with: invoke add-user NAME)"
 
 
 def _password(paths: Paths, roster: Roster, name: str) -> str:

@@ -96,6 +96,60 @@ class Roster:
         return {g: tuple(members[g]) for g in sorted(members)}
 
 
+def edits(a: str, b: str) -> int:
+    """How many letters to add, drop, change or swap with a neighbour to turn `a` into `b`."""
+    rows = [list(range(len(b) + 1))]
+    for i, x in enumerate(a, 1):
+        row = [i]
+        for j, y in enumerate(b, 1):
+            row.append(min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (x != y)))
+            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
+
+
+def closest(name: str, known: tuple[str, ...] | list[str], most: int = 3) -> list[str]:
+    """The known names nearest to `name`, if within two edits of it (one for names of up to four
+    letters): those the fewest edits away, at most `most`."""
+    reach = 1 if len(name) <= 4 else 2
+    near = sorted((edits(name, k), k) for k in known if k != name)
+    if not near or near[0][0] > reach:
+        return []
+    return [k for distance, k in near if distance == near[0][0]][:most]
+
+
+def did_you_mean(name: str, known: tuple[str, ...] | list[str]) -> str:
+    """'; did you mean a or b?' for a name that is not known, or '' when none is close."""
+    near = closest(name, known)
+    return f"; did you mean {' or '.join(near)}?" if near else ""
+
+
+def _typo_warnings(
+    shown: str, group_lines: dict[str, int], mentions: dict[str, int], admin_typos: list
+) -> list[str]:
+    """A token a letter or two from `admin`, read as a group; a group named once and one letter
+    from a group named more often (or earlier), which is likely meant; but not one number of a
+    series from another (team-1, team-2)."""
+    found = [f"{shown}:{line}: {quoted(token)} is read as a group name; did you mean {ADMIN_WORD}?"
+             for line, token in admin_typos]  # fmt: skip
+    for group, line in sorted(group_lines.items(), key=lambda item: item[1]):
+        if mentions[group] != 1:
+            continue
+        for other in closest(group, list(group_lines)):
+            numbered = len(other) == len(group) and all(
+                a == b or (a in "0123456789" and b in "0123456789")
+                for a, b in zip(group, other, strict=True)
+            )
+            if numbered or edits(group, other) != 1:
+                continue
+            if mentions[other] > 1 or group_lines[other] < line:
+                found.append(f"{shown}:{line}: group {quoted(group)} is named only here; did "
+                             f"you mean {other} (named on {mentions[other]} line(s))?")  # fmt: skip
+                break
+    return found
+
+
 def _limit(
     token: str, where: str, ctx: Context | None, problems: list[Problem], keys: dict[str, str]
 ):
@@ -135,6 +189,8 @@ def parse_userlist(
     group_images: list[tuple[str, str, int]] = []
     first_line: dict[str, tuple[int, str]] = {}  # lowercased name -> (line, name as written)
     group_lines: dict[str, int] = {}  # group -> the first line that names it
+    mentions: dict[str, int] = {}  # group -> how many lines name it
+    admin_typos: list[tuple[int, str]] = []  # (line, token) a letter or two from `admin`
 
     for lineno, raw_line in enumerate(text.splitlines(), start=1):
         tokens = raw_line.split("#", 1)[0].split()
@@ -166,6 +222,7 @@ def parse_userlist(
                     continue
                 seen_here.add(word)
                 group_lines.setdefault(word, lineno)
+                mentions[word] = mentions.get(word, 0) + 1
                 if limits and word in group_limits:
                     problems.append(
                         Problem(
@@ -241,6 +298,9 @@ def parse_userlist(
             else:
                 groups.append(word)
                 group_lines.setdefault(word, lineno)
+                mentions[word] = mentions.get(word, 0) + 1
+                if 0 < edits(word, ADMIN_WORD) <= 2:
+                    admin_typos.append((lineno, token))
         if line_ok:
             users.append(User(name, admin, tuple(groups), lineno, Limits(**limits)))
 
@@ -248,6 +308,7 @@ def parse_userlist(
         problems.append(Problem(shown, "lists no users", f"add {HEADER_HELP}"))
     if problems:
         return None, problems, warnings
+    warnings += _typo_warnings(shown, group_lines, mentions, admin_typos)
 
     problems += _image_clashes(users, group_images, shown)
     if problems:

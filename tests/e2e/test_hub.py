@@ -185,6 +185,9 @@ def test_add_group_and_add_user_reach_the_running_hub_without_restarts(hub: Hub)
     result = hub.invoke("add-user", "student5", "--group", "team-3")
     assert result.returncode == 0, result.stdout + result.stderr
     password = result.stdout.rsplit("Password: ", 1)[1].split()[0]
+    again = hub.invoke("add-user", "student5", "--group", "team-3")  # said in plain words
+    assert again.returncode == 0 and "student5 is already on the roster (userlist:" in again.stdout
+    assert ", in team-3; nothing to add." in again.stdout and password in again.stdout
     result = hub.invoke("add-group", "team-3", "--members", "student1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert (

@@ -85,7 +85,10 @@ def test_a_late_student_logs_in_after_sync_and_nothing_restarts(hub: Hub):
     edit_roster(hub, add="late1 team-1\n")
     plan = sync(hub, "--dry-run")
     assert "add user(s) late1" in plan and "Dry run" in plan
-    assert sync(hub).count("-> ") >= 2  # a password, the hub file, the volume, the hub user
+    synced = sync(hub)
+    assert synced.count("-> ") >= 2  # a password, the hub file, the volume, the hub user
+    # The new student's login, as add-user prints it, is the one that works.
+    assert "Username: late1" in synced and f"Password: {password(hub, 'late1')}" in synced
     late = logged_in_as(hub, "late1")
     late.start()
     late.open_lab()

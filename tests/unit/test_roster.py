@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from classhub.roster import Limits, User, parse_userlist, with_tokens, without_line
+from classhub.roster import (
+    Limits,
+    User,
+    closest,
+    edits,
+    parse_userlist,
+    with_tokens,
+    without_line,
+)
 from classhub.settings import Context
 from tests.conftest import PROJECT
 
@@ -236,3 +244,32 @@ def test_errors_quote_a_long_value_briefly(text):
     _, problems, _ = parse(text)
     assert len(problems) == 1 and len(str(problems[0])) < 400, str(problems[0])[:500]
     assert "(200001 characters)" in str(problems[0]) or "characters)" in str(problems[0])
+
+
+def test_a_token_a_letter_or_two_from_admin_is_a_warning_naming_the_line():
+    roster, problems, warnings = parse("ann team-1\nbob adminn\ncat amdin team-1\n")
+    assert problems == [] and not roster.get("bob").admin  # still read as a group, as before
+    assert warnings == [
+        "userlist:2: 'adminn' is read as a group name; did you mean admin?",
+        "userlist:3: 'amdin' is read as a group name; did you mean admin?",
+    ]
+
+
+def test_a_group_named_once_and_a_letter_from_another_is_a_warning():
+    text = "ann team-1\nbob team-1\ncat team1\ngroup: chess\ndan chess\n"
+    _, problems, warnings = parse(text)
+    assert problems == []
+    assert warnings == [
+        "userlist:3: group 'team1' is named only here; did you mean team-1 (named on 2 line(s))?"
+    ]
+    _, _, numbered = parse("ann team-1\nbob team-2\n")  # a numbered series, both meant
+    assert numbered == []
+
+
+def test_closest_names_are_within_two_edits_nearest_first():
+    assert closest("studnet3", ("student1", "student3", "hub-admin")) == ["student3"]
+    assert closest("student", ("student2", "student1", "student3", "student4")) == [
+        "student1", "student2", "student3"]  # fmt: skip
+    assert closest("zzz", ("student1",)) == []
+    assert closest("bob", ("rob", "bobby", "alice")) == ["rob"]  # short names: one edit
+    assert edits("team1", "team-1") == 1 and edits("amdin", "admin") == 1

@@ -151,7 +151,11 @@ def test_login_variants(checkout: Paths):
     assert rows[0] == ["username", "password"]
     assert rows[1:] == [[name, creds[name].password] for name in
                         ["hub-admin", "student1", "student2", "student3", "student4"]]  # fmt: skip
-    assert "'nobody' is not on the roster" in fails(invoke(checkout, "login", "--name", "nobody"))
+    nobody = fails(invoke(checkout, "login", "--name", "nobody"))
+    assert "not on the roster: 'nobody'" in nobody and "no name on the roster is close" in nobody
+    typo = fails(invoke(checkout, "login", "--name", "studnet3"))  # two letters swapped
+    assert "'studnet3'; did you mean student3?" in typo, typo
+    assert "add-user studnet3" not in typo and "invoke add-user NAME" in typo
     assert "--csv prints the whole roster" in fails(
         invoke(checkout, "login", "--csv", "--name", "student1")
     )
@@ -261,7 +265,9 @@ def test_reset_password(checkout: Paths):
     assert not credentials.verify(
         old["student1"].password, hub["users"]["student1"]["password_hash"]
     )
-    assert "'ghost' is not on the roster" in fails(invoke(checkout, "reset-password", "ghost"))
+    assert "not on the roster: 'ghost'" in fails(invoke(checkout, "reset-password", "ghost"))
+    typo = fails(invoke(checkout, "reset-password", "student"))
+    assert "did you mean student1 or student2 or student3?" in typo, typo
 
 
 def test_nginx_prints_the_block_for_the_settings(checkout: Paths):
@@ -340,4 +346,14 @@ def test_malformed_secret_stops_setup_before_anything_is_written(checkout: Paths
     before = snapshot(checkout.root)
     err = fails(invoke(checkout, "setup", "--files-only"))
     assert "secrets/proxy_auth_token: does not hold a valid proxy auth token" in err
+    assert snapshot(checkout.root) == before
+
+
+def test_add_group_with_a_member_not_on_the_roster_names_the_closest_and_writes_nothing(
+    checkout: Paths,
+):
+    before = snapshot(checkout.root)
+    err = fails(invoke(checkout, "add-group", "team-9", "--members", "student1,studnet2"))
+    assert "not on the roster: 'studnet2'" in err and "did you mean student2?" in err, err
+    assert "add-user studnet2" not in err
     assert snapshot(checkout.root) == before
