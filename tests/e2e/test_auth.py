@@ -32,6 +32,9 @@ from .conftest import (
 ROSTER = "hub-admin admin\nann team-1\nbob\ngroup: guests\n"
 NATIVE = {
     "AUTHENTICATOR": "native",
+    # A new .env's: the roster's admin approves newcomers through classhub's admin role (with
+    # admin:users), not as JupyterHub's admin.
+    "ADMIN_SEES_USERS": "false",
     "OPEN_TO_ALL": "true",
     "DEFAULT_GROUPS": "guests",
     "PASSWORD_MIN_LENGTH": "10",
