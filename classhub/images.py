@@ -86,6 +86,7 @@ def notebook_spec(paths: Paths, settings: Settings) -> ImageSpec:
         ("singleuser/base-requirements.txt", folder / "base-requirements.txt"),
         ("singleuser/requirements.txt", folder / "requirements.txt"),
         ("singleuser/overrides.json", folder / "overrides.json"),
+        ("singleuser/classhub-lab-defaults.json", folder / "classhub-lab-defaults.json"),
         *(
             (f"singleuser/classhub_notebook/{name}", folder / "classhub_notebook" / name)
             for name in NOTEBOOK_EXTENSION_FILES

@@ -226,6 +226,9 @@ def test_admins_see_every_students_home_and_students_see_none(hub: Hub):
     )
 
 
+NEWS = "@jupyterlab/apputils-extension:notification"
+
+
 def test_the_classs_packages_and_lab_settings_are_in_every_server(hub: Hub):
     browser = running_server(hub, "student4")
     out = browser.run(
@@ -235,7 +238,11 @@ def test_the_classs_packages_and_lab_settings_are_in_every_server(hub: Hub):
     )
     version, overrides = out.strip().split("\n")
     assert version == "0.9.0"
-    assert overrides == str(LAB_OVERRIDES)
+    # The class's settings over classhub's own default: no news pop-up for every student.
+    assert overrides == str({NEWS: {"fetchNews": "false"}, **LAB_OVERRIDES})
+    news = browser.session.get(browser.server_url + f"lab/api/settings/{NEWS}")
+    assert news.status_code == 200, news.status_code
+    assert news.json()["schema"]["properties"]["fetchNews"]["default"] == "false", news.text
     settings = browser.session.get(
         browser.server_url + "lab/api/settings/@jupyterlab/notebook-extension:tracker"
     )
