@@ -244,10 +244,10 @@ def sync(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = 
     _apply_unless_dry(steps, out, dry_run, nothing="Nothing to change.")
     if not dry_run:
         _report_roster_state(paths, cfg, client, out)
-        for who in [n for n in cfg.roster.names if n not in had_passwords]:
-            if who in credentials.load(paths):  # a new user's login, as add-user prints it
-                out.info()
-                out.info(_login_text(cfg.settings, who, _password(paths, cfg.roster, who)))
+        made = credentials.load(paths)
+        for who in [n for n in cfg.roster.names if n in made and n not in had_passwords]:
+            out.info()  # a new user's login, as add-user prints it
+            out.info(_login_text(cfg.settings, who, made[who].password))
 
 
 def build(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> None:
