@@ -221,6 +221,18 @@ def rehearse(c, users=0, ramp=10.0, out="", cleanup=False, prewarm=False):
 
 @task(
     help={
+        "name": "the user whose server to restart (with --group: the group)",
+        "group": "NAME is a group: restart its members' running servers",
+    },
+)
+def restart_server(c, name, group=False):
+    """Restart a stuck student's server (or a group's running ones); their files stay."""
+    with user_errors():
+        commands.restart_server(PATHS, os.environ, Output(), name, group)
+
+
+@task(
+    help={
         "group": "start the servers of this group's members",
         "users": "comma-separated users whose servers to start",
         "at": "wait until this time today (HH:MM, this server's clock), then start",

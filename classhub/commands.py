@@ -596,6 +596,40 @@ def prewarm(
         raise UserError(f"{len(failed)} server(s) did not start; see the warnings above")
 
 
+def restart_server(
+    paths: Paths, environ: Mapping[str, str], out: Output, name: str, group: bool = False
+) -> None:
+    """Restart NAME's server, or (`group`) the running servers of group NAME's members: stop,
+    then start. Their files are in volumes and stay; a user's server not running is started."""
+    cfg = load(paths, environ, out)
+    name = name.lower()
+    if not group and cfg.roster.get(name) is None and name in cfg.roster.groups():
+        raise UserError(f"{name} is a group; to restart its members' running servers: "
+                        f"invoke restart-server {name} --group")  # fmt: skip
+    if not group:
+        _on_roster(cfg.roster, name)
+    chosen = prewarm_mod.targets(cfg.roster, name if group else "", [] if group else [name])
+    api = deploy.hub_api(paths, cfg.settings, engine_mod.connect(environ))
+    if not api.answers():
+        raise UserError(f"the hub {cfg.settings.hub_name} does not answer; start it with invoke up")
+    running = [u for u in chosen if u in api.running()]
+    if group:
+        chosen = running
+        if not chosen:
+            out.info(f"No server of group {name} is running; nothing to restart.")
+            return
+    out.info(f"Restarting the server(s) of: {', '.join(chosen)} (their files stay)")
+    prewarm_mod.stop(api, running, lambda label, done, total: out.progress(label, done, total))
+    failed = prewarm_mod.start(
+        api, chosen, lambda label, done, total: out.progress(label, done, total), warm_kernel=False
+    )
+    for user, why in failed.items():
+        out.warn(f"{user}: {why}")
+    if failed:
+        raise UserError(f"{len(failed)} server(s) did not start again; see the warnings above")
+    out.info(f"{len(chosen)} server(s) restarted and ready.")
+
+
 def _confirm(word: str, prompt: str, yes: bool) -> None:
     """Go on only when `yes` or the person types `word`; without a terminal, ask for --yes."""
     if yes:

@@ -100,6 +100,20 @@ def start(
     return failed
 
 
+def stop(api: hubapi.HubAPI, users: list[str], progress: Progress, timeout: float = 120) -> None:
+    """Stop the users' servers (their containers go; their files are in volumes and stay) and
+    wait until the hub lists none of them as running."""
+    for user in users:
+        api.call("DELETE", f"/users/{user}/server")
+    deadline = time.monotonic() + timeout
+    while (left := set(users) & set(api.running())) and time.monotonic() < deadline:
+        progress("servers stopped", len(users) - len(left), len(users))
+        time.sleep(0.5)
+    if left:
+        raise UserError(f"not stopped after {timeout:.0f}s: {', '.join(sorted(left))}")
+    progress("servers stopped", len(users), len(users))
+
+
 def hold(api: hubapi.HubAPI, users: list[str], until: float, every: float, echo: Echo) -> int:
     """Report activity for the users' servers every `every` seconds until `until` (epoch
     seconds); returns how many reports were sent."""

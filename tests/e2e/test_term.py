@@ -327,3 +327,27 @@ def test_idle_servers_are_culled_and_keep_their_files_busy_ones_run_on(hub: Hub,
         )
     finally:
         sweep(hub.client, name)
+
+
+def test_restart_server_gives_a_stuck_student_a_new_server_and_keeps_their_files(hub: Hub):
+    browser = running_server(hub, "student3")
+    browser.run("open('before-restart.txt', 'w').write('kept')")
+    before = started_at(hub, names.user_container(hub.name, "student3"))
+    result = hub.invoke("restart-server", "student3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 server(s) restarted and ready." in result.stdout
+    assert started_at(hub, names.user_container(hub.name, "student3")) != before
+    browser.open_lab()
+    assert browser.run("print(open('before-restart.txt').read())") == "kept\n"
+    # A group's: only the members whose servers run (student4's is stopped first).
+    other = logged_in_as(hub, "student4")
+    if other.hub_api("GET", "/users/student4").json().get("servers"):
+        other.stop()
+    group = hub.invoke("restart-server", "team-2", "--group")
+    assert group.returncode == 0, group.stdout + group.stderr
+    assert "Restarting the server(s) of: student3 (their files stay)" in group.stdout
+    assert not other.hub_api("GET", "/users/student4").json().get("servers")
+    typo = hub.invoke("restart-server", "studnet3")
+    assert typo.returncode == 1 and "did you mean student3?" in typo.stderr
+    forgot = hub.invoke("restart-server", "team-2")
+    assert forgot.returncode == 1 and "invoke restart-server team-2 --group" in forgot.stderr
