@@ -612,17 +612,16 @@ def restart_server(
     api = deploy.hub_api(paths, cfg.settings, engine_mod.connect(environ))
     if not api.answers():
         raise UserError(f"the hub {cfg.settings.hub_name} does not answer; start it with invoke up")
-    running = [u for u in chosen if u in api.running()]
+    live = set(api.running())  # one listing of the hub's users, not one a name
+    running = [u for u in chosen if u in live]
     if group:
         chosen = running
         if not chosen:
             out.info(f"No server of group {name} is running; nothing to restart.")
             return
     out.info(f"Restarting the server(s) of: {', '.join(chosen)} (their files stay)")
-    prewarm_mod.stop(api, running, lambda label, done, total: out.progress(label, done, total))
-    failed = prewarm_mod.start(
-        api, chosen, lambda label, done, total: out.progress(label, done, total), warm_kernel=False
-    )
+    prewarm_mod.stop(api, running, out.progress)
+    failed = prewarm_mod.start(api, chosen, out.progress, warm_kernel=False)
     for user, why in failed.items():
         out.warn(f"{user}: {why}")
     if failed:

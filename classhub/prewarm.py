@@ -110,7 +110,8 @@ def stop(api: hubapi.HubAPI, users: list[str], progress: Progress, timeout: floa
         progress("servers stopped", len(users) - len(left), len(users))
         time.sleep(0.5)
     if left:
-        raise UserError(f"not stopped after {timeout:.0f}s: {', '.join(sorted(left))}")
+        raise UserError(f"not stopped after {timeout:.0f}s: {', '.join(sorted(left))}; see "
+                        "invoke logs --user NAME, and invoke logs for the hub's")  # fmt: skip
     progress("servers stopped", len(users), len(users))
 
 
