@@ -39,6 +39,7 @@ from .errors import UserError
 from .files import ensure_private_dir, file_mode, read_text, write_atomic
 from .paths import Paths
 from .plan import Step
+from .settings import Settings
 
 Progress = Callable[[int, int], None]
 Echo = Callable[[str], None]
@@ -52,7 +53,9 @@ def setup_steps(paths: Paths, config: Config, progress: Progress) -> list[Step]:
     todo = credentials.missing(creds, config.roster.names)
     steps.append(_passwords_step(paths, config, len(todo), progress))
     if config.settings.proxy == "nginx" and config.settings.tls_cert is None:
-        steps.append(_self_signed_step(paths))
+        steps.append(_self_signed_step(paths, config.settings))
+    elif config.settings.proxy == "nginx":
+        steps.append(_own_cert_step(paths, config.settings))
     steps.append(hub_file_step(paths, config, creds, pending=bool(todo)))
     return steps
 
@@ -123,14 +126,27 @@ def hub_api(paths: Paths, settings, client: docker.DockerClient) -> hubapi.HubAP
     return hubapi.HubAPI(settings, lambda: secrets.api_token(paths), host=host)
 
 
-def _self_signed_step(paths: Paths) -> Step:
+def _self_signed_step(paths: Paths, settings: Settings) -> Step:
     cert, _ = tls.self_signed_paths(paths)
     label = paths.show(cert)
-    if cert.exists():
+    wanted = tls.names(settings)
+    missing = tls.missing_names(cert, wanted) if cert.exists() else wanted
+    if cert.exists() and not missing:
         return Step(label, "present (self-signed: browsers warn; TLS_CERT and TLS_KEY replace it)")
-    return Step(label, "missing", "make a self-signed certificate and key for this host (browsers "
-                "will warn: set TLS_CERT and TLS_KEY for a real one)",
-                lambda: tls.make_self_signed(paths))  # fmt: skip
+    state = f"lacks {', '.join(missing)}" if cert.exists() else "missing"
+    return Step(label, state, f"make a self-signed certificate and key for {', '.join(wanted)} "
+                "(browsers will warn: set TLS_CERT and TLS_KEY for a real one)",
+                lambda: tls.make_self_signed(paths, wanted))  # fmt: skip
+
+
+def _own_cert_step(paths: Paths, settings: Settings) -> Step:
+    """The administrator's TLS_CERT, checked (not changed) for the names students open."""
+    cert = settings.tls_cert
+    missing = tls.missing_names(cert, tls.names(settings))
+    if not missing:
+        return Step(paths.show(cert), "names " + ", ".join(tls.names(settings)))
+    return Step(paths.show(cert), f"lacks {', '.join(missing)}: browsers will refuse those "
+                "addresses; get a certificate that names them (TLS_CERT)")  # fmt: skip
 
 
 def _private_dir_step(label: str, path: Path) -> Step:

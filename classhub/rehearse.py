@@ -205,22 +205,31 @@ def _remove_volume(volume, timeout: float = 30) -> None:
 # --- the rehearsal -------------------------------------------------------------------------------
 
 
-def student_url(settings: Settings, client: docker.DockerClient) -> str:
-    """Where the temporary students open the hub: its published port, or behind the bundled
-    nginx the hub's own address (nginx would count every login from this host as one address)."""
+def student_url(settings: Settings, client: docker.DockerClient) -> tuple[str, str | None]:
+    """Where the temporary students open the hub, as (URL, address): its published port, or
+    behind the bundled nginx the hub's own address (nginx would count every login from this host
+    as one address). With USER_SUBDOMAINS, PUBLIC_URL sent to that address (student.Browser), so
+    each server is reached at its own host name without asking DNS."""
     if settings.proxy == "nginx":
-        address = stack.hub_address(client, settings.hub_name)
-        return f"http://{address}:{hubfile.PROXY_PORT}{settings.base_url}"
-    return f"http://{settings.upstream}{settings.base_url}"
+        address = f"{stack.hub_address(client, settings.hub_name)}:{hubfile.PROXY_PORT}"
+    else:
+        address = settings.upstream
+    if settings.user_subdomains:
+        return settings.public_url, address
+    return f"http://{address}{settings.base_url}", None
 
 
 def _one_student(
-    url: str, timing: Timing, password: str, began: float, stop: threading.Event
+    url: tuple[str, str | None],
+    timing: Timing,
+    password: str,
+    began: float,
+    stop: threading.Event,
 ) -> None:
     if stop.wait(max(0.0, began + timing.start - time.monotonic())):
         timing.failure = "not started: the rehearsal was stopped"
         return
-    browser = Browser(url, timing.user)
+    browser = Browser(url[0], timing.user, address=url[1])
     phase = "login"
     try:
         mark = time.monotonic()

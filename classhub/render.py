@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import urlsplit
 
 from . import hubfile, names
 from .credentials import Credential
@@ -28,6 +29,7 @@ def hub_settings(settings: Settings) -> dict:
         "hub_container": names.hub_container(hub),
         "base_url": settings.base_url,
         "public_url": settings.public_url,
+        "subdomain_host": settings.subdomain_host,
         "db": settings.hub_db,
         "db_host": names.db_container(hub),
         "notebook_image": settings.notebook_image,
@@ -105,7 +107,19 @@ _PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 
 
 def nginx_location(paths: Paths, settings: Settings) -> str:
-    return location_block(paths, settings.hub_name, settings.upstream)
+    return subdomain_note(settings) + location_block(paths, settings.hub_name, settings.upstream)
+
+
+def subdomain_note(settings: Settings) -> str:
+    """With USER_SUBDOMAINS, what a host's nginx, its certificate and DNS need (comment lines)."""
+    if not settings.user_subdomains:
+        return ""
+    host = urlsplit(settings.public_url).hostname
+    return (
+        f"# USER_SUBDOMAINS=true: every user's server is at NAME.{host}, so the server {{ }} this\n"
+        f"# goes in answers for both names (server_name {host} *.{host};), its certificate names\n"
+        f"# both ({host} and *.{host}), and a DNS record *.{host} points at this server.\n"
+    )
 
 
 def location_block(paths: Paths, hub: str, upstream: str) -> str:
@@ -148,7 +162,7 @@ def nginx_site(paths: Paths, settings: Settings, upstream: str, cert: str, key: 
         "LOCATION": _indent(location),
     }
     template = (paths.nginx_dir / "site.conf.template").read_text(encoding="utf-8")
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+    return subdomain_note(settings) + _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
 NGINX_CERT_IN_CONTAINER = "/etc/classhub/tls/cert.pem"

@@ -60,6 +60,7 @@ class Settings:
     port: int
     bind_address: str
     public_url: str  # always filled: derived from BIND_ADDRESS, PORT and HUB_NAME when not set
+    user_subdomains: bool  # every user's server on an origin of its own: NAME.<PUBLIC_URL's host>
     admin_user: str
     hub_db: str
     notebook_image: str
@@ -103,6 +104,15 @@ class Settings:
     def base_url(self) -> str:
         """The path JupyterHub serves under."""
         return f"/{self.hub_name}/"
+
+    @property
+    def subdomain_host(self) -> str:
+        """With USER_SUBDOMAINS, PUBLIC_URL's scheme, host and port (JupyterHub's
+        `subdomain_host`: user servers are at NAME.<host>); else ""."""
+        if not self.user_subdomains:
+            return ""
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     @property
     def upstream(self) -> str:
@@ -502,6 +512,7 @@ FIELDS: tuple[Field, ...] = (
     Field("PORT", "port", "8000", _port),
     Field("BIND_ADDRESS", "bind_address", "127.0.0.1", _bind_address),
     Field("PUBLIC_URL", "public_url", "", _public_url),
+    Field("USER_SUBDOMAINS", "user_subdomains", "false", _bool),
     Field("ADMIN_USER", "admin_user", "hub-admin", _user_name),
     Field("HUB_DB", "hub_db", "sqlite", _hub_db),
     Field("NOTEBOOK_IMAGE", "notebook_image", "classhub-notebook:latest", _image("NOTEBOOK_IMAGE=classhub-notebook:latest")),
@@ -622,6 +633,34 @@ def load_settings(
     return Settings(**values, sources=sources), [], warnings
 
 
+def _subdomain_problems(values: dict[str, Any], sources: dict[str, str]) -> list[Problem]:
+    """USER_SUBDOMAINS needs a PUBLIC_URL whose host is a DNS name: servers are at its subdomains."""
+    if not values["user_subdomains"]:
+        return []
+    example = f"PUBLIC_URL=https://jupyter.example.edu/{values['hub_name']}/"
+    url = values["public_url"]
+    if not url:
+        return [
+            Problem(sources["USER_SUBDOMAINS"],
+                    "USER_SUBDOMAINS=true needs PUBLIC_URL: every user's server is served at a "
+                    "subdomain of its host",
+                    f"write the hub's DNS name, e.g. {example} (servers are then at "
+                    "https://NAME.jupyter.example.edu/...; a wildcard DNS record "
+                    "*.jupyter.example.edu must point at this server), or USER_SUBDOMAINS=false")
+        ]  # fmt: skip
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return []
+    return [
+        Problem(sources["PUBLIC_URL"],
+                f"PUBLIC_URL={clipped(url)} names an IP address, which has no subdomains for "
+                "USER_SUBDOMAINS=true",
+                f"write the hub's DNS name, e.g. {example}, or USER_SUBDOMAINS=false")
+    ]  # fmt: skip
+
+
 def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Problem]:
     problems = []
     url = values["public_url"]
@@ -633,6 +672,7 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
                 f"end it with /{values['hub_name']}/ (the path comes from HUB_NAME)",
             )
         )
+    problems += _subdomain_problems(values, sources)
     shared, hub = values["shared_data"], values["hub_name"]
     owned = names.made_for(hub, shared) if not shared.startswith("/") else None
     if owned:

@@ -1,6 +1,11 @@
 """A student's browser, without a browser: the login form with its xsrf token, cookies, the hub's
 spawn, the server's OAuth redirects, and a kernel run over its websocket through the proxy.
 
+The server's address is the hub's to say (the user model's `server`): with USER_SUBDOMAINS it is
+on a host of its own, NAME.<hub's host>. Where this machine's DNS does not know those names, a
+Browser made with `address` sends every request there, the names kept in the Host header (as
+curl --connect-to does), so cookies and origins stay the ones a student's browser sees.
+
 Used by `invoke rehearse` (many students at once) and by the end-to-end tests. Every failure is a
 `StudentError` saying what the student saw; it is an AssertionError, so tests read it as one.
 """
@@ -12,9 +17,10 @@ import re
 import ssl
 import time
 import uuid
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse, urlsplit, urlunsplit
 
 import requests
+import requests.adapters
 import urllib3
 import websocket
 
@@ -32,13 +38,36 @@ class KernelDied(StudentError):
     """The kernel died while running the code (killed for memory, say) and is being restarted."""
 
 
+class _Via(requests.adapters.HTTPAdapter):
+    """Sends every request over plain HTTP to one address (HOST:PORT), the URL's own host in the
+    Host header; the session sees the URL it asked for (cookies, redirects)."""
+
+    def __init__(self, address: str):
+        super().__init__()
+        self.address = address
+
+    def send(self, request, **kwargs):
+        sent = request.copy()
+        parts = urlsplit(request.url)
+        sent.url = urlunsplit(parts._replace(scheme="http", netloc=self.address))
+        sent.headers["Host"] = parts.netloc
+        response = super().send(sent, **kwargs)
+        response.url, response.request = request.url, request
+        return response
+
+
 class Browser:
-    def __init__(self, hub_url: str, user: str):
-        self.hub_url = hub_url  # http://127.0.0.1:PORT/NAME/
+    def __init__(self, hub_url: str, user: str, address: str | None = None):
+        self.hub_url = hub_url  # http://127.0.0.1:PORT/NAME/, or the public URL with `address`
         self.user = user
+        self.address = address  # HOST:PORT every request goes to (see the module's docstring)
         self.session = requests.Session()
+        if address:
+            for scheme in ("http://", "https://"):
+                self.session.mount(scheme, _Via(address))
         self.prefix = urlparse(hub_url).path  # /NAME/
         self.progress: list[str] = []  # the spawn page's messages during the last start
+        self._server_url: str | None = None
         if hub_url.startswith("https://"):
             self.session.verify = False  # the bundled nginx's self-signed certificate
             self.session.trust_env = False  # or REQUESTS_CA_BUNDLE would win over verify
@@ -99,6 +128,7 @@ class Browser:
         (what the spawn-pending page listens to); returns seconds until the server is ready."""
         started = time.monotonic()
         self.progress = []
+        self._server_url = None
         response = self.hub_api("POST", f"/users/{self.user}/server")
         already = response.status_code == 400 and "is already running" in response.text
         _expect(
@@ -127,6 +157,7 @@ class Browser:
 
     def stop(self, timeout: float = 120) -> None:
         response = self.hub_api("DELETE", f"/users/{self.user}/server")
+        self._server_url = None
         _expect(response.status_code in (202, 204), (response.status_code, response.text))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -137,17 +168,37 @@ class Browser:
 
     @property
     def server_url(self) -> str:
-        return self.hub_url + f"user/{self.user}/"
+        """My server's URL, as the hub says (asked once per start): a host of its own with
+        USER_SUBDOMAINS, else under the hub's. Before the server runs, the path under the hub's."""
+        if self._server_url is None:
+            model = self.hub_api("GET", f"/users/{self.user}")
+            said = model.json().get("server") if model.status_code == 200 else None
+            if not said:
+                return self.hub_url + f"user/{self.user}/"
+            self._server_url = urljoin(self.hub_url, said)
+        return self._server_url
 
     def open_lab(self) -> requests.Response:
         """Open JupyterLab: follows the server's OAuth round trip through the hub."""
         return self.session.get(self.server_url + "lab")
 
     def server_api(self, method: str, path: str, **kwargs) -> requests.Response:
-        headers = {"X-XSRFToken": self._xsrf(self.prefix + f"user/{self.user}/")}
+        headers = {"X-XSRFToken": self._server_xsrf()}
         return self.session.request(
             method, self.server_url + "api" + path, headers=headers, **kwargs
         )
+
+    def _server_xsrf(self) -> str:
+        """The _xsrf cookie my server set (on its own host with USER_SUBDOMAINS)."""
+        return self.cookies_for(self.server_url).get("_xsrf", "")
+
+    def cookies_for(self, url: str) -> dict[str, str]:
+        """The cookies this browser sends with a request for `url` (the jar's own rules)."""
+        header = requests.cookies.get_cookie_header(
+            self.session.cookies, requests.Request("GET", url).prepare()
+        )
+        pairs = (item.partition("=") for item in (header or "").split("; ") if item)
+        return {name: value for name, _, value in pairs}
 
     def _new_kernel(self, folder: str = "") -> str:
         """Start a python3 kernel on my server, in `folder` of my home; its id."""
@@ -178,14 +229,17 @@ def _execute(
     browser: Browser, kernel_id: str, code: str, timeout: float, until_busy: bool = False
 ) -> str:
     session_id = uuid.uuid4().hex
-    scheme = urlparse(browser.hub_url).scheme
-    ws_url = browser.server_url.replace(f"{scheme}://", "wss://" if scheme == "https" else "ws://")
-    ws_url += f"api/kernels/{kernel_id}/channels?session_id={session_id}"
-    cookies = "; ".join(f"{c.name}={c.value}" for c in browser.session.cookies)
-    origin = f"{scheme}://" + urlparse(browser.hub_url).netloc
+    server = urlsplit(browser.server_url)
+    path = f"{server.path}api/kernels/{kernel_id}/channels?session_id={session_id}"
+    secure = server.scheme == "https" and not browser.address
+    ws_url = f"{'wss' if secure else 'ws'}://{browser.address or server.netloc}{path}"
+    # The cookies a browser sends to the server's websocket (its own host and path).
+    sent = browser.cookies_for(f"{server.scheme}://{server.netloc}{path}")
+    cookies = "; ".join(f"{name}={value}" for name, value in sent.items())
     ws = websocket.create_connection(
-        ws_url, timeout=timeout, cookie=cookies, origin=origin, sslopt={"cert_reqs": ssl.CERT_NONE},
-        header=[f"X-XSRFToken: {browser._xsrf(browser.prefix + f'user/{browser.user}/')}"],
+        ws_url, timeout=timeout, cookie=cookies, origin=f"{server.scheme}://{server.netloc}",
+        host=server.netloc, sslopt={"cert_reqs": ssl.CERT_NONE},
+        header=[f"X-XSRFToken: {browser._server_xsrf()}"],
     )  # fmt: skip
     try:
         msg_id = uuid.uuid4().hex

@@ -2,7 +2,8 @@
 
 Pure and set-only: it reads nothing and starts nothing, so tests check it against a plain
 `traitlets.config.Config`. What it promises:
-- the hub serves under `/<HUB_NAME>/`; the proxy listens on PROXY_PORT, the hub's API on
+- the hub serves under `/<HUB_NAME>/`; with USER_SUBDOMAINS each user's server is served on an
+  origin of its own, NAME.<PUBLIC_URL's host> (`subdomain_host`; the proxy routes by host); the proxy listens on PROXY_PORT, the hub's API on
   HUB_API_PORT, reached by user containers at the hub container's name on the hub's network;
 - people sign in as AUTHENTICATOR says: the roster's passwords (auth.RosterAuthenticator),
   passwords of their own (native.ClasshubNativeAuthenticator) or single sign-on (oauth.py: OIDC
@@ -159,6 +160,8 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
     c.JupyterHub.cookie_secret_file = f"{hubfile.SECRETS_IN_HUB}/cookie_secret"
     c.ConfigurableHTTPProxy.auth_token = secrets["proxy_auth_token"]
     c.JupyterHub.cleanup_servers = False
+    if hub.get("subdomain_host"):
+        c.JupyterHub.subdomain_host = hub.get("subdomain_host")
 
     auth = hub.get("auth")
     c.JupyterHub.authenticator_class = AUTHENTICATORS[auth["authenticator"]]

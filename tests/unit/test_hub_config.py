@@ -68,6 +68,19 @@ def test_apply_config_sets_the_promised_behaviour():
     assert "admin" not in str(CULLER_SCOPES)
 
 
+def test_user_subdomains_give_every_server_an_origin_of_its_own():
+    shared = Config()
+    apply_config(shared, hub_file(), SECRETS)
+    assert "subdomain_host" not in shared.JupyterHub  # one origin: PUBLIC_URL's
+    own = Config()
+    env = (
+        "HUB_NAME=physics\nPUBLIC_URL=https://jupyter.uni.edu:8443/physics/\nUSER_SUBDOMAINS=true\n"
+    )
+    apply_config(own, hub_file(env), SECRETS)
+    assert own.JupyterHub.subdomain_host == "https://jupyter.uni.edu:8443"
+    assert own.JupyterHub.bind_url == "http://0.0.0.0:8000/physics/"  # the same path, per host
+
+
 def test_no_culler_when_the_timeout_is_zero():
     c = Config()
     apply_config(c, hub_file("HUB_NAME=physics\nCULL_IDLE_TIMEOUT=0\n"), SECRETS)

@@ -104,3 +104,15 @@ def test_the_hub_images_copy_of_the_package_imports_with_the_standard_library_al
 def test_nginx_location_golden():
     paths = Paths.at(PROJECT)
     golden("nginx-location.conf", render.nginx_location(paths, settings(ENV)))
+
+
+def test_printed_nginx_blocks_say_what_user_subdomains_need():
+    paths = Paths.at(PROJECT)
+    assert "USER_SUBDOMAINS" not in render.nginx_location(paths, settings(ENV))
+    own = settings(ENV + "PUBLIC_URL=https://jupyter.uni.edu/math101/\nUSER_SUBDOMAINS=true\n")
+    location = render.nginx_location(paths, own)
+    site = render.nginx_site(paths, own, own.upstream, "/c.pem", "/k.pem")
+    for text in (location, site):
+        assert "server_name jupyter.uni.edu *.jupyter.uni.edu;" in text
+        assert "a DNS record *.jupyter.uni.edu points at this server" in text
+    assert location.endswith(render.location_block(paths, "math101", own.upstream))

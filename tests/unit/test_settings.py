@@ -93,6 +93,8 @@ def test_environment_overrides_the_file():
         ("CULL_IDLE_TIMEOUT=-5", "is not a duration"),
         ("PUBLIC_URL=jupyter.example.edu/hub/", "is not an http(s) URL"),
         ("PUBLIC_URL=https://x.edu/other/", "does not end in /hub/"),
+        ("USER_SUBDOMAINS=true", "USER_SUBDOMAINS=true needs PUBLIC_URL"),
+        ("USER_SUBDOMAINS=maybe", "USER_SUBDOMAINS=maybe"),
         ("BUILD_CA_BUNDLE=/nonexistent/ca.pem", "does not exist"),
         ("PIDS_LIMIT=10", "at least 64"),
         ("PIDS_LIMIT=many", "is not a whole number"),
@@ -189,6 +191,20 @@ def test_ca_bundle_relative_to_checkout_and_must_hold_a_certificate(tmp_path: Pa
     _, problems, _ = load("BUILD_CA_BUNDLE=empty.pem\n", ctx=ctx)
     assert [p.where for p in problems] == [".env:1"]
     assert "holds no PEM certificate" in problems[0].what
+
+
+def test_user_subdomains_put_servers_under_public_urls_host():
+    settings, _, _ = load("PUBLIC_URL=https://jupyter.uni.edu/hub/\nUSER_SUBDOMAINS=true\n")
+    assert settings.subdomain_host == "https://jupyter.uni.edu"
+    settings, _, _ = load("PUBLIC_URL=http://class.localhost:8000/hub/\nUSER_SUBDOMAINS=true\n")
+    assert settings.subdomain_host == "http://class.localhost:8000"
+    settings, _, _ = load("PUBLIC_URL=https://jupyter.uni.edu/hub/\n")
+    assert settings.subdomain_host == ""
+    for address in ("https://10.0.0.5/hub/", "http://[::1]:8000/hub/"):
+        problem = only_problem(f"USER_SUBDOMAINS=true\nPUBLIC_URL={address}\n")
+        assert problem.where == ".env:2"
+        assert "names an IP address, which has no subdomains" in problem.what
+        assert "e.g. PUBLIC_URL=https://jupyter.example.edu/hub/" in problem.fix
 
 
 def test_public_url_gets_trailing_slash_and_derived_url_uses_hostname_on_all_interfaces():
