@@ -81,24 +81,33 @@ def _show_setup_plan(
     """Load the inputs, print the summary and the plan; returns them and the Docker client (None
     when Docker was skipped or does not answer).
 
-    `docker`: "required" (no engine is an error), "skip" (files only) or "if-available" (status).
+    `docker`: "required" (no engine is an error), "skip" (files only), "plan" (setup --dry-run:
+    the engine's row when none answers) or "if-available" (status: the same, and no check of
+    other hubs' ports).
     """
     cfg = load(paths, environ, out)
     client = None
     if docker == "required":
         client = engine_mod.connect(environ)
-        _refuse_conflicts(client, paths, cfg)
-    elif docker == "if-available":
+    elif docker in ("plan", "if-available"):
         client = engine_mod.try_connect(environ)
+    if client is not None and docker in ("required", "plan"):
+        _refuse_conflicts(client, paths, cfg)
     steps = deploy.setup_steps(
         paths, cfg, lambda done, total: out.progress("hashing passwords", done, total)
     )
     if client is not None:
         steps += deploy.docker_steps(paths, cfg, client, out.info)
+    elif docker in ("plan", "if-available"):
+        steps.append(
+            Step(f"Docker engine at {engine_mod.where(environ)}", "none answers",
+                 "needed: invoke engine installs and starts one; the images, volumes and the "
+                 "hub are planned once it answers")
+        )  # fmt: skip
     out.info(summary(cfg))
     if client is not None:
         out.info(f"Docker engine {engine_mod.version(client)} at {engine_mod.where(environ)}.")
-    elif docker == "if-available":
+    elif docker in ("plan", "if-available"):
         out.info(
             f"No Docker engine answers at {engine_mod.where(environ)}: start one with invoke engine."
         )
@@ -118,7 +127,8 @@ def setup(
     """Plan and apply all of setup (only the host's files with `files_only`).
 
     Returns how many steps changed something."""
-    cfg, changed = _converge(paths, environ, out, dry_run, "skip" if files_only else "required")
+    docker = "skip" if files_only else "plan" if dry_run else "required"
+    cfg, changed = _converge(paths, environ, out, dry_run, docker)
     if dry_run:
         return 0
     out.info()

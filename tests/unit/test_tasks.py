@@ -180,15 +180,21 @@ def test_reader_that_stops_early_gets_no_traceback(checkout: Paths):
 def test_setup_without_an_engine_says_what_to_do_and_writes_nothing(checkout: Paths):
     before = snapshot(checkout.root)
     for args in (
-        ["setup"], ["setup", "--dry-run"], ["up"], ["down"], ["logs"], ["sync"],
+        ["setup"], ["up"], ["down"], ["logs"], ["sync"],
         ["remove-user", "student1"], ["remove-user", "student1", "--purge", "--yes"],
     ):  # fmt: skip
         err = fails(invoke(checkout, *args))
         assert "no Docker engine answers at unix:///nonexistent/docker.sock" in err, args
         assert "invoke engine" in err
     assert snapshot(checkout.root) == before
-    out = ok(invoke(checkout, "status"))  # status still shows the host side
-    assert "No Docker engine answers" in out and "secrets/cookie_secret" in out
+    # The plan still shows: the host's side, and the engine's row saying what is needed.
+    for args in (["setup", "--dry-run"], ["status"]):
+        out = ok(invoke(checkout, *args))
+        assert "No Docker engine answers" in out and "secrets/cookie_secret" in out, args
+        row = next(line for line in out.splitlines() if line.startswith("Docker engine at "))
+        assert "unix:///nonexistent/docker.sock" in row and "none answers" in row, args
+        assert "needed: invoke engine installs and starts one" in row, args
+    assert snapshot(checkout.root) == before
 
 
 def test_the_admin_user_cannot_be_removed(checkout: Paths):
