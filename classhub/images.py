@@ -126,7 +126,7 @@ def ca_bundle(settings: Settings) -> bytes:
     except OSError as exc:
         raise UserError(
             f"BUILD_CA_BUNDLE={settings.build_ca_bundle} cannot be read ({exc.strerror}); "
-            "point it at a readable PEM file, or leave it empty"
+            "point it at a readable PEM file, or write host or none"
         ) from None
 
 
@@ -247,8 +247,10 @@ def build(
     if _CERT_FAILURE.search("\n".join(lines)):
         hint = (
             "it failed on certificate verification: something on this network intercepts "
-            "HTTPS. Set BUILD_CA_BUNDLE in .env to the PEM file of the CA it uses (on Debian "
-            "and Ubuntu hosts that trust it: /etc/ssl/certs/ca-certificates.crt) and run "
+            "HTTPS with a CA the build does not trust. Builds trust this host's own CA store "
+            "(BUILD_CA_BUNDLE=host, the default): make the host trust that CA (Debian and "
+            "Ubuntu: copy it to /usr/local/share/ca-certificates/NAME.crt and run "
+            "update-ca-certificates), or set BUILD_CA_BUNDLE in .env to its PEM file, then run "
             f"invoke setup again. The full log is {log_path}"
         )
     raise UserError(f"building the {spec.what} ({spec.tag}) failed:\n{tail}\n   {hint}")

@@ -38,12 +38,22 @@ class Invalid(Exception):
         self.fix = fix
 
 
+# Where hosts keep the CA certificates they trust (Debian and Ubuntu; Fedora and RHEL): image
+# builds trust the first that exists unless BUILD_CA_BUNDLE says otherwise, so a network that
+# intercepts HTTPS, whose CA the host already trusts, needs no edit.
+HOST_CA_STORES = (
+    Path("/etc/ssl/certs/ca-certificates.crt"),
+    Path("/etc/pki/tls/certs/ca-bundle.crt"),
+)
+
+
 @dataclass(frozen=True)
 class Context:
     """What parsers may need beyond the value itself."""
 
     root: Path
     cpu_count: int
+    ca_stores: tuple[Path, ...] = HOST_CA_STORES
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,7 @@ class Settings:
     hub_db: str
     notebook_image: str
     base_image: str
-    build_ca_bundle: Path | None
+    build_ca_bundle: Path | None  # the CA file builds trust (the host's store by default)
     mem_limit: int  # bytes
     cpu_limit: float  # cores
     pids_limit: int  # processes and threads in one user container
@@ -215,11 +225,14 @@ def _image(example: str) -> Callable[[str, Context], str]:
 
 
 def _ca_bundle(raw: str, ctx: Context) -> Path | None:
-    if not raw:
+    """host (or empty): the host's own CA store, when it has one; none: no extra CA; else a file."""
+    if raw.lower() == "none":
         return None
+    if raw.lower() in ("", "host"):
+        return next((store for store in ctx.ca_stores if store.is_file()), None)
     fix = (
         "name a PEM file of CA certificates, e.g. BUILD_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt, "
-        "or leave it empty"
+        "or write host (this host's own CA store) or none"
     )
     return _pem_file(raw, ctx, "certificate", "-----BEGIN CERTIFICATE-----", fix)
 
@@ -517,7 +530,7 @@ FIELDS: tuple[Field, ...] = (
     Field("HUB_DB", "hub_db", "sqlite", _hub_db),
     Field("NOTEBOOK_IMAGE", "notebook_image", "classhub-notebook:latest", _image("NOTEBOOK_IMAGE=classhub-notebook:latest")),
     Field("BASE_IMAGE", "base_image", "debian:bookworm-slim", _image("BASE_IMAGE=debian:bookworm-slim")),
-    Field("BUILD_CA_BUNDLE", "build_ca_bundle", "", _ca_bundle),
+    Field("BUILD_CA_BUNDLE", "build_ca_bundle", "host", _ca_bundle),
     Field("MEM_LIMIT", "mem_limit", "2G", _mem_limit),
     Field("CPU_LIMIT", "cpu_limit", "1", _cpu_limit),
     Field("PIDS_LIMIT", "pids_limit", "1024", _pids_limit),

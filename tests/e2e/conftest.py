@@ -38,7 +38,6 @@ student4 team-2
 LAB_OVERRIDES = {
     "@jupyterlab/notebook-extension:tracker": {"codeCellConfig": {"lineNumbers": True}}
 }
-CA_BUNDLE = os.environ.get("CLASSHUB_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 ARTIFACTS = PROJECT / "test-artifacts"
 IN_IMAGE = Path(__file__).parent / "in_image"  # scripts run inside the notebook image
 
@@ -150,8 +149,6 @@ def new_checkout(root: Path, hub: str, port: int, roster: str = ROSTER) -> Paths
         f"SHARED_DATA={hub}-shared",
         "ADMIN_SEES_USERS=true",
     ]
-    if Path(CA_BUNDLE).is_file():
-        env.append(f"BUILD_CA_BUNDLE={CA_BUNDLE}")
     (root / ".env").write_text("\n".join(env) + "\n")
     (root / "userlist").write_text(roster)
     return paths

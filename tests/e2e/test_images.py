@@ -1,10 +1,13 @@
 """Image builds on the real engine: inputs hashed into a label, and certificate failures explained.
 
 These machines reach the package index only through a TLS-intercepting proxy (shared/
-ENVIRONMENT.md), so a build without BUILD_CA_BUNDLE fails on certificate verification for real.
+ENVIRONMENT.md), so a build that trusts no extra CA fails on certificate verification for real, and
+every hub of these tests builds with BUILD_CA_BUNDLE unset: the host's own store, with no edit.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,12 @@ from classhub.errors import UserError
 from classhub.paths import Paths
 
 from .conftest import Hub
+
+
+def test_builds_trust_the_hosts_own_ca_store_with_no_edit(hub: Hub):
+    assert "BUILD_CA_BUNDLE" not in hub.paths.env_file.read_text()  # the default: host
+    assert _settings(hub).build_ca_bundle == Path("/etc/ssl/certs/ca-certificates.crt")
+    assert "notebook image classhub-notebook:latest" in hub.setup_output  # built, or up to date
 
 
 def test_built_images_carry_the_hash_of_their_inputs(hub: Hub):
@@ -32,7 +41,7 @@ def test_a_build_failing_on_certificates_points_at_build_ca_bundle(hub: Hub, tmp
         images.ensure(hub.client, spec, b"", base, tmp_path, lines.append)
     message = str(failure.value)
     assert "failed on certificate verification" in message
-    assert "BUILD_CA_BUNDLE" in message and "/etc/ssl/certs/ca-certificates.crt" in message
+    assert "BUILD_CA_BUNDLE" in message and "update-ca-certificates" in message
     assert images.find(hub.client, "classhub-e2e-nocert:latest") is None
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from classhub.errors import Problem
-from classhub.settings import FIELDS, KEYS, Context, load_settings, read_env_text
+from classhub.settings import FIELDS, HOST_CA_STORES, KEYS, Context, load_settings, read_env_text
 from tests.conftest import PROJECT
 
 CTX = Context(root=Path("/srv/classhub"), cpu_count=2)
@@ -36,7 +36,7 @@ def test_defaults_when_env_is_empty():
     assert settings.hub_db == "sqlite"
     assert settings.notebook_image == "classhub-notebook:latest"
     assert settings.base_image == "debian:bookworm-slim"
-    assert settings.build_ca_bundle is None
+    assert settings.build_ca_bundle == next((p for p in HOST_CA_STORES if p.is_file()), None)
     assert settings.mem_limit == 2 * 1024**3
     assert settings.cpu_limit == 1.0
     assert settings.cull_idle_timeout == 3600
@@ -178,6 +178,20 @@ def test_memory_sizes(raw: str, expected: int):
 def test_durations(raw: str, expected: int):
     settings, problems, _ = load(f"CULL_IDLE_TIMEOUT={raw}\n")
     assert problems == [] and settings.cull_idle_timeout == expected
+
+
+def test_builds_trust_the_hosts_ca_store_unless_told_otherwise(tmp_path: Path):
+    store = tmp_path / "ca-certificates.crt"
+    store.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    ctx = Context(root=tmp_path, cpu_count=2, ca_stores=(tmp_path / "missing.crt", store))
+    for text in ("", "BUILD_CA_BUNDLE=\n", "BUILD_CA_BUNDLE=host\n", "BUILD_CA_BUNDLE=HOST\n"):
+        settings, problems, _ = load(text, ctx=ctx)
+        assert problems == [] and settings.build_ca_bundle == store, text
+    settings, problems, _ = load("BUILD_CA_BUNDLE=none\n", ctx=ctx)
+    assert problems == [] and settings.build_ca_bundle is None
+    no_store = Context(root=tmp_path, cpu_count=2, ca_stores=(tmp_path / "missing.crt",))
+    settings, problems, _ = load("", ctx=no_store)
+    assert problems == [] and settings.build_ca_bundle is None  # a host without one: none
 
 
 def test_ca_bundle_relative_to_checkout_and_must_hold_a_certificate(tmp_path: Path):
