@@ -22,7 +22,8 @@ PATHS = Paths.at(Path(__file__).parent)
     },
 )
 def setup(c, dry_run=False, files_only=False):
-    """Set up this hub from .env and userlist, then print the nginx block and the admin's login."""
+    """Set up this hub from .env and userlist, then print the nginx block, the admin's login and
+    how students reach the hub."""
     with user_errors():
         commands.setup(PATHS, os.environ, Output(), dry_run=dry_run, files_only=files_only)
 

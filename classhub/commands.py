@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import ipaddress
 import sys
 import time
 from collections.abc import Mapping
@@ -137,7 +138,49 @@ def setup(
     admin = cfg.settings.admin_user
     out.info("Log in as the admin (also printed by: invoke login):")
     out.info(_login_text(cfg.settings, admin, _password(paths, cfg.roster, admin)))
+    out.info()
+    out.info(how_students_reach(cfg.settings))
     return changed
+
+
+def how_students_reach(settings: Settings) -> str:
+    """Which of the three front doors this hub has, the URL students open, and, when that URL
+    works only on this server, the one change that opens it (setup's last lines)."""
+    url = settings.public_url
+    if settings.proxy == "nginx":
+        own = (
+            ""
+            if settings.tls_cert
+            else " (self-signed: browsers warn until TLS_CERT and TLS_KEY name a real certificate)"
+        )
+        text = f"Students open {url}: the bundled nginx, HTTPS on port {settings.https_port} of every interface{own}."
+    elif ipaddress.ip_address(settings.bind_address).is_loopback:
+        text = (
+            f"Students reach the hub through your nginx: it answers only on this server "
+            f"({settings.upstream}). Put the block above in your site's server {{ }} "
+            f"(invoke nginx --server prints a whole HTTPS site), then they open {url}."
+        )
+    else:
+        text = (
+            f"Students open {url}: the hub's own port, plain HTTP, so passwords cross the "
+            "network unencrypted (PROXY=nginx in .env gives HTTPS)."
+        )
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or _is_loopback(host):
+        text += (
+            "\nThat URL works only on this server. To open the hub to students, set in "
+            ".env either PROXY=nginx (classhub's own HTTPS front door) or, once your nginx "
+            "serves the block above, PUBLIC_URL=https://jupyter.example.edu/"
+            f"{settings.hub_name}/ (its address); then run invoke setup."
+        )
+    return text
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _converge(

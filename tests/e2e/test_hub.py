@@ -33,6 +33,9 @@ def running_server(hub: Hub, user: str) -> Browser:
 def test_setup_printed_the_nginx_block_and_the_admins_login(hub: Hub):
     assert f"location /{hub.name}/ {{" in hub.setup_output
     assert "Username: hub-admin" in hub.setup_output
+    # Its last lines: the front door this hub has (its port on 127.0.0.1), and the way out.
+    assert "Students reach the hub through your nginx" in hub.setup_output
+    assert "That URL works only on this server" in hub.setup_output.splitlines()[-1]
     assert hub.passwords["hub-admin"] in hub.setup_output
 
 

@@ -363,3 +363,26 @@ def test_add_group_with_a_member_not_on_the_roster_names_the_closest_and_writes_
     assert "not on the roster: 'studnet2'" in err and "did you mean student2?" in err, err
     assert "add-user studnet2" not in err
     assert snapshot(checkout.root) == before
+
+
+def test_setup_ends_saying_how_students_reach_the_hub():
+    from classhub.commands import how_students_reach
+    from classhub.settings import Context, load_settings
+
+    def said(env: str) -> str:
+        settings, problems, _ = load_settings(env, ".env", {}, Context(PROJECT, 2))
+        assert not problems, problems
+        return how_students_reach(settings)
+
+    default = said("")  # PROXY=none on 127.0.0.1: through the host's nginx, not yet opened
+    assert "through your nginx: it answers only on this server (127.0.0.1:8000)" in default
+    assert "That URL works only on this server" in default and "PROXY=nginx" in default
+    behind = said("PUBLIC_URL=https://jupyter.uni.edu/hub/\n")
+    assert "then they open https://jupyter.uni.edu/hub/." in behind
+    assert "That URL works only" not in behind
+    bare = said("BIND_ADDRESS=0.0.0.0\nPUBLIC_URL=http://jupyter.uni.edu:8000/hub/\n")
+    assert bare.startswith("Students open http://jupyter.uni.edu:8000/hub/: the hub's own port")
+    assert "plain HTTP" in bare and "\n" not in bare
+    bundled = said("PROXY=nginx\nPUBLIC_URL=https://jupyter.uni.edu/hub/\n")
+    assert bundled.startswith("Students open https://jupyter.uni.edu/hub/: the bundled nginx")
+    assert "self-signed" in bundled and "\n" not in bundled
