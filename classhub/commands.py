@@ -153,7 +153,10 @@ def how_students_reach(settings: Settings) -> str:
             if settings.tls_cert
             else " (self-signed: browsers warn until TLS_CERT and TLS_KEY name a real certificate)"
         )
-        text = f"Students open {url}: the bundled nginx, HTTPS on port {settings.https_port} of every interface{own}."
+        text = (
+            f"Students open {url}: the bundled nginx, HTTPS on port {settings.https_port} of "
+            f"every interface{own}."
+        )
     elif ipaddress.ip_address(settings.bind_address).is_loopback:
         text = (
             f"Students reach the hub through your nginx: it answers only on this server "

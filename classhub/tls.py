@@ -66,7 +66,9 @@ def names_in(cert: Path) -> set[str] | None:
     if result.returncode != 0:
         return None
     found = re.findall(r"(DNS|IP Address):([^,\s]+)", result.stdout)
-    return {f"{'IP' if kind != 'DNS' else 'DNS'}:{value}" for kind, value in found}
+    # openssl writes IPv6 addresses long (0:0:...:1): the same form as names() gives
+    return {f"DNS:{value}" if kind == "DNS" else f"IP:{ipaddress.ip_address(value)}"
+            for kind, value in found}  # fmt: skip
 
 
 def missing_names(cert: Path, wanted: list[str]) -> list[str]:

@@ -3,8 +3,9 @@
 Pure and set-only: it reads nothing and starts nothing, so tests check it against a plain
 `traitlets.config.Config`. What it promises:
 - the hub serves under `/<HUB_NAME>/`; with USER_SUBDOMAINS each user's server is served on an
-  origin of its own, NAME.<PUBLIC_URL's host> (`subdomain_host`; the proxy routes by host); the proxy listens on PROXY_PORT, the hub's API on
-  HUB_API_PORT, reached by user containers at the hub container's name on the hub's network;
+  origin of its own, NAME.<PUBLIC_URL's host> (`subdomain_host`; the proxy routes by host); the
+  proxy listens on PROXY_PORT, the hub's API on HUB_API_PORT, reached by user containers at the
+  hub container's name on the hub's network;
 - people sign in as AUTHENTICATOR says: the roster's passwords (auth.RosterAuthenticator),
   passwords of their own (native.ClasshubNativeAuthenticator) or single sign-on (oauth.py: OIDC
   or GitHub); either way only roster names get in unless the hub is open to all, and admins and

@@ -77,6 +77,12 @@ def test_user_subdomains_get_a_certificate_for_every_users_server(tmp_path: Path
     assert sorted(p.name for p in cert.parent.iterdir()) == ["selfsigned.crt", "selfsigned.key"]
 
 
-def test_an_ip_address_public_url_is_named_as_an_address():
+def test_an_address_public_url_is_named_as_an_address_and_kept_once_made(tmp_path: Path):
     settings = settings_of("PROXY=nginx\nPUBLIC_URL=https://10.1.2.3:8443/hub/\n")
     assert tls.names(settings) == ["IP:10.1.2.3"]
+    six = settings_of("PROXY=nginx\nPUBLIC_URL=https://[::1]:8443/hub/\n")
+    assert tls.names(six) == ["IP:::1"]
+    paths = Paths.at(tmp_path)
+    tls.make_self_signed(paths, tls.names(six))
+    cert, _ = tls.self_signed_paths(paths)
+    assert tls.missing_names(cert, tls.names(six)) == []  # openssl's 0:0:...:1 is ::1: kept
