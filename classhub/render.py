@@ -43,6 +43,7 @@ def hub_settings(settings: Settings) -> dict:
         "cull_busy": settings.cull_busy,
         "shared_data": settings.shared_data,
         "admin_sees_users": settings.admin_sees_users,
+        "login_page": dict(zip(("title", "note"), settings.login_page, strict=True)),
         "auth": {
             "authenticator": settings.authenticator,
             "open_to_all": settings.open_to_all,

@@ -91,6 +91,8 @@ class Settings:
     tls_key: Path | None
     login_rate_limit: int  # login attempts per minute from one address, at nginx
     authenticator: str  # how people sign in: "roster", "native", "oidc" or "github"
+    hub_title: str  # the login page's heading ("": HUB_NAME)
+    login_note: str  # the login page's line on where passwords come from ("": LOGIN_NOTES)
     open_to_all: bool  # anyone the authenticator accepts gets in, not only roster names
     default_groups: tuple[str, ...]  # the groups of a person not on the roster (open_to_all)
     signup: bool  # native: the sign-up page is open
@@ -114,6 +116,11 @@ class Settings:
     def base_url(self) -> str:
         """The path JupyterHub serves under."""
         return f"/{self.hub_name}/"
+
+    @property
+    def login_page(self) -> tuple[str, str]:
+        """The login page's heading and its line on where passwords come from."""
+        return self.hub_title or self.hub_name, self.login_note or LOGIN_NOTES[self.authenticator]
 
     @property
     def subdomain_host(self) -> str:
@@ -424,6 +431,32 @@ def _endpoint(key: str) -> Callable[[str, Context], str]:
     return parse
 
 
+# What the login page says of passwords unless LOGIN_NOTE says otherwise, by AUTHENTICATOR.
+LOGIN_NOTES = {
+    "roster": "Your instructor gives you your user name and password.",
+    "native": "Sign in with the password you chose. New here? Sign up first; an admin lets you in.",
+    "oidc": "Sign in with your school account.",
+    "github": "Sign in with your GitHub account.",
+}
+
+
+def _line(key: str, longest: int, example: str) -> Callable[[str, Context], str]:
+    """One line of text for a page, at most `longest` characters."""
+
+    def parse(raw: str, _: Context) -> str:
+        if len(raw) > longest:
+            raise Invalid(
+                f"is {len(raw)} characters long", f"at most {longest}, e.g. {key}={example}"
+            )
+        if any(ord(ch) < 32 for ch in raw):
+            raise Invalid(
+                "holds a control character", f"write one plain line, e.g. {key}={example}"
+            )
+        return raw
+
+    return parse
+
+
 _CLAIM = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
@@ -546,6 +579,8 @@ FIELDS: tuple[Field, ...] = (
     Field("TLS_KEY", "tls_key", "", _pem("private key", "PRIVATE KEY-----")),
     Field("LOGIN_RATE_LIMIT", "login_rate_limit", "10", _rate),
     Field("AUTHENTICATOR", "authenticator", "roster", _authenticator),
+    Field("HUB_TITLE", "hub_title", "", _line("HUB_TITLE", 80, '"Physics 101"')),
+    Field("LOGIN_NOTE", "login_note", "", _line("LOGIN_NOTE", 300, '"Your password is on the sheet handed out in class."')),
     Field("OPEN_TO_ALL", "open_to_all", "false", _bool),
     Field("DEFAULT_GROUPS", "default_groups", "", _group_list),
     Field("SIGNUP", "signup", "true", _bool),

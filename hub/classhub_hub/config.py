@@ -10,6 +10,8 @@ Pure and set-only: it reads nothing and starts nothing, so tests check it agains
   passwords of their own (native.ClasshubNativeAuthenticator) or single sign-on (oauth.py: OIDC
   or GitHub); either way only roster names get in unless the hub is open to all, and admins and
   groups are the roster's (`manage_groups`; with GROUPS_CLAIM also the provider's known groups);
+- the login page shows the hub's title and where passwords come from (HUB_TITLE, LOGIN_NOTE;
+  templates/pages), every page the title in the browser's tab;
 - admins open students' servers only with ADMIN_SEES_USERS (then they are JupyterHub's admins);
   otherwise they hold ADMIN_SCOPES through a role of classhub's (auth.py), and the admin page
   offers no "Access Server" (templates/admin.html);
@@ -32,6 +34,7 @@ Pure and set-only: it reads nothing and starts nothing, so tests check it agains
 
 from __future__ import annotations
 
+import html
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -72,7 +75,9 @@ ADMIN_ROLE = "classhub-admin"
 ADMIN_SCOPES = ["admin-ui", "list:users", "read:users", "admin:servers", "list:groups",
                 "read:groups", "read:roles", "read:hub", "list:services", "read:services"]  # fmt: skip
 # The admin page without the "Access Server" buttons those admins could not use.
-TEMPLATES = str(Path(__file__).parent / "templates")
+ADMIN_TEMPLATES = str(Path(__file__).parent / "templates" / "admin")
+# Every page: the hub's title; the login page: its heading and where passwords come from.
+PAGE_TEMPLATES = str(Path(__file__).parent / "templates" / "pages")
 
 
 def read_secrets(folder: str = hubfile.SECRETS_IN_HUB) -> dict[str, str]:
@@ -212,7 +217,15 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
             "description": "The roster's admins: start and stop servers, not open them",
             "scopes": ADMIN_SCOPES + native,
         }
-        c.JupyterHub.template_paths = [TEMPLATES]
+        c.JupyterHub.template_paths = [PAGE_TEMPLATES, ADMIN_TEMPLATES]
+    title, note = hub.get("login_page.title"), hub.get("login_page.note")
+    c.JupyterHub.template_vars = {
+        "classhub_title": title,
+        "announcement_login": f'<h1 id="classhub-title">{html.escape(title)}</h1>'
+        f'<p id="classhub-login-note">{html.escape(note)}</p>',
+    }
+    if "template_paths" not in c.JupyterHub:
+        c.JupyterHub.template_paths = [PAGE_TEMPLATES]
     c.Authenticator.auth_refresh_age = 60
     c.Authenticator.refresh_pre_spawn = True
 

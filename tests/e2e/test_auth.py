@@ -36,6 +36,7 @@ NATIVE = {
     # admin:users), not as JupyterHub's admin.
     "ADMIN_SEES_USERS": "false",
     "OPEN_TO_ALL": "true",
+    "HUB_TITLE": "Physics 101 & more",
     "DEFAULT_GROUPS": "guests",
     "PASSWORD_MIN_LENGTH": "10",
     "LOGIN_ATTEMPTS": "3",
@@ -96,6 +97,16 @@ def test_a_newcomer_signs_up_is_approved_by_an_admin_and_runs_code(native: Hub):
     home = native.client.volumes.get(names.user_volume(native.name, "jane.doe"))
     assert home.attrs["Labels"] == names.labels(native.name, "user")
     jane.stop()
+
+
+def test_the_native_login_page_shows_the_title_and_says_to_sign_up_first(native: Hub):
+    page = requests.get(native.url + "hub/login", timeout=30)
+    assert page.status_code == 200 and 'id="password_input"' in page.text  # NativeAuthenticator's
+    intro = re.search(r'id="classhub-login-intro">(.*?)</div>', page.text, re.S)
+    assert intro, page.text[:2000]
+    assert '<h1 id="classhub-title">Physics 101 &amp; more</h1>' in intro.group(1)
+    assert "New here? Sign up first" in intro.group(1)
+    assert re.search(r"<title>\s*Physics 101 &amp; more\s*</title>", page.text)
 
 
 def test_roster_names_are_approved_at_once_and_admin_names_are_reserved(native: Hub):

@@ -5,6 +5,7 @@ Tests share one hub (tests/e2e/conftest.py); each uses its own users or restores
 
 from __future__ import annotations
 
+import re
 import time
 
 import requests
@@ -37,6 +38,17 @@ def test_setup_printed_the_nginx_block_and_the_admins_login(hub: Hub):
     assert "Students reach the hub through your nginx" in hub.setup_output
     assert "That URL works only on this server" in hub.setup_output.splitlines()[-1]
     assert hub.passwords["hub-admin"] in hub.setup_output
+
+
+def test_the_login_page_shows_the_hubs_title_and_where_passwords_come_from(hub: Hub):
+    page = requests.get(hub.url + "hub/login", timeout=30)
+    assert page.status_code == 200
+    assert re.search(rf"<title>\s*{hub.name}\s*</title>", page.text), page.text[:500]
+    intro = re.search(r'id="classhub-login-intro">(.*?)</div>', page.text, re.S)
+    assert intro, page.text[:2000]
+    assert f'<h1 id="classhub-title">{hub.name}</h1>' in intro.group(1)
+    assert "Your instructor gives you your user name and password." in intro.group(1)
+    assert "alert" not in page.text.split('id="classhub-login-intro"')[0].rsplit("<div", 1)[1]
 
 
 def test_a_student_runs_code_in_their_own_container(hub: Hub):

@@ -15,9 +15,10 @@ from classhub.roster import parse_userlist
 from classhub.settings import Context, load_settings
 from classhub_hub.config import (
     ADMIN_ROLE,
+    ADMIN_TEMPLATES,
     CLASSHUB_SCOPES,
     CULLER_SCOPES,
-    TEMPLATES,
+    PAGE_TEMPLATES,
     apply_config,
     read_secrets,
 )
@@ -79,6 +80,30 @@ def test_user_subdomains_give_every_server_an_origin_of_its_own():
     apply_config(own, hub_file(env), SECRETS)
     assert own.JupyterHub.subdomain_host == "https://jupyter.uni.edu:8443"
     assert own.JupyterHub.bind_url == "http://0.0.0.0:8000/physics/"  # the same path, per host
+
+
+def test_the_login_page_says_the_hubs_title_and_where_passwords_come_from():
+    c = Config()
+    apply_config(c, hub_file(), SECRETS)
+    assert c.JupyterHub.template_vars["classhub_title"] == "physics"  # HUB_NAME
+    intro = c.JupyterHub.template_vars["announcement_login"]
+    assert "Your instructor gives you your user name and password." in intro
+    assert (Path(PAGE_TEMPLATES) / "page.html").is_file()
+
+    c = Config()
+    env = 'HUB_NAME=physics\nHUB_TITLE="Physics <101> & co"\nAUTHENTICATOR=native\n'
+    apply_config(c, hub_file(env), SECRETS)
+    assert c.JupyterHub.template_vars["classhub_title"] == "Physics <101> & co"
+    intro = c.JupyterHub.template_vars["announcement_login"]
+    assert "Physics &lt;101&gt; &amp; co" in intro and "<101>" not in intro  # escaped
+    assert "New here? Sign up first" in intro
+
+    c = Config()
+    apply_config(c, hub_file("HUB_NAME=physics\nLOGIN_NOTE=Ask Ms Smith.\n"), SECRETS)
+    assert (
+        '<p id="classhub-login-note">Ask Ms Smith.</p>'
+        in c.JupyterHub.template_vars["announcement_login"]
+    )
 
 
 def test_no_culler_when_the_timeout_is_zero():
@@ -300,8 +325,10 @@ def test_admins_start_and_stop_servers_but_open_them_only_with_admin_sees_users(
     assert not scopes & {"access:servers", "tokens", "shares", "admin:users", "users"}
     assert {"admin-ui", "admin:servers", "list:users", "read:users"} <= scopes
     # ... and the admin page shows no "Access Server" button they could not use.
-    assert c.JupyterHub.template_paths == [TEMPLATES]
-    assert 'a[href*="/user/"] { display: none; }' in (Path(TEMPLATES) / "admin.html").read_text()
+    assert c.JupyterHub.template_paths == [PAGE_TEMPLATES, ADMIN_TEMPLATES]
+    assert (
+        'a[href*="/user/"] { display: none; }' in (Path(ADMIN_TEMPLATES) / "admin.html").read_text()
+    )
     # The roles classhub loads assign none to users (JupyterHub refuses that with manage_roles).
     assert not [r for r in c.JupyterHub.load_roles if r.get("users") or r.get("groups")]
 
@@ -314,4 +341,5 @@ def test_admins_start_and_stop_servers_but_open_them_only_with_admin_sees_users(
     apply_config(c, hub_file("HUB_NAME=physics\nADMIN_SEES_USERS=true\n"), SECRETS)
     assert c.Authenticator.admin_users == {"boss"}  # JupyterHub's own admin role
     assert c.ClasshubAuthenticator.admin_role == {}
-    assert "template_paths" not in c.JupyterHub and "manage_roles" not in c.Authenticator
+    assert c.JupyterHub.template_paths == [PAGE_TEMPLATES]  # no admin page of classhub's
+    assert "manage_roles" not in c.Authenticator
