@@ -19,13 +19,16 @@ PATHS = Paths.at(Path(__file__).parent)
     help={
         "dry_run": "print the plan (component, state, action) and change nothing",
         "files_only": "only the files: .env, secrets, passwords, state/hub.json; no Docker",
+        "verbose": "print every row of the plan and the nginx block, not only what changes",
     },
 )
-def setup(c, dry_run=False, files_only=False):
+def setup(c, dry_run=False, files_only=False, verbose=False):
     """Set up this hub from .env and userlist, then print the nginx block, the admin's login and
     how students reach the hub."""
     with user_errors():
-        commands.setup(PATHS, os.environ, Output(), dry_run=dry_run, files_only=files_only)
+        commands.setup(
+            PATHS, os.environ, Output(), dry_run=dry_run, files_only=files_only, verbose=verbose
+        )
 
 
 @task

@@ -77,14 +77,18 @@ def summary(cfg: Config) -> str:
 
 
 def _show_setup_plan(
-    paths: Paths, environ: Mapping[str, str], out: Output, docker: str = "required"
+    paths: Paths,
+    environ: Mapping[str, str],
+    out: Output,
+    docker: str = "required",
+    full: bool = True,
 ) -> tuple[Config, list[Step], object]:
     """Load the inputs, print the summary and the plan; returns them and the Docker client (None
     when Docker was skipped or does not answer).
 
     `docker`: "required" (no engine is an error), "skip" (files only), "plan" (setup --dry-run:
     the engine's row when none answers) or "if-available" (status: the same, and no check of
-    other hubs' ports).
+    other hubs' ports). `full`: every row of the plan; else only those that change (plan.brief).
     """
     cfg = load(paths, environ, out)
     client = None
@@ -101,9 +105,9 @@ def _show_setup_plan(
         steps += deploy.docker_steps(paths, cfg, client, out.info)
     elif docker in ("plan", "if-available"):
         steps.append(
-            Step(f"Docker engine at {engine_mod.where(environ)}", "none answers",
-                 "needed: invoke engine installs and starts one; the images, volumes and the "
-                 "hub are planned once it answers")
+            Step("Docker engine", "none answers",
+                 f"needed at {engine_mod.where(environ)}: invoke engine installs and starts one; "
+                 "the images, volumes and the hub are planned once it answers")
         )  # fmt: skip
     out.info(summary(cfg))
     if client is not None:
@@ -112,9 +116,11 @@ def _show_setup_plan(
         out.info(
             f"No Docker engine answers at {engine_mod.where(environ)}: start one with invoke engine."
         )
+    shown = plan.table(steps) if full else plan.brief(steps)
     out.info()
-    out.info(plan.table(steps))
-    out.info()
+    if shown:
+        out.info(shown)
+        out.info()
     return cfg, steps, client
 
 
@@ -124,22 +130,34 @@ def setup(
     out: Output,
     dry_run: bool = False,
     files_only: bool = False,
+    verbose: bool = False,
 ) -> int:
-    """Plan and apply all of setup (only the host's files with `files_only`).
+    """Plan and apply all of setup (only the host's files with `files_only`); the plan's every
+    row with `dry_run` or `verbose`, else those that change. Ends with the nginx block (when
+    something changed, or `verbose`), the admin's login, how students reach the hub and the
+    warnings again.
 
     Returns how many steps changed something."""
     docker = "skip" if files_only else "plan" if dry_run else "required"
-    cfg, changed = _converge(paths, environ, out, dry_run, docker)
+    cfg, changed = _converge(paths, environ, out, dry_run, docker, full=dry_run or verbose)
     if dry_run:
         return 0
     out.info()
-    out.info("For your nginx site (also printed by: invoke nginx):")
-    out.info(render.nginx_location(paths, cfg.settings))
+    if changed or verbose:
+        out.info("For your nginx site (also printed by: invoke nginx):")
+        out.info(render.nginx_location(paths, cfg.settings))
+    else:
+        out.info("The block for your nginx site: invoke nginx.")
     admin = cfg.settings.admin_user
     out.info("Log in as the admin (also printed by: invoke login):")
     out.info(_login_text(cfg.settings, admin, _password(paths, cfg.roster, admin)))
     out.info()
     out.info(how_students_reach(cfg.settings))
+    if out.warnings:  # the first ones may be far above by now
+        out.info()
+        out.info("Warnings (said above too):")
+        for warning in out.warnings:
+            out.info(f"  - {warning}")
     return changed
 
 
@@ -187,10 +205,16 @@ def _is_loopback(host: str) -> bool:
 
 
 def _converge(
-    paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool, docker: str
+    paths: Paths,
+    environ: Mapping[str, str],
+    out: Output,
+    dry_run: bool,
+    docker: str,
+    full: bool = False,
 ) -> tuple[Config, int]:
-    """Show the plan, then apply it unless a dry run; returns the config and the changed count."""
-    cfg, steps, _ = _show_setup_plan(paths, environ, out, docker)
+    """Show the plan (every row with `full`, else those that change), then apply it unless a dry
+    run; returns the config and the changed count."""
+    cfg, steps, _ = _show_setup_plan(paths, environ, out, docker, full)
     return cfg, _apply_unless_dry(steps, out, dry_run)
 
 

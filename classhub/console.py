@@ -21,11 +21,13 @@ class Output:
     def __init__(self, out: TextIO | None = None, err: TextIO | None = None):
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self.warnings: list[str] = []  # every warning so far, for a task to repeat at its end
 
     def info(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
 
     def warn(self, text: str) -> None:
+        self.warnings.append(text)
         print(f"warning: {text}", file=self.err, flush=True)
 
     def progress(self, label: str, done: int, total: int) -> None:

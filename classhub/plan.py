@@ -7,6 +7,7 @@ the same rows and applies none. Steps are ordered: a later step may rely on an e
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -25,12 +26,38 @@ class Step:
         return self.run is not None
 
 
-def table(steps: Iterable[Step]) -> str:
+WIDTH = 100  # a table's lines fit in this many columns: long states and actions wrap
+
+
+def table(steps: Iterable[Step], width: int = WIDTH) -> str:
+    """The steps as (component, state, action) columns, each line at most `width` wide: the
+    component column as wide as its longest, the state at most half the rest, and what does not
+    fit wraps onto lines of its own under its column."""
     rows = [("COMPONENT", "STATE", "ACTION")] + [(s.component, s.state, s.action) for s in steps]
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    return "\n".join(
-        f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}".rstrip() for row in rows
-    )
+    first = max(len(row[0]) for row in rows)
+    room = max(20, width - first - 4)
+    second = min(max(len(row[1]) for row in rows), room // 2)
+    third = max(10, room - second)
+    lines = []
+    for component, state, action in rows:
+        states = textwrap.wrap(state, second) or [""]
+        actions = textwrap.wrap(action, third) or [""]
+        for i in range(max(len(states), len(actions))):
+            left = component if i == 0 else ""
+            middle = states[i] if i < len(states) else ""
+            right = actions[i] if i < len(actions) else ""
+            lines.append(f"{left:<{first}}  {middle:<{second}}  {right}".rstrip())
+    return "\n".join(lines)
+
+
+def brief(steps: list[Step]) -> str:
+    """What setup prints of its plan unless asked for all of it: the rows that change something
+    and how many others were checked; "" when nothing changes (setup says so in a line)."""
+    changing = [step for step in steps if step.changes]
+    if not changing:
+        return ""
+    settled = len(steps) - len(changing)
+    return table(changing) + f"\n(and {settled} other components checked: as they should be)"
 
 
 def apply(steps: Iterable[Step], echo: Callable[[str], None]) -> int:

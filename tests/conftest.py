@@ -79,3 +79,28 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int, int, int]]:
             st.st_mtime_ns,
         )
     return result
+
+
+def plan_rows(text: str) -> dict[str, tuple[str, str]]:
+    """The rows of the plan table in a task's output, by component: (state, action), each with
+    its wrapped lines joined again (classhub.plan.table wraps to 100 columns)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("COMPONENT "))
+    header = lines[start]
+    state_at, action_at = header.index("STATE"), header.index("ACTION")
+    rows: dict[str, list[list[str]]] = {}
+    current = None
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        parts = [
+            line[:state_at].strip(),
+            line[state_at:action_at].strip(),
+            line[action_at:].strip(),
+        ]
+        if parts[0]:
+            current = rows.setdefault(parts[0], [[], []])
+        for column, part in zip(current, parts[1:], strict=True):
+            if part:
+                column.append(part)
+    return {name: (" ".join(state), " ".join(action)) for name, (state, action) in rows.items()}

@@ -13,7 +13,7 @@ import pytest
 
 from classhub import credentials
 from classhub.paths import Paths
-from tests.conftest import PROJECT, clean_environ, invoke, snapshot
+from tests.conftest import PROJECT, clean_environ, invoke, plan_rows, snapshot
 
 TASKS = [
     "check",
@@ -191,9 +191,9 @@ def test_setup_without_an_engine_says_what_to_do_and_writes_nothing(checkout: Pa
     for args in (["setup", "--dry-run"], ["status"]):
         out = ok(invoke(checkout, *args))
         assert "No Docker engine answers" in out and "secrets/cookie_secret" in out, args
-        row = next(line for line in out.splitlines() if line.startswith("Docker engine at "))
-        assert "unix:///nonexistent/docker.sock" in row and "none answers" in row, args
-        assert "needed: invoke engine installs and starts one" in row, args
+        state, action = plan_rows(out)["Docker engine"]
+        assert state == "none answers", args
+        assert "needed at unix:///nonexistent/docker.sock: invoke engine installs" in action
     assert snapshot(checkout.root) == before
 
 
@@ -386,3 +386,47 @@ def test_setup_ends_saying_how_students_reach_the_hub():
     bundled = said("PROXY=nginx\nPUBLIC_URL=https://jupyter.uni.edu/hub/\n")
     assert bundled.startswith("Students open https://jupyter.uni.edu/hub/: the bundled nginx")
     assert "self-signed" in bundled and "\n" not in bundled
+
+
+def test_the_plan_fits_in_100_columns_and_setup_shows_only_what_changes():
+    from classhub import plan
+    from classhub.plan import Step
+
+    long_state = "lacks DNS:*.jupyter.physics.example.edu, DNS:jupyter.physics.example.edu"
+    long_action = "make a self-signed certificate and key for " + ", ".join(
+        ["DNS:x.example.edu"] * 6
+    )
+    steps = [
+        Step("secrets/tls/selfsigned.crt", long_state, long_action, lambda: None),
+        Step("hub", "running"),
+        Step("notebook image classhub-notebook:latest", "up to date"),
+    ]
+    text = plan.table(steps)
+    assert max(len(line) for line in text.splitlines()) <= plan.WIDTH
+    rows = plan_rows(text)
+    state, action = rows["secrets/tls/selfsigned.crt"]
+
+    def bare(words: str) -> str:
+        return "".join(words.split())
+
+    assert bare(state) == bare(long_state) and bare(action) == bare(long_action)  # wrapped, not cut
+    assert rows["hub"] == ("running", "none")
+    short = plan.table(steps[1:])  # what fits is laid out as before: one line a row
+    assert len(short.splitlines()) == 3
+    brief = plan.brief(steps)
+    assert "secrets/tls/selfsigned.crt" in brief and "hub " not in brief
+    assert brief.endswith("(and 2 other components checked: as they should be)")
+    assert plan.brief(steps[1:]) == ""
+
+
+def test_setup_repeats_its_warnings_at_the_end(checkout: Paths):
+    checkout.env_file.write_text("MEM_LIMT=4G\n")  # a typo of MEM_LIMIT: a warning, not an error
+    result = invoke(checkout, "setup", "--files-only")
+    assert result.returncode == 0, result.stderr
+    assert "MEM_LIMT" in result.stderr  # said when read ...
+    tail = result.stdout.rstrip().split("Warnings (said above too):\n", 1)
+    assert len(tail) == 2 and "MEM_LIMT" in tail[1] and "MEM_LIMIT" in tail[1]  # ... and at the end
+    again = ok(invoke(checkout, "setup", "--files-only"))
+    assert "Nothing to change: everything is already set up." in again
+    assert "COMPONENT" not in again  # every row as it should be: no table (--verbose shows it)
+    assert "COMPONENT" in ok(invoke(checkout, "setup", "--files-only", "--verbose"))
