@@ -1,4 +1,4 @@
-"""classhub's tasks. `invoke --list` lists them; the README explains each.
+"""classhub's tasks. `invoke --list` lists them; docs/tasks.md explains each.
 
 Thin on purpose: each task parses its arguments and calls one function of `classhub.commands`.
 """

@@ -59,7 +59,7 @@ def from_account(
     value: str, allowed_domains: list[str] | tuple[str, ...]
 ) -> tuple[str, str | None]:
     """The username a sign-in provider's claim gives (AUTHENTICATOR=oidc, github): (name, None),
-    or ("", why not, in words for the person signing in). The rule, as the README states it: an
+    or ("", why not, in words for the person signing in). The rule, as docs/sign-in.md states it: an
     e-mail address loses its domain, which must be one of `allowed_domains` when any are given;
     the rest is lowercased, each run of characters a name cannot carry becomes '-', and leading or
     trailing '.', '_' and '-' go. What is left must be a valid name (`name_problem`)."""

@@ -52,7 +52,7 @@ SPECS: tuple[SecretSpec, ...] = (
     SecretSpec("oauth_client_secret", "OAuth client secret",
                lambda s: s.authenticator in hubfile.SINGLE_SIGN_ON, re.compile(r"[!-~]+"),
                "one line, no spaces", provided="the client secret your sign-in provider gave "
-               "when you registered this hub (README: Signing in)"),
+               "when you registered this hub (docs/sign-in.md)"),
 )  # fmt: skip
 
 

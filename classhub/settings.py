@@ -3,7 +3,7 @@
 Rules:
 - `FIELDS` is the one list of settings: key, attribute, default and parser. Defaults live here
   alone; `.env.example` documents each key with its default for people, and tests keep it and the
-  README's table equal to this list.
+  table in docs/settings.md equal to this list.
 - `load_settings` never stops at the first mistake: it returns every problem, each naming the file
   and line (or the environment) and the key, what is wrong, and the accepted form.
 - `Settings` is frozen and holds parsed values (bytes, seconds, Paths); nothing downstream re-parses.
@@ -768,7 +768,7 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
                                 "OIDC_USERINFO_URL)"))  # fmt: skip
     if auth in hubfile.SINGLE_SIGN_ON and not values["oauth_client_id"]:
         problems.append(Problem(sources["OAUTH_CLIENT_ID"], f"AUTHENTICATOR={auth} needs OAUTH_CLIENT_ID",
-                                "register this hub with the provider (the README says how) and "
+                                "register this hub with the provider (docs/sign-in.md says how) and "
                                 "write the client id it gives"))  # fmt: skip
     if values["proxy"] == "nginx" and values["https_port"] == values["http_port"]:
         problems.append(

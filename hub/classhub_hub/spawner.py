@@ -1,7 +1,7 @@
 """The hub's spawner: DockerSpawner, tuned for a class whose students all log in at once.
 
 `ClasshubSpawner` changes three things, each measured with `invoke rehearse --users 50` on 2
-cores (bench/class_start.py has the figures; the README's "Rehearsing a class start" quotes them):
+cores (bench/class_start.py has the figures; docs/rehearsal.md quotes them):
 - Docker calls run on `docker_threads` threads. DockerSpawner runs every call of every spawn on
   one thread, so fifty container starts (each about 0.6 s on a busy engine) queued behind each
   other: a container was created a median 8 s after its student's login (now 0.7 s).

@@ -49,10 +49,31 @@ def test_list_shows_every_task_with_a_summary(checkout: Paths):
         assert re.search(rf"^  {re.escape(name)}\s+\S", out, re.MULTILINE), name
 
 
-def test_readme_documents_every_task():
-    readme = (PROJECT / "README.md").read_text()
-    for name in TASKS:
-        assert f"invoke {name}" in readme, name
+def every_task() -> list[str]:
+    from invoke import Collection
+
+    import tasks
+
+    return sorted(Collection.from_module(tasks).task_names)
+
+
+def test_the_readme_guides_to_every_task_and_the_docs_describe_each():
+    readme = (PROJECT / "README.md").read_text(encoding="utf-8")
+    reference = (PROJECT / "docs" / "tasks.md").read_text(encoding="utf-8")
+    for name in every_task():
+        assert f"./classhub.sh {name}" in readme or name in ("engine", "setup"), name
+        assert f"| `invoke {name}" in reference, name
+    assert "`./classhub.sh` (that is, `engine`, then `setup`)" in readme
+
+
+def test_the_readme_is_a_short_guide_whose_links_all_lead_somewhere():
+    readme = (PROJECT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.encode()) <= 15 * 1024
+    linked = set(re.findall(r"\]\(([^)#]+)", readme))
+    docs = {f"docs/{p.name}" for p in (PROJECT / "docs").glob("*.md")}
+    assert docs <= linked, docs - linked  # every reference page is reachable from the guide
+    for target in linked:
+        assert target.startswith("http") or (PROJECT / target).exists(), target
 
 
 def test_dry_run_changes_nothing(checkout: Paths):
