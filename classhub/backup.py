@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import docker
 import docker.errors
 
 from . import database, names, stack
+from .console import Echo, Progress
 from .errors import UserError
 from .files import ensure_private_dir, write_atomic
 from .paths import Paths
@@ -49,8 +49,6 @@ MANIFEST_SUM = "manifest.sha256"
 CHECKOUT = "checkout"
 DATABASE = "database"
 VOLUMES = "volumes"
-Echo = Callable[[str], None]
-Progress = Callable[[str, int, int], None]
 CHUNK = 1024 * 1024
 
 

@@ -98,9 +98,7 @@ def _show_setup_plan(
         client = engine_mod.try_connect(environ)
     if client is not None and docker in ("required", "plan"):
         _refuse_conflicts(client, paths, cfg)
-    steps = deploy.setup_steps(
-        paths, cfg, lambda done, total: out.progress("hashing passwords", done, total)
-    )
+    steps = deploy.setup_steps(paths, cfg, out.progress)
     if client is not None:
         steps += deploy.docker_steps(paths, cfg, client, out.info)
     elif docker in ("plan", "if-available"):
@@ -314,7 +312,7 @@ def sync(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = 
     client = engine_mod.connect(environ)
     steps = deploy.sync_steps(
         paths, cfg, client, out.info,
-        lambda done, total: out.progress("hashing passwords", done, total),
+        out.progress,
     )  # fmt: skip
     out.info(summary(cfg))
     out.info()

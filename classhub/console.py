@@ -11,10 +11,16 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from .errors import UserError
+
+# What modules are given to say things with, so they print nothing themselves: a line for the
+# person running the task (Output.info), and a step's progress as (label, done, total)
+# (Output.progress).
+Echo = Callable[[str], None]
+Progress = Callable[[str, int, int], None]
 
 
 class Output:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import secrets as random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from passlib.hash import bcrypt
 
+from .console import Progress
 from .errors import UserError
 from .files import write_atomic
 from .paths import Paths
@@ -99,14 +100,15 @@ def missing(creds: dict[str, Credential], names: Iterable[str]) -> list[str]:
 def ensure(
     paths: Paths,
     names: Iterable[str],
-    progress: Callable[[int, int], None] = lambda done, total: None,
+    progress: Progress = lambda label, done, total: None,
 ) -> list[str]:
-    """Give every one of `names` without a password a new one. Returns the names that got one."""
+    """Give every one of `names` without a password a new one (bcrypt takes a moment each: said
+    as "hashing passwords" progress). Returns the names that got one."""
     creds = load(paths)
     todo = missing(creds, names)
     for done, name in enumerate(todo, start=1):
         creds[name] = new_credential()
-        progress(done, len(todo))
+        progress("hashing passwords", done, len(todo))
     if todo:
         save(paths, creds)
     return todo

@@ -14,7 +14,6 @@ a value it did not create.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -35,14 +34,13 @@ from . import (
     wait,
 )
 from .config import Config
+from .console import Echo, Progress
 from .errors import UserError
 from .files import ensure_private_dir, file_mode, read_text, write_atomic
 from .paths import Paths
 from .plan import Step
 from .settings import Settings
 
-Progress = Callable[[int, int], None]
-Echo = Callable[[str], None]
 HUB_START_TIMEOUT = 180
 
 

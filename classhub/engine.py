@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import docker
@@ -19,10 +19,10 @@ import docker.errors
 import requests
 
 from . import wait
+from .console import Echo
 from .errors import UserError
 
 DOCKERD_LOG = Path("/var/log/classhub-dockerd.log")
-Echo = Callable[[str], None]
 
 
 def _client(environ: Mapping[str, str]) -> docker.DockerClient | None:

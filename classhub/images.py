@@ -22,7 +22,6 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +29,13 @@ import docker
 import docker.errors
 
 from . import hubfile, names
+from .console import Echo
 from .errors import UserError
 from .paths import Paths
 from .settings import Settings
 
 LABEL_INPUTS = "classhub.inputs"
 LABEL_BASE = "classhub.base"
-Echo = Callable[[str], None]
 
 _CERT_FAILURE = re.compile(
     r"CERTIFICATE_VERIFY_FAILED|SELF_SIGNED_CERT_IN_CHAIN|self[- ]signed certificate|"

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
 
 from . import hubapi
+from .console import Echo, Progress
 from .errors import UserError
 from .roster import Roster
-
-Echo = Callable[[str], None]
-Progress = Callable[[str, int, int], None]
 
 
 def targets(roster: Roster, group: str, users: list[str]) -> list[str]:

@@ -27,7 +27,7 @@ import signal
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ import docker
 import docker.errors
 
 from . import credentials, hubapi, hubfile, names, prewarm, stack
+from .console import Echo
 from .errors import UserError
 from .files import write_atomic
 from .paths import Paths
@@ -45,7 +46,6 @@ PREFIX = "_rehearse-"
 CODE = "print(sum(range(1000)))"
 EXPECTED = "499500\n"
 PHASES = ("login", "server ready", "kernel usable", "total")
-Echo = Callable[[str], None]
 
 
 @dataclass

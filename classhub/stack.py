@@ -27,7 +27,6 @@ import contextlib
 import hashlib
 import ipaddress
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import docker
 import docker.errors
 
 from . import hubfile, names, neighbours, render, tls, wait
+from .console import Echo
 from .errors import UserError
 from .files import ensure_private_dir, write_atomic
 from .images import find as find_image
@@ -43,7 +43,6 @@ from .paths import Paths
 from .roster import Roster
 from .settings import Settings
 
-Echo = Callable[[str], None]
 JOVYAN = "1000:100"
 DOCKER_SOCKET = "/var/run/docker.sock"
 

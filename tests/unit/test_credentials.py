@@ -39,8 +39,9 @@ def test_hash_is_bcrypt_and_verifies():
 def test_ensure_makes_only_missing_ones_and_keeps_the_rest(checkout: Paths):
     ensure_private_dir(checkout.secrets_dir)
     calls = []
-    made = credentials.ensure(checkout, ["alice", "bob"], lambda d, t: calls.append((d, t)))
-    assert made == ["alice", "bob"] and calls == [(1, 2), (2, 2)]
+    made = credentials.ensure(checkout, ["alice", "bob"], lambda *call: calls.append(call))
+    assert made == ["alice", "bob"]
+    assert calls == [("hashing passwords", 1, 2), ("hashing passwords", 2, 2)]
     before = credentials.load(checkout)
     assert credentials.ensure(checkout, ["alice", "bob", "carol"]) == ["carol"]
     after = credentials.load(checkout)
