@@ -40,8 +40,10 @@ def table(steps: Iterable[Step], width: int = WIDTH) -> str:
     third = max(10, room - second)
     lines = []
     for component, state, action in rows:
-        states = textwrap.wrap(state, second) or [""]
-        actions = textwrap.wrap(action, third) or [""]
+        # Names keep their hyphens on one line (classhub-base:bookworm); only a word longer than
+        # its column is cut.
+        states = textwrap.wrap(state, second, break_on_hyphens=False) or [""]
+        actions = textwrap.wrap(action, third, break_on_hyphens=False) or [""]
         for i in range(max(len(states), len(actions))):
             left = component if i == 0 else ""
             middle = states[i] if i < len(states) else ""

@@ -21,7 +21,7 @@ from classhub import hubfile, names, stack
 from classhub.errors import UserError
 from classhub.student import Browser, KernelDied
 from classhub_hub import firewall
-from tests.conftest import invoke
+from tests.conftest import invoke, plan_rows
 
 from .conftest import (
     Hub,
@@ -775,7 +775,8 @@ def test_a_network_from_before_the_firewall_is_recreated_with_a_fixed_hub_addres
     try:
         paths = new_checkout(tmp_path / "clone", name, free_port(), "hub-admin admin\n")
         plan = invoke(paths, "setup", "--dry-run", env=engine_environ())
-        assert "without a fixed hub address" in plan.stdout and "recreate" in plan.stdout
+        state, action = plan_rows(plan.stdout)[f"network {names.network(name)}"]
+        assert state == "without a fixed hub address" and "recreate" in action, plan.stdout
         result = invoke(paths, "setup", env=engine_environ(), timeout=600)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         network = hub.client.networks.get(names.network(name))

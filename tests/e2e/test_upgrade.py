@@ -13,7 +13,7 @@ import requests
 
 from classhub import names
 from classhub.student import Browser
-from tests.conftest import invoke
+from tests.conftest import invoke, plan_rows
 
 from .conftest import Hub, engine_environ, free_port, new_checkout, read_passwords, sweep
 
@@ -50,7 +50,9 @@ def test_setup_upgrades_an_older_database_after_a_backup(hub: Hub, tmp_path):
         ).decode().split()[-1]  # fmt: skip
 
         planned = invoke(paths, "setup", "--dry-run", env=engine_environ(), timeout=300)
-        assert f"revision {older}; this JupyterHub needs" in planned.stdout, planned.stdout
+        rows = plan_rows(planned.stdout)
+        (schema,) = [state for component, (state, _) in rows.items() if "schema" in component]
+        assert f"revision {older}; this JupyterHub needs" in schema, planned.stdout
         upgraded = invoke(paths, "setup", env=engine_environ(), timeout=900)
         assert upgraded.returncode == 0, upgraded.stdout[-3000:] + upgraded.stderr[-3000:]
         assert (
