@@ -176,8 +176,8 @@ def how_students_reach(settings: Settings) -> str:
     elif ipaddress.ip_address(settings.bind_address).is_loopback:
         text = (
             f"Students reach the hub through your nginx: it answers only on this server "
-            f"({settings.upstream}). Put the block above in your site's server {{ }} "
-            f"(invoke nginx --server prints a whole HTTPS site), then they open {url}."
+            f"({settings.upstream}). Put the nginx block (invoke nginx prints it) in your site's "
+            f"server {{ }} (invoke nginx --server prints a whole HTTPS site), then they open {url}."
         )
     else:
         text = (
@@ -189,7 +189,7 @@ def how_students_reach(settings: Settings) -> str:
         text += (
             "\nThat URL works only on this server. To open the hub to students, set in "
             ".env either PROXY=nginx (classhub's own HTTPS front door) or, once your nginx "
-            "serves the block above, PUBLIC_URL=https://jupyter.example.edu/"
+            "serves the hub's block, PUBLIC_URL=https://jupyter.example.edu/"
             f"{settings.hub_name}/ (its address); then run invoke setup."
         )
     return text
