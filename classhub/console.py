@@ -8,11 +8,15 @@ reset-password and the end of setup).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import TextIO
+
+from rich import progress as bars
+from rich.console import Console
 
 from .errors import UserError
 
@@ -28,6 +32,7 @@ class Output:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.warnings: list[str] = []  # every warning so far, for a task to repeat at its end
+        self._bar: tuple[bars.Progress, str, bars.TaskID] | None = None  # the bar being drawn
 
     def info(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -37,12 +42,30 @@ class Output:
         print(f"warning: {text}", file=self.err, flush=True)
 
     def progress(self, label: str, done: int, total: int) -> None:
-        """A progress line: rewritten in place on a terminal, every 10th and the last otherwise."""
-        if self.err.isatty():
-            end = "\n" if done == total else ""
-            print(f"\r   {label}: {done}/{total}", end=end, file=self.err, flush=True)
-        elif done == total or done % 10 == 0:
-            print(f"   {label}: {done}/{total}", file=self.err, flush=True)
+        """A step's progress: a bar (rich) on a terminal, kept once the step is done; elsewhere a
+        line every 10th and at the last, which a log keeps readable."""
+        if not self.err.isatty():
+            if done == total or done % 10 == 0:
+                print(f"   {label}: {done}/{total}", file=self.err, flush=True)
+            return
+        if self._bar is None or self._bar[1] != label:
+            self._end_bar()
+            columns = (bars.TextColumn("   {task.description}"), bars.BarColumn(),
+                       bars.MofNCompleteColumn())  # fmt: skip
+            bar = bars.Progress(*columns, console=Console(file=self.err), auto_refresh=False,
+                                redirect_stdout=False, redirect_stderr=False)  # fmt: skip
+            bar.start()
+            atexit.register(bar.stop)  # the cursor comes back even if the task fails meanwhile
+            self._bar = (bar, label, bar.add_task(label, total=total))
+        bar, _, task = self._bar
+        bar.update(task, completed=done, total=total, refresh=True)
+        if done >= total:
+            self._end_bar()
+
+    def _end_bar(self) -> None:
+        if self._bar is not None:
+            self._bar[0].stop()
+            self._bar = None
 
 
 @contextlib.contextmanager

@@ -7,9 +7,15 @@ the same rows and applies none. Steps are ordered: a later step may rely on an e
 
 from __future__ import annotations
 
-import textwrap
+import io
+import shutil
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 NOTHING = "none"
 
@@ -26,30 +32,29 @@ class Step:
         return self.run is not None
 
 
-WIDTH = 100  # a table's lines fit in this many columns: long states and actions wrap
+WIDTH = 100  # a table's width where output is no terminal (a log, a pipe, a test)
 
 
-def table(steps: Iterable[Step], width: int = WIDTH) -> str:
-    """The steps as (component, state, action) columns, each line at most `width` wide: the
-    component column as wide as its longest, the state at most half the rest, and what does not
-    fit wraps onto lines of its own under its column."""
-    rows = [("COMPONENT", "STATE", "ACTION")] + [(s.component, s.state, s.action) for s in steps]
-    first = max(len(row[0]) for row in rows)
-    room = max(20, width - first - 4)
-    second = min(max(len(row[1]) for row in rows), room // 2)
-    third = max(10, room - second)
-    lines = []
-    for component, state, action in rows:
-        # Names keep their hyphens on one line (classhub-base:bookworm); only a word longer than
-        # its column is cut.
-        states = textwrap.wrap(state, second, break_on_hyphens=False) or [""]
-        actions = textwrap.wrap(action, third, break_on_hyphens=False) or [""]
-        for i in range(max(len(states), len(actions))):
-            left = component if i == 0 else ""
-            middle = states[i] if i < len(states) else ""
-            right = actions[i] if i < len(actions) else ""
-            lines.append(f"{left:<{first}}  {middle:<{second}}  {right}".rstrip())
-    return "\n".join(lines)
+def table(steps: Iterable[Step], width: int | None = None) -> str:
+    """The steps as (component, state, action) columns, drawn by rich to `width` (the terminal's
+    width on a terminal, else WIDTH): the component whole, long states and actions wrapped onto
+    lines of their own under their column (a word longer than its column is cut)."""
+    grid = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="")
+    grid.add_column("COMPONENT", no_wrap=True)
+    grid.add_column("STATE", overflow="fold", ratio=1)
+    grid.add_column("ACTION", overflow="fold", ratio=1)
+    for step in steps:  # Text: a state is never read as rich's markup ("[...]")
+        grid.add_row(Text(step.component), Text(step.state), Text(step.action))
+    console = Console(file=io.StringIO(), width=width or terminal_width(), color_system=None)
+    console.print(grid)
+    return "\n".join(line.rstrip() for line in console.file.getvalue().rstrip("\n").splitlines())
+
+
+def terminal_width() -> int:
+    """The width of the terminal standard output goes to, or WIDTH when it goes elsewhere."""
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((WIDTH, 24)).columns
+    return WIDTH
 
 
 def brief(steps: list[Step]) -> str:
