@@ -68,7 +68,9 @@ def start_rehearsal(hub: Hub, *args: str) -> subprocess.Popen:
 
 
 def test_ctrl_c_in_the_middle_still_removes_everything(hub: Hub):
-    process = start_rehearsal(hub, "--users", "4", "--ramp", "0")
+    # Spread over 20 s, so the first student's server is up while the others still wait: with
+    # every start at once a warm hub finished all four before the signal came (seen once).
+    process = start_rehearsal(hub, "--users", "4", "--ramp", "20")
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=300)
     assert process.returncode != 0, output
