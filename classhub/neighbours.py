@@ -8,6 +8,9 @@ of the checkout that made them. Before setup or up creates anything, `conflicts`
   would both want the volume `math-user-data`;
 - a PORT another hub publishes, or that another program on this host listens on (named when `ss`
   can tell);
+- a PUBLIC_URL host another hub has too, when either uses USER_SUBDOMAINS: each student's
+  server then has an origin of its own, but two hubs on one host share the hub's origin, and
+  their users of the same name share one (`origin_labels` carries it on every hub container);
 - a SHARED_DATA that is a volume another hub's classhub made (a home, a group folder, a database),
   by its labels or by its name, or a folder that holds or lies in the engine's own data, where
   every hub's volumes are;
@@ -23,6 +26,7 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
@@ -33,6 +37,8 @@ from .settings import Settings
 
 LABEL_CHECKOUT = "classhub.checkout"
 LABEL_FRONT_PORTS = "classhub.front-ports"  # on a bundled nginx: "HTTPS_PORT,HTTP_PORT"
+LABEL_PUBLIC_HOST = "classhub.public-host"  # on a hub container: PUBLIC_URL's host
+LABEL_SUBDOMAINS = "classhub.user-subdomains"  # on a hub container: "true" with USER_SUBDOMAINS
 
 
 @dataclass(frozen=True)
@@ -43,10 +49,21 @@ class HubInfo:
     address: str  # host:port it is published on, "" when not running
     users: int
     ports: frozenset[int] = frozenset()  # every host port it holds (hub or bundled nginx)
+    public_host: str = ""  # PUBLIC_URL's host ("" when made before hubs were labelled with it)
+    user_subdomains: bool = False
 
 
 def checkout_labels(root: Path) -> dict[str, str]:
     return {LABEL_CHECKOUT: str(root.resolve())}
+
+
+def origin_labels(settings: Settings) -> dict[str, str]:
+    """What the hub container says of its origin, for other hubs' `conflicts`."""
+    host = urlsplit(settings.public_url).hostname or ""
+    return {
+        LABEL_PUBLIC_HOST: host,
+        **({LABEL_SUBDOMAINS: "true"} if settings.user_subdomains else {}),
+    }
 
 
 def hubs(client: docker.DockerClient) -> list[HubInfo]:
@@ -62,6 +79,8 @@ def hubs(client: docker.DockerClient) -> list[HubInfo]:
         entry["checkout"] = container.labels.get(LABEL_CHECKOUT, entry["checkout"])
         entry["state"] = container.status
         entry["address"] = _published(container)
+        entry["public_host"] = container.labels.get(LABEL_PUBLIC_HOST, "")
+        entry["user_subdomains"] = container.labels.get(LABEL_SUBDOMAINS) == "true"
     for container in client.containers.list(
         all=True, filters={"label": f"{names.LABEL_KIND}=nginx"}
     ):
@@ -80,6 +99,8 @@ def hubs(client: docker.DockerClient) -> list[HubInfo]:
             e.get("address", ""),
             users.get(hub, 0),
             frozenset(e.get("front", set()) | _port_of(e.get("address", ""))),
+            e.get("public_host", ""),
+            e.get("user_subdomains", False),
         )
         for hub, e in sorted(found.items())
     ]
@@ -116,6 +137,7 @@ def conflicts(client: docker.DockerClient, settings: Settings, root: Path) -> li
                 f"{other.checkout or 'unknown'}) would share Docker object names (one is the "
                 "other's name and '-'); choose a HUB_NAME that does not start with theirs"
             )
+    problems += _origin_problems(settings, others)
     problems += _shared_data_problems(client, settings.shared_data, others)
     if settings.proxy == "nginx":
         wanted = [("HTTPS_PORT", settings.https_port, "0.0.0.0"),
@@ -133,6 +155,31 @@ def conflicts(client: docker.DockerClient, settings: Settings, root: Path) -> li
             holder = port_holder(address, port)
             if holder:
                 problems.append(f"{key}={port} is in use by {holder}; set another {key} in .env")
+    return problems
+
+
+def _origin_problems(settings: Settings, others: list[HubInfo]) -> list[str]:
+    """A hub with USER_SUBDOMAINS needs its host, and the hosts under it, to itself."""
+    host = urlsplit(settings.public_url).hostname or ""
+    problems = []
+    for other in others:
+        if other.name == settings.hub_name or not other.public_host:
+            continue
+        theirs = other.public_host
+        if host == theirs and (settings.user_subdomains or other.user_subdomains):
+            where = f"is also the hub {other.name}'s"
+        elif other.user_subdomains and host.endswith("." + theirs):
+            where = f"lies among the hub {other.name}'s students' hosts (NAME.{theirs})"
+        elif settings.user_subdomains and theirs.endswith("." + host):
+            where = f"has under it the hub {other.name}'s host {theirs}"
+        else:
+            continue
+        problems.append(
+            f"PUBLIC_URL's host {host} {where} (checkout {other.checkout or 'unknown'}), and "
+            "USER_SUBDOMAINS needs a host of its own: pages of one hub's students would share "
+            "an origin with the other hub; give this hub a host name apart from theirs in "
+            "PUBLIC_URL (e.g. physics.example.edu beside maths.example.edu)"
+        )
     return problems
 
 

@@ -481,7 +481,11 @@ def _hub_service(client, paths: Paths, settings: Settings, address: str, image_i
         **HARDENED,
         **ALWAYS,
         **FIRST,
-        "labels": {**names.labels(hub, "hub"), **neighbours.checkout_labels(paths.root)},
+        "labels": {
+            **names.labels(hub, "hub"),
+            **neighbours.checkout_labels(paths.root),
+            **neighbours.origin_labels(settings),
+        },
     }
     # What the hub reads only at start; users and groups it re-reads without a restart.
     inputs = [image_id, json.dumps(render.hub_settings(settings), sort_keys=True)]

@@ -20,8 +20,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from classhub import stack
 from classhub.student import Browser
+from tests.conftest import invoke
 
-from .conftest import Hub, free_port, hub_beside
+from .conftest import Hub, engine_environ, free_port, hub_beside, new_checkout, set_env
 from .test_front_door import chromium
 
 ROSTER = "hub-admin admin\nann\nmallory\n"
@@ -154,3 +155,22 @@ def test_a_page_on_a_students_origin_cannot_act_as_the_instructor_who_opens_it(
     for token in made:
         admin.hub_api("DELETE", f"/users/hub-admin/tokens/{token['id']}")
     mallory.stop()
+
+
+def test_another_hub_on_the_same_host_name_is_refused(origins: Origins, tmp_path):
+    """Per-user origins hold only if the hub's own origin is its own: a second hub on
+    class.localhost (without USER_SUBDOMAINS itself) would serve its students' pages there."""
+    name = f"{origins.hub.name}x"
+    paths = new_checkout(tmp_path / "clone", name, free_port(), "hub-admin admin\n")
+    set_env(paths, {"PUBLIC_URL": f"http://{DOMAIN}:{free_port()}/{name}/"})
+    refused = invoke(paths, "setup", "--dry-run", env=engine_environ())
+    assert refused.returncode == 1, refused.stdout
+    assert f"PUBLIC_URL's host {DOMAIN} is also the hub {origins.hub.name}'s" in refused.stderr
+    assert "USER_SUBDOMAINS needs a host of its own" in refused.stderr
+    # A host among the students' (maths.class.localhost is where a student maths would be) ...
+    set_env(paths, {"PUBLIC_URL": f"http://maths.{DOMAIN}:{free_port()}/{name}/"})
+    among = invoke(paths, "setup", "--dry-run", env=engine_environ())
+    assert among.returncode == 1 and "lies among the hub" in among.stderr, among.stderr
+    # ... but a host apart is fine.
+    set_env(paths, {"PUBLIC_URL": f"http://maths.localhost:{free_port()}/{name}/"})
+    assert invoke(paths, "setup", "--dry-run", env=engine_environ()).returncode == 0
