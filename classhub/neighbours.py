@@ -8,9 +8,10 @@ of the checkout that made them. Before setup or up creates anything, `conflicts`
   would both want the volume `math-user-data`;
 - a PORT another hub publishes, or that another program on this host listens on (named when `ss`
   can tell);
-- a PUBLIC_URL host another hub has too, when either uses USER_SUBDOMAINS: each student's
-  server then has an origin of its own, but two hubs on one host share the hub's origin, and
-  their users of the same name share one (`origin_labels` carries it on every hub container);
+- a PUBLIC_URL host another hub has too, or one among another hub's students' hosts (or over
+  another hub's host), when either uses USER_SUBDOMAINS: each student's server then has an origin
+  of its own, which another hub on the same names would share (`origin_labels` carries the host
+  on every hub container);
 - a SHARED_DATA that is a volume another hub's classhub made (a home, a group folder, a database),
   by its labels or by its name, or a folder that holds or lies in the engine's own data, where
   every hub's volumes are;
