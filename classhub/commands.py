@@ -184,7 +184,7 @@ def how_students_reach(settings: Settings) -> str:
             f"Students open {url}: the hub's own port, plain HTTP, so passwords cross the "
             "network unencrypted (PROXY=nginx in .env gives HTTPS)."
         )
-    host = urlsplit(url).hostname or ""
+    host = settings.public_host
     if host == "localhost" or _is_loopback(host):
         text += (
             "\nThat URL works only on this server. To open the hub to students, set in "
@@ -874,7 +874,7 @@ def nginx(paths: Paths, environ: Mapping[str, str], out: Output, server: bool = 
     if settings.tls_cert is not None and settings.tls_key is not None:
         cert, key = str(settings.tls_cert), str(settings.tls_key)
     else:
-        host = urlsplit(settings.public_url).hostname or "example.edu"
+        host = settings.public_host or "example.edu"
         cert = f"/etc/letsencrypt/live/{host}/fullchain.pem"
         key = f"/etc/letsencrypt/live/{host}/privkey.pem"
     out.info(render.nginx_site(paths, settings, settings.upstream, cert, key).rstrip("\n"))

@@ -27,7 +27,6 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import docker
 import docker.errors
@@ -60,9 +59,8 @@ def checkout_labels(root: Path) -> dict[str, str]:
 
 def origin_labels(settings: Settings) -> dict[str, str]:
     """What the hub container says of its origin, for other hubs' `conflicts`."""
-    host = urlsplit(settings.public_url).hostname or ""
     return {
-        LABEL_PUBLIC_HOST: host,
+        LABEL_PUBLIC_HOST: settings.public_host,
         **({LABEL_SUBDOMAINS: "true"} if settings.user_subdomains else {}),
     }
 
@@ -161,7 +159,7 @@ def conflicts(client: docker.DockerClient, settings: Settings, root: Path) -> li
 
 def _origin_problems(settings: Settings, others: list[HubInfo]) -> list[str]:
     """A hub with USER_SUBDOMAINS needs its host, and the hosts under it, to itself."""
-    host = urlsplit(settings.public_url).hostname or ""
+    host = settings.public_host
     problems = []
     for other in others:
         if other.name == settings.hub_name or not other.public_host:

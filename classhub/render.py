@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import urlsplit
 
 from . import hubfile, names
 from .credentials import Credential
@@ -115,7 +114,7 @@ def subdomain_note(settings: Settings) -> str:
     """With USER_SUBDOMAINS, what a host's nginx, its certificate and DNS need (comment lines)."""
     if not settings.user_subdomains:
         return ""
-    host = urlsplit(settings.public_url).hostname
+    host = settings.public_host
     return (
         f"# USER_SUBDOMAINS=true: every user's server is at NAME.{host}, so the server {{ }} this\n"
         f"# goes in answers for both names (server_name {host} *.{host};), its certificate names\n"

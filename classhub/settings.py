@@ -123,6 +123,12 @@ class Settings:
         return self.hub_title or self.hub_name, self.login_note or LOGIN_NOTES[self.authenticator]
 
     @property
+    def public_host(self) -> str:
+        """The host name (or address) in PUBLIC_URL: where students go, and with USER_SUBDOMAINS
+        the domain their servers' hosts are under."""
+        return urlsplit(self.public_url).hostname or ""
+
+    @property
     def subdomain_host(self) -> str:
         """With USER_SUBDOMAINS, PUBLIC_URL's scheme, host and port (JupyterHub's
         `subdomain_host`: user servers are at NAME.<host>); else ""."""

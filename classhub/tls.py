@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from .errors import UserError
 from .files import ensure_private_dir
@@ -46,7 +45,7 @@ def needs_self_signed(paths: Paths, settings: Settings) -> bool:
 def names(settings: Settings) -> list[str]:
     """The names a certificate for this hub must hold, as subjectAltName entries: DNS:... and
     IP:... (PUBLIC_URL's host; with USER_SUBDOMAINS also DNS:*.host, the users' servers)."""
-    host = urlsplit(settings.public_url).hostname or ""
+    host = settings.public_host
     try:
         return [f"IP:{ipaddress.ip_address(host)}"]
     except ValueError:

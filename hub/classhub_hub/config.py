@@ -217,15 +217,15 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
             "description": "The roster's admins: start and stop servers, not open them",
             "scopes": ADMIN_SCOPES + native,
         }
-        c.JupyterHub.template_paths = [PAGE_TEMPLATES, ADMIN_TEMPLATES]
     title, note = hub.get("login_page.title"), hub.get("login_page.note")
     c.JupyterHub.template_vars = {
         "classhub_title": title,
         "announcement_login": f'<h1 id="classhub-title">{html.escape(title)}</h1>'
         f'<p id="classhub-login-note">{html.escape(note)}</p>',
     }
-    if "template_paths" not in c.JupyterHub:
-        c.JupyterHub.template_paths = [PAGE_TEMPLATES]
+    # Every page's template; the admin page's only where admins cannot open servers.
+    admin_page = [] if hub.get("admin_sees_users") else [ADMIN_TEMPLATES]
+    c.JupyterHub.template_paths = [PAGE_TEMPLATES, *admin_page]
     c.Authenticator.auth_refresh_age = 60
     c.Authenticator.refresh_pre_spawn = True
 
