@@ -35,7 +35,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import database, names, stack
+from . import database, disks, names, stack
 from .console import Echo, Progress
 from .errors import UserError
 from .files import ensure_private_dir, write_atomic
@@ -301,11 +301,21 @@ def restore_checkout(folder: Path, manifest: Manifest, paths: Paths, echo: Echo)
 
 
 def restore_volume(
-    client: docker.DockerClient, hub: str, volume: str, kind: str, archive: Path
+    client: docker.DockerClient,
+    hub: str,
+    volume: str,
+    kind: str,
+    archive: Path,
+    store: str = "",
+    size: int = 0,
 ) -> None:
-    """Create `volume` (labelled as this hub's) and fill it from `archive`; a volume that fails
-    to fill is removed again (it was new)."""
-    made = client.volumes.create(volume, labels=names.labels(hub, kind))
+    """Create `volume` (labelled as this hub's; in DISK_STORE `store` with the size limit `size`,
+    when given) and fill it from `archive`; a volume that fails to fill is removed again (it was
+    new)."""
+    if store:
+        made = disks.make(client, hub, store, {volume: (kind, size)})[0]
+    else:
+        made = client.volumes.create(volume, labels=names.labels(hub, kind))
     try:
         with (
             database.volume_helper(client, hub, volume, "rw") as container,
@@ -315,5 +325,5 @@ def restore_volume(
             if not container.put_archive("/", data):
                 raise UserError(f"{archive}: Docker did not accept it")
     except BaseException:
-        made.remove(force=True)
+        disks.remove(client, made)
         raise

@@ -23,6 +23,7 @@ from . import (
     credentials,
     database,
     deploy,
+    disks,
     hubfile,
     images,
     names,
@@ -91,6 +92,8 @@ def _show_setup_plan(
     other hubs' ports). `full`: every row of the plan; else only those that change (plan.brief).
     """
     cfg = load(paths, environ, out)
+    if not cfg.settings.disk_store:
+        out.warn(disks.NOT_ENFORCED)
     client = None
     if docker == "required":
         client = engine_mod.connect(environ)
@@ -403,7 +406,7 @@ def remove_user(
                lambda: stack.find_container(client, container) is None, 60, out.info)  # fmt: skip
     out.info(f"This deletes, for good: the volume {volume}, every file in {who}'s home.")
     _confirm(who, f"Type {who} to delete their home: ", yes)
-    client.volumes.get(volume).remove()
+    disks.remove(client, client.volumes.get(volume))
     out.info(f"Deleted {volume}.")
 
 
@@ -529,7 +532,7 @@ def restore(paths: Paths, environ: Mapping[str, str], out: Output, folder: str) 
             "another engine. Nothing was changed"
         )
     if not manifest.complete:
-        _restore_volumes(client, source, manifest, out)
+        _restore_volumes(client, source, manifest, out, load(paths, environ, out))
         out.info(f"Restored the homes of {', '.join(manifest.users)}. They appear in their "
                  "servers at the next start.")  # fmt: skip
         return
@@ -546,7 +549,7 @@ def restore(paths: Paths, environ: Mapping[str, str], out: Output, folder: str) 
     cfg = load(paths, environ, out)
     steps, _ = deploy.image_steps(paths, cfg.settings, client, out.info)
     plan.apply(steps, out.info)
-    _restore_volumes(client, source, manifest, out)
+    _restore_volumes(client, source, manifest, out, cfg)
     out.info(f"-> hub database ({manifest.database}): restored from the backup")
     copy = backup_mod.database_copy(source, manifest)
     if manifest.database == "postgres":
@@ -558,11 +561,20 @@ def restore(paths: Paths, environ: Mapping[str, str], out: Output, folder: str) 
     setup(paths, environ, out)
 
 
-def _restore_volumes(client, source: Path, manifest: backup_mod.Manifest, out: Output) -> None:
+def _restore_volumes(
+    client, source: Path, manifest: backup_mod.Manifest, out: Output, cfg: Config
+) -> None:
+    """Each volume of the backup, filled from its archive; a home or group folder goes into
+    DISK_STORE (when set) with the size the roster gives it, else DISK_LIMIT or GROUP_DISK_LIMIT."""
     total = len(manifest.volumes)
+    settings = cfg.settings
+    sizes = {name: size for name, (_, size) in disks.wanted(settings, cfg.roster).items()}
+    defaults = {"user": settings.disk_limit, "group": settings.group_disk_limit}
     for index, (volume, kind) in enumerate(sorted(manifest.volumes.items()), 1):
         archive = source / backup_mod.VOLUMES / f"{volume}.tar.gz"
-        backup_mod.restore_volume(client, manifest.hub, volume, kind, archive)
+        size = sizes.get(volume, defaults.get(kind))
+        store = settings.disk_store if size is not None else ""
+        backup_mod.restore_volume(client, manifest.hub, volume, kind, archive, store, size or 0)
         out.progress("restoring volumes", index, total)
 
 

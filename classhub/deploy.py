@@ -22,6 +22,7 @@ from . import (
     backup,
     credentials,
     database,
+    disks,
     hubapi,
     hubfile,
     images,
@@ -382,6 +383,9 @@ def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> l
                               lambda n=name, k=kind: stack.ensure_volume(client, hub, n, k)))  # fmt: skip
     missing = stack.missing_volumes(client, hub, roster)
     wanted = stack.wanted_volumes(hub, roster)
+    store = settings.disk_store
+    sizes = {name: size for name, (_, size) in disks.wanted(settings, roster).items()}
+    where = ", size-limited in DISK_STORE" if store else ""
     for kind, label, how in (
         ("user", "user volumes (homes)", "owner 1000:100"),
         ("group", "group volumes", "owner 1000:100, mode 2775"),
@@ -392,11 +396,12 @@ def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> l
         if todo:
 
             def run(todo: dict[str, str] = todo) -> None:
-                stack.create_volumes(client, hub, todo, settings.notebook_image, echo)
+                stack.create_volumes(client, hub, todo, settings.notebook_image, echo, store, sizes)
 
-            steps.append(Step(label, state, f"create {len(todo)} ({how})", run))
+            steps.append(Step(label, state, f"create {len(todo)} ({how}{where})", run))
         else:
             steps.append(Step(label, state))
+    steps.append(disk_limits_step(client, settings, roster, set(wanted) - set(missing)))
     shared = settings.shared_data
     if shared and not shared.startswith("/"):
         if shared in stack.volume_names(client):
@@ -409,6 +414,49 @@ def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> l
             steps.append(Step(f"shared data volume {shared}", "missing",
                               "create (owner 1000:100, mode 2775)", make_shared))  # fmt: skip
     return steps
+
+
+def disk_limits_step(client: docker.DockerClient, settings, roster, present: set[str]) -> Step:
+    """Whether the homes' and group folders' sizes are enforced, and the limits that differ
+    from the roster's (set in place: no server restarts, no file moves)."""
+    label = "disk limits"
+    if not settings.disk_store:
+        return Step(label, "not enforced (DISK_STORE is not set; docs/disk-limits.md)")
+    hub, store = settings.hub_name, settings.disk_store
+    sizes = disks.wanted(settings, roster)
+    volumes = [v for v in client.volumes.list(filters={"label": f"{names.LABEL_HUB}={hub}"})
+               if v.name in present]  # fmt: skip
+    try:
+        usage = disks.usage(client, hub, volumes)
+    except UserError as exc:
+        return Step(label, f"enforced in {store}; the sizes cannot be read: {exc}")
+    outside = sorted(name for name, used in usage.items() if used is None)
+    changed = {name: sizes[name] for name, used in usage.items()
+               if used is not None and used["limit"] != sizes[name][1]}  # fmt: skip
+    full = sorted(name for name, used in usage.items()
+                  if used and used["limit"] and used["used"] >= disks.NEAR_FULL * used["limit"])  # fmt: skip
+    state = f"enforced in {store}: {len(usage) - len(outside)} folder(s)"
+    if full:
+        state += f"; at 90% or more: {', '.join(full)}"
+    if outside:
+        state += (f"; not limited, made before DISK_STORE (docs/disk-limits.md moves them): "
+                  f"{', '.join(outside)}")  # fmt: skip
+    if not changed:
+        return Step(label, state)
+
+    def run() -> None:
+        for where, group in _by_store(volumes, changed).items():
+            disks.prepare(client, hub, where, group)
+
+    return Step(label, state, f"set {len(changed)} size limit(s) from the roster", run)
+
+
+def _by_store(volumes: list, chosen: dict) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for volume in volumes:
+        if volume.name in chosen:
+            found.setdefault(disks.store_of(volume), {})[volume.name] = chosen[volume.name]
+    return found
 
 
 def hub_sync_step(

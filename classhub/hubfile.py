@@ -45,6 +45,21 @@ DB_NAME = DB_USER = "jupyterhub"
 DB_PORT = 5432
 
 
+def store_volume_options(store: str, volume: str) -> dict[str, str]:
+    """A volume whose folder is in DISK_STORE: the local driver's options that bind it there
+    (the host makes such volumes, and the socket proxy a newcomer's home)."""
+    return {"type": "none", "o": "bind", "device": f"{store.rstrip('/')}/{volume}"}
+
+
+def volume_store(volume: str, options: dict | None) -> str | None:
+    """The store a volume's folder is in, read back from its options; None: Docker's storage."""
+    options = options or {}
+    device = options.get("device", "")
+    if options.get("o") != "bind" or not device.endswith("/" + volume):
+        return None
+    return device[: -len(volume) - 1] or "/"
+
+
 def activity_interval(timeout: int) -> int:
     """How often (seconds) activity is reported and the culler looks, for a cull timeout: a third
     of it, between 5 seconds and JupyterHub's default of 5 minutes. (invoke prewarm holds

@@ -34,7 +34,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import credentials, hubapi, hubfile, names, prewarm, stack
+from . import credentials, disks, hubapi, hubfile, names, prewarm, stack
 from .console import Echo
 from .errors import UserError
 from .files import write_atomic
@@ -108,7 +108,9 @@ def add_students(
             "container": names.user_container(hub, user),
         }
     volumes = {names.user_volume(hub, user): "user" for user in users}
-    stack.create_volumes(client, hub, volumes, settings.notebook_image, echo)
+    sizes = dict.fromkeys(volumes, settings.disk_limit)
+    stack.create_volumes(client, hub, volumes, settings.notebook_image, echo,
+                         settings.disk_store, sizes)  # fmt: skip
     _write_hub_data(paths, data)
     return passwords
 
@@ -182,17 +184,17 @@ def _sweep(client: docker.DockerClient, hub: str) -> int:
             removed += 1
     for volume in client.volumes.list(filters={"label": f"{names.LABEL_HUB}={hub}"}):
         if volume.name.startswith(names.user_volume(hub, PREFIX)):
-            _remove_volume(volume)
+            _remove_volume(client, volume)
             removed += 1
     return removed
 
 
-def _remove_volume(volume, timeout: float = 30) -> None:
+def _remove_volume(client: docker.DockerClient, volume, timeout: float = 30) -> None:
     """A volume is busy until its container is gone (Docker removes stopped servers itself)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            volume.remove(force=True)
+            disks.remove(client, volume)
             return
         except docker.errors.NotFound:
             return

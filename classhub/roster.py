@@ -1,11 +1,13 @@
 """The roster: who may use the hub, who is an admin, and which groups each person is in.
 
 `userlist` has one user a line: `name [token ...]`. Each token after the name is a group name, the
-word `admin`, which makes the user an admin, or a limit, `mem=SIZE` or `cpu=CORES`, for that user.
-`#` starts a comment; blank lines are ignored; any whitespace separates tokens. A line
-`group: NAME ... [mem=SIZE] [cpu=CORES]` declares groups that may have no members yet
-(`invoke add-group`) and gives each of them the limits on the line. A user's limit is their own,
-else the largest of their groups', else the hub's default (MEM_LIMIT, CPU_LIMIT).
+word `admin`, which makes the user an admin, or a limit, `mem=SIZE`, `cpu=CORES` or `disk=SIZE` (the
+home's size), for that user. `#` starts a comment; blank lines are ignored; any whitespace separates
+tokens. A line `group: NAME ... [mem=SIZE] [cpu=CORES] [disk=SIZE]` declares groups that may have no
+members yet (`invoke add-group`) and gives each of them the limits on the line. A user's memory or
+CPU limit is their own, else the largest of their groups', else the hub's default (MEM_LIMIT,
+CPU_LIMIT). A `disk=` on a group: line sizes the group's folder, not its members' homes: a home's
+size is its user's own disk=, else DISK_LIMIT; a group folder's its group's, else GROUP_DISK_LIMIT.
 Rules that hold for every `Roster`:
 - user and group names are lowercased (JupyterHub lowercases usernames, so `Alice` is `alice`) and
   valid for JupyterHub and for Docker object names (`names.name_problem`);
@@ -20,7 +22,14 @@ from dataclasses import dataclass
 
 from . import names
 from .errors import Problem, quoted
-from .settings import Context, Invalid, parse_cpu_limit, parse_image, parse_mem_limit
+from .settings import (
+    Context,
+    Invalid,
+    parse_cpu_limit,
+    parse_disk_limit,
+    parse_image,
+    parse_mem_limit,
+)
 
 ADMIN_WORD = "admin"
 GROUP_WORD = "group:"
@@ -28,7 +37,11 @@ GROUP_WORD = "group:"
 HEADER_HELP = "one user a line: name [group ...] [admin], e.g. 'alice team-1'"
 
 
-LIMIT_KEYS = {"mem": "memory, e.g. mem=4G", "cpu": "cores, e.g. cpu=2 or cpu=0.5"}
+LIMIT_KEYS = {
+    "mem": "memory, e.g. mem=4G",
+    "cpu": "cores, e.g. cpu=2 or cpu=0.5",
+    "disk": "a size for the home (on a group: line, the group's folder), e.g. disk=10G",
+}
 GROUP_KEYS = {**LIMIT_KEYS, "image": "an image name, e.g. image=classhub-gpu:latest"}
 
 
@@ -36,6 +49,7 @@ GROUP_KEYS = {**LIMIT_KEYS, "image": "an image name, e.g. image=classhub-gpu:lat
 class Limits:
     mem: int | None = None  # bytes
     cpu: float | None = None  # cores
+    disk: int | None = None  # bytes: the home's size (a group's: its folder's)
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,16 @@ class Roster:
             mem=user.limits.mem if user.limits.mem is not None else max(mem, default=default.mem),
             cpu=user.limits.cpu if user.limits.cpu is not None else max(cpu, default=default.cpu),
         )
+
+    def home_size(self, name: str | User, default: int) -> int:
+        """The size limit of the user's home: their own disk=, else `default` (DISK_LIMIT)."""
+        user = name if isinstance(name, User) else self.get(name)
+        return user.limits.disk if user.limits.disk is not None else default
+
+    def group_size(self, group: str, default: int) -> int:
+        """The size limit of the group's folder: its group: line's disk=, else `default`."""
+        disk = dict(self.group_limits).get(group, Limits()).disk
+        return disk if disk is not None else default
 
     def get(self, name: str) -> User | None:
         name = name.lower()
@@ -167,6 +191,8 @@ def _limit(
             return key, parse_image(raw, ctx)
         if key == "mem":
             return key, parse_mem_limit(raw, ctx)
+        if key == "disk":
+            return key, parse_disk_limit(raw, ctx)
         return key, parse_cpu_limit(raw, ctx or Context(root=None, cpu_count=10**6))
     except Invalid as exc:
         problems.append(Problem(where, f"{quoted(token)} {exc.reason}", f"give {keys[key]}"))

@@ -80,6 +80,9 @@ class Settings:
     cpu_limit: float  # cores
     pids_limit: int  # processes and threads in one user container
     shared_data: str  # "" (none), an absolute host folder, or a Docker volume's name
+    disk_store: str  # "" (homes in Docker's own storage, no size limits) or a btrfs folder
+    disk_limit: int  # bytes: each home's size limit (enforced with DISK_STORE)
+    group_disk_limit: int  # bytes: each group folder's
     admin_sees_users: bool
     cull_busy: bool  # cull servers whose kernels are computing, like idle ones
     cull_idle_timeout: int  # seconds; 0 never culls
@@ -321,6 +324,82 @@ def _shared_data(raw: str, ctx: Context) -> str:
     return raw
 
 
+def _disk_store(raw: str, _: Context) -> str:
+    if not raw:
+        return ""
+    fix = (
+        "name a folder on a btrfs filesystem with quotas enabled, e.g. "
+        "DISK_STORE=/srv/classhub-disks (docs/disk-limits.md shows how to make one), or leave "
+        "DISK_STORE empty"
+    )
+    path = Path(raw)
+    if not path.is_absolute() or not _is_dir(path):
+        raise Invalid("is not a folder on this server", fix)
+    kind, device = mount_of(path)
+    if kind != "btrfs":
+        raise Invalid(
+            f"is on a filesystem of type {kind or 'unknown'}, which cannot limit a folder's size "
+            "(btrfs can)",
+            fix,
+        )
+    if btrfs_quotas(device) is False:
+        raise Invalid(
+            "is on a btrfs filesystem whose quotas are off, so no size limit would hold",
+            f"turn them on: btrfs quota enable {path}",
+        )
+    return str(path.resolve())
+
+
+def mount_of(path: Path) -> tuple[str | None, str]:
+    """(filesystem type, device) of the mount `path` is on: its longest mount point in
+    /proc/self/mounts; (None, "") when unknown."""
+    target, best = str(path.resolve()), (-1, None, "")
+    try:
+        lines = Path("/proc/self/mounts").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None, ""
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        where = fields[1].replace("\\040", " ")
+        inside = target == where or target.startswith(where.rstrip("/") + "/")
+        if inside and len(where) >= best[0]:
+            best = (len(where), fields[2], fields[0])
+    return best[1], best[2]
+
+
+def btrfs_quotas(device: str) -> bool | None:
+    """Whether the btrfs filesystem on `device` has quotas on (the kernel lists its quota groups
+    in /sys/fs/btrfs/UUID/qgroups only then); None when the kernel does not say."""
+    found = list(Path("/sys/fs/btrfs").glob(f"*/devices/{Path(device).name}"))
+    if not device or not found:
+        return None
+    return (found[0].parent.parent / "qgroups").is_dir()
+
+
+DISK_LIMIT_MIN = 64 * 1024**2
+
+
+def _disk_size(key: str, example: str) -> Callable[[str, Context], int]:
+    def parse(raw: str, _: Context) -> int:
+        match = _SIZE.fullmatch(raw)
+        if not match:
+            raise Invalid(
+                "is not a size",
+                f"use a size with a unit, e.g. {key}={example} (M, G and T are MiB, GiB and TiB)",
+            )
+        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+        if size < DISK_LIMIT_MIN:
+            raise Invalid(
+                "is too small: JupyterLab keeps its settings and history in a home",
+                f"use at least 64M, e.g. {key}={example}",
+            )
+        return size
+
+    return parse
+
+
 def _is_dir(path: Path) -> bool:
     try:
         return path.is_dir()
@@ -532,6 +611,7 @@ def _pids_limit(raw: str, _: Context) -> int:
 parse_mem_limit = _mem_limit
 parse_cpu_limit = _cpu_limit
 parse_image = _image("image=classhub-gpu:latest")
+parse_disk_limit = _disk_size("disk", "5G")
 
 _DURATION = re.compile(r"([0-9]+) *([smhd]?)", re.IGNORECASE | re.ASCII)
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -574,6 +654,9 @@ FIELDS: tuple[Field, ...] = (
     Field("CPU_LIMIT", "cpu_limit", "1", _cpu_limit),
     Field("PIDS_LIMIT", "pids_limit", "1024", _pids_limit),
     Field("SHARED_DATA", "shared_data", "", _shared_data),
+    Field("DISK_STORE", "disk_store", "", _disk_store),
+    Field("DISK_LIMIT", "disk_limit", "5G", _disk_size("DISK_LIMIT", "5G")),
+    Field("GROUP_DISK_LIMIT", "group_disk_limit", "10G", _disk_size("GROUP_DISK_LIMIT", "10G")),
     Field("ADMIN_SEES_USERS", "admin_sees_users", "false", _bool),
     Field("CULL_IDLE_TIMEOUT", "cull_idle_timeout", "1h", _duration),
     Field("CULL_BUSY", "cull_busy", "false", _bool),

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import ipaddress
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from . import hubfile, names, neighbours, render, tls, wait
+from . import disks, hubfile, names, neighbours, render, tls, wait
 from .console import Echo
 from .errors import UserError
 from .files import ensure_private_dir, write_atomic
@@ -220,10 +221,24 @@ def missing_volumes(client: docker.DockerClient, hub: str, roster: Roster) -> di
 
 
 def create_volumes(
-    client: docker.DockerClient, hub: str, volumes: dict[str, str], image: str, echo: Echo
+    client: docker.DockerClient,
+    hub: str,
+    volumes: dict[str, str],
+    image: str,
+    echo: Echo,
+    store: str = "",
+    sizes: Mapping[str, int] | None = None,
 ) -> None:
-    """Create `volumes` (name -> kind) and give them their owner and mode in one container."""
+    """Create `volumes` (name -> kind), owned by jovyan with their kind's mode: those `sizes`
+    gives a size as size-limited folders in DISK_STORE (`store`), the rest (and all, without a
+    store) in Docker's own storage, given their owner and mode in one container."""
     todo = {n: k for n, k in volumes.items() if n not in volume_names(client)}
+    limited = {n: (k, sizes[n]) for n, k in todo.items() if store and sizes and n in sizes}
+    if limited:
+        disks.make(client, hub, store, limited)
+        echo(f"   created {len(limited)} volume(s) in {store}, each with its size limit, owned "
+             "by jovyan (1000:100)")  # fmt: skip
+    todo = {n: k for n, k in todo.items() if n not in limited}
     if not todo:
         return
     made = [client.volumes.create(n, labels=names.labels(hub, k)) for n, k in todo.items()]
@@ -291,6 +306,7 @@ def services(
     if address is None or bridge is None:
         raise UserError(f"the network {names.network(hub)} is missing; run invoke setup")
     image_id = _image_id(client, names.HUB_IMAGE)
+    store = settings.disk_store
     module = ["python3", "-m"]
     firewall = Service(
         "firewall",
@@ -318,10 +334,15 @@ def services(
                         "--network", names.network(hub),
                         *[arg for image in images for arg in ("--image", image)],
                         "--port", str(hubfile.SOCKET_PROXY_PORT),
-                        *(["--shared", settings.shared_data] if settings.shared_data else [])],
+                        *(["--shared", settings.shared_data] if settings.shared_data else []),
+                        *(["--disk-store", store, "--disk-limit", str(settings.disk_limit)]
+                          if store else [])],
             "network": names.socket_network(hub),
-            "volumes": {DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"}},
+            "volumes": {DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
+                        **({store: {"bind": store, "mode": "rw"}} if store else {})},
             **HARDENED,
+            # With DISK_STORE it makes a newcomer's home there: a size limit and its owner.
+            **({"cap_add": ["SYS_ADMIN", "CHOWN"]} if store else {}),
             "read_only": True,
             **ALWAYS,
             **FIRST,
@@ -677,7 +698,7 @@ def destroy(client: docker.DockerClient, hub: str, echo: Echo) -> int:
     for network in found["networks"]:
         network.remove()
     for volume in found["volumes"]:
-        volume.remove(force=True)
+        disks.remove(client, volume)
     if find_image(client, names.HUB_IMAGE) is not None:
         remove_firewall_rules(client, hub)
     count = sum(len(objects) for objects in found.values())

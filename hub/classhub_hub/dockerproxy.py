@@ -8,7 +8,8 @@ reach it). A request passes only when `Policy.refusal` finds nothing wrong with 
   image(s), creating, inspecting, starting, stopping and removing containers; and creating the
   home volume of a person not on the roster (OPEN_TO_ALL): named as this hub's user volumes, with
   this hub's user labels, Docker's local driver and no driver options (which could bind a host
-  folder);
+  folder); with `--disk-store` the proxy itself makes the home's folder in the store, with the
+  size `--disk-limit` (classhub_hub.diskstore), and adds the options that bind it;
 - a container may be acted on only when it is one of this hub's user containers (its labels say
   so); one that does not exist gets Docker's own 404, so DockerSpawner sees a missing server;
 - a container is created only as a hardened user container of this hub, and its definition is
@@ -42,6 +43,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from classhub import hubfile, names
 
+from . import diskstore
+
 DOCKER_SOCKET = "/var/run/docker.sock"
 _VERSION = re.compile(r"^/v\d+(?:\.\d+)?(?=/)")
 _ID = r"(?P<id>[A-Za-z0-9][A-Za-z0-9_.-]*)"
@@ -68,6 +71,19 @@ class Policy:
     network: str
     images: frozenset[str]
     shared: frozenset[str] = field(default_factory=frozenset)  # SHARED_DATA: folder or volume
+    disk_store: str = ""  # DISK_STORE: a newcomer's home is made there, with disk_limit bytes
+    disk_limit: int = 0
+
+    def prepared(self, target: str, body: bytes) -> bytes:
+        """The body to send Docker for an allowed request: a newcomer's home, with DISK_STORE,
+        becomes a size-limited folder in the store that its volume binds."""
+        path = _VERSION.sub("", unquote(urlsplit(target).path), count=1)
+        if path != "/volumes/create" or not self.disk_store:
+            return body
+        spec = json.loads(body)
+        diskstore.make(self.disk_store, spec["Name"], self.disk_limit, "user")
+        options = hubfile.store_volume_options(self.disk_store, spec["Name"])
+        return json.dumps({**spec, "Driver": "local", "DriverOpts": options}).encode()
 
     def refusal(self, method: str, target: str, body: bytes, labels_of) -> str | None:
         """Why this request may not pass, or None. `labels_of(id)`: a container's labels, or
@@ -278,6 +294,16 @@ def make_handler(policy: Policy, socket_path: str, timeout: float = 120.0):
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
             try:
+                body = policy.prepared(self.path, body)
+            except (diskstore.StoreError, OSError) as exc:
+                sys.stderr.write(f"{self.command} {self.path}: DISK_STORE: {exc}\n")
+                message = json.dumps({"message": f"classhub docker proxy: DISK_STORE: {exc}"})
+                self._send(500, message.encode(), [("Content-Type", "application/json")])
+                return
+            if length:
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+                headers["Content-Length"] = str(len(body))
+            try:
                 status, out_headers, data = docker(
                     self.command, self.path, body if length else None, headers
                 )
@@ -312,10 +338,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--network", required=True)
     parser.add_argument("--image", action="append", required=True)
     parser.add_argument("--shared", action="append", default=[])
+    parser.add_argument("--disk-store", default="")
+    parser.add_argument("--disk-limit", type=int, default=0)
     parser.add_argument("--port", type=int, default=2375)
     parser.add_argument("--socket", default=DOCKER_SOCKET)
     args = parser.parse_args(argv)
-    policy = Policy(args.hub, args.network, frozenset(args.image), frozenset(args.shared))
+    policy = Policy(
+        args.hub, args.network, frozenset(args.image), frozenset(args.shared),
+        args.disk_store, args.disk_limit,
+    )  # fmt: skip
     server = http.server.ThreadingHTTPServer(
         ("0.0.0.0", args.port), make_handler(policy, args.socket)
     )

@@ -221,6 +221,8 @@ def hub(tmp_path_factory, docker_client) -> Hub:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    hub = getattr(item, "funcargs", {}).get("hub")
-    if report.failed and isinstance(hub, Hub):
-        report.sections.append(("hub and user container logs", hub.logs()))
+    if not report.failed:
+        return
+    for name, hub in getattr(item, "funcargs", {}).items():
+        if isinstance(hub, Hub):  # the shared hub, or a hub of a test's own
+            report.sections.append((f"{name}: hub and user container logs", hub.logs()))

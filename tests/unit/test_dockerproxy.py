@@ -358,3 +358,21 @@ def test_a_bind_passes_only_as_this_hubs_volume_in_the_home(binds):
         for b in binds
     )
     assert (create(body) is None) == ok, (binds, create(body))
+
+
+def test_a_newcomers_home_passes_unchanged_without_a_disk_store():
+    body = json.dumps({"Name": f"{HUB}-user-jane", "Labels": {**OURS}}).encode()
+    assert POLICY.prepared("/v1.41/volumes/create", body) == body
+    # With a store the proxy adds the options itself; the hub may never send any.
+    asked = {"Name": f"{HUB}-user-jane", "Labels": OURS, "DriverOpts": {"o": "bind"}}
+    assert "driver options are not allowed" in POLICY.volume_refusal(asked)
+
+
+def test_a_volumes_store_is_read_back_from_its_own_options():
+    from classhub import hubfile
+
+    options = hubfile.store_volume_options("/srv/disks/", "math-user-ann")
+    assert options == {"type": "none", "o": "bind", "device": "/srv/disks/math-user-ann"}
+    assert hubfile.volume_store("math-user-ann", options) == "/srv/disks"
+    assert hubfile.volume_store("math-user-bob", options) is None  # another volume's folder
+    assert hubfile.volume_store("math-user-ann", {}) is None  # Docker's own storage

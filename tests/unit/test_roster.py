@@ -172,9 +172,23 @@ def test_limits_per_user_and_group_most_specific_wins():
     assert roster.limits_for("hub-admin", default) == default
 
 
+def test_a_users_disk_sizes_their_home_and_a_groups_its_folder_only():
+    text = "ann team-1 disk=20G\nbob team-1\ngroup: team-1 disk=50G mem=2G\ngroup: team-2\n"
+    roster, problems, _ = parse(text)
+    assert problems == []
+    gib = 1024**3
+    assert roster.home_size("ann", 5 * gib) == 20 * gib  # her own
+    assert roster.home_size("bob", 5 * gib) == 5 * gib  # not his group's: that is its folder's
+    assert roster.group_size("team-1", 10 * gib) == 50 * gib
+    assert roster.group_size("team-2", 10 * gib) == 10 * gib
+    assert roster.limits_for("ann", Limits(gib, 1.0)) == Limits(mem=2 * gib, cpu=1.0)
+
+
 @pytest.mark.parametrize(
     ("text", "where", "fragment"),
     [
+        ("ann disk=big\n", "userlist:1", "'disk=big' is not a size"),
+        ("ann\ngroup: t disk=1M\n", "userlist:2", "'disk=1M' is too small"),
         ("ann mem=lots\n", "userlist:1", "'mem=lots' is not a size"),
         ("ann mem=10M\n", "userlist:1", "'mem=10M' is too small"),
         ("ann cpu=0\n", "userlist:1", "'cpu=0' is not a number of cores"),

@@ -306,7 +306,7 @@ def test_single_sign_on_needs_its_issuer_and_client_id():
 # underscores, signs, exponents, special floats.
 NUMERIC = ["PORT", "HTTPS_PORT", "HTTP_PORT", "PIDS_LIMIT", "LOGIN_RATE_LIMIT",
            "PASSWORD_MIN_LENGTH", "LOGIN_ATTEMPTS", "MEM_LIMIT", "CPU_LIMIT",
-           "CULL_IDLE_TIMEOUT", "LOCKOUT"]  # fmt: skip
+           "CULL_IDLE_TIMEOUT", "LOCKOUT", "DISK_LIMIT", "GROUP_DISK_LIMIT"]  # fmt: skip
 ODD_NUMBERS = ["\u00b2", "\uff18\uff10\uff10\uff10", "\u0663", "1_000", "1e3", "+5", "-1",
                "nan", "inf", "0x10", "\u00bd", "8\u00b2", "\uff12G", "\u0661h"]  # fmt: skip
 
@@ -329,3 +329,18 @@ def test_a_long_value_is_quoted_briefly():
         _, problems, warnings = load(text + "\n")
         shown = " ".join([*map(str, problems), *warnings])
         assert shown and len(shown) < 500 and "characters)" in shown, shown[:600]
+
+
+def test_disk_settings(tmp_path):
+    settings, problems, _ = load("DISK_LIMIT=20G\nGROUP_DISK_LIMIT=512M\n")
+    assert problems == [] and settings.disk_store == ""
+    assert (settings.disk_limit, settings.group_disk_limit) == (20 * 1024**3, 512 * 1024**2)
+    default, _, _ = load("")
+    assert (default.disk_limit, default.group_disk_limit) == (5 * 1024**3, 10 * 1024**3)
+    # The unit tests' folders are not on btrfs (the end-to-end tests make a real store).
+    problem = only_problem(f"DISK_STORE={tmp_path}\n")
+    assert "which cannot limit a folder's size (btrfs can)" in problem.what, problem
+    assert "docs/disk-limits.md" in problem.fix
+    assert "is not a folder" in only_problem(f"DISK_STORE={tmp_path}/nothing\n").what
+    assert "is not a folder" in only_problem("DISK_STORE=relative/store\n").what
+    assert "at least 64M" in only_problem("DISK_LIMIT=10M\n").fix

@@ -1,0 +1,132 @@
+"""Disk limits, the host's side: which volumes live in DISK_STORE with which size, and the helper
+container that makes, sizes, measures and deletes their folders there.
+
+With DISK_STORE set, each home and group folder is a btrfs subvolume in the store with a size
+limit (hub/classhub_hub/diskstore.py does the btrfs part, in a throwaway container of the hub image
+with only the store mounted), and its Docker volume binds that folder. Without it, homes live in
+Docker's own storage and nothing limits them; setup and status say so.
+
+Rules that hold here:
+- A volume's store is read from the volume itself (its `device` option), so a volume made with
+  an earlier DISK_STORE is still found, measured and deleted in the right place.
+- A home made before DISK_STORE was set stays where it is, unlimited, until moved
+  (docs/disk-limits.md); the plan names it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import docker
+import docker.errors
+
+from . import hubfile, names
+from .errors import UserError
+from .roster import Roster
+from .settings import Settings
+
+NOT_ENFORCED = (
+    "disk limits are not enforced: DISK_STORE is not set, so homes share Docker's disk with the "
+    "hub's database and one student can fill it (docs/disk-limits.md shows how to set it up)"
+)
+NEAR_FULL = 0.9  # a home at this share of its limit is named in the plan
+
+
+def wanted(settings: Settings, roster: Roster) -> dict[str, tuple[str, int]]:
+    """Every home and group folder the roster needs: volume -> (kind, size limit in bytes)."""
+    hub = settings.hub_name
+    found = {
+        names.user_volume(hub, u.name): ("user", roster.home_size(u, settings.disk_limit))
+        for u in roster.users
+    }
+    for group in roster.groups():
+        size = roster.group_size(group, settings.group_disk_limit)
+        found[names.group_volume(hub, group)] = ("group", size)
+    return found
+
+
+def store_of(volume) -> str | None:
+    """The store a Docker volume's folder is in, or None (a volume in Docker's own storage)."""
+    return hubfile.volume_store(volume.name, volume.attrs.get("Options"))
+
+
+def helper(client: docker.DockerClient, hub: str, store: str, *args: str):
+    """Run `python3 -m classhub_hub.diskstore STORE ARGS...` in a throwaway hub-image container
+    with the store mounted at its own path; its JSON answer."""
+    try:
+        out = client.containers.run(
+            names.HUB_IMAGE,
+            ["python3", "-m", "classhub_hub.diskstore", store, *args],
+            entrypoint=[],
+            volumes={store: {"bind": store, "mode": "rw"}},
+            network_disabled=True,
+            read_only=True,
+            cap_drop=["ALL"],
+            cap_add=["SYS_ADMIN", "CHOWN"],  # the size limits; the owner of a new folder
+            security_opt=["no-new-privileges:true"],
+            labels=names.labels(hub, "disk-store"),
+            remove=True,
+        )
+    except docker.errors.ImageNotFound:
+        raise UserError(f"the hub image {names.HUB_IMAGE} is missing; run invoke setup") from None
+    except docker.errors.ContainerError as exc:
+        said = (exc.stderr or b"").decode("utf-8", "replace").strip()
+        raise UserError(f"DISK_STORE {store}: {said or exc}") from None
+    return json.loads(out)
+
+
+def prepare(
+    client: docker.DockerClient, hub: str, store: str, volumes: Mapping[str, tuple[str, int]]
+) -> None:
+    """Each volume's folder in the store with its size (volume -> (kind, size)): made when
+    missing, its limit set when there (files kept)."""
+    helper(
+        client, hub, store, "make", *(f"{n}={size}:{kind}" for n, (kind, size) in volumes.items())
+    )
+
+
+def make(
+    client: docker.DockerClient, hub: str, store: str, volumes: Mapping[str, tuple[str, int]]
+) -> list:
+    """Each volume's folder in the store (volume -> (kind, size)), then the Docker volume that
+    binds it. Returns the Docker volumes made."""
+    prepare(client, hub, store, volumes)
+    made = []
+    try:
+        for name, (kind, _) in volumes.items():
+            made.append(client.volumes.create(
+                name, driver="local", driver_opts=hubfile.store_volume_options(store, name),
+                labels=names.labels(hub, kind),
+            ))  # fmt: skip
+    except docker.errors.DockerException:
+        for volume in made:
+            volume.remove(force=True)
+        helper(client, hub, store, "remove", *volumes)  # new and empty: nothing is lost
+        raise
+    return made
+
+
+def usage(client: docker.DockerClient, hub: str, volumes: list) -> dict[str, dict | None]:
+    """Used bytes and limit of each Docker volume's folder: None for one not in a store."""
+    by_store: dict[str, list[str]] = {}
+    found: dict[str, dict | None] = {}
+    for volume in volumes:
+        store = store_of(volume)
+        if store is None:
+            found[volume.name] = None
+        else:
+            by_store.setdefault(store, []).append(volume.name)
+    for store, inside in by_store.items():
+        found.update(helper(client, hub, store, "show", *inside))
+    return found
+
+
+def remove(client: docker.DockerClient, volume) -> None:
+    """Remove a Docker volume and, when it binds a folder in a store, that folder and its files
+    (the caller has the user's say-so)."""
+    store = store_of(volume)
+    volume.remove(force=True)
+    if store is not None:
+        hub = (volume.attrs.get("Labels") or {}).get(names.LABEL_HUB, "")
+        helper(client, hub, store, "remove", volume.name)
