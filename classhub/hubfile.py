@@ -45,6 +45,12 @@ DB_NAME = DB_USER = "jupyterhub"
 DB_PORT = 5432
 
 
+# A user container's root filesystem is read-only, with a tmpfs at /tmp (the only place outside
+# the home it writes): nothing a student writes lands in Docker's storage on the host's disk, and
+# what she keeps in /tmp counts against her memory limit. The socket proxy requires exactly this.
+USER_TMPFS = {"/tmp": "rw,nosuid,nodev,size=1g,mode=1777"}
+
+
 def store_volume_options(store: str, volume: str) -> dict[str, str]:
     """A volume whose folder is in DISK_STORE: the local driver's options that bind it there
     (the host makes such volumes, and the socket proxy a newcomer's home)."""

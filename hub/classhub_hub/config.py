@@ -60,7 +60,12 @@ AUTHENTICATORS = {
 DEFAULT_CLAIMS = {"oidc": "email", "github": "login"}
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 # Every user container gets these (the Docker socket proxy refuses a container without them).
-HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
+HARDENING = {
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges:true"],
+    "read_only": True,
+    "tmpfs": hubfile.USER_TMPFS,
+}
 # What `invoke add-user`, `add-group` and `status` use through the hub's REST API.
 CLASSHUB_SCOPES = ["admin:users", "admin:groups", "admin:servers", "list:users", "list:groups"]
 # The role of the roster's admins, unless ADMIN_SEES_USERS (auth.py: JupyterHub's own admin role

@@ -16,7 +16,8 @@ reach it). A request passes only when `Policy.refusal` finds nothing wrong with 
   read as an allowlist: it may hold only the keys DockerSpawner sends (`CONFIG_KEYS`,
   `HOST_KEYS`, `MOUNT_KEYS`), each with what a user container of this hub holds: its name and
   labels, an allowed image, the hub's network, every capability dropped, `no-new-privileges` and
-  no other security option, pids, memory and CPU limits, no swap, and as mounts only this hub's
+  no other security option, a read-only root filesystem with only classhub's tmpfs at /tmp, pids,
+  memory and CPU limits, no swap, and as mounts only this hub's
   user and group volumes (and the shared data named with --shared), plainly, in the home. Any
   other key is refused, one that Docker knows (privileged mode, namespaces, devices, ports, a
   mount's driver or bind options, unmasked paths, a cgroup parent) or one it adds later.
@@ -173,6 +174,10 @@ class Policy:
         for key in ("PidsLimit", "Memory", "CpuQuota"):
             if not _positive(host.get(key)):
                 return f"a user container must have a limit {key} above 0"
+        if host.get("ReadonlyRootfs") is not True:
+            return "a user container's root filesystem is read-only (ReadonlyRootfs: true)"
+        if (host.get("Tmpfs") or {}) != hubfile.USER_TMPFS:
+            return f"a user container has exactly this tmpfs: {hubfile.USER_TMPFS}"
         if host.get("MemorySwap") != host["Memory"]:
             return "a user container has no swap: MemorySwap must equal Memory"
         if host.get("CpuPeriod") is not None and not _positive(host["CpuPeriod"]):
@@ -221,7 +226,7 @@ _NULL_CONFIG = ("Hostname", "Domainname", "Entrypoint", "WorkingDir", "Networkin
                 "MacAddress", "StopSignal", "StopTimeout", "Healthcheck", "Runtime")  # fmt: skip
 HOST_KEYS = frozenset({
     "AutoRemove", "Binds", "Mounts", "Links", "Memory", "MemorySwap", "CpuPeriod", "CpuQuota",
-    "PidsLimit", "CapDrop", "SecurityOpt", "NetworkMode",
+    "PidsLimit", "CapDrop", "SecurityOpt", "NetworkMode", "ReadonlyRootfs", "Tmpfs",
 })  # fmt: skip
 # A mount is its type, source, target and read-only flag: no VolumeOptions (a driver's options
 # can bind any host folder), BindOptions or TmpfsOptions.

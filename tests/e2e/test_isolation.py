@@ -158,7 +158,8 @@ def hardened(**extra):
     return api.create_host_config(
         network_mode="{names.network(hub.name)}", cap_drop=["ALL"],
         security_opt=["no-new-privileges:true"], pids_limit=64, mem_limit="256m",
-        memswap_limit="256m", cpu_period=100000, cpu_quota=50000, **extra)
+        memswap_limit="256m", cpu_period=100000, cpu_quota=50000, read_only=True,
+        tmpfs={hubfile.USER_TMPFS!r}, **extra)
 host_folder = DriverConfig("local", {{"type": "none", "o": "bind", "device": "/"}})
 attempts = {{
     "VolumeOptions": [Mount("/home/jovyan/host", "{hub.name}-user-evil", driver_config=host_folder)],
@@ -330,6 +331,20 @@ def test_user_containers_are_hardened(hub: Hub):
     assert host["Memory"] == 1024**3 and host["MemorySwap"] == 1024**3
     assert host["CpuQuota"] == 100_000
     assert host["NetworkMode"] == names.network(hub.name)
+    # Nothing she writes outside her home lands on the host's disk: a read-only root, and /tmp
+    # in memory (counted against her memory limit).
+    assert host["ReadonlyRootfs"] is True and host["Tmpfs"] == hubfile.USER_TMPFS
+    written = browser.run(
+        "import os\n"
+        "for path in ('/var/tmp/x', '/opt/notebook/x', '/home/jovyan/.x', '/tmp/x'):\n"
+        "    try:\n"
+        "        open(path, 'w').write('x'); os.remove(path); print(path, 'ok')\n"
+        "    except OSError as exc:\n"
+        "        print(path, exc.errno)\n"
+        "print('tmp', os.statvfs('/tmp').f_blocks * os.statvfs('/tmp').f_frsize)\n"
+    )
+    assert written.split() == ["/var/tmp/x", "30", "/opt/notebook/x", "30", "/home/jovyan/.x",
+                               "ok", "/tmp/x", "ok", "tmp", str(1024**3)], written  # fmt: skip
     status = browser.run(
         "import socket\n"
         "fields = dict(l.split(':', 1) for l in open('/proc/self/status'))\n"
