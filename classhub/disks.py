@@ -31,6 +31,9 @@ NOT_ENFORCED = (
     "hub's database and one student can fill it (docs/disk-limits.md shows how to set it up)"
 )
 NEAR_FULL = 0.9  # a home at this share of its limit is named in the plan
+# What a container that makes folders in the store needs (the helper here, and the socket proxy
+# for a newcomer's home): the btrfs size limits, and the owner of a new folder.
+STORE_CAPS = ["SYS_ADMIN", "CHOWN"]
 
 
 def wanted(settings: Settings, roster: Roster) -> dict[str, tuple[str, int]]:
@@ -63,7 +66,7 @@ def helper(client: docker.DockerClient, hub: str, store: str, *args: str):
             network_disabled=True,
             read_only=True,
             cap_drop=["ALL"],
-            cap_add=["SYS_ADMIN", "CHOWN"],  # the size limits; the owner of a new folder
+            cap_add=STORE_CAPS,
             security_opt=["no-new-privileges:true"],
             labels=names.labels(hub, "disk-store"),
             remove=True,

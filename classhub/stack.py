@@ -341,8 +341,7 @@ def services(
             "volumes": {DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
                         **({store: {"bind": store, "mode": "rw"}} if store else {})},
             **HARDENED,
-            # With DISK_STORE it makes a newcomer's home there: a size limit and its owner.
-            **({"cap_add": ["SYS_ADMIN", "CHOWN"]} if store else {}),
+            **({"cap_add": disks.STORE_CAPS} if store else {}),  # a newcomer's home there
             "read_only": True,
             **ALWAYS,
             **FIRST,
