@@ -36,7 +36,7 @@ import docker
 import docker.errors
 
 from . import database, disks, names, stack
-from .console import Echo, Progress
+from .console import Echo, Progress, human_size
 from .errors import UserError
 from .files import ensure_private_dir, write_atomic
 from .paths import Paths
@@ -202,14 +202,6 @@ def describe(folder: Path) -> dict[str, dict]:
             files[relative] = {"size": path.stat().st_size, "sha256": sha256_file(path),
                                "mode": f"{mode:04o}"}  # fmt: skip
     return files
-
-
-def human_size(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GB"
 
 
 # --- checking and reading one --------------------------------------------------------------------

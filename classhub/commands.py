@@ -38,7 +38,7 @@ from . import prewarm as prewarm_mod
 from . import rehearse as rehearse_mod
 from . import settings as settings_mod
 from .config import Config
-from .console import Output
+from .console import Output, human_size
 from .errors import ConfigError, UserError, quoted
 from .files import file_mode, write_atomic
 from .paths import Paths
@@ -72,6 +72,7 @@ def summary(cfg: Config) -> str:
         f"{len(roster.users)} users ({admins} admin{'s' if admins != 1 else ''}), "
         f"{groups} group{'s' if groups != 1 else ''}."
     )
+    line += "\n" + disks.summary(s)
     if overridden:
         line += f"\nFrom the environment, overriding {cfg.env_path.name}: {', '.join(overridden)}."
     return line
@@ -92,8 +93,6 @@ def _show_setup_plan(
     other hubs' ports). `full`: every row of the plan; else only those that change (plan.brief).
     """
     cfg = load(paths, environ, out)
-    if not cfg.settings.disk_store:
-        out.warn(disks.NOT_ENFORCED)
     client = None
     if docker == "required":
         client = engine_mod.connect(environ)
@@ -272,9 +271,10 @@ def add_user(
             + (f", {what}" if what else "")
             + "; nothing to add."
         )
-    cfg, _ = _converge(paths, environ, out, False, "required")
-    out.info()
-    out.info(_login_text(cfg.settings, who, _password(paths, cfg.roster, who)))
+    cfg, shown = _sync(paths, environ, out)
+    if who not in shown:
+        out.info()
+        out.info(_login_text(cfg.settings, who, _password(paths, cfg.roster, who)))
 
 
 def add_group(
@@ -306,29 +306,40 @@ def add_group(
         out.info(
             f"userlist: group {group}: " + (f"added {', '.join(added)}" if added else "declared")
         )
-    _converge(paths, environ, out, False, "required")
+    _sync(paths, environ, out)
 
 
 def sync(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> None:
     """Bring the running hub in line with `userlist` without restarting it or any server."""
+    _sync(paths, environ, out, dry_run, full=True)
+
+
+def _sync(
+    paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False, full: bool = False
+) -> tuple[Config, set[str]]:
+    """sync's plan (every row with `full`, else those that change) shown and applied: never an
+    image built nor the hub or a server replaced (add-user and add-group run it too). Returns
+    the config and the users whose new login it printed."""
     cfg = load(paths, environ, out)
     client = engine_mod.connect(environ)
-    steps = deploy.sync_steps(
-        paths, cfg, client, out.info,
-        out.progress,
-    )  # fmt: skip
+    steps = deploy.sync_steps(paths, cfg, client, out.info, out.progress)
     out.info(summary(cfg))
-    out.info()
-    out.info(plan.table(steps))
+    shown = plan.table(steps) if full else plan.brief(steps)
+    if shown:
+        out.info()
+        out.info(shown)
     out.info()
     had_passwords = set(credentials.load(paths))
     _apply_unless_dry(steps, out, dry_run, nothing="Nothing to change.")
-    if not dry_run:
-        _report_roster_state(paths, cfg, client, out)
-        made = credentials.load(paths)
-        for who in [n for n in cfg.roster.names if n in made and n not in had_passwords]:
-            out.info()  # a new user's login, as add-user prints it
-            out.info(_login_text(cfg.settings, who, made[who].password))
+    if dry_run:
+        return cfg, set()
+    _report_roster_state(paths, cfg, client, out)
+    made = credentials.load(paths)
+    new = [n for n in cfg.roster.names if n in made and n not in had_passwords]
+    for who in new:
+        out.info()  # a new user's login
+        out.info(_login_text(cfg.settings, who, made[who].password))
+    return cfg, set(new)
 
 
 def build(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> None:
@@ -506,7 +517,7 @@ def _backup(
     out.info(f"Backing up {what} ({hub}) to {target} while it runs:")
     manifest = backup_mod.write(client, paths, settings, roster, target, out.info, chosen)
     size = sum(entry["size"] for entry in manifest.files.values())
-    out.info(f"Backup complete: {len(manifest.files)} files, {backup_mod.human_size(size)}, "
+    out.info(f"Backup complete: {len(manifest.files)} files, {human_size(size)}, "
              "each with its checksum in manifest.json.")  # fmt: skip
     if settings.shared_data.startswith("/"):
         out.warn(f"SHARED_DATA is the folder {settings.shared_data} on this server; it is not in "

@@ -85,3 +85,12 @@ def user_errors() -> Iterator[None]:
         # Python would report the pipe again when it flushes stdout at exit: point stdout elsewhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise Exit(code=141) from None
+
+
+def human_size(count: float) -> str:
+    """A size in bytes as people read it: 512 B, 3.4 MB, 5.0 GB (units of 1024)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GB"

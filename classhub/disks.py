@@ -22,18 +22,29 @@ import docker
 import docker.errors
 
 from . import hubfile, names
+from .console import human_size
 from .errors import UserError
 from .roster import Roster
 from .settings import Settings
 
 NOT_ENFORCED = (
-    "disk limits are not enforced: DISK_STORE is not set, so homes share Docker's disk with the "
-    "hub's database and one student can fill it (docs/disk-limits.md shows how to set it up)"
+    "Homes have no size limit: DISK_STORE is not set, so one student can fill the disk the hub's "
+    "database is on (docs/disk-limits.md)."
 )
 NEAR_FULL = 0.9  # a home at this share of its limit is named in the plan
 # What a container that makes folders in the store needs (the helper here, and the socket proxy
 # for a newcomer's home): the btrfs size limits, and the owner of a new folder.
 STORE_CAPS = ["SYS_ADMIN", "CHOWN"]
+
+
+def summary(settings: Settings) -> str:
+    """One line on the homes' size limits, or plainly that there are none."""
+    if not settings.disk_store:
+        return NOT_ENFORCED
+    return (
+        f"Homes hold at most {human_size(settings.disk_limit)} each, group folders "
+        f"{human_size(settings.group_disk_limit)} (userlist's disk= aside), in {settings.disk_store}."
+    )
 
 
 def wanted(settings: Settings, roster: Roster) -> dict[str, tuple[str, int]]:

@@ -15,6 +15,8 @@ from classhub.student import Browser
 
 from .conftest import Hub
 
+NOTEBOOK_IMAGE = "classhub-notebook:latest"  # NOTEBOOK_IMAGE's default, the test hub's
+
 
 def logged_in(hub: Hub, user: str) -> Browser:
     browser = Browser(hub.url, user)
@@ -192,22 +194,21 @@ def test_add_group_and_add_user_reach_the_running_hub_without_restarts(hub: Hub)
     running_server(hub, "student1")
     user_container = hub.client.containers.get(names.user_container(hub.name, "student1"))
     user_started = user_container.attrs["State"]["StartedAt"]
-
-    result = hub.invoke("add-group", "team-3")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "group: team-3" in hub.paths.userlist.read_text()
-    hub.client.volumes.get(names.group_volume(hub.name, "team-3"))
-    result = hub.invoke("add-user", "student5", "--group", "team-3")
-    assert result.returncode == 0, result.stdout + result.stderr
-    password = result.stdout.rsplit("Password: ", 1)[1].split()[0]
-    again = hub.invoke("add-user", "student5", "--group", "team-3")  # said in plain words
-    assert again.returncode == 0 and "student5 is already on the roster (userlist:" in again.stdout
-    assert ", in team-3; nothing to add." in again.stdout and password in again.stdout
-    result = hub.invoke("add-group", "team-3", "--members", "student1")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert (
-        hub.invoke("add-group", "team-3", "--members", "student1").returncode == 0
-    )  # again: no-op
+    # A change to the class's image is pending (setup would build it): adding people builds
+    # nothing and replaces nothing.
+    dockerfile = hub.paths.root / "singleuser" / "Dockerfile"
+    original = dockerfile.read_text()
+    dockerfile.write_text(original + "# a change the instructor has not built yet\n")
+    images = {tag: hub.client.images.get(tag).id for tag in (names.HUB_IMAGE, NOTEBOOK_IMAGE)}
+    try:
+        _add_people(hub)
+    finally:
+        dockerfile.write_text(original)
+    assert {tag: hub.client.images.get(tag).id for tag in images} == images
+    assert hub.client.containers.get(names.hub_container(hub.name)).id == hub_container.id
+    password = (
+        hub.invoke("login", "--name", "student5").stdout.rsplit("Password: ", 1)[1].split()[0]
+    )
 
     newcomer = Browser(hub.url, "student5")
     assert newcomer.login(password).status_code == 302
@@ -229,6 +230,25 @@ def test_add_group_and_add_user_reach_the_running_hub_without_restarts(hub: Hub)
     result = hub.invoke("setup")
     assert result.returncode == 0, result.stdout + result.stderr
     assert Browser(hub.url, "student5").login(password).status_code == 403
+
+
+def _add_people(hub: Hub) -> None:
+    result = hub.invoke("add-group", "team-3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "group: team-3" in hub.paths.userlist.read_text()
+    hub.client.volumes.get(names.group_volume(hub.name, "team-3"))
+    result = hub.invoke("add-user", "student5", "--group", "team-3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    password = result.stdout.rsplit("Password: ", 1)[1].split()[0]
+    assert result.stdout.count(password) == 1  # the login, printed once
+    again = hub.invoke("add-user", "student5", "--group", "team-3")  # said in plain words
+    assert again.returncode == 0 and "student5 is already on the roster (userlist:" in again.stdout
+    assert ", in team-3; nothing to add." in again.stdout and password in again.stdout
+    result = hub.invoke("add-group", "team-3", "--members", "student1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        hub.invoke("add-group", "team-3", "--members", "student1").returncode == 0
+    )  # again: no-op
 
 
 def test_hub_restart_keeps_user_servers_running(hub: Hub):

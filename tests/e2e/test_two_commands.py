@@ -94,7 +94,8 @@ def test_the_first_command_brings_up_a_hub_a_student_uses(hub: Hub, tmp_path):
         assert again.returncode == 0, again.stderr[-3000:]
         warm = again.stdout.splitlines()
         assert "Nothing to change: everything is already set up." in warm, again.stdout
-        assert len(warm) <= 15, again.stdout  # what was checked, the login, the way in
+        # What was checked (and the homes' limits), the login, the way in.
+        assert len(warm) <= 16, again.stdout
         assert f"  URL:      {url}" in warm and "  Username: hub-admin" in warm, again.stdout
         hub.figures["two commands: first, fresh clone (s)"] = cold
         hub.figures["two commands: again, lines printed"] = len(again.stdout.splitlines())
