@@ -20,10 +20,11 @@ def _pytest(session: nox.Session, *default_paths: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and formatting."""
-    session.install("-c", PINS, "ruff")
+    """ruff (lint and formatting), then mypy on classhub/ and hub/classhub_hub/ (pyproject.toml)."""
+    session.install("-r", PINS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
 
 
 @nox.session

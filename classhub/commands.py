@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import docker as docker_sdk
+
 from . import backup as backup_mod
 from . import config as config_mod
 from . import (
@@ -84,7 +86,7 @@ def _show_setup_plan(
     out: Output,
     docker: str = "required",
     full: bool = True,
-) -> tuple[Config, list[Step], object]:
+) -> tuple[Config, list[Step], docker_sdk.DockerClient | None]:
     """Load the inputs, print the summary and the plan; returns them and the Docker client (None
     when Docker was skipped or does not answer).
 
@@ -293,7 +295,7 @@ def add_group(
     original = text = paths.userlist.read_text(encoding="utf-8-sig")
     added = []
     for member in dict.fromkeys(who):
-        user = _parse_or_fail(cfg, text).get(member)  # line numbers as of the latest edit
+        user = _parse_or_fail(cfg, text).user(member)  # line numbers as of the latest edit
         if group not in user.groups:
             text = with_tokens(text, user.line, member, [group])
             added.append(member)
@@ -395,7 +397,7 @@ def remove_user(
             f"{who} is this hub's ADMIN_USER, always on the roster; set another ADMIN_USER in "
             f"{paths.show(cfg.env_path)} first"
         )
-    if user is not None:
+    if user is not None and user.line is not None:
         text = without_line(paths.userlist.read_text(encoding="utf-8-sig"), user.line)
         _write_userlist(paths, cfg, environ, text)
         out.info(f"userlist: removed {who} (line {user.line})")
@@ -661,7 +663,7 @@ def prewarm(
         cfg.roster, group, [u.strip() for u in users.split(",") if u.strip()]
     )
     try:
-        hold_seconds = settings_mod.parse_duration(hold or "0", None)
+        hold_seconds = settings_mod.parse_duration(hold or "0", settings_mod.Context(paths.root, 1))
     except settings_mod.Invalid as bad:
         raise UserError(f"--hold {hold} {bad.reason}; e.g. --hold 30m") from None
     when = prewarm_mod.parse_at(at, dt.datetime.now().astimezone()) if at else None

@@ -23,7 +23,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import hubfile, names, stack
+from . import engine, hubfile, names, stack
 from .errors import UserError
 from .paths import Paths
 
@@ -99,7 +99,7 @@ def save_sqlite(client: docker.DockerClient, hub: str, folder: Path) -> Path:
     except docker.errors.ContainerError as exc:
         raise UserError(
             f"copying the hub database from volume {names.hub_data_volume(hub)} failed: "
-            f"{(exc.stderr or b'').decode('utf-8', 'replace').strip()[-500:]}"
+            f"{engine.container_said(exc)[-500:]}"
         ) from None
     return folder / SQLITE_FILE
 
@@ -135,6 +135,8 @@ def save_postgres(client: docker.DockerClient, hub: str, folder: Path) -> Path:
             raw.seek(0)
             with tarfile.open(fileobj=raw) as tar:
                 member = tar.extractfile(DUMP_FILE)
+                if member is None:
+                    raise UserError(f"pg_dump wrote no {DUMP_FILE} in the database container")
                 with (folder / DUMP_FILE).open("wb") as out:
                     while block := member.read(1024 * 1024):
                         out.write(block)

@@ -14,6 +14,7 @@ a value it did not create.
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import docker
@@ -51,10 +52,13 @@ def setup_steps(paths: Paths, config: Config, progress: Progress) -> list[Step]:
     creds = credentials.load(paths)
     todo = credentials.missing(creds, config.roster.names)
     steps.append(_passwords_step(paths, config, len(todo), progress))
-    if config.settings.proxy == "nginx" and config.settings.tls_cert is None:
-        steps.append(_self_signed_step(paths, config.settings))
-    elif config.settings.proxy == "nginx":
-        steps.append(_own_cert_step(paths, config.settings))
+    cert = config.settings.tls_cert
+    if config.settings.proxy == "nginx":
+        steps.append(
+            _self_signed_step(paths, config.settings)
+            if cert is None
+            else _own_cert_step(paths, config.settings, cert)
+        )
     steps.append(hub_file_step(paths, config, creds, pending=bool(todo)))
     return steps
 
@@ -112,7 +116,7 @@ def _env_step(paths: Paths, config: Config) -> Step:
     return Step(".env", "missing", "create from .env.example", run)
 
 
-def hub_api(paths: Paths, settings, client: docker.DockerClient) -> hubapi.HubAPI:
+def hub_api(paths: Paths, settings, client: docker.DockerClient | None) -> hubapi.HubAPI:
     """The hub's API as this host reaches it: on the published port, or (behind the bundled
     nginx, where nothing is published) at the hub's own address on its network."""
 
@@ -138,9 +142,8 @@ def _self_signed_step(paths: Paths, settings: Settings) -> Step:
                 lambda: tls.make_self_signed(paths, wanted))  # fmt: skip
 
 
-def _own_cert_step(paths: Paths, settings: Settings) -> Step:
+def _own_cert_step(paths: Paths, settings: Settings, cert: Path) -> Step:
     """The administrator's TLS_CERT, checked (not changed) for the names students open."""
-    cert = settings.tls_cert
     missing = tls.missing_names(cert, tls.names(settings))
     if not missing:
         return Step(paths.show(cert), "names " + ", ".join(tls.names(settings)))
@@ -203,7 +206,7 @@ def docker_steps(
             steps.append(Step(f"network {name}", "present"))
         else:
             steps.append(Step(f"network {name}", "missing", f"create (internal: {who})",
-                              lambda n=name, k=kind: stack.ensure_internal_network(client, hub, n, k)))  # fmt: skip
+                              partial(stack.ensure_internal_network, client, hub, name, kind)))  # fmt: skip
     steps += volume_steps(client, settings, roster, echo)
 
     # The hub's containers (firewall, Docker socket proxy, database, hub), then its users and groups.
@@ -380,7 +383,7 @@ def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> l
             steps.append(Step(f"volume {name}", "present"))
         else:
             steps.append(Step(f"volume {name}", "missing", f"create ({what})",
-                              lambda n=name, k=kind: stack.ensure_volume(client, hub, n, k)))  # fmt: skip
+                              partial(stack.ensure_volume, client, hub, name, kind)))  # fmt: skip
     missing = stack.missing_volumes(client, hub, roster)
     wanted = stack.wanted_volumes(hub, roster)
     store = settings.disk_store
@@ -455,7 +458,7 @@ def _by_store(volumes: list, chosen: dict) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for volume in volumes:
         if volume.name in chosen:
-            found.setdefault(disks.store_of(volume), {})[volume.name] = chosen[volume.name]
+            found.setdefault(disks.store_of(volume) or "", {})[volume.name] = chosen[volume.name]
     return found
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import docker
 import docker.errors
 
-from . import hubfile, names
+from . import engine, hubfile, names
 from .console import human_size
 from .errors import UserError
 from .roster import Roster
@@ -85,8 +85,7 @@ def helper(client: docker.DockerClient, hub: str, store: str, *args: str):
     except docker.errors.ImageNotFound:
         raise UserError(f"the hub image {names.HUB_IMAGE} is missing; run invoke setup") from None
     except docker.errors.ContainerError as exc:
-        said = (exc.stderr or b"").decode("utf-8", "replace").strip()
-        raise UserError(f"DISK_STORE {store}: {said or exc}") from None
+        raise UserError(f"DISK_STORE {store}: {engine.container_said(exc) or exc}") from None
     return json.loads(out)
 
 

@@ -84,10 +84,10 @@ def install_and_start(environ: Mapping[str, str], echo: Echo) -> str:
         ):
             result = subprocess.run(command, env=env, capture_output=True, text=True)
             if result.returncode != 0:
-                tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
+                said = (result.stdout + result.stderr).strip().splitlines()[-15:]
                 raise UserError(
                     f"{' '.join(command)} failed (exit {result.returncode}):\n"
-                    + "\n".join("     " + line for line in tail)
+                    + "\n".join("     " + line for line in said)
                 )
         installed = "installed docker.io and "
     if Path("/run/systemd/system").is_dir():
@@ -115,3 +115,9 @@ def install_and_start(environ: Mapping[str, str], echo: Echo) -> str:
     client = _client(environ)
     assert client is not None
     return f"Docker engine {version(client)}: {installed}started; it answers at {where(environ)}."
+
+
+def container_said(exc: docker.errors.ContainerError) -> str:
+    """What a container that failed wrote to its standard error, as text."""
+    said = exc.stderr or b""
+    return (said.decode("utf-8", "replace") if isinstance(said, bytes) else said).strip()

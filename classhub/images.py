@@ -190,7 +190,7 @@ def ensure(
     client: docker.DockerClient, spec: ImageSpec, ca: bytes, base: str, log_dir: Path, echo: Echo
 ) -> None:
     """Build `spec` FROM `base` unless an image with the same inputs is there (or not ours)."""
-    wanted = inputs_hash(spec, ca, client.images.get(base).id)
+    wanted = inputs_hash(spec, ca, str(client.images.get(base).id))
     if image_state(client, spec.tag, wanted) in ("missing", "out of date"):
         build(client, spec, ca, base, wanted, log_dir, echo)
 

@@ -74,6 +74,8 @@ def hubs(client: docker.DockerClient) -> list[HubInfo]:
             found.setdefault(hub, {"checkout": network.attrs["Labels"].get(LABEL_CHECKOUT, "")})
     for container in client.containers.list(all=True, filters={"label": f"{names.LABEL_KIND}=hub"}):
         hub = container.labels.get(names.LABEL_HUB)
+        if not hub:
+            continue
         entry = found.setdefault(hub, {"checkout": ""})
         entry["checkout"] = container.labels.get(LABEL_CHECKOUT, entry["checkout"])
         entry["state"] = container.status
@@ -83,13 +85,17 @@ def hubs(client: docker.DockerClient) -> list[HubInfo]:
     for container in client.containers.list(
         all=True, filters={"label": f"{names.LABEL_KIND}=nginx"}
     ):
-        entry = found.setdefault(container.labels.get(names.LABEL_HUB), {"checkout": ""})
+        hub = container.labels.get(names.LABEL_HUB)
+        if not hub:
+            continue
+        entry = found.setdefault(hub, {"checkout": ""})
         front = container.labels.get(LABEL_FRONT_PORTS, "")
         entry["front"] = {int(port) for port in front.split(",") if port.isdigit()}
     users: dict[str, int] = {}
     for volume in client.volumes.list(filters={"label": f"{names.LABEL_KIND}=user"}):
         hub = (volume.attrs.get("Labels") or {}).get(names.LABEL_HUB)
-        users[hub] = users.get(hub, 0) + 1
+        if hub:
+            users[hub] = users.get(hub, 0) + 1
     return [
         HubInfo(
             hub,

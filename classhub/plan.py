@@ -45,9 +45,9 @@ def table(steps: Iterable[Step], width: int | None = None) -> str:
     grid.add_column("ACTION", overflow="fold", ratio=1)
     for step in steps:  # Text: a state is never read as rich's markup ("[...]")
         grid.add_row(Text(step.component), Text(step.state), Text(step.action))
-    console = Console(file=io.StringIO(), width=width or terminal_width(), color_system=None)
-    console.print(grid)
-    return "\n".join(line.rstrip() for line in console.file.getvalue().rstrip("\n").splitlines())
+    buffer = io.StringIO()
+    Console(file=buffer, width=width or terminal_width(), color_system=None).print(grid)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().rstrip("\n").splitlines())
 
 
 def terminal_width() -> int:

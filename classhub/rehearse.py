@@ -63,7 +63,7 @@ class Timing:
 
     @property
     def total(self) -> float | None:
-        if self.kernel is None:
+        if self.login is None or self.ready is None or self.kernel is None:
             return None
         return self.login + self.ready + self.kernel
 

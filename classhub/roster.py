@@ -19,6 +19,7 @@ This is the only parser of `userlist`; the hub reads what the host rendered from
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import names
 from .errors import Problem, quoted
@@ -77,13 +78,13 @@ class Roster:
         """The image their groups give the user (at most one, which several of their groups may
         give), or the hub's. `name` may be a User not on the roster (a newcomer with
         DEFAULT_GROUPS)."""
-        user = name if isinstance(name, User) else self.get(name)
+        user = name if isinstance(name, User) else self.user(name)
         images = {g: image for g, image, _ in self.group_images}
         return next((images[g] for g in user.groups if g in images), default)
 
     def limits_for(self, name: str | User, default: Limits) -> Limits:
         """Most specific wins: the user's own, the largest of their groups', the default."""
-        user = name if isinstance(name, User) else self.get(name)
+        user = name if isinstance(name, User) else self.user(name)
         by_group = dict(self.group_limits)
         groups = [by_group[g] for g in user.groups if g in by_group]
         mem = [g.mem for g in groups if g.mem is not None]
@@ -95,13 +96,20 @@ class Roster:
 
     def home_size(self, name: str | User, default: int) -> int:
         """The size limit of the user's home: their own disk=, else `default` (DISK_LIMIT)."""
-        user = name if isinstance(name, User) else self.get(name)
+        user = name if isinstance(name, User) else self.user(name)
         return user.limits.disk if user.limits.disk is not None else default
 
     def group_size(self, group: str, default: int) -> int:
         """The size limit of the group's folder: its group: line's disk=, else `default`."""
         disk = dict(self.group_limits).get(group, Limits()).disk
         return disk if disk is not None else default
+
+    def user(self, name: str) -> User:
+        """The roster's user `name` (KeyError when not on it)."""
+        found = self.get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
 
     def get(self, name: str) -> User | None:
         name = name.lower()
@@ -186,6 +194,8 @@ def _limit(
         problems.append(Problem(where, f"{quoted(token)} is not a setting of this line{where_ok}",
                                 f"write {known}, e.g. mem=4G"))  # fmt: skip
         return None
+    # Without a context (no host to ask), cpu= is not checked against the host's cores.
+    ctx = ctx or Context(root=Path.cwd(), cpu_count=10**6)
     try:
         if key == "image":
             return key, parse_image(raw, ctx)
@@ -193,7 +203,7 @@ def _limit(
             return key, parse_mem_limit(raw, ctx)
         if key == "disk":
             return key, parse_disk_limit(raw, ctx)
-        return key, parse_cpu_limit(raw, ctx or Context(root=None, cpu_count=10**6))
+        return key, parse_cpu_limit(raw, ctx)
     except Invalid as exc:
         problems.append(Problem(where, f"{quoted(token)} {exc.reason}", f"give {keys[key]}"))
         return None
@@ -351,7 +361,8 @@ def _image_clashes(
     users: list[User], group_images: list[tuple[str, str, int]], shown: str
 ) -> list[Problem]:
     """A group given two images, or a user in two groups with different images."""
-    problems, first = [], {}
+    problems: list[Problem] = []
+    first: dict[str, tuple[str, int]] = {}
     for group, image, line in group_images:
         if group in first and first[group][0] != image:
             problems.append(Problem(f"{shown}:{line}", f"group {group!r} has image "

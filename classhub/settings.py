@@ -353,7 +353,8 @@ def _disk_store(raw: str, _: Context) -> str:
 def mount_of(path: Path) -> tuple[str | None, str]:
     """(filesystem type, device) of the mount `path` is on: its longest mount point in
     /proc/self/mounts; (None, "") when unknown."""
-    target, best = str(path.resolve()), (-1, None, "")
+    target = str(path.resolve())
+    best: tuple[int, str | None, str] = (-1, None, "")
     try:
         lines = Path("/proc/self/mounts").read_text(encoding="utf-8").splitlines()
     except OSError:
@@ -843,10 +844,10 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
     auth = values["authenticator"]
     endpoints = [key for name, key in ENDPOINT_KEYS.items() if values[f"oidc_{name}_url"]]
     if endpoints and len(endpoints) < len(ENDPOINT_KEYS):
-        missing = [key for key in ENDPOINT_KEYS.values() if key not in endpoints]
+        unset = [key for key in ENDPOINT_KEYS.values() if key not in endpoints]
         problems.append(Problem(sources[endpoints[0]],
                                 f"{' and '.join(endpoints)} {'is' if len(endpoints) == 1 else 'are'}"
-                                f" set but not {' and '.join(missing)}",
+                                f" set but not {' and '.join(unset)}",
                                 "set all three endpoints, or none of them and OIDC_ISSUER "
                                 "(endpoints from discovery)"))  # fmt: skip
     if auth == "oidc" and not values["oidc_issuer"] and not endpoints:

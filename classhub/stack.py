@@ -53,7 +53,7 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 
 def _network(client: docker.DockerClient, name: str):
     found = [n for n in client.networks.list(names=[name]) if n.name == name]
-    return client.networks.get(found[0].id) if found else None
+    return client.networks.get(str(found[0].id)) if found else None
 
 
 def _pool(network) -> dict:
@@ -93,7 +93,7 @@ def ensure_network(
         f"{name}-probe", driver="bridge", labels=names.labels(hub, "probe")
     )
     try:
-        subnet = ipaddress.ip_network(_pool(client.networks.get(probe.id))["Subnet"])
+        subnet = ipaddress.ip_network(_pool(client.networks.get(str(probe.id)))["Subnet"])
     finally:
         probe.remove()
     lower = next(subnet.subnets(prefixlen_diff=1))
@@ -288,6 +288,7 @@ def config_d(paths: Paths) -> Path:
     return paths.root / "hub" / "jupyterhub_config.d"
 
 
+Filters = dict[str, str | list[str] | bool]  # docker-py's filters of a listing
 HARDENED = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 ALWAYS = {"restart_policy": {"Name": "unless-stopped"}}
 # What every student waits on (socket proxy, database, hub and its proxy, nginx) gets the CPU
@@ -512,7 +513,7 @@ def _hub_service(client, paths: Paths, settings: Settings, address: str, image_i
     folder = config_d(paths)
     for extra in sorted(folder.glob("*.py")) if folder.is_dir() else ():
         inputs.append(extra.name + "\0" + extra.read_text(encoding="utf-8", errors="replace"))
-    join = (names.socket_network(hub),)
+    join: tuple[str, ...] = (names.socket_network(hub),)
     if settings.hub_db == "postgres":
         join += (names.db_network(hub),)
     return Service("hub", kwargs, join=join, inputs="\0".join(inputs))
@@ -632,7 +633,7 @@ def _owned(container, hub: str) -> None:
 
 def hub_objects(client: docker.DockerClient, hub: str, kind: str) -> list:
     """This hub's containers of one kind ('hub', 'user'), running or not."""
-    flt = {"label": [f"{names.LABEL_HUB}={hub}", f"{names.LABEL_KIND}={kind}"]}
+    flt: Filters = {"label": [f"{names.LABEL_HUB}={hub}", f"{names.LABEL_KIND}={kind}"]}
     return client.containers.list(all=True, filters=flt)
 
 
@@ -679,7 +680,7 @@ def remove_containers(client: docker.DockerClient, hub: str, echo: Echo) -> int:
 
 def hub_inventory(client: docker.DockerClient, hub: str) -> dict[str, list]:
     """Every Docker object of this hub, by kind of object: containers, networks, volumes."""
-    flt = {"label": f"{names.LABEL_HUB}={hub}"}
+    flt: Filters = {"label": f"{names.LABEL_HUB}={hub}"}
     return {
         "containers": client.containers.list(all=True, filters=flt),
         "networks": client.networks.list(filters=flt),

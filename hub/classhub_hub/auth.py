@@ -163,12 +163,15 @@ class RosterAuthenticator(ClasshubAuthenticator):
         if not await self.roster_password_ok(name, data.get("password", "")):
             return None
         self.guesses.succeeded(key, started)
+        entry = self.classhub_user(name)
+        if entry is None:  # taken off the roster while the password was checked
+            return None
         if handler is not None:
             handler.set_secure_cookie(
                 KNOWN_BROWSER, name, expires_days=180, path=handler.hub.base_url, httponly=True,
                 secure=handler.request.protocol == "https",
             )  # fmt: skip
-        return self.model(name, self.classhub_user(name))
+        return self.model(name, entry)
 
 
 def _signed_in_before(handler, name: str) -> bool:

@@ -263,7 +263,9 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
     # then answers before the spawn has begun, and says 201 (ready) for a server not yet made.
     c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 1}
 
-    services = [{"name": "classhub", "api_token": secrets["classhub_api_token"]}]
+    services: list[dict[str, object]] = [
+        {"name": "classhub", "api_token": secrets["classhub_api_token"]}
+    ]
     roles = [{"name": "classhub", "scopes": CLASSHUB_SCOPES, "services": ["classhub"]}]
     timeout = hub.get("cull_idle_timeout")
     if timeout:

@@ -302,8 +302,8 @@ def make_handler(policy: Policy, socket_path: str, timeout: float = 120.0):
                 body = policy.prepared(self.path, body)
             except (diskstore.StoreError, OSError) as exc:
                 sys.stderr.write(f"{self.command} {self.path}: DISK_STORE: {exc}\n")
-                message = json.dumps({"message": f"classhub docker proxy: DISK_STORE: {exc}"})
-                self._send(500, message.encode(), [("Content-Type", "application/json")])
+                failed = json.dumps({"message": f"classhub docker proxy: DISK_STORE: {exc}"})
+                self._send(500, failed.encode(), [("Content-Type", "application/json")])
                 return
             if length:
                 headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}

@@ -57,7 +57,7 @@ def _add_templates(handler) -> None:
 
 class _Templates:
     def initialize(self, *args, **kwargs):
-        super().initialize(*args, **kwargs)
+        super().initialize(*args, **kwargs)  # type: ignore[misc]  # a mixin of a tornado handler
         _add_templates(self)
 
 
@@ -179,9 +179,11 @@ class ClasshubNativeAuthenticator(ClasshubAuthenticator, NativeAuthenticator):
         if self.allowed_failed_logins and self.is_blocked(name):
             return None
         entry = self.classhub_user(name)
-        if await self.roster_password_ok(name, password) or (
+        # The roster's check first, as long for a name not on it (no hint of who is).
+        ok = await self.roster_password_ok(name, password) or (
             entry is not None and await self._own_password_ok(name, password)
-        ):
+        )
+        if ok and entry is not None:
             self.successful_login(name)
             return self.model(name, entry)
         self.add_login_attempt(name)

@@ -146,6 +146,9 @@ class _SingleSignOn(ClasshubAuthenticator):
 
 class ClasshubOIDCAuthenticator(_SingleSignOn, GenericOAuthenticator):
     oidc_issuer = UnicodeTrait("", config=True, help="OIDC_ISSUER: endpoints come from discovery.")
+    # GenericOAuthenticator's traits, for the type checker (annotations only: no new traits).
+    authorize_url: str
+    token_url: str
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
