@@ -221,13 +221,11 @@ def move_to_postgres(client: docker.DockerClient, paths: Paths, hub: str) -> str
 # --- the schema a new JupyterHub needs ----------------------------------------------------------
 
 
-def _schema_command(
-    client: docker.DockerClient, paths: Paths, settings, roster, command: str
-) -> str:
+def _schema_command(client: docker.DockerClient, paths: Paths, settings, command: str) -> str:
     """Run classhub_hub.dbschema COMMAND in a one-off hub-image container that sees the database
     exactly as the hub does (its mounts; the database network with HUB_DB=postgres)."""
     hub = settings.hub_name
-    (service,) = [s for s in stack.services(client, paths, settings, roster) if s.what == "hub"]
+    (service,) = [s for s in stack.services(client, paths, settings) if s.what == "hub"]
     network = {"network": names.db_network(hub)} if settings.hub_db == "postgres" else {
         "network_disabled": True}  # fmt: skip
     container = client.containers.create(
@@ -249,13 +247,13 @@ def _schema_command(
     return log
 
 
-def schema(client: docker.DockerClient, paths: Paths, settings, roster) -> tuple[str, str]:
+def schema(client: docker.DockerClient, paths: Paths, settings) -> tuple[str, str]:
     """(the database's revision or "none", the revision the hub image's JupyterHub needs)."""
-    line = _schema_command(client, paths, settings, roster, "check").splitlines()[-1]
+    line = _schema_command(client, paths, settings, "check").splitlines()[-1]
     found = dict(part.split("=", 1) for part in line.split())
     return found["current"], found["head"]
 
 
-def upgrade_schema(client: docker.DockerClient, paths: Paths, settings, roster) -> str:
+def upgrade_schema(client: docker.DockerClient, paths: Paths, settings) -> str:
     """JupyterHub's migrations to its head revision (the hub stopped, a backup taken)."""
-    return _schema_command(client, paths, settings, roster, "upgrade").splitlines()[-1]
+    return _schema_command(client, paths, settings, "upgrade").splitlines()[-1]

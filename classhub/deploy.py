@@ -233,21 +233,16 @@ def _service_steps(
     api: hubapi.HubAPI,
     net_state: str,
     hub_rebuilt: bool = False,
-    which: tuple[str, ...] | None = None,
 ) -> list[Step]:
-    """One step for each of the hub's containers (those named in `which`: "firewall", "Docker
-    socket proxy", "database", "hub"); each is made or replaced only when its spec changed."""
+    """One step for each of the hub's containers; each is made or replaced only when its spec
+    changed."""
     settings, hub = config.settings, config.settings.hub_name
     missing = stack.missing_group_images(client, config.roster)
     if missing:
         raise UserError("\n".join(missing))
-    planned = (
-        stack.services(client, paths, settings, config.roster) if net_state == "present" else None
-    )
+    planned = stack.services(client, paths, settings) if net_state == "present" else None
     steps = []
     for index, (what, name) in enumerate(stack.service_names(settings)):
-        if which is not None and what not in which:
-            continue
         if planned is not None:
             state, action = stack.service_state(client, hub, planned[index])
         else:
@@ -261,7 +256,7 @@ def _service_steps(
 
         def run(index: int = index) -> None:
             # Made now, not at planning: the network or the image may just have been made.
-            service = stack.services(client, paths, settings, config.roster)[index]
+            service = stack.services(client, paths, settings)[index]
             started = int(time.time())
             if not stack.ensure_service(client, hub, service, echo):
                 echo(f"   {service.what}: already as planned (an image rebuilt meanwhile)")
@@ -299,7 +294,7 @@ def _schema_steps(
         not postgres or (db is not None and db.status == "running")
     )
     if not deferred and ready:
-        current, head = database.schema(client, paths, settings, roster)
+        current, head = database.schema(client, paths, settings)
         if current == "none":
             return [Step(label, "no tables yet: JupyterHub makes them at its revision")]
         if current == head:
@@ -309,7 +304,7 @@ def _schema_steps(
         state = "checked against the hub image before the hub starts"
 
     def upgrade() -> None:
-        current, head = database.schema(client, paths, settings, roster)
+        current, head = database.schema(client, paths, settings)
         if current in ("none", head):
             echo(f"   at JupyterHub's revision {head}: nothing to upgrade")
             return
@@ -322,7 +317,7 @@ def _schema_steps(
         if found is not None and found.status == "running":
             echo("   stopping the hub for the upgrade (user servers keep running)")
             found.stop(timeout=20)
-        echo("   " + database.upgrade_schema(client, paths, settings, roster))
+        echo("   " + database.upgrade_schema(client, paths, settings))
 
     action = "a full backup, then JupyterHub's upgrade of the schema (only if it needs one)"
     return [Step(label, state, action, upgrade)]
@@ -367,7 +362,7 @@ def start_database(paths: Paths, config: Config, client: docker.DockerClient, ec
     for name, kind, _ in stack.internal_networks(config.settings):
         stack.ensure_internal_network(client, hub, name, kind)
     stack.ensure_volume(client, hub, names.db_volume(hub), "db-data")
-    (service,) = [s for s in stack.services(client, paths, config.settings, config.roster)
+    (service,) = [s for s in stack.services(client, paths, config.settings)
                   if s.what == "database"]  # fmt: skip
     stack.ensure_service(client, hub, service, echo)
     stack.wait_for_db(client, hub)
@@ -490,20 +485,14 @@ def hub_sync_step(
 def sync_steps(
     paths: Paths, config: Config, client: docker.DockerClient, echo: Echo, progress: Progress
 ) -> list[Step]:
-    """After a roster edit: passwords, the hub file, volumes, the socket proxy (replaced when a
-    group's image changed) and the running hub's users and groups. Builds nothing and restarts
-    neither the hub nor any server. A hub that is not running gets its users and groups when it
-    starts (invoke up)."""
+    """After a roster edit: passwords, the hub file (which the hub and its socket proxy re-read:
+    a group's new image passes at once), volumes and the running hub's users and groups. Builds
+    nothing and replaces no container. A hub that is not running gets its users and groups when
+    it starts (invoke up)."""
     settings = config.settings
     api = hub_api(paths, settings, client)
     steps = setup_steps(paths, config, progress)
     steps += volume_steps(client, settings, config.roster, echo)
-    net_state = stack.network_state(client, settings.hub_name)
-    proxy = stack.find_container(client, names.socket_proxy_container(settings.hub_name))
-    if net_state == "present" and proxy is not None and proxy.status == "running":
-        # A group's new image must pass the socket proxy; a stopped hub gets it at invoke up.
-        steps += _service_steps(paths, config, client, echo, api, net_state,
-                                which=("Docker socket proxy",))  # fmt: skip
     if stack.find_container(client, names.hub_container(settings.hub_name)) is None or (
         not api.answers()
     ):

@@ -34,11 +34,12 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import credentials, disks, hubapi, hubfile, names, prewarm, stack
+from . import credentials, disks, hubapi, hubfile, names, prewarm, render, stack
 from .console import Echo
 from .errors import UserError
 from .files import write_atomic
 from .paths import Paths
+from .roster import Roster, User
 from .settings import Settings
 from .student import Browser
 
@@ -86,7 +87,8 @@ def _hub_data(paths: Paths) -> dict:
 
 
 def _write_hub_data(paths: Paths, data: dict) -> None:
-    write_atomic(paths.hub_file, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=0o600)
+    text = render.dump(data, paths.show(paths.hub_file))
+    write_atomic(paths.hub_file, text, mode=0o600)
 
 
 def add_students(
@@ -97,16 +99,12 @@ def add_students(
     hub = settings.hub_name
     passwords = {user: credentials.new_password() for user in users}
     data = _hub_data(paths)
+    nobody = Roster(users=())  # the hub's own limits and image, no group's
     for user, password in passwords.items():
-        data["users"][user] = {
-            "admin": False,
-            "groups": [],
-            "limits": {"mem_limit": settings.mem_limit, "cpu_limit": settings.cpu_limit},
-            "image": settings.notebook_image,
-            "password_hash": credentials.hash_password(password),
-            "volume": names.user_volume(hub, user),
-            "container": names.user_container(hub, user),
-        }
+        temporary = User(user, admin=False, groups=(), line=None)
+        data["users"][user] = render.user_entry(
+            settings, nobody, temporary, credentials.hash_password(password)
+        )
     volumes = {names.user_volume(hub, user): "user" for user in users}
     sizes = dict.fromkeys(volumes, settings.disk_limit)
     stack.create_volumes(client, hub, volumes, settings.notebook_image, echo,

@@ -1,7 +1,7 @@
 """Rendering: from validated settings and roster to the files and text others read.
 
-- `hub_file`: the JSON the hub reads (users, admin flags, groups, password hashes, limits, images,
-  Docker object names). Deterministic (sorted keys) so that "up to date" is a plain comparison and
+- `hub_file`: the JSON the hub and its Docker socket proxy read (users, admin flags, groups,
+  password hashes, limits, images, Docker object names, what the proxy allows). Deterministic (sorted keys) so that "up to date" is a plain comparison and
   an unchanged roster never rewrites the file.
 - `nginx_location`: the `location /<HUB_NAME>/` block for a host's existing nginx, from the template
   in `nginx/location.conf.template`.
@@ -65,22 +65,34 @@ def hub_settings(settings: Settings) -> dict:
     }
 
 
+def user_entry(settings: Settings, roster: Roster, user: User, password_hash: str) -> dict:
+    """A user's entry in the hub file (`user` may be one the roster does not list, such as a
+    rehearsal's temporary student: the hub's limits and image, no groups)."""
+    hub = settings.hub_name
+    default = Limits(mem=settings.mem_limit, cpu=settings.cpu_limit)
+    return {
+        "admin": user.admin,
+        "groups": list(user.groups),
+        "limits": _limits(roster.limits_for(user, default)),
+        "image": roster.image_for(user, settings.notebook_image),
+        "password_hash": password_hash,
+        "volume": names.user_volume(hub, user.name),
+        "container": names.user_container(hub, user.name),
+    }
+
+
+def dump(data: dict, shown: str) -> str:
+    """The hub file's text for `data`, refused (HubFileError) when the hub could not read it."""
+    hubfile.HubFile(data, shown)
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
 def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -> str:
     """The hub file's text. Every roster user must have credentials."""
     hub = settings.hub_name
     default = Limits(mem=settings.mem_limit, cpu=settings.cpu_limit)
-    users = {
-        user.name: {
-            "admin": user.admin,
-            "groups": list(user.groups),
-            "limits": _limits(roster.limits_for(user.name, default)),
-            "image": roster.image_for(user.name, settings.notebook_image),
-            "password_hash": creds[user.name].hash,
-            "volume": names.user_volume(hub, user.name),
-            "container": names.user_container(hub, user.name),
-        }
-        for user in roster.users
-    }
+    users = {user.name: user_entry(settings, roster, user, creds[user.name].hash)
+             for user in roster.users}  # fmt: skip
     groups = {
         group: {"members": list(members), "volume": names.group_volume(hub, group)}
         for group, members in roster.groups().items()
@@ -95,8 +107,17 @@ def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -
         "volume": names.user_volume(hub, hubfile.NAME_SLOT),
         "container": names.user_container(hub, hubfile.NAME_SLOT),
     }
-    data = {**hub_settings(settings), "users": users, "groups": groups, "newcomers": newcomers}
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    # What the Docker socket proxy allows (it re-reads this file: no restart when they change).
+    socket_proxy = {
+        "images": sorted(
+            {settings.notebook_image} | {image for _, image, _ in roster.group_images}
+        ),
+        "disk_store": settings.disk_store,
+        "disk_limit": settings.disk_limit,  # a newcomer's home, made in the store by the proxy
+    }
+    data = {**hub_settings(settings), "users": users, "groups": groups, "newcomers": newcomers,
+            "socket_proxy": socket_proxy}  # fmt: skip
+    return dump(data, "the rendered hub file")
 
 
 def _limits(limits: Limits) -> dict:

@@ -289,6 +289,8 @@ def config_d(paths: Paths) -> Path:
 
 
 Filters = dict[str, str | list[str] | bool]  # docker-py's filters of a listing
+# The checkout's state/ (the hub file and what nginx reads) in the hub and its socket proxy.
+STATE_IN_HUB = str(Path(hubfile.HUB_FILE_IN_HUB).parent)
 HARDENED = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 ALWAYS = {"restart_policy": {"Name": "unless-stopped"}}
 # What every student waits on (socket proxy, database, hub and its proxy, nginx) gets the CPU
@@ -297,12 +299,9 @@ ALWAYS = {"restart_policy": {"Name": "unless-stopped"}}
 FIRST = {"cpu_shares": 4096}
 
 
-def services(
-    client: docker.DockerClient, paths: Paths, settings: Settings, roster: Roster
-) -> list[Service]:
+def services(client: docker.DockerClient, paths: Paths, settings: Settings) -> list[Service]:
     """The hub's containers in start order. Needs the hub's network (its address, its bridge)."""
     hub = settings.hub_name
-    images = sorted({settings.notebook_image} | {image for _, image, _ in roster.group_images})
     address, bridge = hub_address(client, hub), bridge_name(client, hub)
     if address is None or bridge is None:
         raise UserError(f"the network {names.network(hub)} is missing; run invoke setup")
@@ -331,15 +330,11 @@ def services(
         {
             "image": names.HUB_IMAGE,
             "name": names.socket_proxy_container(hub),
-            "command": [*module, "classhub_hub.dockerproxy", "--hub", hub,
-                        "--network", names.network(hub),
-                        *[arg for image in images for arg in ("--image", image)],
-                        "--port", str(hubfile.SOCKET_PROXY_PORT),
-                        *(["--shared", settings.shared_data] if settings.shared_data else []),
-                        *(["--disk-store", store, "--disk-limit", str(settings.disk_limit)]
-                          if store else [])],
+            # What it allows, it reads from the hub file (re-read when it changes).
+            "command": [*module, "classhub_hub.dockerproxy"],
             "network": names.socket_network(hub),
             "volumes": {DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
+                        str(paths.state_dir): {"bind": STATE_IN_HUB, "mode": "ro"},
                         **({store: {"bind": store, "mode": "rw"}} if store else {})},
             **HARDENED,
             **({"cap_add": disks.STORE_CAPS} if store else {}),  # a newcomer's home there
@@ -477,10 +472,9 @@ def wait_for_db(client: docker.DockerClient, hub: str, timeout: float = 60) -> N
 
 def _hub_service(client, paths: Paths, settings: Settings, address: str, image_id: str) -> Service:
     hub = settings.hub_name
-    state_in_hub = str(Path(hubfile.HUB_FILE_IN_HUB).parent)
     volumes = {
         names.hub_data_volume(hub): {"bind": hubfile.DATA_IN_HUB, "mode": "rw"},
-        str(paths.state_dir): {"bind": state_in_hub, "mode": "ro"},
+        str(paths.state_dir): {"bind": STATE_IN_HUB, "mode": "ro"},
         str(config_d(paths)): {"bind": hubfile.CONFIG_D_IN_HUB, "mode": "ro"},
     }
     for secret in hubfile.hub_secrets(settings.hub_db, settings.authenticator):

@@ -22,6 +22,10 @@ reach it). A request passes only when `Policy.refusal` finds nothing wrong with 
   other key is refused, one that Docker knows (privileged mode, namespaces, devices, ports, a
   mount's driver or bind options, unmasked paths, a cgroup parent) or one it adds later.
 
+What it allows comes from the hub file (`hub_name`, `network`, `shared_data` and `socket_proxy`:
+the images, DISK_STORE and DISK_LIMIT), mounted read-only and re-read whenever setup replaces it,
+so a group's new image passes without the proxy being replaced.
+
 So even a hub taken over by a student cannot start a privileged container, mount the host or touch
 another hub's containers. A refusal is a 403 whose message starts with `classhub docker proxy:`;
 it is logged (method, path and reason; never a body, which may carry tokens).
@@ -39,12 +43,14 @@ import json
 import re
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from classhub import hubfile, names
 
 from . import diskstore
+from .roster import LiveRoster
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 _VERSION = re.compile(r"^/v\d+(?:\.\d+)?(?=/)")
@@ -74,6 +80,19 @@ class Policy:
     shared: frozenset[str] = field(default_factory=frozenset)  # SHARED_DATA: folder or volume
     disk_store: str = ""  # DISK_STORE: a newcomer's home is made there, with disk_limit bytes
     disk_limit: int = 0
+
+    @classmethod
+    def of(cls, hub: hubfile.HubFile) -> Policy:
+        """What the hub file (re-read when it changes) allows now."""
+        shared = hub.get("shared_data")
+        return cls(
+            hub=hub.get("hub_name"),
+            network=hub.get("network"),
+            images=frozenset(hub.get("socket_proxy.images")),
+            shared=frozenset([shared] if shared else []),
+            disk_store=hub.get("socket_proxy.disk_store"),
+            disk_limit=hub.get("socket_proxy.disk_limit"),
+        )
 
     def prepared(self, target: str, body: bytes) -> bytes:
         """The body to send Docker for an allowed request: a newcomer's home, with DISK_STORE,
@@ -263,7 +282,9 @@ class _UnixConnection(http.client.HTTPConnection):
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
 
 
-def make_handler(policy: Policy, socket_path: str, timeout: float = 120.0):
+def make_handler(policy_now: Callable[[], Policy], socket_path: str, timeout: float = 120.0):
+    """The proxy's request handler; `policy_now()` gives the policy for each request."""
+
     def docker(method: str, target: str, body: bytes | None, headers: dict):
         conn = _UnixConnection(socket_path, timeout)
         try:
@@ -291,6 +312,7 @@ def make_handler(policy: Policy, socket_path: str, timeout: float = 120.0):
                 return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            policy = policy_now()
             reason = policy.refusal(self.command, self.path, body, labels_of)
             if reason:
                 sys.stderr.write(f"refused {self.command} {self.path}: {reason}\n")
@@ -339,26 +361,19 @@ def make_handler(policy: Policy, socket_path: str, timeout: float = 120.0):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--hub", required=True)
-    parser.add_argument("--network", required=True)
-    parser.add_argument("--image", action="append", required=True)
-    parser.add_argument("--shared", action="append", default=[])
-    parser.add_argument("--disk-store", default="")
-    parser.add_argument("--disk-limit", type=int, default=0)
-    parser.add_argument("--port", type=int, default=2375)
+    parser.add_argument("--hub-file", default=hubfile.HUB_FILE_IN_HUB)
+    parser.add_argument("--port", type=int, default=hubfile.SOCKET_PROXY_PORT)
     parser.add_argument("--socket", default=DOCKER_SOCKET)
     args = parser.parse_args(argv)
-    policy = Policy(
-        args.hub, args.network, frozenset(args.image), frozenset(args.shared),
-        args.disk_store, args.disk_limit,
-    )  # fmt: skip
+    live = LiveRoster(args.hub_file)
+    policy = Policy.of(live.hub())  # a hub file that cannot be read stops the proxy here
     server = http.server.ThreadingHTTPServer(
-        ("0.0.0.0", args.port), make_handler(policy, args.socket)
+        ("0.0.0.0", args.port), make_handler(lambda: Policy.of(live.hub()), args.socket)
     )
     server.daemon_threads = True
     sys.stderr.write(
-        f"classhub docker proxy for hub {args.hub}: listening on :{args.port}, "
-        f"images {sorted(policy.images)}\n"
+        f"classhub docker proxy for hub {policy.hub}: listening on :{args.port}, allowing what "
+        f"{args.hub_file} says (images now: {sorted(policy.images)})\n"
     )
     server.serve_forever()
 

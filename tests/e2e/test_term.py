@@ -277,9 +277,11 @@ def test_build_rebuilds_only_on_change_and_status_names_outdated_servers(hub: Hu
 def test_a_group_with_its_own_image_gets_it_and_others_do_not(hub: Hub):
     alt = f"{hub.name}-alt:latest"
     hub.client.images.get("classhub-notebook:latest").tag(alt)
+    proxy = hub.client.containers.get(names.socket_proxy_container(hub.name)).id
     try:
         edit_roster(hub, add=f"artist special\ngroup: special image={alt}\n")
-        assert "Docker socket proxy" in sync(hub)  # the proxy now lets the group's image through
+        # The proxy lets the group's image through from the rewritten hub file, not replaced.
+        assert "Docker socket proxy" not in sync(hub)
         artist = logged_in_as(hub, "artist")
         artist.start()
         container = hub.client.containers.get(names.user_container(hub.name, "artist"))
@@ -288,6 +290,7 @@ def test_a_group_with_its_own_image_gets_it_and_others_do_not(hub: Hub):
         running_server(hub, "student1")
         other = hub.client.containers.get(names.user_container(hub.name, "student1"))
         assert other.attrs["Config"]["Image"] == "classhub-notebook:latest"
+        assert hub.client.containers.get(names.socket_proxy_container(hub.name)).id == proxy
     finally:
         edit_roster(hub, drop=("artist", "group:"))
         sync(hub)

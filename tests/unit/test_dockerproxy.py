@@ -382,3 +382,16 @@ def test_a_volumes_store_is_read_back_from_its_own_options():
     assert hubfile.volume_store("math-user-ann", options) == "/srv/disks"
     assert hubfile.volume_store("math-user-bob", options) is None  # another volume's folder
     assert hubfile.volume_store("math-user-ann", {}) is None  # Docker's own storage
+
+
+def test_the_policy_is_what_the_rendered_hub_file_allows():
+    """The proxy reads its allowances from the hub file the host renders (one channel)."""
+    from pathlib import Path
+
+    from classhub import hubfile
+
+    hub = hubfile.load(Path(__file__).parent / "golden" / "hub.json")
+    policy = Policy.of(hub)
+    assert (policy.hub, policy.network) == ("math101", "math101-net")
+    assert policy.images == {"classhub-gpu:latest", "classhub-notebook:latest"}
+    assert (policy.shared, policy.disk_store) == (frozenset(), "")
