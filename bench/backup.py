@@ -55,7 +55,7 @@ def main() -> None:
             half = args.megabytes * 1024 * 1024 // 2
             for i in range(args.users):
                 client.containers.run(
-                    "classhub-notebook:latest", ["sh", "-c", FILL.format(half=half)],
+                    names.notebook_image(name), ["sh", "-c", FILL.format(half=half)],
                     entrypoint=[], user="1000:100", remove=True, network_disabled=True,
                     volumes={names.user_volume(name, f"s{i}"): {"bind": "/v", "mode": "rw"}},
                 )  # fmt: skip

@@ -162,6 +162,13 @@ def made_for(hub: str, volume: str) -> str | None:
     return None
 
 
+def notebook_image(hub: str) -> str:
+    """The class's image a hub builds from its singleuser/ (NOTEBOOK_IMAGE's default): a hub's
+    own, so that two hubs on one engine whose classes install different packages never replace
+    each other's."""
+    return f"classhub-notebook:{hub}"
+
+
 # Images and labels, shared by every hub on this engine.
 HUB_IMAGE = "classhub-hub:latest"
 DB_IMAGE = "classhub-db:latest"

@@ -73,7 +73,7 @@ class Settings:
     user_subdomains: bool  # every user's server on an origin of its own: NAME.<PUBLIC_URL's host>
     admin_user: str
     hub_db: str
-    notebook_image: str
+    notebook_image: str  # always filled: this hub's own (names.notebook_image) when not set
     base_image: str
     build_ca_bundle: Path | None  # the CA file builds trust (the host's store by default)
     mem_limit: int  # bytes
@@ -238,6 +238,11 @@ def _image(example: str) -> Callable[[str, Context], str]:
         return raw
 
     return parse
+
+
+def _notebook_image(raw: str, ctx: Context) -> str:
+    """Empty: this hub's own (filled in once HUB_NAME is known), else the name given."""
+    return raw and _image("NOTEBOOK_IMAGE=classhub-notebook:physics")(raw, ctx)
 
 
 def _ca_bundle(raw: str, ctx: Context) -> Path | None:
@@ -648,7 +653,7 @@ FIELDS: tuple[Field, ...] = (
     Field("USER_SUBDOMAINS", "user_subdomains", "false", _bool),
     Field("ADMIN_USER", "admin_user", "hub-admin", _user_name),
     Field("HUB_DB", "hub_db", "sqlite", _hub_db),
-    Field("NOTEBOOK_IMAGE", "notebook_image", "classhub-notebook:latest", _image("NOTEBOOK_IMAGE=classhub-notebook:latest")),
+    Field("NOTEBOOK_IMAGE", "notebook_image", "", _notebook_image),
     Field("BASE_IMAGE", "base_image", "debian:bookworm-slim", _image("BASE_IMAGE=debian:bookworm-slim")),
     Field("BUILD_CA_BUNDLE", "build_ca_bundle", "host", _ca_bundle),
     Field("MEM_LIMIT", "mem_limit", "2G", _mem_limit),
@@ -768,6 +773,7 @@ def load_settings(
         elif ":" in host:
             host = f"[{host}]"
         values["public_url"] = f"http://{host}:{values['port']}/{values['hub_name']}/"
+    values["notebook_image"] = values["notebook_image"] or names.notebook_image(values["hub_name"])
     return Settings(**values, sources=sources), [], warnings
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
 
 from classhub import names, stack
@@ -72,6 +73,11 @@ class Hub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/{self.name}/"
 
+    @property
+    def image(self) -> str:
+        """The class's image this hub built (NOTEBOOK_IMAGE's default: its own)."""
+        return names.notebook_image(self.name)
+
     def invoke(self, *args: str, timeout: int = 300):
         return invoke(self.paths, *args, env=engine_environ(), timeout=timeout)
 
@@ -89,7 +95,7 @@ class Hub:
         volumes = {str(IN_IMAGE): {"bind": "/check", "mode": "ro"}}
         volumes.update({str(host): {"bind": inside, "mode": "ro"} for host, inside in mounts})
         output = self.client.containers.run(
-            "classhub-notebook:latest",
+            self.image,
             ["/opt/notebook/bin/python", f"/check/{script}", *args],
             entrypoint=[],
             user=user,
@@ -125,6 +131,8 @@ def sweep(client: docker.DockerClient, hub: str) -> None:
     for volume in client.volumes.list(filters=flt):
         volume.remove(force=True)
     stack.remove_firewall_rules(client, hub)
+    with contextlib.suppress(docker.errors.ImageNotFound):  # its own tag; the layers stay cached
+        client.images.remove(names.notebook_image(hub), noprune=True)
 
 
 def new_checkout(root: Path, hub: str, port: int, roster: str = ROSTER) -> Paths:

@@ -15,8 +15,6 @@ from classhub.student import Browser
 
 from .conftest import Hub
 
-NOTEBOOK_IMAGE = "classhub-notebook:latest"  # NOTEBOOK_IMAGE's default, the test hub's
-
 
 def logged_in(hub: Hub, user: str) -> Browser:
     browser = Browser(hub.url, user)
@@ -60,7 +58,7 @@ def test_a_student_runs_code_in_their_own_container(hub: Hub):
     hub.figures["spawn to first kernel output (s)"] = time.monotonic() - started
     assert out.split() == ["42", "1000", "100", "/home/jovyan"]
     container = hub.client.containers.get(names.user_container(hub.name, "student1"))
-    assert container.attrs["Config"]["Image"] == "classhub-notebook:latest"
+    assert container.attrs["Config"]["Image"] == hub.image
     assert container.attrs["HostConfig"]["Memory"] == 1024**3
     assert container.attrs["HostConfig"]["NanoCpus"] or container.attrs["HostConfig"]["CpuQuota"]
     # The hub gets the CPU before the students' servers (stack.FIRST; Docker's default is 1024).
@@ -199,7 +197,7 @@ def test_add_group_and_add_user_reach_the_running_hub_without_restarts(hub: Hub)
     dockerfile = hub.paths.root / "singleuser" / "Dockerfile"
     original = dockerfile.read_text()
     dockerfile.write_text(original + "# a change the instructor has not built yet\n")
-    images = {tag: hub.client.images.get(tag).id for tag in (names.HUB_IMAGE, NOTEBOOK_IMAGE)}
+    images = {tag: hub.client.images.get(tag).id for tag in (names.HUB_IMAGE, hub.image)}
     try:
         _add_people(hub)
     finally:

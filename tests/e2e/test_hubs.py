@@ -16,6 +16,7 @@ from tests.conftest import invoke
 from .conftest import Hub, engine_environ, free_port, new_checkout, read_passwords, sweep
 
 ROSTER = "hub-admin admin\nann team-a\nbob team-a\ncat\n"
+EXTRA = "termcolor==2.5.0"  # the second hub's class's own package (not in the first's image)
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,41 @@ def second(hub: Hub, tmp_path_factory):
     name = "two" + hub.name[3:]  # not the first hub's name and '-': no shared object names
     port = free_port()
     paths = new_checkout(tmp_path_factory.mktemp("second") / "clone", name, port, ROSTER)
+    # Its class installs one more package than the first hub's: its notebook image differs.
+    (paths.root / "singleuser" / "requirements.txt").write_text(f"tabulate==0.9.0\n{EXTRA}\n")
     try:
         result = invoke(paths, "setup", env=engine_environ(), timeout=900)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         yield name, port, paths
     finally:
         sweep(hub.client, name)
+
+
+def has_termcolor(hub: Hub, image: str) -> bool:
+    out = hub.client.containers.run(
+        image, ["/opt/notebook/bin/python", "-c",
+                "import importlib.util; print(importlib.util.find_spec('termcolor') is not None)"],
+        entrypoint=[], network_disabled=True, remove=True,
+    )  # fmt: skip
+    return out.decode().strip() == "True"
+
+
+def test_each_hub_keeps_the_class_image_it_built(hub: Hub, second):
+    """Issue 22: every checkout built classhub-notebook:latest, so a second hub's setup replaced
+    the image under the first, whose next servers lacked their packages."""
+    name, _, paths = second
+    mine, theirs = (
+        hub.client.images.get(hub.image),
+        hub.client.images.get(names.notebook_image(name)),
+    )
+    assert mine.id != theirs.id
+    assert has_termcolor(hub, theirs.id) and not has_termcolor(hub, mine.id)
+    # Each checkout's build and setup again: both images stay as they are.
+    for checkout in (hub.paths, paths):
+        again = invoke(checkout, "build", env=engine_environ(), timeout=900)
+        assert again.returncode == 0 and "Every image is up to date." in again.stdout, again.stdout
+    assert hub.client.images.get(hub.image).id == mine.id
+    assert hub.client.images.get(names.notebook_image(name)).id == theirs.id
 
 
 def objects(hub: Hub, name: str) -> set[str]:

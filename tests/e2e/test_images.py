@@ -21,11 +21,11 @@ from .conftest import Hub
 def test_builds_trust_the_hosts_own_ca_store_with_no_edit(hub: Hub):
     assert "BUILD_CA_BUNDLE" not in hub.paths.env_file.read_text()  # the default: host
     assert _settings(hub).build_ca_bundle == Path("/etc/ssl/certs/ca-certificates.crt")
-    assert "notebook image classhub-notebook:latest" in hub.invoke("status").stdout
+    assert f"notebook image {hub.image}" in hub.invoke("status").stdout
 
 
 def test_built_images_carry_the_hash_of_their_inputs(hub: Hub):
-    for tag in (names.HUB_IMAGE, "classhub-notebook:latest"):
+    for tag in (names.HUB_IMAGE, hub.image):
         label = hub.client.images.get(tag).labels.get(images.LABEL_INPUTS)
         assert label and len(label) == 32, tag
     assert "hub image classhub-hub:latest" in hub.invoke("status").stdout

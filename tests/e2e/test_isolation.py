@@ -122,10 +122,10 @@ client = docker.from_env()
 attempts = {{
     "list containers": lambda: client.containers.list(),
     "privileged container": lambda: client.containers.create(
-        "classhub-notebook:latest", name="{hub.name}-user-evil", privileged=True,
+        "{hub.image}", name="{hub.name}-user-evil", privileged=True,
         labels={{"classhub.hub": "{hub.name}", "classhub.kind": "user"}}),
     "mount the host": lambda: client.containers.create(
-        "classhub-notebook:latest", name="{hub.name}-user-evil", volumes={{"/": {{"bind": "/host"}}}},
+        "{hub.image}", name="{hub.name}-user-evil", volumes={{"/": {{"bind": "/host"}}}},
         labels={{"classhub.hub": "{hub.name}", "classhub.kind": "user"}}),
     "stop the hub": lambda: client.api.stop("{hub.name}"),
     "exec": lambda: client.api.exec_create("{hub.name}-firewall", "true"),
@@ -172,7 +172,7 @@ for what, mounts in attempts.items():
     if what == "MaskedPaths":
         config["MaskedPaths"] = []
     try:
-        api.create_container("classhub-notebook:latest", name="{hub.name}-user-evil",
+        api.create_container("{hub.image}", name="{hub.name}-user-evil",
                              labels={{"classhub.hub": "{hub.name}", "classhub.kind": "user"}},
                              host_config=config)
         print(what, "ALLOWED")
@@ -505,7 +505,7 @@ def test_a_spawn_asking_for_another_image_is_refused(hub: Hub):
     # The refused request is not remembered: the next plain start gets the notebook image.
     browser.start()
     container = hub.client.containers.get(names.user_container(hub.name, "student2"))
-    assert container.attrs["Config"]["Image"] == "classhub-notebook:latest"
+    assert container.attrs["Config"]["Image"] == hub.image
 
 
 def test_students_cannot_change_the_python_that_runs_their_server(hub: Hub):

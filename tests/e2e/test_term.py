@@ -67,7 +67,7 @@ def volume_file(hub: Hub, volume: str, path: str) -> str:
     """A file's text read straight from a volume, as an administrator on the host would (copied
     out of a container that never runs: no log to race with)."""
     container = hub.client.containers.create(
-        "classhub-notebook:latest", ["true"], volumes={volume: {"bind": "/v", "mode": "ro"}},
+        hub.image, ["true"], volumes={volume: {"bind": "/v", "mode": "ro"}},
         network_disabled=True,
     )  # fmt: skip
     try:
@@ -276,7 +276,7 @@ def test_build_rebuilds_only_on_change_and_status_names_outdated_servers(hub: Hu
 
 def test_a_group_with_its_own_image_gets_it_and_others_do_not(hub: Hub):
     alt = f"{hub.name}-alt:latest"
-    hub.client.images.get("classhub-notebook:latest").tag(alt)
+    hub.client.images.get(hub.image).tag(alt)
     proxy = hub.client.containers.get(names.socket_proxy_container(hub.name)).id
     try:
         edit_roster(hub, add=f"artist special\ngroup: special image={alt}\n")
@@ -289,7 +289,7 @@ def test_a_group_with_its_own_image_gets_it_and_others_do_not(hub: Hub):
         artist.stop()
         running_server(hub, "student1")
         other = hub.client.containers.get(names.user_container(hub.name, "student1"))
-        assert other.attrs["Config"]["Image"] == "classhub-notebook:latest"
+        assert other.attrs["Config"]["Image"] == hub.image
         assert hub.client.containers.get(names.socket_proxy_container(hub.name)).id == proxy
     finally:
         edit_roster(hub, drop=("artist", "group:"))

@@ -3,13 +3,14 @@ README itself, run on a fresh clone of this checkout with only a unique HUB_NAME
 through the environment; then a student signs in through the form and runs code. The second
 command, the tests, is what CI runs (.ci/run), which this suite is part of.
 
-The clone gets its own notebook image tag through the environment too (NOTEBOOK_IMAGE), so its
-pristine class environment does not replace the image the other tests share; every layer but the
-class's own is taken from Docker's cache.
+The clone's notebook image is its own (NOTEBOOK_IMAGE's default, classhub-notebook:HUB_NAME), so
+its pristine class environment does not replace the test hub's; every layer but the class's own
+is taken from Docker's cache.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -18,6 +19,9 @@ import shutil
 import subprocess
 import time
 
+import docker.errors
+
+from classhub import names
 from classhub.student import Browser
 from tests.conftest import PROJECT
 
@@ -60,7 +64,7 @@ def test_the_first_command_brings_up_a_hub_a_student_uses(hub: Hub, tmp_path):
     fresh_clone(root)
     assert not (root / ".venv").exists() and not (root / ".env").exists()
     name, port = f"e2e{secrets.token_hex(3)}", free_port()
-    env = engine_environ(HUB_NAME=name, PORT=str(port), NOTEBOOK_IMAGE=f"classhub-notebook:{name}")
+    env = engine_environ(HUB_NAME=name, PORT=str(port))  # its image: classhub-notebook:NAME
     try:
         started = time.monotonic()
         first = subprocess.run(
@@ -101,6 +105,5 @@ def test_the_first_command_brings_up_a_hub_a_student_uses(hub: Hub, tmp_path):
         hub.figures["two commands: again, lines printed"] = len(again.stdout.splitlines())
     finally:
         sweep(hub.client, name)
-        images = hub.client.images.list(name=f"classhub-notebook:{name}")
-        for image in images:
-            hub.client.images.remove(image.id, force=True)
+        with contextlib.suppress(docker.errors.ImageNotFound):  # the fresh hub's own tag
+            hub.client.images.remove(names.notebook_image(name), noprune=True)

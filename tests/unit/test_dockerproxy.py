@@ -393,5 +393,5 @@ def test_the_policy_is_what_the_rendered_hub_file_allows():
     hub = hubfile.load(Path(__file__).parent / "golden" / "hub.json")
     policy = Policy.of(hub)
     assert (policy.hub, policy.network) == ("math101", "math101-net")
-    assert policy.images == {"classhub-gpu:latest", "classhub-notebook:latest"}
+    assert policy.images == {"classhub-gpu:latest", "classhub-notebook:math101"}
     assert (policy.shared, policy.disk_store) == (frozenset(), "")

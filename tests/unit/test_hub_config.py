@@ -49,7 +49,7 @@ def test_apply_config_sets_the_promised_behaviour():
     assert c.JupyterHub.tornado_settings == {"slow_spawn_timeout": 1}
     assert c.Authenticator.manage_groups is True
     assert c.Authenticator.admin_users == set()  # the roster's admins get ADMIN_ROLE instead
-    assert c.DockerSpawner.image == "classhub-notebook:latest"
+    assert c.DockerSpawner.image == "classhub-notebook:physics"
     assert c.DockerSpawner.allowed_images == []
     assert c.DockerSpawner.pull_policy == "never"
     assert c.DockerSpawner.remove is True
@@ -257,7 +257,7 @@ def test_who_the_hub_knows():
         "admin": False,
         "groups": ["empty"],
         "limits": {"mem_limit": 1024**3, "cpu_limit": 1.0},
-        "image": "classhub-notebook:latest",
+        "image": "classhub-notebook:physics",
         "volume": names.user_volume("physics", "jane.doe"),
         "container": names.user_container("physics", "jane.doe"),
         "newcomer": True,

@@ -34,7 +34,7 @@ def test_defaults_when_env_is_empty():
     assert settings.public_url == "http://127.0.0.1:8000/hub/"
     assert settings.admin_user == "hub-admin"
     assert settings.hub_db == "sqlite"
-    assert settings.notebook_image == "classhub-notebook:latest"
+    assert settings.notebook_image == "classhub-notebook:hub"  # the hub's own (HUB_NAME=hub)
     assert settings.base_image == "debian:bookworm-slim"
     assert settings.build_ca_bundle == next((p for p in HOST_CA_STORES if p.is_file()), None)
     assert settings.mem_limit == 2 * 1024**3
