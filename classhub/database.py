@@ -195,8 +195,7 @@ def move_to_postgres(client: docker.DockerClient, paths: Paths, hub: str) -> str
         names.HUB_IMAGE, command, entrypoint=[], network=names.db_network(hub),
         volumes={names.hub_data_volume(hub): {"bind": "/data", "mode": "rw"},
                  secret: {"bind": "/run/classhub/postgres_password", "mode": "ro"}},
-        cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
-        labels=names.labels(hub, "db-move"),
+        **hubfile.HARDENING, labels=names.labels(hub, "db-move"),
     )  # fmt: skip
     try:
         container.start()
@@ -230,8 +229,8 @@ def _schema_command(client: docker.DockerClient, paths: Paths, settings, command
         "network_disabled": True}  # fmt: skip
     container = client.containers.create(
         names.HUB_IMAGE, ["python3", "-m", "classhub_hub.dbschema", command], entrypoint=[],
-        volumes=service.kwargs["volumes"], cap_drop=["ALL"],
-        security_opt=["no-new-privileges:true"], labels=names.labels(hub, "db-schema"), **network,
+        volumes=service.kwargs["volumes"], **hubfile.HARDENING,
+        labels=names.labels(hub, "db-schema"), **network,
     )  # fmt: skip
     try:
         container.start()

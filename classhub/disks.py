@@ -76,9 +76,8 @@ def helper(client: docker.DockerClient, hub: str, store: str, *args: str):
             volumes={store: {"bind": store, "mode": "rw"}},
             network_disabled=True,
             read_only=True,
-            cap_drop=["ALL"],
+            **hubfile.HARDENING,
             cap_add=STORE_CAPS,
-            security_opt=["no-new-privileges:true"],
             labels=names.labels(hub, "disk-store"),
             remove=True,
         )

@@ -45,6 +45,10 @@ DB_NAME = DB_USER = "jupyterhub"
 DB_PORT = 5432
 
 
+# What every container classhub makes runs with (docker-py's keyword arguments): no capability
+# it does not add back by name, and no privileges gained through setuid programs.
+HARDENING: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
+
 # A user container's root filesystem is read-only, with a tmpfs at /tmp (the only place outside
 # the home it writes): nothing a student writes lands in Docker's storage on the host's disk, and
 # what she keeps in /tmp counts against her memory limit. The socket proxy requires exactly this.

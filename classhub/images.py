@@ -34,9 +34,6 @@ from .errors import UserError
 from .paths import Paths
 from .settings import Settings
 
-LABEL_INPUTS = "classhub.inputs"
-LABEL_BASE = "classhub.base"
-
 _CERT_FAILURE = re.compile(
     r"CERTIFICATE_VERIFY_FAILED|SELF_SIGNED_CERT_IN_CHAIN|self[- ]signed certificate|"
     r"unable to get local issuer certificate|UNABLE_TO_GET_ISSUER_CERT",
@@ -180,7 +177,7 @@ def image_state(client: docker.DockerClient, tag: str, wanted: str | None) -> st
     image = find(client, tag)
     if image is None:
         return "missing"
-    label = (image.labels or {}).get(LABEL_INPUTS)
+    label = (image.labels or {}).get(names.LABEL_INPUTS)
     if label is None:
         return "not built by classhub"
     return "up to date" if label == wanted else "out of date"
@@ -219,7 +216,7 @@ def build(
             dockerfile=spec.dockerfile,
             tag=spec.tag,
             buildargs={"BASE_IMAGE": base},
-            labels={LABEL_INPUTS: wanted},
+            labels={names.LABEL_INPUTS: wanted},
             rm=True,
             forcerm=True,
             decode=True,
@@ -342,7 +339,7 @@ def build_local_base(client: docker.DockerClient, tag: str, state_dir: Path, ech
             tag=tag_part,
             changes=[
                 "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                f"LABEL {LABEL_BASE}=debootstrap-{suite}",
+                f"LABEL {names.LABEL_BASE}=debootstrap-{suite}",
                 'CMD ["bash"]',
             ],
         )

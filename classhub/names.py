@@ -179,7 +179,21 @@ LOCAL_BASE_IMAGE = "classhub-base"  # tagged with the host's Debian codename
 LABEL_HUB = "classhub.hub"
 LABEL_KIND = "classhub.kind"
 LABEL_SPEC = "classhub.spec"
+LABEL_USER = "classhub.user"  # on a user's container: whose it is
+# On the images classhub builds: the hash of every input (images.py), and a local base's source.
+LABEL_INPUTS = "classhub.inputs"
+LABEL_BASE = "classhub.base"
 
 
 def labels(hub: str, kind: str) -> dict[str, str]:
     return {LABEL_HUB: hub, LABEL_KIND: kind}
+
+
+def user_labels(hub: str, user: str) -> dict[str, str]:
+    """A user container's labels (`user` may be DockerSpawner's "{raw_username}" template)."""
+    return {**labels(hub, "user"), LABEL_USER: user}
+
+
+def is_user_container(hub: str, found: dict[str, str]) -> bool:
+    """Whether a container's labels say it is one of this hub's user containers."""
+    return found.get(LABEL_HUB) == hub and found.get(LABEL_KIND) == "user"

@@ -242,7 +242,7 @@ def _image(example: str) -> Callable[[str, Context], str]:
 
 def _notebook_image(raw: str, ctx: Context) -> str:
     """Empty: this hub's own (filled in once HUB_NAME is known), else the name given."""
-    return raw and _image("NOTEBOOK_IMAGE=classhub-notebook:physics")(raw, ctx)
+    return raw and _image(f"NOTEBOOK_IMAGE={names.notebook_image('physics')}")(raw, ctx)
 
 
 def _ca_bundle(raw: str, ctx: Context) -> Path | None:

@@ -194,7 +194,7 @@ def stale_servers(client: docker.DockerClient, hub: str, hub_file) -> dict[str, 
     users = hub_file.get("users")
     stale = {}
     for container in hub_objects(client, hub, "user"):
-        user = container.labels.get("classhub.user", "")
+        user = container.labels.get(names.LABEL_USER, "")
         if container.status != "running" or user not in users:
             continue
         have = {m.get("Name") or m["Source"]: m["Destination"] for m in container.attrs["Mounts"]}
@@ -291,7 +291,6 @@ def config_d(paths: Paths) -> Path:
 Filters = dict[str, str | list[str] | bool]  # docker-py's filters of a listing
 # The checkout's state/ (the hub file and what nginx reads) in the hub and its socket proxy.
 STATE_IN_HUB = str(Path(hubfile.HUB_FILE_IN_HUB).parent)
-HARDENED = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 ALWAYS = {"restart_policy": {"Name": "unless-stopped"}}
 # What every student waits on (socket proxy, database, hub and its proxy, nginx) gets the CPU
 # before the students' servers (Docker's default weight is 1024): with a class starting at once,
@@ -317,7 +316,7 @@ def services(client: docker.DockerClient, paths: Paths, settings: Settings) -> l
                         "--bridge", bridge, "--hub-ip", address,
                         "--port", str(hubfile.HUB_API_PORT)],
             "network_mode": "host",
-            **HARDENED,
+            **hubfile.HARDENING,
             "cap_add": ["NET_ADMIN"],
             "read_only": True,
             **ALWAYS,
@@ -336,7 +335,7 @@ def services(client: docker.DockerClient, paths: Paths, settings: Settings) -> l
             "volumes": {DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
                         str(paths.state_dir): {"bind": STATE_IN_HUB, "mode": "ro"},
                         **({store: {"bind": store, "mode": "rw"}} if store else {})},
-            **HARDENED,
+            **hubfile.HARDENING,
             **({"cap_add": disks.STORE_CAPS} if store else {}),  # a newcomer's home there
             "read_only": True,
             **ALWAYS,
@@ -379,7 +378,7 @@ def _db_service(client, paths: Paths, settings: Settings) -> Service:
             "network": names.db_network(hub),
             "volumes": {names.db_volume(hub): {"bind": "/var/lib/postgresql/data", "mode": "rw"},
                         secret: {"bind": DB_SECRET_IN_DB, "mode": "ro"}},
-            **HARDENED,
+            **hubfile.HARDENING,
             "cap_add": ["SETUID", "SETGID"],
             "shm_size": "128m",
             **ALWAYS,
@@ -414,7 +413,7 @@ def _nginx_service(client, paths: Paths, settings: Settings, address: str) -> Se
                 str(cert): {"bind": render.NGINX_CERT_IN_CONTAINER, "mode": "ro"},
                 str(key): {"bind": render.NGINX_KEY_IN_CONTAINER, "mode": "ro"},
             },
-            **HARDENED,
+            **hubfile.HARDENING,
             "cap_add": ["NET_BIND_SERVICE", "SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE"],
             **ALWAYS,
             **FIRST,
@@ -493,7 +492,7 @@ def _hub_service(client, paths: Paths, settings: Settings, address: str, image_i
         if settings.proxy == "none"
         else {},
         "volumes": volumes,
-        **HARDENED,
+        **hubfile.HARDENING,
         **ALWAYS,
         **FIRST,
         "labels": {

@@ -60,12 +60,7 @@ AUTHENTICATORS = {
 DEFAULT_CLAIMS = {"oidc": "email", "github": "login"}
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 # Every user container gets these (the Docker socket proxy refuses a container without them).
-HARDENING = {
-    "cap_drop": ["ALL"],
-    "security_opt": ["no-new-privileges:true"],
-    "read_only": True,
-    "tmpfs": hubfile.USER_TMPFS,
-}
+HARDENING = {**hubfile.HARDENING, "read_only": True, "tmpfs": hubfile.USER_TMPFS}
 # What `invoke add-user`, `add-group` and `status` use through the hub's REST API.
 CLASSHUB_SCOPES = ["admin:users", "admin:groups", "admin:servers", "list:users", "list:groups"]
 # The role of the roster's admins, unless ADMIN_SEES_USERS (auth.py: JupyterHub's own admin role
@@ -241,10 +236,8 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
     c.DockerSpawner.remove = True
     c.DockerSpawner.network_name = hub.get("network")
     c.DockerSpawner.use_internal_ip = True
-    c.DockerSpawner.name_template = f"{name}-user-{{raw_username}}"
-    c.DockerSpawner.extra_create_kwargs = {
-        "labels": {"classhub.hub": name, "classhub.kind": "user", "classhub.user": "{raw_username}"}
-    }
+    c.DockerSpawner.name_template = names.user_container(name, "{raw_username}")
+    c.DockerSpawner.extra_create_kwargs = {"labels": names.user_labels(name, "{raw_username}")}
     c.DockerSpawner.notebook_dir = hubfile.HOME
     c.DockerSpawner.mem_limit = hub.get("limits.mem_limit")
     c.DockerSpawner.cpu_limit = float(hub.get("limits.cpu_limit"))

@@ -12,7 +12,8 @@ reach it). A request passes only when `Policy.refusal` finds nothing wrong with 
   size `--disk-limit` (classhub_hub.diskstore), and adds the options that bind it;
 - a container may be acted on only when it is one of this hub's user containers (its labels say
   so); one that does not exist gets Docker's own 404, so DockerSpawner sees a missing server;
-- a container is created only as a hardened user container of this hub, and its definition is
+- a container is created only as a hardened user container of this hub, named as the hub file
+  names that user's container and running the image the hub file gives them, and its definition is
   read as an allowlist: it may hold only the keys DockerSpawner sends (`CONFIG_KEYS`,
   `HOST_KEYS`, `MOUNT_KEYS`), each with what a user container of this hub holds: its name and
   labels, an allowed image, the hub's network, every capability dropped, `no-new-privileges` and
@@ -80,6 +81,8 @@ class Policy:
     shared: frozenset[str] = field(default_factory=frozenset)  # SHARED_DATA: folder or volume
     disk_store: str = ""  # DISK_STORE: a newcomer's home is made there, with disk_limit bytes
     disk_limit: int = 0
+    # The hub file itself: a container's name must be a user's own container, its image theirs.
+    users: hubfile.HubFile | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, hub: hubfile.HubFile) -> Policy:
@@ -92,6 +95,7 @@ class Policy:
             shared=frozenset([shared] if shared else []),
             disk_store=hub.get("socket_proxy.disk_store"),
             disk_limit=hub.get("socket_proxy.disk_limit"),
+            users=hub,
         )
 
     def prepared(self, target: str, body: bytes) -> bytes:
@@ -153,15 +157,22 @@ class Policy:
         return None
 
     def _ours(self, labels: dict) -> bool:
-        return labels.get("classhub.hub") == self.hub and labels.get("classhub.kind") == "user"
+        return names.is_user_container(self.hub, labels)
 
     def create_refusal(self, name: str, spec: dict) -> str | None:
         """Why a container may not be created like this, or None. Every key of the definition
         must be one DockerSpawner sends (`CONFIG_KEYS`, `HOST_KEYS`, `MOUNT_KEYS`) and hold what
         a user container of this hub holds: anything else is refused, known to Docker or not."""
-        prefix = f"{self.hub}-user-"
+        prefix = names.user_container(self.hub, "")
         if not name.startswith(prefix) or len(name) == len(prefix):
             return f"a container's name must start with {prefix!r} (got {name!r})"
+        if self.users is not None:
+            user = name[len(prefix) :]
+            entry = hubfile.user_entry(self.users, user)
+            if entry is None or entry["container"] != name:
+                return f"{user!r} is not a user of hub {self.hub}"
+            if spec.get("Image") != entry["image"]:
+                return f"{user}'s server runs {entry['image']}, not {spec.get('Image')!r}"
         unknown = _unknown(spec, CONFIG_KEYS, "")
         if unknown:
             return unknown
@@ -226,7 +237,7 @@ class Policy:
         if source in self.shared:
             return True
         return not source.startswith("/") and source.startswith(
-            (f"{self.hub}-user-", f"{self.hub}-group-")
+            (names.user_volume(self.hub, ""), names.group_volume(self.hub, ""))
         )
 
 

@@ -395,3 +395,25 @@ def test_the_policy_is_what_the_rendered_hub_file_allows():
     assert (policy.hub, policy.network) == ("math101", "math101-net")
     assert policy.images == {"classhub-gpu:latest", "classhub-notebook:math101"}
     assert (policy.shared, policy.disk_store) == (frozenset(), "")
+
+
+def test_with_the_hub_file_a_container_is_a_users_own_with_their_image():
+    """The hub file's per-user container name and image: the proxy reads both."""
+    from pathlib import Path
+
+    from classhub import hubfile
+
+    hub = hubfile.load(Path(__file__).parent / "golden" / "hub.json")
+    policy = Policy.of(hub)
+    alice = hub.get("users")["alice"]
+    labels = {"classhub.hub": "math101", "classhub.kind": "user"}
+    host = {"network_mode": "math101-net", "binds": [f"{alice['volume']}:/home/jovyan:rw"]}
+
+    def make(name: str, image: str) -> str | None:
+        body = json.dumps(spec(image=image, labels=labels, **host)).encode()
+        return policy.refusal("POST", f"/v1.41/containers/create?name={name}", body, _no_lookup)
+
+    assert make(alice["container"], alice["image"]) is None
+    assert "is not a user of hub math101" in make("math101-user-mallory", alice["image"])
+    other = next(i for i in policy.images if i != alice["image"])
+    assert f"alice's server runs {alice['image']}" in make(alice["container"], other)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
+import re
 
 import pytest
 
 from classhub import names
+from tests.conftest import PROJECT
 
 HUBS = ["hub", "a", "math-101", "h" * names.HUB_NAME_MAX]
 USERS = [
@@ -117,3 +120,46 @@ def test_made_for_knows_every_volume_classhub_makes_for_a_hub():
         assert names.made_for(hub, volume) == what
     for volume in ("course-data", "math-shared", "physics-data", "math", "mathdata"):
         assert names.made_for(hub, volume) is None, volume
+
+
+# Docker names and labels as literals: each is made by a function or constant of names.py, so
+# that the rules of its docstring hold by construction.
+NAME_LITERAL = re.compile(
+    r"-user-|-group-|-socket-proxy|-firewall$|-db-net|-db-data|^-(net|socket|data|nginx|db)$"
+    r"|^classhub\.(hub|kind|spec|user|inputs|base)$|^classhub_$"
+    r"|classhub-(hub|db|nginx|notebook|base)(:|$)"
+)
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            value = body[0].value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                found.add(id(value))
+    return found
+
+
+def test_docker_names_and_labels_are_spelled_only_in_names_py():
+    sources = [
+        *(PROJECT / "classhub").glob("*.py"),
+        *(PROJECT / "hub" / "classhub_hub").glob("*.py"),
+    ]
+    found = []
+    for path in sources:
+        if path.name == "names.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = _docstrings(tree)
+        found += [
+            f"{path.relative_to(PROJECT)}:{node.lineno}: {node.value!r}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in skip and NAME_LITERAL.search(node.value)
+        ]  # fmt: skip
+    assert found == [], "use classhub.names instead:\n" + "\n".join(found)
+    # The test can fail: the spelling it looks for is the one names.py uses.
+    assert NAME_LITERAL.search(names.user_container("math", "ann").removeprefix("math"))
+    assert NAME_LITERAL.search(names.LABEL_HUB) and NAME_LITERAL.search(names.HUB_IMAGE)
