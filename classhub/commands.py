@@ -30,6 +30,7 @@ from . import (
     images,
     names,
     neighbours,
+    parsers,
     plan,
     render,
     stack,
@@ -38,7 +39,6 @@ from . import (
 from . import engine as engine_mod
 from . import prewarm as prewarm_mod
 from . import rehearse as rehearse_mod
-from . import settings as settings_mod
 from .config import Config
 from .console import Output, human_size
 from .errors import ConfigError, UserError, quoted
@@ -663,8 +663,8 @@ def prewarm(
         cfg.roster, group, [u.strip() for u in users.split(",") if u.strip()]
     )
     try:
-        hold_seconds = settings_mod.parse_duration(hold or "0", settings_mod.Context(paths.root, 1))
-    except settings_mod.Invalid as bad:
+        hold_seconds = parsers.duration(hold or "0", parsers.Context(paths.root, 1))
+    except parsers.Invalid as bad:
         raise UserError(f"--hold {hold} {bad.reason}; e.g. --hold 30m") from None
     when = prewarm_mod.parse_at(at, dt.datetime.now().astimezone()) if at else None
     client = engine_mod.connect(environ)

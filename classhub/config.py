@@ -15,9 +15,10 @@ from pathlib import Path
 from . import hubfile
 from .errors import ConfigError, Problem
 from .files import read_text
+from .parsers import Context
 from .paths import Paths
 from .roster import HEADER_HELP, Roster, parse_userlist
-from .settings import Context, Settings, load_settings
+from .settings import Settings, load_settings
 
 
 @dataclass(frozen=True)

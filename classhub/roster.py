@@ -21,16 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import names
+from . import names, parsers
 from .errors import Problem, quoted
-from .settings import (
-    Context,
-    Invalid,
-    parse_cpu_limit,
-    parse_disk_limit,
-    parse_image,
-    parse_mem_limit,
-)
+from .parsers import Context, Invalid
 
 ADMIN_WORD = "admin"
 GROUP_WORD = "group:"
@@ -44,6 +37,9 @@ LIMIT_KEYS = {
     "disk": "a size for the home (on a group: line, the group's folder), e.g. disk=10G",
 }
 GROUP_KEYS = {**LIMIT_KEYS, "image": "an image name, e.g. image=classhub-gpu:latest"}
+# The limits' values, checked as the settings' are (MEM_LIMIT, CPU_LIMIT, DISK_LIMIT).
+_IMAGE = parsers.image("image=classhub-gpu:latest")
+_DISK = parsers.disk_size("disk", "5G")
 
 
 @dataclass(frozen=True)
@@ -198,12 +194,12 @@ def _limit(
     ctx = ctx or Context(root=Path.cwd(), cpu_count=10**6)
     try:
         if key == "image":
-            return key, parse_image(raw, ctx)
+            return key, _IMAGE(raw, ctx)
         if key == "mem":
-            return key, parse_mem_limit(raw, ctx)
+            return key, parsers.mem_limit(raw, ctx)
         if key == "disk":
-            return key, parse_disk_limit(raw, ctx)
-        return key, parse_cpu_limit(raw, ctx)
+            return key, _DISK(raw, ctx)
+        return key, parsers.cpu_limit(raw, ctx)
     except Invalid as exc:
         problems.append(Problem(where, f"{quoted(token)} {exc.reason}", f"give {keys[key]}"))
         return None

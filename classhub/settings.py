@@ -14,7 +14,6 @@ from __future__ import annotations
 import difflib
 import io
 import ipaddress
-import math
 import re
 import socket
 from collections.abc import Callable, Mapping
@@ -25,35 +24,9 @@ from urllib.parse import urlsplit
 
 from dotenv.parser import parse_stream
 
-from . import hubfile, names
+from . import hubfile, names, parsers
 from .errors import Problem, clipped, quoted
-
-
-class Invalid(Exception):
-    """A value a parser refuses: `reason` completes "KEY=value ...", `fix` says what to write."""
-
-    def __init__(self, reason: str, fix: str):
-        super().__init__(reason)
-        self.reason = reason
-        self.fix = fix
-
-
-# Where hosts keep the CA certificates they trust (Debian and Ubuntu; Fedora and RHEL): image
-# builds trust the first that exists unless BUILD_CA_BUNDLE says otherwise, so a network that
-# intercepts HTTPS, whose CA the host already trusts, needs no edit.
-HOST_CA_STORES = (
-    Path("/etc/ssl/certs/ca-certificates.crt"),
-    Path("/etc/pki/tls/certs/ca-bundle.crt"),
-)
-
-
-@dataclass(frozen=True)
-class Context:
-    """What parsers may need beyond the value itself."""
-
-    root: Path
-    cpu_count: int
-    ca_stores: tuple[Path, ...] = HOST_CA_STORES
+from .parsers import Context, Invalid
 
 
 @dataclass(frozen=True)
@@ -150,18 +123,8 @@ class Settings:
         return f"{host}:{self.port}"
 
 
-# Parsers. Each takes the raw text and returns the parsed value or raises Invalid.
-# Numbers are ASCII digits only: str.isdigit() and int() also take superscripts, full-width and
-# other scripts' digits (int() reads full-width 8000 as 8000), and float() takes '1_0' and 'nan'.
-_WHOLE = re.compile(r"[0-9]+")
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
-
-
-def _whole_number(raw: str) -> int | None:
-    """The whole number `raw` writes in ASCII digits, or None."""
-    return int(raw) if _WHOLE.fullmatch(raw) else None
-
-
+# Parsers. Each takes the raw text and returns the parsed value or raises Invalid (those the
+# roster shares are in parsers.py).
 def _hub_name(raw: str, _: Context) -> str:
     problem = names.hub_name_problem(raw)
     if problem:
@@ -171,7 +134,7 @@ def _hub_name(raw: str, _: Context) -> str:
 
 def _port(raw: str, _: Context) -> int:
     fix = "use a whole number from 1 to 65535, e.g. PORT=8000"
-    value = _whole_number(raw)
+    value = parsers.whole_number(raw)
     if value is None:
         raise Invalid("is not a port number", fix)
     if not 1 <= value <= 65535:
@@ -219,30 +182,9 @@ def _hub_db(raw: str, _: Context) -> str:
     return value
 
 
-# A Docker image reference: [registry[:port]/]path[:tag][@digest], simplified from the reference
-# grammar enough to refuse what Docker would refuse.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_IMAGE = re.compile(
-    rf"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
-)
-
-
-def _image(example: str) -> Callable[[str, Context], str]:
-    def parse(raw: str, _: Context) -> str:
-        if not _IMAGE.fullmatch(raw):
-            raise Invalid(
-                "is not a Docker image name",
-                f"use NAME or NAME:TAG in lowercase, e.g. {example}",
-            )
-        return raw
-
-    return parse
-
-
 def _notebook_image(raw: str, ctx: Context) -> str:
     """Empty: this hub's own (filled in once HUB_NAME is known), else the name given."""
-    return raw and _image(f"NOTEBOOK_IMAGE={names.notebook_image('physics')}")(raw, ctx)
+    return raw and parsers.image(f"NOTEBOOK_IMAGE={names.notebook_image('physics')}")(raw, ctx)
 
 
 def _ca_bundle(raw: str, ctx: Context) -> Path | None:
@@ -273,37 +215,6 @@ def _pem_file(raw: str, ctx: Context, kind: str, marker: str, fix: str) -> Path:
     if marker not in text:
         raise Invalid(f"names {clipped(str(path))}, which holds no PEM {kind}", fix)
     return path
-
-
-_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?) *([kmgt]?)(?:i?b)?", re.IGNORECASE | re.ASCII)
-_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-MEM_LIMIT_MIN = 128 * 1024**2
-
-
-def _mem_limit(raw: str, _: Context) -> int:
-    fix = "use a size with a unit, e.g. MEM_LIMIT=2G or MEM_LIMIT=512M (M and G are MiB and GiB)"
-    match = _SIZE.fullmatch(raw)
-    if not match:
-        raise Invalid("is not a size", fix)
-    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
-    if size < MEM_LIMIT_MIN:
-        raise Invalid(
-            "is too small: an idle JupyterLab alone needs about 110 MiB",
-            "use at least 128M, e.g. MEM_LIMIT=2G",
-        )
-    return size
-
-
-def _cpu_limit(raw: str, ctx: Context) -> float:
-    value = float(raw) if _DECIMAL.fullmatch(raw) else math.nan
-    if not math.isfinite(value) or value < 0.01:
-        raise Invalid("is not a number of cores", "use a number such as 1 or 0.5")
-    if value > ctx.cpu_count:
-        raise Invalid(
-            f"is more than this server's {ctx.cpu_count} cores (Docker would refuse every server)",
-            f"use at most {ctx.cpu_count}",
-        )
-    return value
 
 
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -384,28 +295,6 @@ def btrfs_quotas(device: str) -> bool | None:
     return (found[0].parent.parent / "qgroups").is_dir()
 
 
-DISK_LIMIT_MIN = 64 * 1024**2
-
-
-def _disk_size(key: str, example: str) -> Callable[[str, Context], int]:
-    def parse(raw: str, _: Context) -> int:
-        match = _SIZE.fullmatch(raw)
-        if not match:
-            raise Invalid(
-                "is not a size",
-                f"use a size with a unit, e.g. {key}={example} (M, G and T are MiB, GiB and TiB)",
-            )
-        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
-        if size < DISK_LIMIT_MIN:
-            raise Invalid(
-                "is too small: JupyterLab keeps its settings and history in a home",
-                f"use at least 64M, e.g. {key}={example}",
-            )
-        return size
-
-    return parse
-
-
 def _is_dir(path: Path) -> bool:
     try:
         return path.is_dir()
@@ -459,7 +348,7 @@ def _pem(kind: str, marker: str) -> Callable[[str, Context], Path | None]:
 
 
 def _rate(raw: str, _: Context) -> int:
-    value = _whole_number(raw)
+    value = parsers.whole_number(raw)
     if value is None or not 1 <= value <= 10_000:
         raise Invalid("is not a number of attempts", "use a whole number, e.g. LOGIN_RATE_LIMIT=10")
     return value
@@ -582,7 +471,7 @@ def _client_id(raw: str, _: Context) -> str:
 
 def _whole(key: str, low: int, high: int, example: int) -> Callable[[str, Context], int]:
     def parse(raw: str, _: Context) -> int:
-        value = _whole_number(raw)
+        value = parsers.whole_number(raw)
         if value is None or not low <= value <= high:
             raise Invalid(f"is not a whole number from {low} to {high}",
                           f"e.g. {key}={example}")  # fmt: skip
@@ -605,7 +494,7 @@ PIDS_LIMIT_MIN = 64
 
 def _pids_limit(raw: str, _: Context) -> int:
     fix = "use a whole number of at least 64, e.g. PIDS_LIMIT=1024"
-    value = _whole_number(raw)
+    value = parsers.whole_number(raw)
     if value is None:
         raise Invalid("is not a whole number", fix)
     if value < PIDS_LIMIT_MIN:
@@ -613,32 +502,9 @@ def _pids_limit(raw: str, _: Context) -> int:
     return value
 
 
-# For the roster's per-user and per-group limits (mem=, cpu=), checked the same way.
-parse_mem_limit = _mem_limit
-parse_cpu_limit = _cpu_limit
-parse_image = _image("image=classhub-gpu:latest")
-parse_disk_limit = _disk_size("disk", "5G")
-
-_DURATION = re.compile(r"([0-9]+) *([smhd]?)", re.IGNORECASE | re.ASCII)
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(raw: str, _: Context) -> int:
-    match = _DURATION.fullmatch(raw)
-    if not match:
-        raise Invalid(
-            "is not a duration",
-            "use seconds or a number with s, m, h or d, e.g. CULL_IDLE_TIMEOUT=1h; 0 never stops idle servers",
-        )
-    return int(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
-
-
-parse_duration = _duration  # for invoke prewarm --hold
-
-
 def _lockout(raw: str, ctx: Context) -> int:
     try:
-        return _duration(raw, ctx)
+        return parsers.duration(raw, ctx)
     except Invalid as bad:
         raise Invalid(
             bad.reason, "use seconds or a number with s, m, h or d, e.g. LOCKOUT=10m"
@@ -654,17 +520,17 @@ FIELDS: tuple[Field, ...] = (
     Field("ADMIN_USER", "admin_user", "hub-admin", _user_name),
     Field("HUB_DB", "hub_db", "sqlite", _hub_db),
     Field("NOTEBOOK_IMAGE", "notebook_image", "", _notebook_image),
-    Field("BASE_IMAGE", "base_image", "debian:bookworm-slim", _image("BASE_IMAGE=debian:bookworm-slim")),
+    Field("BASE_IMAGE", "base_image", "debian:bookworm-slim", parsers.image("BASE_IMAGE=debian:bookworm-slim")),
     Field("BUILD_CA_BUNDLE", "build_ca_bundle", "host", _ca_bundle),
-    Field("MEM_LIMIT", "mem_limit", "2G", _mem_limit),
-    Field("CPU_LIMIT", "cpu_limit", "1", _cpu_limit),
+    Field("MEM_LIMIT", "mem_limit", "2G", parsers.mem_limit),
+    Field("CPU_LIMIT", "cpu_limit", "1", parsers.cpu_limit),
     Field("PIDS_LIMIT", "pids_limit", "1024", _pids_limit),
     Field("SHARED_DATA", "shared_data", "", _shared_data),
     Field("DISK_STORE", "disk_store", "", _disk_store),
-    Field("DISK_LIMIT", "disk_limit", "5G", _disk_size("DISK_LIMIT", "5G")),
-    Field("GROUP_DISK_LIMIT", "group_disk_limit", "10G", _disk_size("GROUP_DISK_LIMIT", "10G")),
+    Field("DISK_LIMIT", "disk_limit", "5G", parsers.disk_size("DISK_LIMIT", "5G")),
+    Field("GROUP_DISK_LIMIT", "group_disk_limit", "10G", parsers.disk_size("GROUP_DISK_LIMIT", "10G")),
     Field("ADMIN_SEES_USERS", "admin_sees_users", "false", _bool),
-    Field("CULL_IDLE_TIMEOUT", "cull_idle_timeout", "1h", _duration),
+    Field("CULL_IDLE_TIMEOUT", "cull_idle_timeout", "1h", parsers.duration),
     Field("CULL_BUSY", "cull_busy", "false", _bool),
     Field("BACKUP_DIR", "backup_dir", "backups", _backup_dir),
     Field("PROXY", "proxy", "none", _proxy),

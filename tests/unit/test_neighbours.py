@@ -19,7 +19,8 @@ def test_a_free_port_has_no_holder_and_a_listening_one_names_its_program():
 
 def test_a_hub_with_user_subdomains_needs_its_host_and_the_hosts_under_it_to_itself():
     from classhub.neighbours import HubInfo, _origin_problems
-    from classhub.settings import Context, load_settings
+    from classhub.parsers import Context
+    from classhub.settings import load_settings
     from tests.conftest import PROJECT
 
     def settings(url: str, subdomains: bool):

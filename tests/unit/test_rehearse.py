@@ -63,8 +63,9 @@ def test_the_timeline_has_a_line_per_student(tmp_path):
 
 
 def test_with_user_subdomains_rehearsal_students_open_the_public_url_at_the_hubs_address():
+    from classhub.parsers import Context
     from classhub.rehearse import student_url
-    from classhub.settings import Context, load_settings
+    from classhub.settings import load_settings
     from tests.conftest import PROJECT
 
     def url(env: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from classhub.parsers import Context
 from classhub.roster import (
     Limits,
     User,
@@ -13,7 +14,6 @@ from classhub.roster import (
     with_tokens,
     without_line,
 )
-from classhub.settings import Context
 from tests.conftest import PROJECT
 
 

@@ -10,8 +10,9 @@ import pytest
 from classhub import secrets
 from classhub.errors import UserError
 from classhub.files import ensure_private_dir
+from classhub.parsers import Context
 from classhub.paths import Paths
-from classhub.settings import Context, load_settings
+from classhub.settings import load_settings
 
 
 def settings(text: str = ""):
