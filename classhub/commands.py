@@ -34,6 +34,7 @@ from . import (
     plan,
     render,
     stack,
+    userlist,
     wait,
 )
 from . import engine as engine_mod
@@ -41,18 +42,13 @@ from . import prewarm as prewarm_mod
 from . import rehearse as rehearse_mod
 from .config import Config
 from .console import Output, human_size
-from .errors import ConfigError, UserError, quoted
-from .files import file_mode, write_atomic
+from .errors import UserError, quoted
 from .paths import Paths
 from .plan import Step
 from .roster import (
     ADMIN_WORD,
-    GROUP_WORD,
     Roster,
     did_you_mean,
-    parse_userlist,
-    with_tokens,
-    without_line,
 )
 from .settings import Settings
 
@@ -255,7 +251,8 @@ def add_user(
     have = (list(user.groups) + ([ADMIN_WORD] if user.admin else [])) if user else []
     tokens = [t for t in dict.fromkeys(wanted) if t not in have]
     if user is None or tokens:
-        _edit_userlist(paths, cfg, environ, who, user.line if user else None, tokens)
+        text = userlist.with_user(userlist.read(paths), user.line if user else None, who, tokens)
+        _write_userlist(paths, cfg, environ, text)
         out.info(
             f"userlist: {'added' if user is None else 'updated'} {who} {' '.join(tokens)}".rstrip()
         )
@@ -292,15 +289,8 @@ def add_group(
     unknown = [m for m in who if cfg.roster.get(m) is None]
     if unknown:
         raise UserError(_not_on_roster(cfg.roster, unknown))
-    original = text = paths.userlist.read_text(encoding="utf-8-sig")
-    added = []
-    for member in dict.fromkeys(who):
-        user = _parse_or_fail(cfg, text).user(member)  # line numbers as of the latest edit
-        if group not in user.groups:
-            text = with_tokens(text, user.line, member, [group])
-            added.append(member)
-    if not who and group not in cfg.roster.groups():
-        text = with_tokens(text, None, GROUP_WORD, [group])
+    original = userlist.read(paths)
+    text, added = userlist.with_group(original, cfg.settings.admin_user, group, who)
     if text == original:
         out.info(f"userlist: group {group} already has these members; nothing to add.")
     else:
@@ -398,7 +388,7 @@ def remove_user(
             f"{paths.show(cfg.env_path)} first"
         )
     if user is not None and user.line is not None:
-        text = without_line(paths.userlist.read_text(encoding="utf-8-sig"), user.line)
+        text = userlist.without_line(userlist.read(paths), user.line)
         _write_userlist(paths, cfg, environ, text)
         out.info(f"userlist: removed {who} (line {user.line})")
     else:
@@ -423,28 +413,11 @@ def remove_user(
     out.info(f"Deleted {volume}.")
 
 
-def _edit_userlist(
-    paths: Paths, cfg: Config, environ: Mapping[str, str], who: str, line, tokens: list[str]
-) -> None:
-    problem = names.name_problem(who)
-    if problem:
-        raise UserError(f"user name {who!r} {problem}; {names.NAME_RULE}")
-    text = with_tokens(paths.userlist.read_text(encoding="utf-8-sig"), line, who, tokens)
-    _write_userlist(paths, cfg, environ, text)
-
-
 def _write_userlist(paths: Paths, cfg: Config, environ: Mapping[str, str], text: str) -> None:
     """Replace userlist with `text` once it parses and an engine answers, so nothing is half done."""
-    _parse_or_fail(cfg, text)
+    userlist.checked(text, cfg.settings.admin_user)
     engine_mod.connect(environ)
-    write_atomic(paths.userlist, text, mode=file_mode(paths.userlist))
-
-
-def _parse_or_fail(cfg: Config, text: str) -> Roster:
-    roster, problems, _ = parse_userlist(text, cfg.settings.admin_user)
-    if roster is None:
-        raise ConfigError(problems)
-    return roster
+    userlist.write(paths, text, cfg.settings.admin_user)
 
 
 def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:

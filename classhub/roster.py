@@ -375,24 +375,6 @@ def _image_clashes(
     return problems
 
 
-def with_tokens(text: str, line: int | None, name: str, tokens: list[str]) -> str:
-    """`text` with `tokens` added to the user's line (kept before any comment), or a new line."""
-    lines = text.splitlines()
-    if line is None:
-        body = text if text.endswith("\n") or not text else text + "\n"
-        return body + " ".join([name, *tokens]) + "\n"
-    code, sep, comment = lines[line - 1].partition("#")
-    lines[line - 1] = " ".join([code.rstrip(), *tokens]) + (f"  #{comment}" if sep else "")
-    return "\n".join(lines) + "\n"
-
-
-def without_line(text: str, line: int) -> str:
-    """`text` without line `line` (1-based), e.g. a user taken off the roster."""
-    lines = text.splitlines()
-    del lines[line - 1]
-    return "\n".join(lines) + ("\n" if lines else "")
-
-
 def _with_admin(users: list[User], admin_user: str) -> list[User]:
     """ADMIN_USER is always on the roster and always an admin."""
     for i, user in enumerate(users):

@@ -11,9 +11,8 @@ from classhub.roster import (
     closest,
     edits,
     parse_userlist,
-    with_tokens,
-    without_line,
 )
+from classhub.userlist import with_tokens, without_line
 from tests.conftest import PROJECT
 
 
