@@ -194,11 +194,12 @@ def backup(c, users="", to=""):
         commands.backup(PATHS, os.environ, Output(), users, to)
 
 
-@task(help={"folder": "a folder written by invoke backup"})
-def restore(c, folder):
+@task(help={"folder": "a folder written by invoke backup",
+            "dry_run": "check the backup and print the plan; change nothing"})  # fmt: skip
+def restore(c, folder, dry_run=False):
     """Recreate this hub from a backup (on a new server, or after invoke destroy); checks it first."""
     with user_errors():
-        commands.restore(PATHS, os.environ, Output(), folder)
+        commands.restore(PATHS, os.environ, Output(), folder, dry_run)
 
 
 @task

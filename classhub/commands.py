@@ -501,8 +501,11 @@ def _backup(
     return target
 
 
-def restore(paths: Paths, environ: Mapping[str, str], out: Output, folder: str) -> None:
-    """Recreate this hub from a backup on an engine that does not have it (or after destroy)."""
+def restore(
+    paths: Paths, environ: Mapping[str, str], out: Output, folder: str, dry_run: bool = False
+) -> None:
+    """Recreate this hub from a backup on an engine that does not have it (or after destroy): the
+    backup checked, then a plan (printed; with `dry_run` only printed) applied step by step."""
     source = Path(folder).resolve()
     manifest = backup_mod.verify(
         source, lambda label, done, total: out.progress(label, done, total)
@@ -518,50 +521,76 @@ def restore(paths: Paths, environ: Mapping[str, str], out: Output, folder: str) 
             "another engine. Nothing was changed"
         )
     if not manifest.complete:
-        _restore_volumes(client, source, manifest, out, load(paths, environ, out))
-        out.info(f"Restored the homes of {', '.join(manifest.users)}. They appear in their "
-                 "servers at the next start.")  # fmt: skip
+        homes = _restore_volumes_step(client, source, manifest, out, load(paths, environ, out))
+        out.info()
+        out.info(plan.table([homes]))
+        out.info()
+        if _apply_unless_dry([homes], out, dry_run):
+            out.info(f"Restored the homes of {', '.join(manifest.users)}. They appear in their "
+                     "servers at the next start.")  # fmt: skip
         return
     saved = Paths.at(source / backup_mod.CHECKOUT)
-    cfg = load(saved, environ, out)
+    cfg = load(saved, environ, out)  # the backup's settings: those restored
     if (cfg.settings.hub_name, cfg.settings.hub_db) != (manifest.hub, manifest.database):
         raise UserError(f"HUB_NAME={cfg.settings.hub_name} and HUB_DB={cfg.settings.hub_db} (the "
                         f"environment overrides the backup's .env) differ from the backup's hub "
                         f"{manifest.hub} and its {manifest.database} database; unset them. "
                         "Nothing was changed")  # fmt: skip
     _refuse_conflicts(client, paths, cfg)
-    out.info("-> settings, roster and secrets: put in the checkout")
-    backup_mod.restore_checkout(source, manifest, paths, out.info)
-    cfg = load(paths, environ, out)
-    steps, _ = deploy.image_steps(paths, cfg.settings, client, out.info)
-    plan.apply(steps, out.info)
-    _restore_volumes(client, source, manifest, out, cfg)
-    out.info(f"-> hub database ({manifest.database}): restored from the backup")
-    copy = backup_mod.database_copy(source, manifest)
-    if manifest.database == "postgres":
-        deploy.start_database(paths, cfg, client, out.info)
-        database.restore_postgres(client, manifest.hub, copy)
-    else:
-        database.restore_sqlite(client, manifest.hub, copy)
-    out.info("Now the rest of setup, as invoke setup does it:")
-    setup(paths, environ, out)
+
+    def images() -> None:
+        restored = load(paths, environ, out)
+        plan.apply(deploy.image_steps(paths, restored.settings, client, out.info)[0], out.info)
+
+    def rest_of_setup() -> None:
+        setup(paths, environ, out)
+
+    def hub_database() -> None:
+        copy = backup_mod.database_copy(source, manifest)
+        if manifest.database == "postgres":
+            deploy.start_database(paths, load(paths, environ, out), client, out.info)
+            database.restore_postgres(client, manifest.hub, copy)
+        else:
+            database.restore_sqlite(client, manifest.hub, copy)
+
+    checkout = [f for f in manifest.files if f.startswith(backup_mod.CHECKOUT + "/")]
+    steps = [
+        Step("settings, roster and secrets", f"{len(checkout)} file(s) in the backup",
+             "put in the checkout (a file that differs is kept as NAME.before-restore)",
+             lambda: backup_mod.restore_checkout(source, manifest, paths, out.info)),
+        Step("images", "as the backup's settings name them",
+             "build those missing or out of date (as invoke build)", images),
+        _restore_volumes_step(client, source, manifest, out, cfg),
+        Step(f"hub database ({manifest.database})", "in the backup", "restore", hub_database),
+        Step("the rest of setup", "", "as invoke setup does it", rest_of_setup),
+    ]  # fmt: skip
+    out.info()
+    out.info(plan.table(steps))
+    out.info()
+    _apply_unless_dry(steps, out, dry_run)
 
 
-def _restore_volumes(
+def _restore_volumes_step(
     client, source: Path, manifest: backup_mod.Manifest, out: Output, cfg: Config
-) -> None:
-    """Each volume of the backup, filled from its archive; a home or group folder goes into
-    DISK_STORE (when set) with the size the roster gives it, else DISK_LIMIT or GROUP_DISK_LIMIT."""
+) -> Step:
+    """Each volume of the backup, made and filled from its archive; a home or group folder goes
+    into DISK_STORE (when set) with the size the roster gives it, else DISK_LIMIT or
+    GROUP_DISK_LIMIT."""
     total = len(manifest.volumes)
     settings = cfg.settings
     sizes = {name: size for name, (_, size) in disks.wanted(settings, cfg.roster).items()}
     defaults = {"user": settings.disk_limit, "group": settings.group_disk_limit}
-    for index, (volume, kind) in enumerate(sorted(manifest.volumes.items()), 1):
-        archive = source / backup_mod.VOLUMES / f"{volume}.tar.gz"
-        size = sizes.get(volume, defaults.get(kind))
-        store = settings.disk_store if size is not None else ""
-        backup_mod.restore_volume(client, manifest.hub, volume, kind, archive, store, size or 0)
-        out.progress("restoring volumes", index, total)
+
+    def run() -> None:
+        for index, (volume, kind) in enumerate(sorted(manifest.volumes.items()), 1):
+            archive = source / backup_mod.VOLUMES / f"{volume}.tar.gz"
+            size = sizes.get(volume, defaults.get(kind))
+            store = settings.disk_store if size is not None else ""
+            backup_mod.restore_volume(client, manifest.hub, volume, kind, archive, store, size or 0)
+            out.progress("restoring volumes", index, total)
+
+    where = f", homes and group folders into {settings.disk_store}" if settings.disk_store else ""
+    return Step(f"{total} volume(s)", "missing on this engine", f"create and fill{where}", run)
 
 
 def archive(paths: Paths, environ: Mapping[str, str], out: Output) -> Path:

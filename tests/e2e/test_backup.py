@@ -145,6 +145,12 @@ def test_backup_destroy_restore_brings_back_every_login_and_file(hub: Hub, small
     assert str(tarball) in refused.stderr and "damaged" in refused.stderr, refused.stderr
     assert volumes(hub, name) == set() and not (clone.root / ".env").exists()
 
+    # A dry run checks the backup and shows the plan; it makes nothing.
+    dry = invoke(clone, "restore", str(folder), "--dry-run", env=engine_environ(), timeout=300)
+    assert dry.returncode == 0 and "Dry run: nothing was changed" in dry.stdout, dry.stdout
+    assert "hub database (sqlite)" in dry.stdout and "the rest of setup" in dry.stdout
+    assert volumes(hub, name) == set() and not (clone.root / ".env").exists()
+
     restored = invoke(clone, "restore", str(folder), env=engine_environ(), timeout=900)
     assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
     assert (clone.root / "userlist.before-restore").read_text() == "hub-admin admin\n"
