@@ -77,12 +77,18 @@ _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 MEM_LIMIT_MIN = 128 * 1024**2
 
 
-def mem_limit(raw: str, _: Context) -> int:
-    fix = "use a size with a unit, e.g. MEM_LIMIT=2G or MEM_LIMIT=512M (M and G are MiB and GiB)"
+def _bytes(raw: str, fix: str) -> int:
+    """The size `raw` writes (a number, then K, M, G or T: units of 1024), else Invalid."""
     match = _SIZE.fullmatch(raw)
     if not match:
         raise Invalid("is not a size", fix)
-    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def mem_limit(raw: str, _: Context) -> int:
+    size = _bytes(
+        raw, "use a size with a unit, e.g. MEM_LIMIT=2G or MEM_LIMIT=512M (M and G are MiB and GiB)"
+    )
     if size < MEM_LIMIT_MIN:
         raise Invalid(
             "is too small: an idle JupyterLab alone needs about 110 MiB",
@@ -108,13 +114,9 @@ DISK_LIMIT_MIN = 64 * 1024**2
 
 def disk_size(key: str, example: str) -> Callable[[str, Context], int]:
     def parse(raw: str, _: Context) -> int:
-        match = _SIZE.fullmatch(raw)
-        if not match:
-            raise Invalid(
-                "is not a size",
-                f"use a size with a unit, e.g. {key}={example} (M, G and T are MiB, GiB and TiB)",
-            )
-        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+        size = _bytes(
+            raw, f"use a size with a unit, e.g. {key}={example} (M, G and T are MiB, GiB and TiB)"
+        )
         if size < DISK_LIMIT_MIN:
             raise Invalid(
                 "is too small: JupyterLab keeps its settings and history in a home",
