@@ -8,8 +8,8 @@ reach it). A request passes only when `Policy.refusal` finds nothing wrong with 
   image(s), creating, inspecting, starting, stopping and removing containers; and creating the
   home volume of a person not on the roster (OPEN_TO_ALL): named as this hub's user volumes, with
   this hub's user labels, Docker's local driver and no driver options (which could bind a host
-  folder); with `--disk-store` the proxy itself makes the home's folder in the store, with the
-  size `--disk-limit` (classhub_hub.diskstore), and adds the options that bind it;
+  folder); with DISK_STORE the proxy itself makes the home's folder in the store, DISK_LIMIT in
+  size (classhub_hub.diskstore), and adds the options that bind it;
 - a container may be acted on only when it is one of this hub's user containers (its labels say
   so); one that does not exist gets Docker's own 404, so DockerSpawner sees a missing server;
 - a container is created only as a hardened user container of this hub, named as the hub file
@@ -19,7 +19,7 @@ reach it). A request passes only when `Policy.refusal` finds nothing wrong with 
   labels, an allowed image, the hub's network, every capability dropped, `no-new-privileges` and
   no other security option, a read-only root filesystem with only classhub's tmpfs at /tmp, pids,
   memory and CPU limits, no swap, and as mounts only this hub's
-  user and group volumes (and the shared data named with --shared), plainly, in the home. Any
+  user and group volumes (and SHARED_DATA), plainly, in the home. Any
   other key is refused, one that Docker knows (privileged mode, namespaces, devices, ports, a
   mount's driver or bind options, unmasked paths, a cgroup parent) or one it adds later.
 
