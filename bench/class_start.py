@@ -144,7 +144,7 @@ def memory_and_limit(client, paths, hub: str, size: int) -> dict:
         cpu.append(stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9)
     hub_stats = client.containers.get(names.hub_container(hub)).stats(stream=False)
     started = time.monotonic()
-    client.containers.run(names.HUB_IMAGE, ["true"], entrypoint=[], remove=True)
+    client.containers.run(names.hub_image(hub), ["true"], entrypoint=[], remove=True)
     container_start = time.monotonic() - started
     run(paths, "down")
     run(paths, "up")

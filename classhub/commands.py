@@ -792,10 +792,18 @@ def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     missing = [
         what
         for what, ref in (
-            ("hub image", names.HUB_IMAGE),
+            ("hub image", names.hub_image(cfg.settings.hub_name)),
             ("notebook image", cfg.settings.notebook_image),
-            *([("database image", names.DB_IMAGE)] if cfg.settings.hub_db == "postgres" else []),
-            *([("nginx image", names.NGINX_IMAGE)] if cfg.settings.proxy == "nginx" else []),
+            *(
+                [("database image", names.db_image(cfg.settings.hub_name))]
+                if cfg.settings.hub_db == "postgres"
+                else []
+            ),
+            *(
+                [("nginx image", names.nginx_image(cfg.settings.hub_name))]
+                if cfg.settings.proxy == "nginx"
+                else []
+            ),
         )
         if images.find(client, ref) is None
     ]

@@ -50,7 +50,7 @@ def volume_helper(client: docker.DockerClient, hub: str, volume: str, mode: str)
     """A container created (never started) with `volume` at /v: Docker's archive API reads and
     writes the volume through it, and no program runs on its files."""
     container = client.containers.create(
-        names.HUB_IMAGE, ["true"], entrypoint=[], network_disabled=True,
+        names.hub_image(hub), ["true"], entrypoint=[], network_disabled=True,
         volumes={volume: {"bind": "/v", "mode": mode}}, labels=names.labels(hub, "helper"),
     )  # fmt: skip
     try:
@@ -91,7 +91,7 @@ def save_sqlite(client: docker.DockerClient, hub: str, folder: Path) -> Path:
     """A consistent copy of the hub's sqlite database in `folder`, taken while the hub runs."""
     try:
         client.containers.run(
-            names.HUB_IMAGE, ["python3", "-c", SQLITE_BACKUP], entrypoint=[],
+            names.hub_image(hub), ["python3", "-c", SQLITE_BACKUP], entrypoint=[],
             volumes={names.hub_data_volume(hub): {"bind": "/data", "mode": "rw"},
                      str(folder): {"bind": "/out", "mode": "rw"}},
             network_disabled=True, remove=True, labels=names.labels(hub, "backup"),
@@ -192,7 +192,7 @@ def move_to_postgres(client: docker.DockerClient, paths: Paths, hub: str) -> str
                "sqlite:////data/jupyterhub.sqlite", "--target-host", names.db_container(hub),
                "--password-file", "/run/classhub/postgres_password"]  # fmt: skip
     container = client.containers.create(
-        names.HUB_IMAGE, command, entrypoint=[], network=names.db_network(hub),
+        names.hub_image(hub), command, entrypoint=[], network=names.db_network(hub),
         volumes={names.hub_data_volume(hub): {"bind": "/data", "mode": "rw"},
                  secret: {"bind": "/run/classhub/postgres_password", "mode": "ro"}},
         **hubfile.HARDENING, labels=names.labels(hub, "db-move"),
@@ -210,7 +210,7 @@ def move_to_postgres(client: docker.DockerClient, paths: Paths, hub: str) -> str
             "The copy's log:\n" + "\n".join("   " + line for line in log.strip().splitlines()[-15:])
         )
     client.containers.run(
-        names.HUB_IMAGE, ["mv", f"/data/{SQLITE_FILE}", f"/data/{MOVED}"], entrypoint=[],
+        names.hub_image(hub), ["mv", f"/data/{SQLITE_FILE}", f"/data/{MOVED}"], entrypoint=[],
         volumes={names.hub_data_volume(hub): {"bind": "/data", "mode": "rw"}},
         network_disabled=True, remove=True, labels=names.labels(hub, "db-move"),
     )  # fmt: skip
@@ -228,7 +228,7 @@ def _schema_command(client: docker.DockerClient, paths: Paths, settings, command
     network = {"network": names.db_network(hub)} if settings.hub_db == "postgres" else {
         "network_disabled": True}  # fmt: skip
     container = client.containers.create(
-        names.HUB_IMAGE, ["python3", "-m", "classhub_hub.dbschema", command], entrypoint=[],
+        names.hub_image(hub), ["python3", "-m", "classhub_hub.dbschema", command], entrypoint=[],
         volumes=service.kwargs["volumes"], **hubfile.HARDENING,
         labels=names.labels(hub, "db-schema"), **network,
     )  # fmt: skip

@@ -525,14 +525,28 @@ def image_steps(
         steps.append(Step(f"base image {settings.base_image}", base_state))
 
     ca = images.ca_bundle(settings)
-    hub_step = _image_step(client, paths, images.hub_spec(paths), ca, base_ref, chosen, echo)
+    hub_step = _image_step(
+        client, paths, images.hub_spec(paths, settings.hub_name), ca, base_ref, chosen, echo
+    )
     notebook = images.notebook_spec(paths, settings)
     steps += [hub_step, _image_step(client, paths, notebook, ca, base_ref, chosen, echo)]
     if settings.hub_db == "postgres":
-        steps.append(_image_step(client, paths, images.db_spec(paths), ca, base_ref, chosen, echo))
+        steps.append(
+            _image_step(
+                client, paths, images.db_spec(paths, settings.hub_name), ca, base_ref, chosen, echo
+            )
+        )
     if settings.proxy == "nginx":
         steps.append(
-            _image_step(client, paths, images.nginx_spec(paths), ca, base_ref, chosen, echo)
+            _image_step(
+                client,
+                paths,
+                images.nginx_spec(paths, settings.hub_name),
+                ca,
+                base_ref,
+                chosen,
+                echo,
+            )
         )
     return steps, hub_step.changes
 

@@ -70,7 +70,7 @@ def helper(client: docker.DockerClient, hub: str, store: str, *args: str):
     with the store mounted at its own path; its JSON answer."""
     try:
         out = client.containers.run(
-            names.HUB_IMAGE,
+            names.hub_image(hub),
             ["python3", "-m", "classhub_hub.diskstore", store, *args],
             entrypoint=[],
             volumes={store: {"bind": store, "mode": "rw"}},
@@ -82,7 +82,9 @@ def helper(client: docker.DockerClient, hub: str, store: str, *args: str):
             remove=True,
         )
     except docker.errors.ImageNotFound:
-        raise UserError(f"the hub image {names.HUB_IMAGE} is missing; run invoke setup") from None
+        raise UserError(
+            f"the hub image {names.hub_image(hub)} is missing; run invoke setup"
+        ) from None
     except docker.errors.ContainerError as exc:
         raise UserError(f"DISK_STORE {store}: {engine.container_said(exc) or exc}") from None
     return json.loads(out)

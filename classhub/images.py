@@ -49,7 +49,7 @@ class ImageSpec:
     files: tuple[tuple[str, Path], ...]  # (path inside the context, source file)
 
 
-def hub_spec(paths: Paths) -> ImageSpec:
+def hub_spec(paths: Paths, hub_name: str) -> ImageSpec:
     hub = paths.root / "hub"
     package = Path(hubfile.__file__).parent
     files = [
@@ -67,7 +67,7 @@ def hub_spec(paths: Paths) -> ImageSpec:
         for p in sorted((hub / "classhub_hub").rglob("*"))
         if p.suffix in (".py", ".html") and "__pycache__" not in p.parts
     ]
-    return ImageSpec("hub image", names.HUB_IMAGE, "hub/Dockerfile", tuple(files))
+    return ImageSpec("hub image", names.hub_image(hub_name), "hub/Dockerfile", tuple(files))
 
 
 # singleuser/classhub_notebook/: the server extension, the kernels' module and their config files.
@@ -100,18 +100,18 @@ def notebook_spec(paths: Paths, settings: Settings) -> ImageSpec:
     )
 
 
-def db_spec(paths: Paths) -> ImageSpec:
+def db_spec(paths: Paths, hub_name: str) -> ImageSpec:
     """The PostgreSQL image (HUB_DB=postgres)."""
     folder = paths.root / "db"
     files = (("db/Dockerfile", folder / "Dockerfile"),
              ("db/start-postgres", folder / "start-postgres"))  # fmt: skip
-    return ImageSpec("database image", names.DB_IMAGE, "db/Dockerfile", files)
+    return ImageSpec("database image", names.db_image(hub_name), "db/Dockerfile", files)
 
 
-def nginx_spec(paths: Paths) -> ImageSpec:
+def nginx_spec(paths: Paths, hub_name: str) -> ImageSpec:
     """The bundled front door's image (PROXY=nginx); its configuration is mounted, not built in."""
     files = (("nginx/Dockerfile", paths.root / "nginx" / "Dockerfile"),)
-    return ImageSpec("nginx image", names.NGINX_IMAGE, "nginx/Dockerfile", files)
+    return ImageSpec("nginx image", names.nginx_image(hub_name), "nginx/Dockerfile", files)
 
 
 def ca_bundle(settings: Settings) -> bytes:

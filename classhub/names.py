@@ -162,17 +162,29 @@ def made_for(hub: str, volume: str) -> str | None:
     return None
 
 
+# The images a hub builds from its checkout are its own (tagged with its name): two hubs on one
+# engine whose checkouts differ (another classhub version, a class with other packages) never
+# replace each other's. Docker's cache makes a second hub's build of the same files a retag.
+
+
+def hub_image(hub: str) -> str:
+    return f"classhub-hub:{hub}"
+
+
 def notebook_image(hub: str) -> str:
-    """The class's image a hub builds from its singleuser/ (NOTEBOOK_IMAGE's default): a hub's
-    own, so that two hubs on one engine whose classes install different packages never replace
-    each other's."""
+    """The class's image, from the checkout's singleuser/ (NOTEBOOK_IMAGE's default)."""
     return f"classhub-notebook:{hub}"
 
 
-# Images and labels, shared by every hub on this engine.
-HUB_IMAGE = "classhub-hub:latest"
-DB_IMAGE = "classhub-db:latest"
-NGINX_IMAGE = "classhub-nginx:latest"
+def db_image(hub: str) -> str:
+    return f"classhub-db:{hub}"
+
+
+def nginx_image(hub: str) -> str:
+    return f"classhub-nginx:{hub}"
+
+
+# Shared by every hub on this engine: the Debian base built when none can be pulled, and labels.
 LOCAL_BASE_IMAGE = "classhub-base"  # tagged with the host's Debian codename
 # Every container, network and volume classhub makes carries these, so status, down and tests
 # find exactly one hub's objects.

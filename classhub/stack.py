@@ -304,13 +304,13 @@ def services(client: docker.DockerClient, paths: Paths, settings: Settings) -> l
     address, bridge = hub_address(client, hub), bridge_name(client, hub)
     if address is None or bridge is None:
         raise UserError(f"the network {names.network(hub)} is missing; run invoke setup")
-    image_id = _image_id(client, names.HUB_IMAGE)
+    image_id = _image_id(client, names.hub_image(hub))
     store = settings.disk_store
     module = ["python3", "-m"]
     firewall = Service(
         "firewall",
         {
-            "image": names.HUB_IMAGE,
+            "image": names.hub_image(hub),
             "name": names.firewall_container(hub),
             "command": [*module, "classhub_hub.firewall", "--table", names.firewall_table(hub),
                         "--bridge", bridge, "--hub-ip", address,
@@ -327,7 +327,7 @@ def services(client: docker.DockerClient, paths: Paths, settings: Settings) -> l
     proxy = Service(
         "Docker socket proxy",
         {
-            "image": names.HUB_IMAGE,
+            "image": names.hub_image(hub),
             "name": names.socket_proxy_container(hub),
             # What it allows, it reads from the hub file (re-read when it changes).
             "command": [*module, "classhub_hub.dockerproxy"],
@@ -373,7 +373,7 @@ def _db_service(client, paths: Paths, settings: Settings) -> Service:
     return Service(
         "database",
         {
-            "image": names.DB_IMAGE,
+            "image": names.db_image(hub),
             "name": names.db_container(hub),
             "network": names.db_network(hub),
             "volumes": {names.db_volume(hub): {"bind": "/var/lib/postgresql/data", "mode": "rw"},
@@ -385,7 +385,7 @@ def _db_service(client, paths: Paths, settings: Settings) -> Service:
             **FIRST,
             "labels": names.labels(hub, "db"),
         },
-        inputs=_image_id(client, names.DB_IMAGE),
+        inputs=_image_id(client, names.db_image(hub)),
     )  # fmt: skip
 
 
@@ -405,7 +405,7 @@ def _nginx_service(client, paths: Paths, settings: Settings, address: str) -> Se
     return Service(
         "nginx",
         {
-            "image": names.NGINX_IMAGE,
+            "image": names.nginx_image(hub),
             "name": names.nginx_container(hub),
             "network_mode": "host",
             "volumes": {
@@ -420,7 +420,7 @@ def _nginx_service(client, paths: Paths, settings: Settings, address: str) -> Se
             "labels": {**names.labels(hub, "nginx"),
                        neighbours.LABEL_FRONT_PORTS: f"{settings.https_port},{settings.http_port}"},
         },
-        inputs=_image_id(client, names.NGINX_IMAGE) + pair.hexdigest() + conf,
+        inputs=_image_id(client, names.nginx_image(hub)) + pair.hexdigest() + conf,
         files=((conf_path, conf),),
     )  # fmt: skip
 
@@ -482,7 +482,7 @@ def _hub_service(client, paths: Paths, settings: Settings, address: str, image_i
     proxy = f"tcp://{names.socket_proxy_container(hub)}:{hubfile.SOCKET_PROXY_PORT}"
     network = names.network(hub)
     kwargs = {
-        "image": names.HUB_IMAGE,
+        "image": names.hub_image(hub),
         "name": names.hub_container(hub),
         "environment": {"DOCKER_HOST": proxy},
         "network": network,
@@ -692,7 +692,7 @@ def destroy(client: docker.DockerClient, hub: str, echo: Echo) -> int:
         network.remove()
     for volume in found["volumes"]:
         disks.remove(client, volume)
-    if find_image(client, names.HUB_IMAGE) is not None:
+    if find_image(client, names.hub_image(hub)) is not None:
         remove_firewall_rules(client, hub)
     count = sum(len(objects) for objects in found.values())
     echo(f"Removed {count} Docker object(s) of hub {hub}.")
@@ -702,7 +702,7 @@ def destroy(client: docker.DockerClient, hub: str, echo: Echo) -> int:
 def remove_firewall_rules(client: docker.DockerClient, hub: str) -> None:
     """Take the hub's firewall table out of the host's kernel (its firewall container is gone)."""
     client.containers.run(
-        names.HUB_IMAGE,
+        names.hub_image(hub),
         ["sh", "-c", f"nft list table inet {names.firewall_table(hub)} >/dev/null 2>&1 && "
                      f"nft delete table inet {names.firewall_table(hub)}; true"],
         network_mode="host", cap_drop=["ALL"], cap_add=["NET_ADMIN"], remove=True,

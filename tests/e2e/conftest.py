@@ -131,8 +131,9 @@ def sweep(client: docker.DockerClient, hub: str) -> None:
     for volume in client.volumes.list(filters=flt):
         volume.remove(force=True)
     stack.remove_firewall_rules(client, hub)
-    with contextlib.suppress(docker.errors.ImageNotFound):  # its own tag; the layers stay cached
-        client.images.remove(names.notebook_image(hub), noprune=True)
+    for image in (names.hub_image, names.notebook_image, names.db_image, names.nginx_image):
+        with contextlib.suppress(docker.errors.ImageNotFound):  # its own tags; layers stay cached
+            client.images.remove(image(hub), noprune=True)
 
 
 def new_checkout(root: Path, hub: str, port: int, roster: str = ROSTER) -> Paths:
@@ -210,7 +211,7 @@ def hub(tmp_path_factory, docker_client) -> Hub:
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
         hub = Hub(name, paths, port, read_passwords(paths), docker_client)
         hub.figures["setup, cold (s)"] = cold
-        for line in result.stdout.splitlines():  # "   hub image: built classhub-hub:latest in 71s"
+        for line in result.stdout.splitlines():  # "   hub image: built classhub-hub:NAME in 71s"
             if ": built " in line:
                 hub.figures[line.split(":")[0].strip() + " build (s)"] = float(
                     line.rsplit(" in ", 1)[1].rstrip("s")

@@ -197,7 +197,7 @@ def test_add_group_and_add_user_reach_the_running_hub_without_restarts(hub: Hub)
     dockerfile = hub.paths.root / "singleuser" / "Dockerfile"
     original = dockerfile.read_text()
     dockerfile.write_text(original + "# a change the instructor has not built yet\n")
-    images = {tag: hub.client.images.get(tag).id for tag in (names.HUB_IMAGE, hub.image)}
+    images = {tag: hub.client.images.get(tag).id for tag in (names.hub_image(hub.name), hub.image)}
     try:
         _add_people(hub)
     finally:

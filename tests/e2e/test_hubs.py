@@ -48,8 +48,9 @@ def has_termcolor(hub: Hub, image: str) -> bool:
 
 
 def test_each_hub_keeps_the_class_image_it_built(hub: Hub, second):
-    """Issue 22: every checkout built classhub-notebook:latest, so a second hub's setup replaced
-    the image under the first, whose next servers lacked their packages."""
+    """Issue 22: every checkout built classhub-notebook:latest (and classhub-hub:latest), so a
+    second hub's setup replaced the image under the first, whose next servers lacked their
+    packages."""
     name, _, paths = second
     mine, theirs = (
         hub.client.images.get(hub.image),
@@ -63,6 +64,10 @@ def test_each_hub_keeps_the_class_image_it_built(hub: Hub, second):
         assert again.returncode == 0 and "Every image is up to date." in again.stdout, again.stdout
     assert hub.client.images.get(hub.image).id == mine.id
     assert hub.client.images.get(names.notebook_image(name)).id == theirs.id
+    # The hub image too is each hub's own (the same build here: one image under two names).
+    for each in (hub.name, name):
+        running = hub.client.containers.get(names.hub_container(each)).attrs["Config"]["Image"]
+        assert running == names.hub_image(each)
 
 
 def objects(hub: Hub, name: str) -> set[str]:
@@ -176,7 +181,7 @@ def test_hubs_lists_every_hub_and_routes_each_path_through_nginx(hub: Hub, secon
 
 def nft_table_exists(hub: Hub, name: str) -> bool:
     container = hub.client.containers.create(
-        names.HUB_IMAGE, ["nft", "list", "table", "inet", names.firewall_table(name)],
+        names.hub_image(hub.name), ["nft", "list", "table", "inet", names.firewall_table(name)],
         entrypoint=[], network_mode="host", cap_drop=["ALL"], cap_add=["NET_ADMIN"],
     )  # fmt: skip
     try:

@@ -25,10 +25,10 @@ def test_builds_trust_the_hosts_own_ca_store_with_no_edit(hub: Hub):
 
 
 def test_built_images_carry_the_hash_of_their_inputs(hub: Hub):
-    for tag in (names.HUB_IMAGE, hub.image):
+    for tag in (names.hub_image(hub.name), hub.image):
         label = hub.client.images.get(tag).labels.get(names.LABEL_INPUTS)
         assert label and len(label) == 32, tag
-    assert "hub image classhub-hub:latest" in hub.invoke("status").stdout
+    assert f"hub image {names.hub_image(hub.name)}" in hub.invoke("status").stdout
 
 
 def test_a_build_failing_on_certificates_points_at_build_ca_bundle(hub: Hub, tmp_path):

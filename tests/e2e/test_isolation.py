@@ -497,7 +497,9 @@ def test_a_spawn_asking_for_another_image_is_refused(hub: Hub):
     browser = logged_in(hub, "student2")
     if browser.hub_api("GET", "/users/student2").json().get("servers"):
         browser.stop()
-    response = browser.hub_api("POST", "/users/student2/server", json={"image": names.HUB_IMAGE})
+    response = browser.hub_api(
+        "POST", "/users/student2/server", json={"image": names.hub_image(hub.name)}
+    )
     assert response.status_code == 400, (response.status_code, response.text)
     assert "not allowed" in response.json()["message"]
     with pytest.raises(docker.errors.NotFound):
@@ -764,7 +766,7 @@ def test_setup_stops_when_the_firewall_cannot_load_its_rules(hub: Hub):
     """A firewall without NET_ADMIN: the real nft fails, and setup's wait says so and why."""
     other = f"{hub.name}fw"
     container = hub.client.containers.run(
-        names.HUB_IMAGE,
+        names.hub_image(hub.name),
         ["python3", "-m", "classhub_hub.firewall", "--table", names.firewall_table(other),
          "--bridge", "br-none", "--hub-ip", "10.0.0.1", "--port", "8000"],
         name=names.firewall_container(other), network_mode="host", cap_drop=["ALL"],

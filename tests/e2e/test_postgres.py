@@ -50,7 +50,7 @@ def psql(hub: Hub, name: str, query: str) -> str:
 
 def data_volume_files(hub: Hub, name: str) -> list[str]:
     out = hub.client.containers.run(
-        names.HUB_IMAGE, ["ls", "/data"], entrypoint=[], remove=True, network_disabled=True,
+        names.hub_image(name), ["ls", "/data"], entrypoint=[], remove=True, network_disabled=True,
         volumes={names.hub_data_volume(name): {"bind": "/data", "mode": "ro"}},
     )  # fmt: skip
     return out.decode().split()

@@ -44,7 +44,7 @@ def test_setup_upgrades_an_older_database_after_a_backup(hub: Hub, tmp_path):
         assert invoke(paths, "down", env=engine_environ(), timeout=300).returncode == 0
 
         older = hub.client.containers.run(
-            names.HUB_IMAGE, ["python3", "-c", DOWNGRADE], entrypoint=[], remove=True,
+            names.hub_image(name), ["python3", "-c", DOWNGRADE], entrypoint=[], remove=True,
             network_disabled=True,
             volumes={names.hub_data_volume(name): {"bind": "/data", "mode": "rw"}},
         ).decode().split()[-1]  # fmt: skip

@@ -162,4 +162,4 @@ def test_docker_names_and_labels_are_spelled_only_in_names_py():
     assert found == [], "use classhub.names instead:\n" + "\n".join(found)
     # The test can fail: the spelling it looks for is the one names.py uses.
     assert NAME_LITERAL.search(names.user_container("math", "ann").removeprefix("math"))
-    assert NAME_LITERAL.search(names.LABEL_HUB) and NAME_LITERAL.search(names.HUB_IMAGE)
+    assert NAME_LITERAL.search(names.LABEL_HUB) and NAME_LITERAL.search(names.hub_image("math"))
