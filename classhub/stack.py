@@ -692,15 +692,17 @@ def destroy(client: docker.DockerClient, hub: str, echo: Echo) -> int:
         network.remove()
     for volume in found["volumes"]:
         disks.remove(client, volume)
-    if find_image(client, names.hub_image(hub)) is not None:
-        remove_firewall_rules(client, hub)
+    remove_firewall_rules(client, hub)
     count = sum(len(objects) for objects in found.values())
     echo(f"Removed {count} Docker object(s) of hub {hub}.")
     return count
 
 
 def remove_firewall_rules(client: docker.DockerClient, hub: str) -> None:
-    """Take the hub's firewall table out of the host's kernel (its firewall container is gone)."""
+    """Take the hub's firewall table out of the host's kernel (its firewall container is gone).
+    Without the hub's image there is nothing to do: its firewall never ran on this engine."""
+    if find_image(client, names.hub_image(hub)) is None:
+        return
     client.containers.run(
         names.hub_image(hub),
         ["sh", "-c", f"nft list table inet {names.firewall_table(hub)} >/dev/null 2>&1 && "
