@@ -700,7 +700,8 @@ def destroy(client: docker.DockerClient, hub: str, echo: Echo) -> int:
 
 def remove_firewall_rules(client: docker.DockerClient, hub: str) -> None:
     """Take the hub's firewall table out of the host's kernel (its firewall container is gone).
-    Without the hub's image there is nothing to do: its firewall never ran on this engine."""
+    Without the hub's image (never built here, or removed by hand) nothing here can run nft: a
+    table left behind is replaced by the hub's next setup."""
     if find_image(client, names.hub_image(hub)) is None:
         return
     client.containers.run(
