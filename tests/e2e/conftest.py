@@ -232,6 +232,7 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if not report.failed:
         return
-    for name, hub in getattr(item, "funcargs", {}).items():
-        if isinstance(hub, Hub):  # the shared hub, or a hub of a test's own
+    for name, value in getattr(item, "funcargs", {}).items():
+        hub = value if isinstance(value, Hub) else getattr(value, "hub", None)
+        if isinstance(hub, Hub):  # the shared hub, a hub of a test's own, or one a fixture holds
             report.sections.append((f"{name}: hub and user container logs", hub.logs()))

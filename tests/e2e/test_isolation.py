@@ -122,10 +122,10 @@ client = docker.from_env()
 attempts = {{
     "list containers": lambda: client.containers.list(),
     "privileged container": lambda: client.containers.create(
-        "{hub.image}", name="{hub.name}-user-evil", privileged=True,
+        "{hub.image}", name="{hub.name}-user-student1", privileged=True,
         labels={{"classhub.hub": "{hub.name}", "classhub.kind": "user"}}),
     "mount the host": lambda: client.containers.create(
-        "{hub.image}", name="{hub.name}-user-evil", volumes={{"/": {{"bind": "/host"}}}},
+        "{hub.image}", name="{hub.name}-user-student1", volumes={{"/": {{"bind": "/host"}}}},
         labels={{"classhub.hub": "{hub.name}", "classhub.kind": "user"}}),
     "stop the hub": lambda: client.api.stop("{hub.name}"),
     "exec": lambda: client.api.exec_create("{hub.name}-firewall", "true"),
@@ -147,7 +147,8 @@ for what, attempt in attempts.items():
 def test_the_proxy_refuses_a_hardened_container_whose_mount_reaches_the_host(hub: Hub):
     """Issue "Security" 3: a volume whose driver options bind a host folder passed the proxy, as
     its check read a mount's type and source only. Each container here is hardened as a user
-    container must be; only its mount (or unmasked /proc) differs."""
+    container must be, named as a student's and with her image; only its mount (or unmasked
+    /proc) differs."""
     out = exec_in_hub(
         hub,
         f"""
@@ -172,7 +173,7 @@ for what, mounts in attempts.items():
     if what == "MaskedPaths":
         config["MaskedPaths"] = []
     try:
-        api.create_container("{hub.image}", name="{hub.name}-user-evil",
+        api.create_container("{hub.image}", name="{hub.name}-user-student1",
                              labels={{"classhub.hub": "{hub.name}", "classhub.kind": "user"}},
                              host_config=config)
         print(what, "ALLOWED")

@@ -14,6 +14,7 @@ import ssl
 from dataclasses import dataclass
 
 import pytest
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
@@ -109,6 +110,22 @@ def test_every_students_server_is_on_a_host_of_its_own(origins: Origins):
     ann.stop()
 
 
+def open_login(browser, url: str) -> None:
+    """The login page in Chromium. Its first load hung for a minute twice in about ten runs
+    (in CI and here, never reproduced on its own): a second load is tried after 30 s, and what
+    Chromium showed is said if that fails too."""
+    for _ in range(2):
+        browser.get(url)
+        try:
+            WebDriverWait(browser, 30).until(
+                ready.presence_of_element_located((By.ID, "username_input"))
+            )
+            return
+        except TimeoutException:
+            pass
+    raise AssertionError(f"{browser.current_url}: {browser.page_source[:2000]}")
+
+
 def test_a_page_on_a_students_origin_cannot_act_as_the_instructor_who_opens_it(
     origins: Origins, tmp_path
 ):
@@ -123,8 +140,7 @@ def test_a_page_on_a_students_origin_cannot_act_as_the_instructor_who_opens_it(
     wait = WebDriverWait(browser, 60)
     try:
         # The instructor signs in to the hub ...
-        browser.get(hub_url + "hub/login?next=" + f"/{name}/hub/home")
-        wait.until(ready.presence_of_element_located((By.ID, "username_input")))
+        open_login(browser, hub_url + "hub/login?next=" + f"/{name}/hub/home")
         browser.find_element(By.ID, "username_input").send_keys("hub-admin")
         browser.find_element(By.ID, "password_input").send_keys(origins.hub.passwords["hub-admin"])
         browser.find_element(By.ID, "login_submit").click()
