@@ -538,9 +538,14 @@ def restore(
                         "Nothing was changed")  # fmt: skip
     _refuse_conflicts(client, paths, cfg)
 
+    restored: list[Config] = []  # the checkout's config, once its files are back
+
+    def put_back() -> None:
+        backup_mod.restore_checkout(source, manifest, paths, out.info)
+        restored.append(load(paths, environ, out))
+
     def images() -> None:
-        restored = load(paths, environ, out)
-        plan.apply(deploy.image_steps(paths, restored.settings, client, out.info)[0], out.info)
+        plan.apply(deploy.image_steps(paths, restored[0].settings, client, out.info)[0], out.info)
 
     def rest_of_setup() -> None:
         setup(paths, environ, out)
@@ -548,7 +553,7 @@ def restore(
     def hub_database() -> None:
         copy = backup_mod.database_copy(source, manifest)
         if manifest.database == "postgres":
-            deploy.start_database(paths, load(paths, environ, out), client, out.info)
+            deploy.start_database(paths, restored[0], client, out.info)
             database.restore_postgres(client, manifest.hub, copy)
         else:
             database.restore_sqlite(client, manifest.hub, copy)
@@ -556,8 +561,7 @@ def restore(
     checkout = [f for f in manifest.files if f.startswith(backup_mod.CHECKOUT + "/")]
     steps = [
         Step("settings, roster and secrets", f"{len(checkout)} file(s) in the backup",
-             "put in the checkout (a file that differs is kept as NAME.before-restore)",
-             lambda: backup_mod.restore_checkout(source, manifest, paths, out.info)),
+             "put in the checkout (a file that differs is kept as NAME.before-restore)", put_back),
         Step("images", "as the backup's settings name them",
              "build those missing or out of date (as invoke build)", images),
         _restore_volumes_step(client, source, manifest, out, cfg),
