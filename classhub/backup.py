@@ -303,9 +303,16 @@ def restore_volume(
 ) -> None:
     """Create `volume` (labelled as this hub's; in DISK_STORE `store` with the size limit `size`,
     when given) and fill it from `archive`; a volume that fails to fill is removed again (it was
-    new)."""
+    new). A folder of that name already in the store is never written over."""
     if store:
-        made = disks.make(client, hub, store, {volume: (kind, size)})[0]
+        (made,), new_folders = disks.make(client, hub, store, {volume: (kind, size)})
+        if not new_folders:
+            made.remove(force=True)  # the Docker volume only: the folder and its files stay
+            raise UserError(
+                f"{store}/{volume} is already in DISK_STORE, with the files of an earlier "
+                "volume of that name; restore never writes over them. Move the folder away "
+                "(or delete it), then run restore again"
+            )
     else:
         made = client.volumes.create(volume, labels=names.labels(hub, kind))
     try:

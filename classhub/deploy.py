@@ -382,7 +382,8 @@ def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> l
     missing = stack.missing_volumes(client, hub, roster)
     wanted = stack.wanted_volumes(hub, roster)
     store = settings.disk_store
-    sizes = {name: size for name, (_, size) in disks.wanted(settings, roster).items()}
+    limits = disks.wanted(settings, roster)
+    sizes = {name: size for name, (_, size) in limits.items()}
     where = ", size-limited in DISK_STORE" if store else ""
     for kind, label, how in (
         ("user", "user volumes (homes)", "owner 1000:100"),
@@ -399,7 +400,7 @@ def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> l
             steps.append(Step(label, state, f"create {len(todo)} ({how}{where})", run))
         else:
             steps.append(Step(label, state))
-    steps.append(disk_limits_step(client, settings, roster, set(wanted) - set(missing)))
+    steps.append(disk_limits_step(client, settings, limits, set(wanted) - set(missing)))
     shared = settings.shared_data
     if shared and not shared.startswith("/"):
         if shared in stack.volume_names(client):
@@ -414,14 +415,15 @@ def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> l
     return steps
 
 
-def disk_limits_step(client: docker.DockerClient, settings, roster, present: set[str]) -> Step:
+def disk_limits_step(
+    client: docker.DockerClient, settings, sizes: dict[str, tuple[str, int]], present: set[str]
+) -> Step:
     """Whether the homes' and group folders' sizes are enforced, and the limits that differ
-    from the roster's (set in place: no server restarts, no file moves)."""
+    from `sizes` (disks.wanted: set in place, no server restarts, no file moves)."""
     label = "disk limits"
     if not settings.disk_store:
         return Step(label, "not enforced (DISK_STORE is not set; docs/disk-limits.md)")
     hub, store = settings.hub_name, settings.disk_store
-    sizes = disks.wanted(settings, roster)
     volumes = [v for v in client.volumes.list(filters={"label": f"{names.LABEL_HUB}={hub}"})
                if v.name in present]  # fmt: skip
     try:
@@ -443,18 +445,12 @@ def disk_limits_step(client: docker.DockerClient, settings, roster, present: set
         return Step(label, state)
 
     def run() -> None:
-        for where, group in _by_store(volumes, changed).items():
-            disks.prepare(client, hub, where, group)
+        for where, inside in disks.by_store(volumes).items():
+            resized = {name: changed[name] for name in inside if name in changed}
+            if where is not None and resized:
+                disks.prepare(client, hub, where, resized)
 
     return Step(label, state, f"set {len(changed)} size limit(s) from the roster", run)
-
-
-def _by_store(volumes: list, chosen: dict) -> dict[str, dict]:
-    found: dict[str, dict] = {}
-    for volume in volumes:
-        if volume.name in chosen:
-            found.setdefault(disks.store_of(volume) or "", {})[volume.name] = chosen[volume.name]
-    return found
 
 
 def hub_sync_step(

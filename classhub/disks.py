@@ -92,20 +92,20 @@ def helper(client: docker.DockerClient, hub: str, store: str, *args: str):
 
 def prepare(
     client: docker.DockerClient, hub: str, store: str, volumes: Mapping[str, tuple[str, int]]
-) -> None:
+) -> list[str]:
     """Each volume's folder in the store with its size (volume -> (kind, size)): made when
-    missing, its limit set when there (files kept)."""
-    helper(
-        client, hub, store, "make", *(f"{n}={size}:{kind}" for n, (kind, size) in volumes.items())
-    )
+    missing, its limit set when there (files kept). Returns the volumes whose folder it made."""
+    specs = (f"{n}={size}:{kind}" for n, (kind, size) in volumes.items())
+    return [name for name, made in helper(client, hub, store, "make", *specs).items() if made]
 
 
 def make(
     client: docker.DockerClient, hub: str, store: str, volumes: Mapping[str, tuple[str, int]]
-) -> list:
+) -> tuple[list, list[str]]:
     """Each volume's folder in the store (volume -> (kind, size)), then the Docker volume that
-    binds it. Returns the Docker volumes made."""
-    prepare(client, hub, store, volumes)
+    binds it. Returns the Docker volumes made, and the volumes whose folder was new (a folder
+    already in the store, from a volume removed by hand, is bound with its files)."""
+    new_folders = prepare(client, hub, store, volumes)
     made = []
     try:
         for name, (kind, _) in volumes.items():
@@ -116,23 +116,28 @@ def make(
     except docker.errors.DockerException:
         for volume in made:
             volume.remove(force=True)
-        helper(client, hub, store, "remove", *volumes)  # new and empty: nothing is lost
+        if new_folders:  # made just now, so empty: nothing is lost (a folder already there stays)
+            helper(client, hub, store, "remove", *new_folders)
         raise
-    return made
+    return made, new_folders
+
+
+def by_store(volumes: list) -> dict[str | None, list[str]]:
+    """The Docker volumes' names by the store their folder is in (None: Docker's own storage)."""
+    found: dict[str | None, list[str]] = {}
+    for volume in volumes:
+        found.setdefault(store_of(volume), []).append(volume.name)
+    return found
 
 
 def usage(client: docker.DockerClient, hub: str, volumes: list) -> dict[str, dict | None]:
     """Used bytes and limit of each Docker volume's folder: None for one not in a store."""
-    by_store: dict[str, list[str]] = {}
     found: dict[str, dict | None] = {}
-    for volume in volumes:
-        store = store_of(volume)
+    for store, inside in by_store(volumes).items():
         if store is None:
-            found[volume.name] = None
+            found.update(dict.fromkeys(inside))
         else:
-            by_store.setdefault(store, []).append(volume.name)
-    for store, inside in by_store.items():
-        found.update(helper(client, hub, store, "show", *inside))
+            found.update(helper(client, hub, store, "show", *inside))
     return found
 
 

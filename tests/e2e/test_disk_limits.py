@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from classhub import disks, names
+from classhub import backup, disks, names
+from classhub.errors import UserError
 from classhub.student import Browser
 from tests.conftest import invoke, plan_rows
 
@@ -207,3 +208,18 @@ def test_setup_refuses_a_store_that_cannot_limit_and_says_why(hub: Hub, tmp_path
 
 def test_without_a_store_setup_says_plainly_that_nothing_limits_homes(hub: Hub):
     assert disks.NOT_ENFORCED in " ".join(hub.setup_output.split())
+
+
+def test_restore_never_writes_over_nor_deletes_a_folder_already_in_the_store(
+    limited: Hub, store: Path, tmp_path
+):
+    """A folder left in the store (its Docker volume removed by hand) keeps its files: restore
+    refuses to fill it, and does not delete it when it gives up."""
+    volume = names.user_volume(limited.name, "ghost")
+    disks.prepare(limited.client, limited.name, str(store), {volume: ("user", 100 * MiB)})
+    (store / volume / "kept.txt").write_text("an earlier home's file")
+    with pytest.raises(UserError, match="restore never writes over"):
+        backup.restore_volume(limited.client, limited.name, volume, "user",
+                              tmp_path / "unused.tar.gz", str(store), 100 * MiB)  # fmt: skip
+    assert (store / volume / "kept.txt").read_text() == "an earlier home's file"
+    assert volume not in {v.name for v in limited.client.volumes.list()}
