@@ -45,6 +45,11 @@ DB_NAME = DB_USER = "jupyterhub"
 DB_PORT = 5432
 
 
+# Every home, group folder and shared-data volume classhub makes is jovyan's (1000:100); group
+# and shared folders are setgid and group-writable, so every member can edit what another made.
+FOLDER_OWNER = (1000, 100)
+FOLDER_MODES = {"user": 0o755, "group": 0o2775, "shared": 0o2775}
+
 # What every container classhub makes runs with (docker-py's keyword arguments): no capability
 # it does not add back by name, and no privileges gained through setuid programs.
 HARDENING: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}

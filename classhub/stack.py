@@ -44,7 +44,6 @@ from .paths import Paths
 from .roster import Roster
 from .settings import Settings
 
-JOVYAN = "1000:100"
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
@@ -246,8 +245,10 @@ def create_volumes(
     for index, (name, kind) in enumerate(todo.items()):
         where = f"/v/{index}"
         mounts[name] = {"bind": where, "mode": "rw"}
-        mode = "0755" if kind == "user" else "2775"  # group and shared folders: setgid
-        commands.append(f"chown {JOVYAN} {where} && chmod {mode} {where}")
+        uid, gid = hubfile.FOLDER_OWNER
+        commands.append(
+            f"chown {uid}:{gid} {where} && chmod {hubfile.FOLDER_MODES[kind]:o} {where}"
+        )
     try:
         client.containers.run(
             image,

@@ -21,8 +21,6 @@ import sys
 
 from classhub import hubfile
 
-OWNER = (1000, 100)  # jovyan:users, as every home and group folder
-MODES = {"user": 0o755, "group": 0o2775}  # group folders: setgid, writable by the group
 _SUBVOLUME_INODE = 256  # the root folder of a btrfs subvolume always has this inode number
 
 
@@ -60,8 +58,8 @@ def make(store: str, volume: str, limit: int, kind: str) -> bool:
     made = not os.path.lexists(folder)
     if made:
         _btrfs("subvolume", "create", folder)
-        os.chmod(folder, MODES[kind])  # while root owns it (no CAP_FOWNER here)
-        os.chown(folder, *OWNER)
+        os.chmod(folder, hubfile.FOLDER_MODES[kind])  # while root owns it (no CAP_FOWNER here)
+        os.chown(folder, *hubfile.FOLDER_OWNER)
     elif not is_subvolume(folder):
         raise StoreError(f"{folder} exists and is not a btrfs subvolume")
     set_limit(store, volume, limit)
