@@ -35,7 +35,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import database, disks, names, stack
+from . import components, database, disks, names, stack
+from .components import Part
 from .console import Echo, Progress, human_size
 from .errors import UserError
 from .files import ensure_private_dir, write_atomic
@@ -154,7 +155,7 @@ def write(
         echo("   settings, roster and secrets: copied")
         if users is None:  # a backup of some users holds their homes only
             (partial / DATABASE).mkdir(mode=0o700)
-            if settings.hub_db == "postgres":
+            if components.has(settings, Part.DATABASE):
                 database.save_postgres(client, hub, partial / DATABASE)
             else:
                 database.save_sqlite(client, hub, partial / DATABASE)

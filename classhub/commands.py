@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import docker as docker_sdk
 
 from . import backup as backup_mod
-from . import config as config_mod
 from . import (
+    components,
     credentials,
     database,
     deploy,
@@ -37,9 +37,11 @@ from . import (
     userlist,
     wait,
 )
+from . import config as config_mod
 from . import engine as engine_mod
 from . import prewarm as prewarm_mod
 from . import rehearse as rehearse_mod
+from .components import Part
 from .config import Config
 from .console import Output, human_size
 from .errors import UserError, quoted
@@ -163,7 +165,7 @@ def how_students_reach(settings: Settings) -> str:
     """Which of the three front doors this hub has, the URL students open, and, when that URL
     works only on this server, the one change that opens it (setup's last lines)."""
     url = settings.public_url
-    if settings.proxy == "nginx":
+    if components.has(settings, Part.FRONT_DOOR):
         own = (
             ""
             if settings.tls_cert
@@ -793,24 +795,9 @@ def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """Start what `down` stopped: the network, the hub container, the hub's users and groups."""
     cfg = load(paths, environ, out)
     client = engine_mod.connect(environ)
-    missing = [
-        what
-        for what, ref in (
-            ("hub image", names.hub_image(cfg.settings.hub_name)),
-            ("notebook image", cfg.settings.notebook_image),
-            *(
-                [("database image", names.db_image(cfg.settings.hub_name))]
-                if cfg.settings.hub_db == "postgres"
-                else []
-            ),
-            *(
-                [("nginx image", names.nginx_image(cfg.settings.hub_name))]
-                if cfg.settings.proxy == "nginx"
-                else []
-            ),
-        )
-        if images.find(client, ref) is None
-    ]
+    wanted = {image.what: image.tag for image in components.images(cfg.settings)}
+    wanted["notebook image"] = cfg.settings.notebook_image
+    missing = [what for what, tag in wanted.items() if images.find(client, tag) is None]
     if missing or not paths.hub_file.exists():
         raise UserError(
             f"this hub is not set up yet ({', '.join(missing) or 'no hub file'}); run invoke setup"
@@ -901,7 +888,7 @@ def nginx(paths: Paths, environ: Mapping[str, str], out: Output, server: bool = 
     """The location block for your nginx's server, or (`server`) a whole TLS site for it."""
     cfg = load(paths, environ, out)
     settings = cfg.settings
-    if settings.proxy == "nginx":
+    if components.has(settings, Part.FRONT_DOOR):
         raise UserError(
             "PROXY=nginx: classhub runs this hub's nginx itself and the hub's port is not "
             "published, so there is nothing to route to. Set PROXY=none in .env (and run "

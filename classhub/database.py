@@ -19,11 +19,13 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
 
-from . import engine, hubfile, names, stack
+from . import components, engine, hubfile, names, stack
+from .components import Part
 from .errors import UserError
 from .paths import Paths
 
@@ -224,9 +226,13 @@ def _schema_command(client: docker.DockerClient, paths: Paths, settings, command
     """Run classhub_hub.dbschema COMMAND in a one-off hub-image container that sees the database
     exactly as the hub does (its mounts; the database network with HUB_DB=postgres)."""
     hub = settings.hub_name
-    (service,) = [s for s in stack.services(client, paths, settings) if s.what == "hub"]
-    network = {"network": names.db_network(hub)} if settings.hub_db == "postgres" else {
-        "network_disabled": True}  # fmt: skip
+    service = stack.service(client, paths, settings, Part.HUB)
+    # The networks of the hub's other components that hold its database (HUB_DB=postgres).
+    network: dict[str, Any] = {"network_disabled": True}
+    db = components.find(settings, Part.DATABASE)
+    if db is not None:
+        (db_network,) = db.networks
+        network = {"network": db_network.name}
     container = client.containers.create(
         names.hub_image(hub), ["python3", "-m", "classhub_hub.dbschema", command], entrypoint=[],
         volumes=service.kwargs["volumes"], **hubfile.HARDENING,

@@ -21,6 +21,7 @@ import docker
 
 from . import (
     backup,
+    components,
     credentials,
     database,
     disks,
@@ -35,6 +36,7 @@ from . import (
     tls,
     wait,
 )
+from .components import Part
 from .config import Config
 from .console import Echo, Progress
 from .errors import UserError
@@ -53,7 +55,7 @@ def setup_steps(paths: Paths, config: Config, progress: Progress) -> list[Step]:
     todo = credentials.missing(creds, config.roster.names)
     steps.append(_passwords_step(paths, config, len(todo), progress))
     cert = config.settings.tls_cert
-    if config.settings.proxy == "nginx":
+    if components.has(config.settings, Part.FRONT_DOOR):
         steps.append(
             _self_signed_step(paths, config.settings)
             if cert is None
@@ -121,7 +123,7 @@ def hub_api(paths: Paths, settings, client: docker.DockerClient | None) -> hubap
     nginx, where nothing is published) at the hub's own address on its network."""
 
     def host() -> str | None:
-        if settings.proxy != "nginx" or client is None:
+        if not components.has(settings, Part.FRONT_DOOR) or client is None:
             return None
         address = stack.hub_address(client, settings.hub_name)
         return f"{address}:{hubfile.PROXY_PORT}" if address else None
@@ -188,7 +190,7 @@ def docker_steps(
     """The engine's side of setup; `build=False` (invoke up) leaves out the base and the images."""
     settings, roster = config.settings, config.roster
     hub = settings.hub_name
-    steps, hub_rebuilt = image_steps(paths, settings, client, echo) if build else ([], False)
+    steps, rebuilt = image_steps(paths, settings, client, echo) if build else ([], frozenset())
 
     # Networks and volumes.
     owner = neighbours.checkout_labels(paths.root)
@@ -201,78 +203,78 @@ def docker_steps(
         )  # fmt: skip
         steps.append(Step(f"network {names.network(hub)}", net_state, action,
                           lambda: stack.ensure_network(client, hub, echo, owner)))  # fmt: skip
-    for name, kind, who in stack.internal_networks(settings):
-        if stack.network_exists(client, name):
-            steps.append(Step(f"network {name}", "present"))
+    for network in components.networks(settings):
+        if stack.network_exists(client, network.name):
+            steps.append(Step(f"network {network.name}", "present"))
         else:
-            steps.append(Step(f"network {name}", "missing", f"create (internal: {who})",
-                              partial(stack.ensure_internal_network, client, hub, name, kind)))  # fmt: skip
+            steps.append(Step(f"network {network.name}", "missing", f"create (internal: {network.who})",
+                              partial(stack.ensure_internal_network, client, hub, network.name,
+                                      network.kind)))  # fmt: skip
     steps += volume_steps(client, settings, roster, echo)
 
-    # The hub's containers (firewall, Docker socket proxy, database, hub), then its users and groups.
+    # The hub's components (components.of), then its users and groups. The database's move or
+    # schema upgrade comes right before the hub starts on it.
     api = hub_api(paths, settings, client)
-    service_steps = _service_steps(paths, config, client, echo, api, net_state, hub_rebuilt)
-    # The database's move or schema upgrade comes right before the hub starts on it.
-    at = [what for what, _ in stack.service_names(settings)].index("hub")
-    move = _database_move_steps(paths, settings, client, echo)
-    steps += service_steps[:at] + move
-    if service_steps[at].run is not None and not move:
-        steps += _schema_steps(paths, config, client, echo,
-                              deferred=hub_rebuilt or net_state != "present")  # fmt: skip
-    steps += service_steps[at:]
-    hub_action = any(step.run for step in service_steps)
+    missing = stack.missing_group_images(client, roster)
+    if missing:
+        raise UserError("\n".join(missing))
+    planned = stack.services(client, paths, settings) if net_state == "present" else None
+    hub_action = False
+    for index, component in enumerate(components.of(settings)):
+        service = planned[index] if planned is not None else None
+        step = _component_step(paths, config, client, echo, api, component, service, rebuilt)
+        if component.part is Part.HUB:
+            move = _database_move_steps(paths, settings, client, echo)
+            steps += move
+            if step.run is not None and not move:
+                deferred = component.image.tag in rebuilt or net_state != "present"
+                steps += _schema_steps(paths, config, client, echo, deferred=deferred)
+        hub_action = hub_action or step.run is not None
+        steps.append(step)
     steps.append(hub_sync_step(client, settings, roster, api, echo, hub_changes=hub_action))
     return steps
 
 
-def _service_steps(
+def _component_step(
     paths: Paths,
     config: Config,
     client: docker.DockerClient,
     echo: Echo,
     api: hubapi.HubAPI,
-    net_state: str,
-    hub_rebuilt: bool = False,
-) -> list[Step]:
-    """One step for each of the hub's containers; each is made or replaced only when its spec
-    changed."""
+    component: components.Component,
+    planned: stack.Service | None,
+    rebuilt: frozenset[str],
+) -> Step:
+    """The step for one of the hub's components: made or replaced only when its spec changed
+    (`planned` is None while the hub's network is still to be made)."""
     settings, hub = config.settings, config.settings.hub_name
-    missing = stack.missing_group_images(client, config.roster)
-    if missing:
-        raise UserError("\n".join(missing))
-    planned = stack.services(client, paths, settings) if net_state == "present" else None
-    steps = []
-    for index, (what, name) in enumerate(stack.service_names(settings)):
-        if planned is not None:
-            state, action = stack.service_state(client, hub, planned[index])
-        else:
-            found = stack.find_container(client, name)
-            state = found.status if found is not None else "missing"
-            action = "create and start" if found is None else "replace (new network)"
-        if hub_rebuilt and not action and what != "database":
-            action = "replace if the new image differs"
-        if action and what == "hub" and action != "create and start":
-            action += " (user servers keep running)"
+    if planned is not None:
+        state, action = stack.service_state(client, hub, planned)
+    else:
+        found = stack.find_container(client, component.container)
+        state = found.status if found is not None else "missing"
+        action = "create and start" if found is None else "replace (new network)"
+    if component.image.tag in rebuilt and not action:
+        action = "replace if the new image differs"
+    if action and component.part is Part.HUB and action != "create and start":
+        action += " (user servers keep running)"
 
-        def run(index: int = index) -> None:
-            # Made now, not at planning: the network or the image may just have been made.
-            service = stack.services(client, paths, settings)[index]
-            started = int(time.time())
-            if not stack.ensure_service(client, hub, service, echo):
-                echo(f"   {service.what}: already as planned (an image rebuilt meanwhile)")
-                return
-            if service.what == "firewall":
-                stack.wait_for_firewall(client, hub, since=started)
-            if service.what == "database":
-                stack.wait_for_db(client, hub)
-            if service.what == "nginx":
-                stack.wait_for_nginx(client, hub)
-            if service.what == "hub":
-                _wait_for_hub(client, settings, api, echo)
+    def run() -> None:
+        # Made now, not at planning: the network or the image may just have been made.
+        service = stack.service(client, paths, settings, component.part)
+        started = int(time.time())
+        if not stack.ensure_service(client, hub, service, echo):
+            echo(f"   {service.what}: already as planned (an image rebuilt meanwhile)")
+            return
+        ready = {
+            Part.FIREWALL: lambda: stack.wait_for_firewall(client, hub, since=started),
+            Part.DATABASE: lambda: stack.wait_for_db(client, hub),
+            Part.FRONT_DOOR: lambda: stack.wait_for_nginx(client, hub),
+            Part.HUB: lambda: _wait_for_hub(client, settings, api, echo),
+        }
+        ready.get(component.part, lambda: None)()
 
-        label = "hub container" if what == "hub" else what
-        steps.append(Step(f"{label} {name}", state, action or "none", run if action else None))
-    return steps
+    return Step(component.row, state, action or "none", run if action else None)
 
 
 def _schema_steps(
@@ -283,7 +285,7 @@ def _schema_steps(
     the database are at hand; after a rebuild (or before the networks or the database exist)
     when the step runs."""
     settings, roster, hub = config.settings, config.roster, config.settings.hub_name
-    postgres = settings.hub_db == "postgres"
+    postgres = components.has(settings, Part.DATABASE)
     if not (database.has_postgres(client, hub) if postgres else database.has_sqlite(client, hub)):
         return []  # a new hub: JupyterHub makes its tables at the right revision
     label = "hub database schema"
@@ -330,7 +332,7 @@ def _database_move_steps(
     it into the new PostgreSQL before the hub starts on it. HUB_DB=sqlite on a hub whose data is
     in PostgreSQL is refused: there is no way back, and a new empty sqlite would hide the data."""
     hub = settings.hub_name
-    if settings.hub_db == "sqlite":
+    if not components.has(settings, Part.DATABASE):
         if database.has_postgres(client, hub):
             raise UserError(
                 f"HUB_DB=sqlite, but this hub's database is in PostgreSQL (volume "
@@ -359,11 +361,11 @@ def start_database(paths: Paths, config: Config, client: docker.DockerClient, ec
     restore loads a dump into it before the hub first starts."""
     hub = config.settings.hub_name
     stack.ensure_network(client, hub, echo, neighbours.checkout_labels(paths.root))
-    for name, kind, _ in stack.internal_networks(config.settings):
-        stack.ensure_internal_network(client, hub, name, kind)
-    stack.ensure_volume(client, hub, names.db_volume(hub), "db-data")
-    (service,) = [s for s in stack.services(client, paths, config.settings)
-                  if s.what == "database"]  # fmt: skip
+    for network in components.networks(config.settings):
+        stack.ensure_internal_network(client, hub, network.name, network.kind)
+    service = stack.service(client, paths, config.settings, Part.DATABASE)
+    for volume in service.component.volumes:
+        stack.ensure_volume(client, hub, volume.name, volume.kind)
     stack.ensure_service(client, hub, service, echo)
     stack.wait_for_db(client, hub)
 
@@ -373,12 +375,13 @@ def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> l
     hub = settings.hub_name
     steps = []
     have = stack.volume_names(client)
-    for name, kind, what in stack.database_volumes(settings):
-        if name in have:
-            steps.append(Step(f"volume {name}", "present"))
+    for volume in components.volumes(settings):
+        if volume.name in have:
+            steps.append(Step(f"volume {volume.name}", "present"))
         else:
-            steps.append(Step(f"volume {name}", "missing", f"create ({what})",
-                              partial(stack.ensure_volume, client, hub, name, kind)))  # fmt: skip
+            steps.append(Step(f"volume {volume.name}", "missing", f"create ({volume.what})",
+                              partial(stack.ensure_volume, client, hub, volume.name,
+                                      volume.kind)))  # fmt: skip
     missing = stack.missing_volumes(client, hub, roster)
     wanted = stack.wanted_volumes(hub, roster)
     store = settings.disk_store
@@ -500,10 +503,11 @@ def sync_steps(
 
 def image_steps(
     paths: Paths, settings, client: docker.DockerClient, echo: Echo
-) -> tuple[list[Step], bool]:
-    """The base (only looked for here; pulling or building it is an action), then both images.
+) -> tuple[list[Step], frozenset[str]]:
+    """The base (only looked for here; pulling or building it is an action), then the images
+    of the hub's components and the notebook image.
 
-    Also returns whether the hub image will be built."""
+    Also returns the tags of the images that will be built."""
     steps = []
     base_ref, base_state = images.resolve_base(client, settings.base_image)
     chosen: dict[str, str] = {}
@@ -521,30 +525,15 @@ def image_steps(
         steps.append(Step(f"base image {settings.base_image}", base_state))
 
     ca = images.ca_bundle(settings)
-    hub_step = _image_step(
-        client, paths, images.hub_spec(paths, settings.hub_name), ca, base_ref, chosen, echo
-    )
-    notebook = images.notebook_spec(paths, settings)
-    steps += [hub_step, _image_step(client, paths, notebook, ca, base_ref, chosen, echo)]
-    if settings.hub_db == "postgres":
-        steps.append(
-            _image_step(
-                client, paths, images.db_spec(paths, settings.hub_name), ca, base_ref, chosen, echo
-            )
-        )
-    if settings.proxy == "nginx":
-        steps.append(
-            _image_step(
-                client,
-                paths,
-                images.nginx_spec(paths, settings.hub_name),
-                ca,
-                base_ref,
-                chosen,
-                echo,
-            )
-        )
-    return steps, hub_step.changes
+    specs = [images.component_spec(paths, image) for image in components.images(settings)]
+    specs.insert(1, images.notebook_spec(paths, settings))  # after the hub's, as it always was
+    built = []
+    for spec in specs:
+        step = _image_step(client, paths, spec, ca, base_ref, chosen, echo)
+        steps.append(step)
+        if step.changes:
+            built.append(spec.tag)
+    return steps, frozenset(built)
 
 
 def _image_step(client, paths, spec, ca, base_ref, chosen, echo) -> Step:

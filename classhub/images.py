@@ -28,7 +28,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import hubfile, names
+from . import components, hubfile, names
+from .components import Image
 from .console import Echo
 from .errors import UserError
 from .paths import Paths
@@ -49,7 +50,17 @@ class ImageSpec:
     files: tuple[tuple[str, Path], ...]  # (path inside the context, source file)
 
 
+def component_spec(paths: Paths, image: Image) -> ImageSpec:
+    """How one of the hub's components' images is built: from its folder's Dockerfile and files."""
+    files = _COMPONENT_FILES[image.folder](paths)
+    return ImageSpec(image.what, image.tag, f"{image.folder}/Dockerfile", files)
+
+
 def hub_spec(paths: Paths, hub_name: str) -> ImageSpec:
+    return component_spec(paths, components.hub_image(hub_name))
+
+
+def _hub_files(paths: Paths) -> tuple[tuple[str, Path], ...]:
     hub = paths.root / "hub"
     package = Path(hubfile.__file__).parent
     files = [
@@ -67,7 +78,7 @@ def hub_spec(paths: Paths, hub_name: str) -> ImageSpec:
         for p in sorted((hub / "classhub_hub").rglob("*"))
         if p.suffix in (".py", ".html") and "__pycache__" not in p.parts
     ]
-    return ImageSpec("hub image", names.hub_image(hub_name), "hub/Dockerfile", tuple(files))
+    return tuple(files)
 
 
 # singleuser/classhub_notebook/: the server extension, the kernels' module and their config files.
@@ -100,18 +111,19 @@ def notebook_spec(paths: Paths, settings: Settings) -> ImageSpec:
     )
 
 
-def db_spec(paths: Paths, hub_name: str) -> ImageSpec:
-    """The PostgreSQL image (HUB_DB=postgres)."""
+def _db_files(paths: Paths) -> tuple[tuple[str, Path], ...]:
+    """The PostgreSQL image's (HUB_DB=postgres)."""
     folder = paths.root / "db"
-    files = (("db/Dockerfile", folder / "Dockerfile"),
-             ("db/start-postgres", folder / "start-postgres"))  # fmt: skip
-    return ImageSpec("database image", names.db_image(hub_name), "db/Dockerfile", files)
+    return (("db/Dockerfile", folder / "Dockerfile"),
+            ("db/start-postgres", folder / "start-postgres"))  # fmt: skip
 
 
-def nginx_spec(paths: Paths, hub_name: str) -> ImageSpec:
+def _nginx_files(paths: Paths) -> tuple[tuple[str, Path], ...]:
     """The bundled front door's image (PROXY=nginx); its configuration is mounted, not built in."""
-    files = (("nginx/Dockerfile", paths.root / "nginx" / "Dockerfile"),)
-    return ImageSpec("nginx image", names.nginx_image(hub_name), "nginx/Dockerfile", files)
+    return (("nginx/Dockerfile", paths.root / "nginx" / "Dockerfile"),)
+
+
+_COMPONENT_FILES = {"hub": _hub_files, "db": _db_files, "nginx": _nginx_files}
 
 
 def ca_bundle(settings: Settings) -> bytes:

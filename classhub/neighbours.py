@@ -31,7 +31,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import hubfile, names
+from . import components, hubfile, names
+from .components import Part
 from .errors import clipped
 from .settings import Settings
 
@@ -144,7 +145,7 @@ def conflicts(client: docker.DockerClient, settings: Settings, root: Path) -> li
             )
     problems += _origin_problems(settings, others)
     problems += _shared_data_problems(client, settings.shared_data, others)
-    if settings.proxy == "nginx":
+    if components.has(settings, Part.FRONT_DOOR):
         wanted = [("HTTPS_PORT", settings.https_port, "0.0.0.0"),
                   ("HTTP_PORT", settings.http_port, "0.0.0.0")]  # fmt: skip
     else:

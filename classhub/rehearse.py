@@ -34,7 +34,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import credentials, disks, hubapi, hubfile, names, prewarm, render, stack
+from . import components, credentials, disks, hubapi, hubfile, names, prewarm, render, stack
+from .components import Part
 from .console import Echo
 from .errors import UserError
 from .files import write_atomic
@@ -210,7 +211,7 @@ def student_url(settings: Settings, client: docker.DockerClient) -> tuple[str, s
     behind the bundled nginx the hub's own address (nginx would count every login from this host
     as one address). With USER_SUBDOMAINS, PUBLIC_URL sent to that address (student.Browser), so
     each server is reached at its own host name without asking DNS."""
-    if settings.proxy == "nginx":
+    if components.has(settings, Part.FRONT_DOOR):
         address = f"{stack.hub_address(client, settings.hub_name)}:{hubfile.PROXY_PORT}"
     else:
         address = settings.upstream

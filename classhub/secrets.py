@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import re
 import secrets as random
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import hubfile
+from . import components, hubfile
 from .errors import UserError
 from .files import file_mode, write_atomic
 from .paths import Paths
@@ -31,7 +30,6 @@ _TOKEN = re.compile(r"[!-~]{32,}")  # printable, no whitespace
 class SecretSpec:
     filename: str
     what: str
-    needed: Callable[[Settings], bool]
     pattern: re.Pattern[str]
     form: str
     provided: str = ""  # not generated: where the administrator gets the value
@@ -41,23 +39,24 @@ class SecretSpec:
 
 
 SPECS: tuple[SecretSpec, ...] = (
-    SecretSpec("cookie_secret", "JupyterHub cookie secret", lambda s: True, _HEX64,
+    SecretSpec("cookie_secret", "JupyterHub cookie secret", _HEX64,
                "64 hexadecimal characters (32 bytes)"),
-    SecretSpec("proxy_auth_token", "proxy auth token", lambda s: True, _TOKEN,
+    SecretSpec("proxy_auth_token", "proxy auth token", _TOKEN,
                "at least 32 printable characters without spaces"),
-    SecretSpec("classhub_api_token", "classhub service token", lambda s: True, _TOKEN,
+    SecretSpec("classhub_api_token", "classhub service token", _TOKEN,
                "at least 32 printable characters without spaces"),
-    SecretSpec("postgres_password", "PostgreSQL password", lambda s: s.hub_db == "postgres", _TOKEN,
+    SecretSpec(hubfile.DB_SECRET, "PostgreSQL password", _TOKEN,
                "at least 32 printable characters without spaces"),
-    SecretSpec("oauth_client_secret", "OAuth client secret",
-               lambda s: s.authenticator in hubfile.SINGLE_SIGN_ON, re.compile(r"[!-~]+"),
+    SecretSpec(hubfile.OAUTH_SECRET, "OAuth client secret", re.compile(r"[!-~]+"),
                "one line, no spaces", provided="the client secret your sign-in provider gave "
                "when you registered this hub (docs/sign-in.md)"),
 )  # fmt: skip
 
 
 def needed(settings: Settings) -> list[SecretSpec]:
-    return [spec for spec in SPECS if spec.needed(settings)]
+    """The secrets this hub's components read (components.of)."""
+    wanted = components.secrets(settings)
+    return [spec for spec in SPECS if spec.filename in wanted]
 
 
 def new_value() -> str:

@@ -27,7 +27,7 @@ import contextlib
 import hashlib
 import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ from typing import Any
 import docker
 import docker.errors
 
-from . import disks, hubfile, names, neighbours, render, tls, wait
+from . import components, disks, hubfile, names, neighbours, render, tls, wait
+from .components import Component, Part
 from .console import Echo
 from .errors import UserError
 from .files import ensure_private_dir, write_atomic
@@ -119,16 +120,6 @@ def bridge_name(client: docker.DockerClient, hub: str) -> str | None:
     return options.get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
 
 
-def internal_networks(settings: Settings) -> list[tuple[str, str, str]]:
-    """(name, kind, who joins it) of the hub's internal networks, which have no way out: the
-    socket proxy's, and with HUB_DB=postgres the database's."""
-    hub = settings.hub_name
-    found = [(names.socket_network(hub), "socket-net", "hub and Docker proxy only")]
-    if settings.hub_db == "postgres":
-        found.append((names.db_network(hub), "db-net", "hub and database only"))
-    return found
-
-
 def network_exists(client: docker.DockerClient, name: str) -> bool:
     return _network(client, name) is not None
 
@@ -140,16 +131,6 @@ def ensure_internal_network(client: docker.DockerClient, hub: str, name: str, ki
 
 def volume_names(client: docker.DockerClient) -> set[str]:
     return {v.name for v in client.volumes.list()}
-
-
-def database_volumes(settings: Settings) -> list[tuple[str, str, str]]:
-    """(name, kind, what for) of the hub's own volumes: its data (sqlite), and with
-    HUB_DB=postgres PostgreSQL's (made empty, it takes the image's folder owner, postgres)."""
-    hub = settings.hub_name
-    found = [(names.hub_data_volume(hub), "data", "hub database")]
-    if settings.hub_db == "postgres":
-        found.append((names.db_volume(hub), "db-data", "PostgreSQL's data"))
-    return found
 
 
 def ensure_volume(client: docker.DockerClient, hub: str, name: str, kind: str) -> None:
@@ -272,9 +253,9 @@ def create_volumes(
 
 @dataclass(frozen=True)
 class Service:
-    """One of the hub's own containers, as made by `containers.create` (plus the spec label)."""
+    """One of the hub's components as `containers.create` makes it (plus the spec label)."""
 
-    what: str
+    component: Component
     kwargs: dict[str, Any]
     join: tuple[str, ...] = ()  # networks joined after create, before start
     inputs: str = ""  # what else it is made from, for its spec hash
@@ -282,7 +263,11 @@ class Service:
 
     @property
     def name(self) -> str:
-        return self.kwargs["name"]
+        return self.component.container
+
+    @property
+    def what(self) -> str:
+        return self.component.what
 
 
 def config_d(paths: Paths) -> Path:
@@ -300,97 +285,98 @@ FIRST = {"cpu_shares": 4096}
 
 
 def services(client: docker.DockerClient, paths: Paths, settings: Settings) -> list[Service]:
-    """The hub's containers in start order. Needs the hub's network (its address, its bridge)."""
+    """The hub's containers in start order (components.of), each made as its part asks. Needs
+    the hub's network (its address, its bridge)."""
     hub = settings.hub_name
     address, bridge = hub_address(client, hub), bridge_name(client, hub)
     if address is None or bridge is None:
         raise UserError(f"the network {names.network(hub)} is missing; run invoke setup")
-    image_id = _image_id(client, names.hub_image(hub))
-    store = settings.disk_store
-    module = ["python3", "-m"]
-    firewall = Service(
-        "firewall",
-        {
-            "image": names.hub_image(hub),
-            "name": names.firewall_container(hub),
-            "command": [*module, "classhub_hub.firewall", "--table", names.firewall_table(hub),
-                        "--bridge", bridge, "--hub-ip", address,
-                        "--port", str(hubfile.HUB_API_PORT)],
-            "network_mode": "host",
-            **hubfile.HARDENING,
-            "cap_add": ["NET_ADMIN"],
-            "read_only": True,
-            **ALWAYS,
-            "labels": names.labels(hub, "firewall"),
-        },
-        inputs=image_id,
-    )  # fmt: skip
-    proxy = Service(
-        "Docker socket proxy",
-        {
-            "image": names.hub_image(hub),
-            "name": names.socket_proxy_container(hub),
-            # What it allows, it reads from the hub file (re-read when it changes).
-            "command": [*module, "classhub_hub.dockerproxy"],
-            "network": names.socket_network(hub),
-            "volumes": {DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
-                        str(paths.state_dir): {"bind": STATE_IN_HUB, "mode": "ro"},
-                        **({store: {"bind": store, "mode": "rw"}} if store else {})},
-            **hubfile.HARDENING,
-            **({"cap_add": disks.STORE_CAPS} if store else {}),  # a newcomer's home there
-            "read_only": True,
-            **ALWAYS,
-            **FIRST,
-            "labels": names.labels(hub, "socket-proxy"),
-        },
-        inputs=image_id,
-    )  # fmt: skip
-    db = [_db_service(client, paths, settings)] if settings.hub_db == "postgres" else []
-    front = [_nginx_service(client, paths, settings, address)] if settings.proxy == "nginx" else []
-    return [firewall, proxy, *db, _hub_service(client, paths, settings, address, image_id), *front]
+    made = []
+    for component in components.of(settings):
+        make = _MAKERS[component.part]
+        made.append(make(client, paths, settings, component, _Where(address, bridge)))
+    return made
 
 
-def service_names(settings: Settings) -> list[tuple[str, str]]:
-    """(what, container name) of the hub's containers in start order, as `services` makes them."""
-    hub = settings.hub_name
-    found = [("firewall", names.firewall_container(hub)),
-             ("Docker socket proxy", names.socket_proxy_container(hub))]  # fmt: skip
-    if settings.hub_db == "postgres":
-        found.append(("database", names.db_container(hub)))
-    found.append(("hub", names.hub_container(hub)))
-    if settings.proxy == "nginx":
-        found.append(("nginx", names.nginx_container(hub)))
+def service(client: docker.DockerClient, paths: Paths, settings: Settings, part: Part) -> Service:
+    """The component of that part as `services` makes it (the hub must have one)."""
+    (found,) = [s for s in services(client, paths, settings) if s.component.part is part]
     return found
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where the hub's containers find each other: the hub's fixed address and its bridge."""
+
+    address: str
+    bridge: str
+
+
+def _kwargs(hub: str, component: Component, **more: Any) -> dict[str, Any]:
+    """What every one of the hub's containers is made with: its name, image, labels and the
+    shared hardening; `more` adds to it (capabilities added back by name)."""
+    return {
+        "image": component.image.tag,
+        "name": component.container,
+        **hubfile.HARDENING,
+        **ALWAYS,
+        "labels": names.labels(hub, component.part.value),
+        **more,
+    }
+
+
+def _firewall_service(client, paths: Paths, settings: Settings, component: Component,
+                      where: _Where) -> Service:  # fmt: skip
+    hub = settings.hub_name
+    command = ["python3", "-m", "classhub_hub.firewall", "--table", names.firewall_table(hub),
+               "--bridge", where.bridge, "--hub-ip", where.address,
+               "--port", str(hubfile.HUB_API_PORT)]  # fmt: skip
+    kwargs = _kwargs(hub, component, command=command, network_mode="host", cap_add=["NET_ADMIN"],
+                     read_only=True)  # fmt: skip
+    return Service(component, kwargs, inputs=_image_id(client, component.image.tag))
+
+
+def _socket_proxy_service(client, paths: Paths, settings: Settings, component: Component,
+                          where: _Where) -> Service:  # fmt: skip
+    hub, store = settings.hub_name, settings.disk_store
+    (network,) = component.networks
+    kwargs = _kwargs(
+        hub, component,
+        # What it allows, it reads from the hub file (re-read when it changes).
+        command=["python3", "-m", "classhub_hub.dockerproxy"],
+        network=network.name,
+        volumes={DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
+                 str(paths.state_dir): {"bind": STATE_IN_HUB, "mode": "ro"},
+                 **({store: {"bind": store, "mode": "rw"}} if store else {})},
+        **({"cap_add": disks.STORE_CAPS} if store else {}),  # a newcomer's home there
+        read_only=True,
+        **FIRST,
+    )  # fmt: skip
+    return Service(component, kwargs, inputs=_image_id(client, component.image.tag))
 
 
 DB_SECRET_IN_DB = "/run/classhub/postgres_password"
 
 
-def _db_service(client, paths: Paths, settings: Settings) -> Service:
+def _db_service(client, paths: Paths, settings: Settings, component: Component,
+                where: _Where) -> Service:  # fmt: skip
     """PostgreSQL on the hub's database network only; it runs as root just long enough to read
     the password file (root's, 0600) and then becomes postgres (db/start-postgres)."""
-    hub = settings.hub_name
-    secret = str(paths.secrets_dir / "postgres_password")
-    return Service(
-        "database",
-        {
-            "image": names.db_image(hub),
-            "name": names.db_container(hub),
-            "network": names.db_network(hub),
-            "volumes": {names.db_volume(hub): {"bind": "/var/lib/postgresql/data", "mode": "rw"},
-                        secret: {"bind": DB_SECRET_IN_DB, "mode": "ro"}},
-            **hubfile.HARDENING,
-            "cap_add": ["SETUID", "SETGID"],
-            "shm_size": "128m",
-            **ALWAYS,
-            **FIRST,
-            "labels": names.labels(hub, "db"),
-        },
-        inputs=_image_id(client, names.db_image(hub)),
+    (network,), (volume,), (secret,) = component.networks, component.volumes, component.secrets
+    kwargs = _kwargs(
+        settings.hub_name, component,
+        network=network.name,
+        volumes={volume.name: {"bind": "/var/lib/postgresql/data", "mode": "rw"},
+                 str(paths.secrets_dir / secret): {"bind": DB_SECRET_IN_DB, "mode": "ro"}},
+        cap_add=["SETUID", "SETGID"],
+        shm_size="128m",
+        **FIRST,
     )  # fmt: skip
+    return Service(component, kwargs, inputs=_image_id(client, component.image.tag))
 
 
-def _nginx_service(client, paths: Paths, settings: Settings, address: str) -> Service:
+def _nginx_service(client, paths: Paths, settings: Settings, component: Component,
+                   where: _Where) -> Service:  # fmt: skip
     """The bundled front door (PROXY=nginx): nginx on the host's network, so it sees each
     student's own address (for the login rate limit) and reaches the hub at its fixed address;
     the hub's port is then not published at all. Its master starts as root to bind the ports
@@ -398,30 +384,27 @@ def _nginx_service(client, paths: Paths, settings: Settings, address: str) -> Se
     hub = settings.hub_name
     cert, key = tls.cert_paths(paths, settings)
     conf_path = paths.state_dir / "nginx.conf"
-    conf = render.nginx_bundled(paths, settings, f"{address}:{hubfile.PROXY_PORT}")
+    conf = render.nginx_bundled(paths, settings, f"{where.address}:{hubfile.PROXY_PORT}")
     pair = hashlib.sha256()
     for path in (cert, key):
         with contextlib.suppress(OSError):  # made by an earlier step when missing at planning
             pair.update(path.read_bytes())
-    return Service(
-        "nginx",
-        {
-            "image": names.nginx_image(hub),
-            "name": names.nginx_container(hub),
-            "network_mode": "host",
-            "volumes": {
-                str(conf_path): {"bind": "/etc/nginx/nginx.conf", "mode": "ro"},
-                str(cert): {"bind": render.NGINX_CERT_IN_CONTAINER, "mode": "ro"},
-                str(key): {"bind": render.NGINX_KEY_IN_CONTAINER, "mode": "ro"},
-            },
-            **hubfile.HARDENING,
-            "cap_add": ["NET_BIND_SERVICE", "SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE"],
-            **ALWAYS,
-            **FIRST,
-            "labels": {**names.labels(hub, "nginx"),
-                       neighbours.LABEL_FRONT_PORTS: f"{settings.https_port},{settings.http_port}"},
+    kwargs = _kwargs(
+        hub,
+        component,
+        network_mode="host",
+        volumes={
+            str(conf_path): {"bind": "/etc/nginx/nginx.conf", "mode": "ro"},
+            str(cert): {"bind": render.NGINX_CERT_IN_CONTAINER, "mode": "ro"},
+            str(key): {"bind": render.NGINX_KEY_IN_CONTAINER, "mode": "ro"},
         },
-        inputs=_image_id(client, names.nginx_image(hub)) + pair.hexdigest() + conf,
+        cap_add=["NET_BIND_SERVICE", "SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE"],
+        **FIRST,
+    )
+    kwargs["labels"][neighbours.LABEL_FRONT_PORTS] = f"{settings.https_port},{settings.http_port}"
+    return Service(
+        component, kwargs,
+        inputs=_image_id(client, component.image.tag) + pair.hexdigest() + conf,
         files=((conf_path, conf),),
     )  # fmt: skip
 
@@ -470,47 +453,55 @@ def wait_for_db(client: docker.DockerClient, hub: str, timeout: float = 60) -> N
                on_timeout=lambda: container.logs(tail=15).decode("utf-8", "replace"))  # fmt: skip
 
 
-def _hub_service(client, paths: Paths, settings: Settings, address: str, image_id: str) -> Service:
+def _hub_service(client, paths: Paths, settings: Settings, component: Component,
+                 where: _Where) -> Service:  # fmt: skip
     hub = settings.hub_name
+    (data,) = component.volumes
     volumes = {
-        names.hub_data_volume(hub): {"bind": hubfile.DATA_IN_HUB, "mode": "rw"},
+        data.name: {"bind": hubfile.DATA_IN_HUB, "mode": "rw"},
         str(paths.state_dir): {"bind": STATE_IN_HUB, "mode": "ro"},
         str(config_d(paths)): {"bind": hubfile.CONFIG_D_IN_HUB, "mode": "ro"},
     }
-    for secret in hubfile.hub_secrets(settings.hub_db, settings.authenticator):
+    for secret in component.secrets:
         source = str(paths.secrets_dir / secret)
         volumes[source] = {"bind": f"{hubfile.SECRETS_IN_HUB}/{secret}", "mode": "ro"}
     proxy = f"tcp://{names.socket_proxy_container(hub)}:{hubfile.SOCKET_PROXY_PORT}"
     network = names.network(hub)
-    kwargs = {
-        "image": names.hub_image(hub),
-        "name": names.hub_container(hub),
-        "environment": {"DOCKER_HOST": proxy},
-        "network": network,
-        "networking_config": {network: client.api.create_endpoint_config(ipv4_address=address)},
+    kwargs = _kwargs(
+        hub,
+        component,
+        environment={"DOCKER_HOST": proxy},
+        network=network,
+        networking_config={network: client.api.create_endpoint_config(ipv4_address=where.address)},
         # Behind the bundled nginx the hub is reached at its own address only.
-        "ports": {f"{hubfile.PROXY_PORT}/tcp": (settings.bind_address, settings.port)}
-        if settings.proxy == "none"
+        ports={f"{hubfile.PROXY_PORT}/tcp": (settings.bind_address, settings.port)}
+        if not components.has(settings, Part.FRONT_DOOR)
         else {},
-        "volumes": volumes,
-        **hubfile.HARDENING,
-        **ALWAYS,
+        volumes=volumes,
         **FIRST,
-        "labels": {
-            **names.labels(hub, "hub"),
-            **neighbours.checkout_labels(paths.root),
-            **neighbours.origin_labels(settings),
-        },
-    }
+    )
+    kwargs["labels"].update(neighbours.checkout_labels(paths.root))
+    kwargs["labels"].update(neighbours.origin_labels(settings))
     # What the hub reads only at start; users and groups it re-reads without a restart.
-    inputs = [image_id, json.dumps(render.hub_settings(settings), sort_keys=True)]
+    inputs = [
+        _image_id(client, component.image.tag),
+        json.dumps(render.hub_settings(settings), sort_keys=True),
+    ]
     folder = config_d(paths)
     for extra in sorted(folder.glob("*.py")) if folder.is_dir() else ():
         inputs.append(extra.name + "\0" + extra.read_text(encoding="utf-8", errors="replace"))
-    join: tuple[str, ...] = (names.socket_network(hub),)
-    if settings.hub_db == "postgres":
-        join += (names.db_network(hub),)
-    return Service("hub", kwargs, join=join, inputs="\0".join(inputs))
+    # The internal networks the other components bring, which the hub joins.
+    join = tuple(network.name for network in components.networks(settings))
+    return Service(component, kwargs, join=join, inputs="\0".join(inputs))
+
+
+_MAKERS: dict[Part, Callable[..., Service]] = {
+    Part.FIREWALL: _firewall_service,
+    Part.SOCKET_PROXY: _socket_proxy_service,
+    Part.DATABASE: _db_service,
+    Part.HUB: _hub_service,
+    Part.FRONT_DOOR: _nginx_service,
+}
 
 
 FIREWALL_LOADED = "firewall: table inet"  # the line the firewall prints once its rules are in
