@@ -37,8 +37,9 @@ from pathlib import Path
 
 import docker
 
-from classhub import config, deploy, names, prewarm
+from classhub import config, names, prewarm
 from classhub.rehearse import percentile
+from classhub.runtime.single_host import SingleHost
 from tests.conftest import invoke
 from tests.e2e.conftest import engine_environ, free_port, new_checkout, sweep
 
@@ -131,7 +132,7 @@ def memory_and_limit(client, paths, hub: str, size: int) -> dict:
     """Start `size` roster students' servers as their own logins would (no warm kernel), let
     them settle, read memory and CPU, stop them."""
     settings = config.load(paths, engine_environ()).settings
-    api = deploy.hub_api(paths, settings, client)
+    api = SingleHost(client, hub).hub_api(paths, settings)
     failed = prewarm.start(api, [f"s{i:02d}" for i in range(size)], lambda *_: None,
                            warm_kernel=False)  # fmt: skip
     assert not failed, failed

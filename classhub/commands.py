@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import docker as docker_sdk
-
 from . import backup as backup_mod
 from . import (
     components,
@@ -27,7 +25,6 @@ from . import (
     deploy,
     disks,
     hubfile,
-    images,
     names,
     neighbours,
     parsers,
@@ -52,7 +49,22 @@ from .roster import (
     Roster,
     did_you_mean,
 )
+from .runtime import Runtime, single_host
+from .runtime.single_host import SingleHost
 from .settings import Settings
+
+
+def runtime(environ: Mapping[str, str], settings: Settings) -> Runtime:
+    """This hub on the engine the environment names: the one place a task picks its engine.
+    An error saying how to start one when none answers."""
+    return single_host.connect(environ, settings.hub_name)
+
+
+def _runtime_if_any(environ: Mapping[str, str], settings: Settings) -> Runtime | None:
+    try:
+        return runtime(environ, settings)
+    except UserError:
+        return None
 
 
 def load(paths: Paths, environ: Mapping[str, str], out: Output) -> Config:
@@ -84,25 +96,25 @@ def _show_setup_plan(
     out: Output,
     docker: str = "required",
     full: bool = True,
-) -> tuple[Config, list[Step], docker_sdk.DockerClient | None]:
-    """Load the inputs, print the summary and the plan; returns them and the Docker client (None
-    when Docker was skipped or does not answer).
+) -> tuple[Config, list[Step], Runtime | None]:
+    """Load the inputs, print the summary and the plan; returns them and the engine (None when
+    Docker was skipped or does not answer).
 
     `docker`: "required" (no engine is an error), "skip" (files only), "plan" (setup --dry-run:
     the engine's row when none answers) or "if-available" (status: the same, and no check of
     other hubs' ports). `full`: every row of the plan; else only those that change (plan.brief).
     """
     cfg = load(paths, environ, out)
-    client = None
+    rt = None
     if docker == "required":
-        client = engine_mod.connect(environ)
+        rt = runtime(environ, cfg.settings)
     elif docker in ("plan", "if-available"):
-        client = engine_mod.try_connect(environ)
-    if client is not None and docker in ("required", "plan"):
-        _refuse_conflicts(client, paths, cfg)
+        rt = _runtime_if_any(environ, cfg.settings)
+    if rt is not None and docker in ("required", "plan"):
+        _refuse_conflicts(rt, paths, cfg)
     steps = deploy.setup_steps(paths, cfg, out.progress)
-    if client is not None:
-        steps += deploy.docker_steps(paths, cfg, client, out.info)
+    if rt is not None:
+        steps += deploy.docker_steps(paths, cfg, rt, out.info)
     elif docker in ("plan", "if-available"):
         steps.append(
             Step("Docker engine", "none answers",
@@ -110,8 +122,8 @@ def _show_setup_plan(
                  "the images, volumes and the hub are planned once it answers")
         )  # fmt: skip
     out.info(summary(cfg))
-    if client is not None:
-        out.info(f"Docker engine {engine_mod.version(client)} at {engine_mod.where(environ)}.")
+    if rt is not None:
+        out.info(f"{rt.version()}.")
     elif docker in ("plan", "if-available"):
         out.info(
             f"No Docker engine answers at {engine_mod.where(environ)}: start one with invoke engine."
@@ -121,7 +133,7 @@ def _show_setup_plan(
     if shown:
         out.info(shown)
         out.info()
-    return cfg, steps, client
+    return cfg, steps, rt
 
 
 def setup(
@@ -315,8 +327,8 @@ def _sync(
     image built nor the hub or a server replaced (add-user and add-group run it too). Returns
     the config and the users whose new login it printed."""
     cfg = load(paths, environ, out)
-    client = engine_mod.connect(environ)
-    steps = deploy.sync_steps(paths, cfg, client, out.info, out.progress)
+    rt = runtime(environ, cfg.settings)
+    steps = deploy.sync_steps(paths, cfg, rt, out.info, out.progress)
     out.info(summary(cfg))
     shown = plan.table(steps) if full else plan.brief(steps)
     if shown:
@@ -327,7 +339,7 @@ def _sync(
     _apply_unless_dry(steps, out, dry_run, nothing="Nothing to change.")
     if dry_run:
         return cfg, set()
-    _report_roster_state(paths, cfg, client, out)
+    _report_roster_state(paths, cfg, rt, out)
     made = credentials.load(paths)
     new = [n for n in cfg.roster.names if n in made and n not in had_passwords]
     for who in new:
@@ -339,8 +351,8 @@ def _sync(
 def build(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> None:
     """Build the base, hub and notebook images when their inputs changed; nothing else."""
     cfg = load(paths, environ, out)
-    client = engine_mod.connect(environ)
-    steps, _ = deploy.image_steps(paths, cfg.settings, client, out.info)
+    rt = runtime(environ, cfg.settings)
+    steps, _ = deploy.image_steps(paths, cfg.settings, rt, out.info)
     out.info(plan.table(steps))
     out.info()
     if dry_run:
@@ -350,20 +362,19 @@ def build(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool =
     out.info("Images built." if changed else "Every image is up to date.")
     if changed:
         out.info("A new hub image reaches the hub with: invoke setup (user servers keep running).")
-    _report_roster_state(paths, cfg, client, out)
+    _report_roster_state(paths, cfg, rt, out)
 
 
-def _report_roster_state(paths: Paths, cfg: Config, client, out: Output) -> None:
+def _report_roster_state(paths: Paths, cfg: Config, rt: Runtime, out: Output) -> None:
     """Servers that wait for a restart to see a roster change, and volumes nobody uses now."""
-    hub = cfg.settings.hub_name
     if paths.hub_file.exists():
-        stale = stack.stale_servers(client, hub, hubfile.load(paths.hub_file))
+        stale = rt.stale_servers(hubfile.load(paths.hub_file))
         if stale:
             out.info(
                 "Waiting for a restart (their next start picks up the change): "
                 + "; ".join(f"{user} ({change})" for user, change in sorted(stale.items()))
             )
-    detached = stack.detached_volumes(client, hub, cfg.roster)
+    detached = rt.detached_volumes(cfg.roster)
     if detached:
         out.info(
             "Detached volumes, kept (no roster user or group uses them; "
@@ -399,19 +410,19 @@ def remove_user(
     if not purge:
         out.info(f"{who}'s home volume is kept; invoke remove-user {who} --purge deletes it.")
         return
-    client = engine_mod.connect(environ)
+    rt = runtime(environ, cfg.settings)
     hub = cfg.settings.hub_name
     volume = names.user_volume(hub, who)
-    if volume not in stack.volume_names(client):
+    if volume not in rt.volume_names():
         out.info(f"{who} has no home volume ({volume}); nothing to delete.")
         return
     container = names.user_container(hub, who)
     # Docker removes a stopped server's container itself, a moment after the stop.
     wait.until(f"{who}'s server container {container} to go",
-               lambda: stack.find_container(client, container) is None, 60, out.info)  # fmt: skip
+               lambda: rt.container_status(container) is None, 60, out.info)  # fmt: skip
     out.info(f"This deletes, for good: the volume {volume}, every file in {who}'s home.")
     _confirm(who, f"Type {who} to delete their home: ", yes)
-    disks.remove(client, client.volumes.get(volume))
+    rt.remove_volume(volume)
     out.info(f"Deleted {volume}.")
 
 
@@ -424,18 +435,17 @@ def _write_userlist(paths: Paths, cfg: Config, environ: Mapping[str, str], text:
 
 def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """Each component's state (the same table as `setup --dry-run`) and who has a server running."""
-    cfg, steps, client = _show_setup_plan(paths, environ, out, "if-available")
-    docker = client is not None
-    api = deploy.hub_api(paths, cfg.settings, client)
-    if docker and api.answers():
+    cfg, steps, rt = _show_setup_plan(paths, environ, out, "if-available")
+    api = rt.hub_api(paths, cfg.settings) if rt is not None else None
+    if api is not None and api.answers():
         running = api.running()
         out.info(
             f"Servers running: {len(running)}" + (f" ({', '.join(running)})" if running else "")
         )
-    elif docker:
+    elif api is not None:
         out.info(f"The hub does not answer at {api.root}.")
-    if docker:
-        _report_roster_state(paths, cfg, client, out)
+    if rt is not None:
+        _report_roster_state(paths, cfg, rt, out)
     pending = sum(step.changes for step in steps)
     out.info(
         f"{pending} step(s) pending: run invoke setup." if pending else "In step with the settings."
@@ -445,23 +455,22 @@ def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
 def destroy(paths: Paths, environ: Mapping[str, str], out: Output, yes: bool = False) -> None:
     """Remove every Docker object of this hub, its users' files included, after asking."""
     cfg = load(paths, environ, out)
-    client = engine_mod.connect(environ)
+    rt = runtime(environ, cfg.settings)
     hub = cfg.settings.hub_name
-    found = stack.hub_inventory(client, hub)
+    found = rt.inventory()
     if not any(found.values()):
         out.info(f"Hub {hub} has no Docker objects on this engine; nothing to remove.")
         return
     out.info(f"This removes, for good, every Docker object of hub {hub}:")
-    for kind, objects in found.items():
-        for item in objects:
-            out.info(f"  {kind[:-1]:<9} {item.name}")
-    homes = [v.name for v in found["volumes"] if v.attrs.get("Labels", {}).get(names.LABEL_KIND)
-             in ("user", "group", "shared")]  # fmt: skip
+    for what, objects in found.items():
+        for name, _ in objects:
+            out.info(f"  {what[:-1]:<9} {name}")
+    homes = [name for name, kind in found["volumes"] if kind in ("user", "group", "shared")]
     if homes:
         out.info(f"The {len(homes)} user, group and shared volume(s) hold your users' files.")
     out.info("Your files in this checkout (.env, userlist, secrets/) and the images stay.")
     _confirm(hub, f"Type {hub} to remove all of it: ", yes)
-    stack.destroy(client, hub, out.info)
+    rt.destroy(out.info)
 
 
 def backup(
@@ -538,7 +547,8 @@ def restore(
                         f"environment overrides the backup's .env) differ from the backup's hub "
                         f"{manifest.hub} and its {manifest.database} database; unset them. "
                         "Nothing was changed")  # fmt: skip
-    _refuse_conflicts(client, paths, cfg)
+    rt = SingleHost(client, manifest.hub)
+    _refuse_conflicts(rt, paths, cfg)
 
     restored: list[Config] = []  # the checkout's config, once its files are back
 
@@ -547,7 +557,7 @@ def restore(
         restored.append(load(paths, environ, out))
 
     def images() -> None:
-        plan.apply(deploy.image_steps(paths, restored[0].settings, client, out.info)[0], out.info)
+        plan.apply(deploy.image_steps(paths, restored[0].settings, rt, out.info)[0], out.info)
 
     def rest_of_setup() -> None:
         setup(paths, environ, out)
@@ -555,7 +565,7 @@ def restore(
     def hub_database() -> None:
         copy = backup_mod.database_copy(source, manifest)
         if manifest.database == "postgres":
-            deploy.start_database(paths, restored[0], client, out.info)
+            deploy.start_database(paths, restored[0], rt, out.info)
             database.restore_postgres(client, manifest.hub, copy)
         else:
             database.restore_sqlite(client, manifest.hub, copy)
@@ -629,7 +639,7 @@ def rehearse(
         _needs_passwords(settings, "the rehearsal logs its temporary students in with passwords",
                          "rehearse on a hub with AUTHENTICATOR=roster or native")  # fmt: skip
     client = engine_mod.connect(environ)
-    api = deploy.hub_api(paths, settings, client)
+    api = SingleHost(client, settings.hub_name).hub_api(paths, settings)
     if not paths.hub_file.exists() or not api.answers():
         raise UserError(f"the hub {settings.hub_name} does not answer; start it with invoke up")
     if only_cleanup:
@@ -675,8 +685,7 @@ def prewarm(
     except parsers.Invalid as bad:
         raise UserError(f"--hold {hold} {bad.reason}; e.g. --hold 30m") from None
     when = prewarm_mod.parse_at(at, dt.datetime.now().astimezone()) if at else None
-    client = engine_mod.connect(environ)
-    api = deploy.hub_api(paths, settings, client)
+    api = runtime(environ, settings).hub_api(paths, settings)
     if not api.answers():
         raise UserError(f"the hub {settings.hub_name} does not answer; start it with invoke up")
     if when is not None:
@@ -720,7 +729,7 @@ def restart_server(
     if not group:
         _on_roster(cfg.roster, name)
     chosen = prewarm_mod.targets(cfg.roster, name if group else "", [] if group else [name])
-    api = deploy.hub_api(paths, cfg.settings, engine_mod.connect(environ))
+    api = runtime(environ, cfg.settings).hub_api(paths, cfg.settings)
     if not api.answers():
         raise UserError(f"the hub {cfg.settings.hub_name} does not answer; start it with invoke up")
     live = set(api.running())  # one listing of the hub's users, not one a name
@@ -750,9 +759,9 @@ def _confirm(word: str, prompt: str, yes: bool) -> None:
         raise UserError("not confirmed, nothing was deleted")
 
 
-def _refuse_conflicts(client, paths: Paths, cfg: Config) -> None:
+def _refuse_conflicts(rt: Runtime, paths: Paths, cfg: Config) -> None:
     """Stop, before anything is made, when another hub or program holds HUB_NAME or PORT."""
-    problems = neighbours.conflicts(client, cfg.settings, paths.root)
+    problems = rt.conflicts(cfg.settings, paths.root)
     if problems:
         raise UserError("\n".join(problems))
 
@@ -794,16 +803,16 @@ def engine(environ: Mapping[str, str], out: Output) -> None:
 def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """Start what `down` stopped: the network, the hub container, the hub's users and groups."""
     cfg = load(paths, environ, out)
-    client = engine_mod.connect(environ)
+    rt = runtime(environ, cfg.settings)
     wanted = {image.what: image.tag for image in components.images(cfg.settings)}
     wanted["notebook image"] = cfg.settings.notebook_image
-    missing = [what for what, tag in wanted.items() if images.find(client, tag) is None]
+    missing = [what for what, tag in wanted.items() if rt.image(tag) is None]
     if missing or not paths.hub_file.exists():
         raise UserError(
             f"this hub is not set up yet ({', '.join(missing) or 'no hub file'}); run invoke setup"
         )
-    _refuse_conflicts(client, paths, cfg)
-    steps = deploy.docker_steps(paths, cfg, client, out.info, build=False)
+    _refuse_conflicts(rt, paths, cfg)
+    steps = deploy.docker_steps(paths, cfg, rt, out.info, build=False)
     out.info(plan.table(steps))
     out.info()
     changed = plan.apply(steps, out.info)
@@ -817,8 +826,7 @@ def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
 def down(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """Stop the hub and every user server; all data stays in the volumes."""
     cfg = load(paths, environ, out)
-    client = engine_mod.connect(environ)
-    count = stack.stop_all(client, cfg.settings.hub_name, out.info)
+    count = runtime(environ, cfg.settings).stop_all(out.info)
     out.info(
         f"Stopped {count} container(s); every volume is kept. Start again with: invoke up"
         if count
@@ -830,17 +838,16 @@ def logs(
     paths: Paths, environ: Mapping[str, str], out: Output, user: str, tail: int, follow: bool
 ) -> None:
     cfg = load(paths, environ, out)
-    client = engine_mod.connect(environ)
+    rt = runtime(environ, cfg.settings)
     hub = cfg.settings.hub_name
     name = names.user_container(hub, user.lower()) if user else names.hub_container(hub)
-    container = stack.find_container(client, name)
-    if container is None:
+    if rt.container_status(name) is None:
         who = f"{user}'s server is not running" if user else "the hub container does not exist"
         raise UserError(f"{who} (no container {name}); see: invoke status")
     if not follow:
-        out.info(container.logs(tail=tail).decode("utf-8", "replace").rstrip("\n"))
+        out.info(rt.logs(name, tail).rstrip("\n"))
         return
-    for chunk in container.logs(tail=tail, stream=True, follow=True):
+    for chunk in rt.follow_logs(name, tail):
         out.out.write(chunk.decode("utf-8", "replace"))
         out.out.flush()
 

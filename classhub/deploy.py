@@ -17,8 +17,6 @@ import time
 from functools import partial
 from pathlib import Path
 
-import docker
-
 from . import (
     backup,
     components,
@@ -26,7 +24,6 @@ from . import (
     database,
     disks,
     hubapi,
-    hubfile,
     images,
     names,
     neighbours,
@@ -43,6 +40,7 @@ from .errors import UserError
 from .files import ensure_private_dir, file_mode, read_text, write_atomic
 from .paths import Paths
 from .plan import Step
+from .runtime import Runtime
 from .settings import Settings
 
 HUB_START_TIMEOUT = 180
@@ -118,19 +116,6 @@ def _env_step(paths: Paths, config: Config) -> Step:
     return Step(".env", "missing", "create from .env.example", run)
 
 
-def hub_api(paths: Paths, settings, client: docker.DockerClient | None) -> hubapi.HubAPI:
-    """The hub's API as this host reaches it: on the published port, or (behind the bundled
-    nginx, where nothing is published) at the hub's own address on its network."""
-
-    def host() -> str | None:
-        if not components.has(settings, Part.FRONT_DOOR) or client is None:
-            return None
-        address = stack.hub_address(client, settings.hub_name)
-        return f"{address}:{hubfile.PROXY_PORT}" if address else None
-
-    return hubapi.HubAPI(settings, lambda: secrets.api_token(paths), host=host)
-
-
 def _self_signed_step(paths: Paths, settings: Settings) -> Step:
     cert, _ = tls.self_signed_paths(paths)
     label = paths.show(cert)
@@ -185,16 +170,16 @@ def _passwords_step(paths: Paths, config: Config, todo: int, progress: Progress)
 
 
 def docker_steps(
-    paths: Paths, config: Config, client: docker.DockerClient, echo: Echo, build: bool = True
+    paths: Paths, config: Config, rt: Runtime, echo: Echo, build: bool = True
 ) -> list[Step]:
     """The engine's side of setup; `build=False` (invoke up) leaves out the base and the images."""
     settings, roster = config.settings, config.roster
     hub = settings.hub_name
-    steps, rebuilt = image_steps(paths, settings, client, echo) if build else ([], frozenset())
+    steps, rebuilt = image_steps(paths, settings, rt, echo) if build else ([], frozenset())
 
     # Networks and volumes.
     owner = neighbours.checkout_labels(paths.root)
-    net_state = stack.network_state(client, hub)
+    net_state = rt.network_state()
     if net_state == "present":
         steps.append(Step(f"network {names.network(hub)}", "present"))
     else:
@@ -202,43 +187,43 @@ def docker_steps(
             "recreate with a fixed hub address (stops the hub and running servers; files are kept)"
         )  # fmt: skip
         steps.append(Step(f"network {names.network(hub)}", net_state, action,
-                          lambda: stack.ensure_network(client, hub, echo, owner)))  # fmt: skip
+                          lambda: rt.ensure_network(echo, owner)))  # fmt: skip
     for network in components.networks(settings):
-        if stack.network_exists(client, network.name):
+        if rt.network_exists(network.name):
             steps.append(Step(f"network {network.name}", "present"))
         else:
             steps.append(Step(f"network {network.name}", "missing", f"create (internal: {network.who})",
-                              partial(stack.ensure_internal_network, client, hub, network.name,
+                              partial(rt.ensure_internal_network, network.name,
                                       network.kind)))  # fmt: skip
-    steps += volume_steps(client, settings, roster, echo)
+    steps += volume_steps(rt, settings, roster, echo)
 
     # The hub's components (components.of), then its users and groups. The database's move or
     # schema upgrade comes right before the hub starts on it.
-    api = hub_api(paths, settings, client)
-    missing = stack.missing_group_images(client, roster)
+    api = rt.hub_api(paths, settings)
+    missing = rt.missing_group_images(roster)
     if missing:
         raise UserError("\n".join(missing))
-    planned = stack.services(client, paths, settings) if net_state == "present" else None
+    planned = rt.services(paths, settings) if net_state == "present" else None
     hub_action = False
     for index, component in enumerate(components.of(settings)):
         service = planned[index] if planned is not None else None
-        step = _component_step(paths, config, client, echo, api, component, service, rebuilt)
+        step = _component_step(paths, config, rt, echo, api, component, service, rebuilt)
         if component.part is Part.HUB:
-            move = _database_move_steps(paths, settings, client, echo)
+            move = _database_move_steps(paths, settings, rt, echo)
             steps += move
             if step.run is not None and not move:
                 deferred = component.image.tag in rebuilt or net_state != "present"
-                steps += _schema_steps(paths, config, client, echo, deferred=deferred)
+                steps += _schema_steps(paths, config, rt, echo, deferred=deferred)
         hub_action = hub_action or step.run is not None
         steps.append(step)
-    steps.append(hub_sync_step(client, settings, roster, api, echo, hub_changes=hub_action))
+    steps.append(hub_sync_step(rt, settings, roster, api, echo, hub_changes=hub_action))
     return steps
 
 
 def _component_step(
     paths: Paths,
     config: Config,
-    client: docker.DockerClient,
+    rt: Runtime,
     echo: Echo,
     api: hubapi.HubAPI,
     component: components.Component,
@@ -247,12 +232,12 @@ def _component_step(
 ) -> Step:
     """The step for one of the hub's components: made or replaced only when its spec changed
     (`planned` is None while the hub's network is still to be made)."""
-    settings, hub = config.settings, config.settings.hub_name
+    settings = config.settings
     if planned is not None:
-        state, action = stack.service_state(client, hub, planned)
+        state, action = rt.service_state(planned)
     else:
-        found = stack.find_container(client, component.container)
-        state = found.status if found is not None else "missing"
+        found = rt.container_status(component.container)
+        state = found or "missing"
         action = "create and start" if found is None else "replace (new network)"
     if component.image.tag in rebuilt and not action:
         action = "replace if the new image differs"
@@ -261,24 +246,21 @@ def _component_step(
 
     def run() -> None:
         # Made now, not at planning: the network or the image may just have been made.
-        service = stack.service(client, paths, settings, component.part)
+        (service,) = [s for s in rt.services(paths, settings) if s.component == component]
         started = int(time.time())
-        if not stack.ensure_service(client, hub, service, echo):
+        if not rt.ensure_service(service, echo):
             echo(f"   {service.what}: already as planned (an image rebuilt meanwhile)")
             return
-        ready = {
-            Part.FIREWALL: lambda: stack.wait_for_firewall(client, hub, since=started),
-            Part.DATABASE: lambda: stack.wait_for_db(client, hub),
-            Part.FRONT_DOOR: lambda: stack.wait_for_nginx(client, hub),
-            Part.HUB: lambda: _wait_for_hub(client, settings, api, echo),
-        }
-        ready.get(component.part, lambda: None)()
+        if component.part is Part.HUB:
+            _wait_for_hub(rt, settings, api, echo)
+        else:
+            rt.wait_ready(component.part, since=started)
 
     return Step(component.row, state, action or "none", run if action else None)
 
 
 def _schema_steps(
-    paths: Paths, config: Config, client: docker.DockerClient, echo: Echo, deferred: bool
+    paths: Paths, config: Config, rt: Runtime, echo: Echo, deferred: bool
 ) -> list[Step]:
     """Before a hub (re)starts on an existing database: the step that upgrades its schema when the
     hub image's JupyterHub needs a newer one, after a full backup. Checked now when the image and
@@ -286,17 +268,16 @@ def _schema_steps(
     when the step runs."""
     settings, roster, hub = config.settings, config.roster, config.settings.hub_name
     postgres = components.has(settings, Part.DATABASE)
-    if not (database.has_postgres(client, hub) if postgres else database.has_sqlite(client, hub)):
+    if not (rt.has_postgres() if postgres else rt.has_sqlite()):
         return []  # a new hub: JupyterHub makes its tables at the right revision
     label = "hub database schema"
-    db = stack.find_container(client, names.db_container(hub))
     # The check mounts what the hub mounts: never before the volume step made the data volume
     # (Docker would make a missing one itself, unlabelled, and destroy would not find it).
-    ready = names.hub_data_volume(hub) in stack.volume_names(client) and (
-        not postgres or (db is not None and db.status == "running")
+    ready = names.hub_data_volume(hub) in rt.volume_names() and (
+        not postgres or rt.container_status(names.db_container(hub)) == "running"
     )
     if not deferred and ready:
-        current, head = database.schema(client, paths, settings)
+        current, head = rt.schema(paths, settings)
         if current == "none":
             return [Step(label, "no tables yet: JupyterHub makes them at its revision")]
         if current == head:
@@ -306,7 +287,7 @@ def _schema_steps(
         state = "checked against the hub image before the hub starts"
 
     def upgrade() -> None:
-        current, head = database.schema(client, paths, settings)
+        current, head = rt.schema(paths, settings)
         if current in ("none", head):
             echo(f"   at JupyterHub's revision {head}: nothing to upgrade")
             return
@@ -314,41 +295,37 @@ def _schema_steps(
         echo(
             f"   revision {current}, this JupyterHub needs {head}: a full backup first, to {folder}"
         )
-        backup.write(client, paths, settings, roster, folder, echo)
-        found = stack.find_container(client, names.hub_container(hub))
-        if found is not None and found.status == "running":
+        rt.full_backup(paths, settings, roster, folder, echo)
+        if rt.container_status(names.hub_container(hub)) == "running":
             echo("   stopping the hub for the upgrade (user servers keep running)")
-            found.stop(timeout=20)
-        echo("   " + database.upgrade_schema(client, paths, settings))
+            rt.stop_container(names.hub_container(hub))
+        echo("   " + rt.upgrade_schema(paths, settings))
 
     action = "a full backup, then JupyterHub's upgrade of the schema (only if it needs one)"
     return [Step(label, state, action, upgrade)]
 
 
-def _database_move_steps(
-    paths: Paths, settings, client: docker.DockerClient, echo: Echo
-) -> list[Step]:
+def _database_move_steps(paths: Paths, settings, rt: Runtime, echo: Echo) -> list[Step]:
     """With HUB_DB=postgres on a hub whose database is still its sqlite file: a step that copies
     it into the new PostgreSQL before the hub starts on it. HUB_DB=sqlite on a hub whose data is
     in PostgreSQL is refused: there is no way back, and a new empty sqlite would hide the data."""
     hub = settings.hub_name
     if not components.has(settings, Part.DATABASE):
-        if database.has_postgres(client, hub):
+        if rt.has_postgres():
             raise UserError(
                 f"HUB_DB=sqlite, but this hub's database is in PostgreSQL (volume "
                 f"{names.db_volume(hub)}): classhub moves a hub from sqlite to PostgreSQL, not "
                 "back. Set HUB_DB=postgres in .env and run invoke setup. Nothing was changed"
             )
         return []
-    if database.has_postgres(client, hub) or not database.has_sqlite(client, hub):
+    if rt.has_postgres() or not rt.has_sqlite():
         return []
 
     def move() -> None:
-        found = stack.find_container(client, names.hub_container(hub))
-        if found is not None and found.status == "running":
+        if rt.container_status(names.hub_container(hub)) == "running":
             echo("   stopping the hub while its database moves (user servers keep running)")
-            found.stop(timeout=20)
-        echo("   " + database.move_to_postgres(client, paths, hub))
+            rt.stop_container(names.hub_container(hub))
+        echo("   " + rt.move_to_postgres(paths))
 
     state = f"sqlite, in volume {names.hub_data_volume(hub)}"
     action = (f"copy every row into PostgreSQL before the hub starts on it; the sqlite file "
@@ -356,34 +333,33 @@ def _database_move_steps(
     return [Step("hub database", state, action, move)]
 
 
-def start_database(paths: Paths, config: Config, client: docker.DockerClient, echo: Echo) -> None:
+def start_database(paths: Paths, config: Config, rt: Runtime, echo: Echo) -> None:
     """Only the hub's PostgreSQL and what it needs (networks, its volume), running and ready:
     restore loads a dump into it before the hub first starts."""
-    hub = config.settings.hub_name
-    stack.ensure_network(client, hub, echo, neighbours.checkout_labels(paths.root))
+    rt.ensure_network(echo, neighbours.checkout_labels(paths.root))
     for network in components.networks(config.settings):
-        stack.ensure_internal_network(client, hub, network.name, network.kind)
-    service = stack.service(client, paths, config.settings, Part.DATABASE)
+        rt.ensure_internal_network(network.name, network.kind)
+    (service,) = [s for s in rt.services(paths, config.settings)
+                  if s.component.part is Part.DATABASE]  # fmt: skip
     for volume in service.component.volumes:
-        stack.ensure_volume(client, hub, volume.name, volume.kind)
-    stack.ensure_service(client, hub, service, echo)
-    stack.wait_for_db(client, hub)
+        rt.ensure_volume(volume.name, volume.kind)
+    rt.ensure_service(service, echo)
+    rt.wait_ready(Part.DATABASE, since=int(time.time()))
 
 
-def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> list[Step]:
+def volume_steps(rt: Runtime, settings, roster, echo: Echo) -> list[Step]:
     """The hub's data volume, then the roster's user and group volumes (created, never removed)."""
     hub = settings.hub_name
     steps = []
-    have = stack.volume_names(client)
+    have = rt.volume_names()
     for volume in components.volumes(settings):
         if volume.name in have:
             steps.append(Step(f"volume {volume.name}", "present"))
         else:
             steps.append(Step(f"volume {volume.name}", "missing", f"create ({volume.what})",
-                              partial(stack.ensure_volume, client, hub, volume.name,
-                                      volume.kind)))  # fmt: skip
-    missing = stack.missing_volumes(client, hub, roster)
+                              partial(rt.ensure_volume, volume.name, volume.kind)))  # fmt: skip
     wanted = stack.wanted_volumes(hub, roster)
+    missing = {name: kind for name, kind in wanted.items() if name not in have}
     store = settings.disk_store
     limits = disks.wanted(settings, roster)
     sizes = {name: size for name, (_, size) in limits.items()}
@@ -398,20 +374,20 @@ def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> l
         if todo:
 
             def run(todo: dict[str, str] = todo) -> None:
-                stack.create_volumes(client, hub, todo, settings.notebook_image, echo, store, sizes)
+                rt.create_volumes(todo, settings.notebook_image, echo, store, sizes)
 
             steps.append(Step(label, state, f"create {len(todo)} ({how}{where})", run))
         else:
             steps.append(Step(label, state))
-    steps.append(disk_limits_step(client, settings, limits, set(wanted) - set(missing)))
+    steps.append(disk_limits_step(rt, settings, limits, set(wanted) - set(missing)))
     shared = settings.shared_data
     if shared and not shared.startswith("/"):
-        if shared in stack.volume_names(client):
+        if shared in have:
             steps.append(Step(f"shared data volume {shared}", "present"))
         else:
 
             def make_shared() -> None:
-                stack.create_volumes(client, hub, {shared: "shared"}, settings.notebook_image, echo)
+                rt.create_volumes({shared: "shared"}, settings.notebook_image, echo)
 
             steps.append(Step(f"shared data volume {shared}", "missing",
                               "create (owner 1000:100, mode 2775)", make_shared))  # fmt: skip
@@ -419,18 +395,16 @@ def volume_steps(client: docker.DockerClient, settings, roster, echo: Echo) -> l
 
 
 def disk_limits_step(
-    client: docker.DockerClient, settings, sizes: dict[str, tuple[str, int]], present: set[str]
+    rt: Runtime, settings, sizes: dict[str, tuple[str, int]], present: set[str]
 ) -> Step:
     """Whether the homes' and group folders' sizes are enforced, and the limits that differ
     from `sizes` (disks.wanted: set in place, no server restarts, no file moves)."""
     label = "disk limits"
     if not settings.disk_store:
         return Step(label, "not enforced (DISK_STORE is not set; docs/disk-limits.md)")
-    hub, store = settings.hub_name, settings.disk_store
-    volumes = [v for v in client.volumes.list(filters={"label": f"{names.LABEL_HUB}={hub}"})
-               if v.name in present]  # fmt: skip
+    store = settings.disk_store
     try:
-        usage = disks.usage(client, hub, volumes)
+        usage = rt.disk_usage(present)
     except UserError as exc:
         return Step(label, f"enforced in {store}; the sizes cannot be read: {exc}")
     outside = sorted(name for name, used in usage.items() if used is None)
@@ -446,18 +420,12 @@ def disk_limits_step(
                   f"{', '.join(outside)}")  # fmt: skip
     if not changed:
         return Step(label, state)
-
-    def run() -> None:
-        for where, inside in disks.by_store(volumes).items():
-            resized = {name: changed[name] for name in inside if name in changed}
-            if where is not None and resized:
-                disks.prepare(client, hub, where, resized)
-
-    return Step(label, state, f"set {len(changed)} size limit(s) from the roster", run)
+    return Step(label, state, f"set {len(changed)} size limit(s) from the roster",
+                lambda: rt.set_disk_limits(changed))  # fmt: skip
 
 
 def hub_sync_step(
-    client: docker.DockerClient,
+    rt: Runtime,
     settings,
     roster,
     api: hubapi.HubAPI,
@@ -467,7 +435,7 @@ def hub_sync_step(
     """The hub's users and groups brought in line with the roster, on the running hub."""
 
     def sync() -> None:
-        _wait_for_hub(client, settings, api, echo)
+        _wait_for_hub(rt, settings, api, echo)
         hubapi.apply_drift(
             api, hubapi.drift(api, roster, settings.open_to_all, bool(settings.groups_claim))
         )
@@ -482,38 +450,36 @@ def hub_sync_step(
 
 
 def sync_steps(
-    paths: Paths, config: Config, client: docker.DockerClient, echo: Echo, progress: Progress
+    paths: Paths, config: Config, rt: Runtime, echo: Echo, progress: Progress
 ) -> list[Step]:
     """After a roster edit: passwords, the hub file (which the hub and its socket proxy re-read:
     a group's new image passes at once), volumes and the running hub's users and groups. Builds
     nothing and replaces no container. A hub that is not running gets its users and groups when
     it starts (invoke up)."""
     settings = config.settings
-    api = hub_api(paths, settings, client)
+    api = rt.hub_api(paths, settings)
     steps = setup_steps(paths, config, progress)
-    steps += volume_steps(client, settings, config.roster, echo)
-    if stack.find_container(client, names.hub_container(settings.hub_name)) is None or (
-        not api.answers()
-    ):
+    steps += volume_steps(rt, settings, config.roster, echo)
+    if rt.container_status(names.hub_container(settings.hub_name)) is None or not api.answers():
         steps.append(Step("hub users and groups", "hub not running: invoke up brings them in"))
     else:
-        steps.append(hub_sync_step(client, settings, config.roster, api, echo))
+        steps.append(hub_sync_step(rt, settings, config.roster, api, echo))
     return steps
 
 
 def image_steps(
-    paths: Paths, settings, client: docker.DockerClient, echo: Echo
+    paths: Paths, settings, rt: Runtime, echo: Echo
 ) -> tuple[list[Step], frozenset[str]]:
     """The base (only looked for here; pulling or building it is an action), then the images
     of the hub's components and the notebook image.
 
     Also returns the tags of the images that will be built."""
     steps = []
-    base_ref, base_state = images.resolve_base(client, settings.base_image)
+    base_ref, base_state = images.resolve_base(rt.image, settings.base_image)
     chosen: dict[str, str] = {}
 
     def ensure_base() -> None:
-        chosen["base"] = images.ensure_base(client, settings.base_image, paths.state_dir, echo)
+        chosen["base"] = rt.ensure_base(settings.base_image, paths.state_dir, echo)
 
     if base_ref is None:
         steps.append(
@@ -529,36 +495,38 @@ def image_steps(
     specs.insert(1, images.notebook_spec(paths, settings))  # after the hub's, as it always was
     built = []
     for spec in specs:
-        step = _image_step(client, paths, spec, ca, base_ref, chosen, echo)
+        step = _image_step(rt, paths, spec, ca, base_ref, chosen, echo)
         steps.append(step)
         if step.changes:
             built.append(spec.tag)
     return steps, frozenset(built)
 
 
-def _image_step(client, paths, spec, ca, base_ref, chosen, echo) -> Step:
+def _image_step(rt: Runtime, paths, spec, ca, base_ref, chosen, echo) -> Step:
     label = f"{spec.what} {spec.tag}"
+    found = rt.image(spec.tag)
+    labels = None if found is None else found.labels
     if base_ref is None:
-        state = images.image_state(client, spec.tag, None)
+        state = images.state_of(labels, None)
     else:
-        wanted = images.inputs_hash(spec, ca, client.images.get(base_ref).id)
-        state = images.image_state(client, spec.tag, wanted)
+        base = rt.image(base_ref)
+        state = images.state_of(labels, images.inputs_hash(spec, ca, base.id if base else ""))
     if state in ("up to date", "not built by classhub"):
         return Step(label, state if state == "up to date" else f"{state}: used as it is")
 
-    def run() -> None:  # the base may be new by now: ensure re-checks against it
-        images.ensure(client, spec, ca, chosen["base"], paths.state_dir / "logs", echo)
+    def run() -> None:  # the base may be new by now: build re-checks against it
+        rt.build(spec, ca, chosen["base"], paths.state_dir / "logs", echo)
 
     return Step(label, state, "build" if state == "missing" else "rebuild", run)
 
 
-def _wait_for_hub(client, settings, api: hubapi.HubAPI, echo: Echo) -> None:
+def _wait_for_hub(rt: Runtime, settings, api: hubapi.HubAPI, echo: Echo) -> None:
     wait.until(
         f"the hub at {api.root}",
         api.answers,
         HUB_START_TIMEOUT,
         echo,
         on_timeout=lambda: (
-            "   the hub's last log lines:\n" + stack.hub_logs(client, settings.hub_name)
+            "   the hub's last log lines:\n" + rt.logs(names.hub_container(settings.hub_name))
         ),
     )

@@ -22,6 +22,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,9 +188,14 @@ def find(client: docker.DockerClient, ref: str):
 def image_state(client: docker.DockerClient, tag: str, wanted: str | None) -> str:
     """'missing', 'up to date', 'out of date' or 'not built by classhub' (left alone)."""
     image = find(client, tag)
-    if image is None:
+    return state_of(None if image is None else (image.labels or {}), wanted)
+
+
+def state_of(labels: Mapping[str, str] | None, wanted: str | None) -> str:
+    """An image's state from its labels (None: the engine does not have it)."""
+    if labels is None:
         return "missing"
-    label = (image.labels or {}).get(names.LABEL_INPUTS)
+    label = labels.get(names.LABEL_INPUTS)
     if label is None:
         return "not built by classhub"
     return "up to date" if label == wanted else "out of date"
@@ -281,12 +287,13 @@ def local_base_tag() -> str:
     return f"{names.LOCAL_BASE_IMAGE}:{host_codename()}"
 
 
-def resolve_base(client: docker.DockerClient, base: str) -> tuple[str | None, str]:
-    """Which base the builds use without pulling: (image reference or None, state to show)."""
-    if find(client, base) is not None:
+def resolve_base(lookup: Callable[[str], object | None], base: str) -> tuple[str | None, str]:
+    """Which base the builds use without pulling: (image reference or None, state to show).
+    `lookup(ref)` is the engine's image of that reference, or None."""
+    if lookup(base) is not None:
         return base, "present"
     local = local_base_tag()
-    if find(client, local) is not None:
+    if lookup(local) is not None:
         return (
             local,
             f"not here; using the local Debian base {local} built when it could not be pulled",
@@ -296,7 +303,7 @@ def resolve_base(client: docker.DockerClient, base: str) -> tuple[str | None, st
 
 def ensure_base(client: docker.DockerClient, base: str, state_dir: Path, echo: Echo) -> str:
     """The base to build from: present, pulled, or else built from the host's Debian packages."""
-    found, _ = resolve_base(client, base)
+    found, _ = resolve_base(lambda ref: find(client, ref), base)
     if found is not None:
         return found
     echo(f"   pulling {base} ...")

@@ -37,7 +37,12 @@ def parts(text: str) -> list[Part]:
 
 def test_a_hub_has_its_firewall_socket_proxy_and_hub_and_what_its_settings_add_in_start_order():
     assert parts("") == [Part.FIREWALL, Part.SOCKET_PROXY, Part.HUB]
-    assert parts(VARIANTS["postgres"]) == [Part.FIREWALL, Part.SOCKET_PROXY, Part.DATABASE, Part.HUB]
+    assert parts(VARIANTS["postgres"]) == [
+        Part.FIREWALL,
+        Part.SOCKET_PROXY,
+        Part.DATABASE,
+        Part.HUB,
+    ]
     assert parts(VARIANTS["all"]) == [
         Part.FIREWALL,
         Part.SOCKET_PROXY,

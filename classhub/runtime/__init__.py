@@ -1,0 +1,175 @@
+"""The seam between classhub's plans and a container engine: what a plan asks of an engine.
+
+The plans (`deploy`, and the tasks in `commands`) decide what a hub needs and in which order;
+a `Runtime` looks at and changes one hub's objects on one engine. Two implementations:
+
+- `single_host.SingleHost`: one Docker engine (today's hubs), through docker-py;
+- `fake.FakeEngine`: an in-memory engine whose hub answers its API, for unit tests of the plans
+  (what is made, in which order, and that a second run makes nothing).
+
+A second real engine (Docker Swarm) is a third implementation of the same protocol. What the
+protocol speaks: names from `names` and `components`, `ImageSpec`s, `stack.Service` specs (the
+engine's own recipe for a component) and the small records below, never an engine's objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..components import Part
+from ..console import Echo
+
+if TYPE_CHECKING:
+    from ..hubapi import HubAPI
+    from ..images import ImageSpec
+    from ..paths import Paths
+    from ..roster import Roster
+    from ..settings import Settings
+    from ..stack import Service
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class Runtime(Protocol):
+    """One hub's objects on one engine. Every method looks at or changes this hub only, except
+    `conflicts`, which looks at the others on the same engine."""
+
+    hub: str
+
+    def version(self) -> str:
+        """The engine and where it answers, for the plan's heading."""
+
+    def conflicts(self, settings: Settings, root: Path) -> list[str]:
+        """What another hub on this engine holds that these settings want (names, ports)."""
+
+    # --- images ---
+    def image(self, ref: str) -> ImageInfo | None:
+        """The image of that reference, or None when the engine does not have it."""
+
+    def ensure_base(self, base: str, state_dir: Path, echo: Echo) -> str:
+        """The base to build from: present, pulled, or built from the host's packages."""
+
+    def build(self, spec: ImageSpec, ca: bytes, base: str, log_dir: Path, echo: Echo) -> None:
+        """Build `spec` FROM `base` unless an image of the same inputs is there (or not ours)."""
+
+    # --- networks ---
+    def network_state(self) -> str:
+        """The hub's network: 'missing', 'present' or 'without a fixed hub address'."""
+
+    def ensure_network(self, echo: Echo, owner: dict[str, str]) -> None:
+        """Make (or remake, stopping what runs) the hub's network with its fixed hub address."""
+
+    def hub_address(self) -> str | None:
+        """The hub container's fixed address on its network (None while there is none)."""
+
+    def network_exists(self, name: str) -> bool: ...
+
+    def ensure_internal_network(self, name: str, kind: str) -> None:
+        """Make a network with no way out (a component's), unless it exists."""
+
+    # --- volumes ---
+    def volume_names(self) -> set[str]:
+        """Every volume on the engine (names are checked against other hubs' too)."""
+
+    def ensure_volume(self, name: str, kind: str) -> None:
+        """Make one of the hub's own data volumes, empty, unless it exists."""
+
+    def create_volumes(
+        self,
+        volumes: dict[str, str],
+        image: str,
+        echo: Echo,
+        store: str = "",
+        sizes: Mapping[str, int] | None = None,
+    ) -> None:
+        """Make homes and group folders (name -> kind), owned by jovyan with their kind's mode;
+        nothing half made when it fails."""
+
+    def disk_usage(self, volumes: set[str]) -> dict[str, dict[str, int] | None]:
+        """Of these volumes of the hub: each one's bytes used and size limit in DISK_STORE
+        ({'used', 'limit'}), None for one in the engine's own storage (no limit)."""
+
+    def set_disk_limits(self, sizes: Mapping[str, tuple[str, int]]) -> None:
+        """Set the size limits (volume -> (kind, bytes)) of those in DISK_STORE, in place."""
+
+    def remove_volume(self, name: str) -> None:
+        """Delete one of the hub's volumes and its files (the caller has confirmed)."""
+
+    def has_sqlite(self) -> bool:
+        """Whether the hub's data volume holds its sqlite database (not moved to PostgreSQL)."""
+
+    def has_postgres(self) -> bool:
+        """Whether the hub has a PostgreSQL data volume."""
+
+    # --- the hub's own services (its components) ---
+    def services(self, paths: Paths, settings: Settings) -> list[Service]:
+        """The engine's recipe for each component, in start order (needs the hub's network)."""
+
+    def service_state(self, service: Service) -> tuple[str, str]:
+        """(state, action) of one component; action '' when nothing is to be done."""
+
+    def ensure_service(self, service: Service, echo: Echo) -> bool:
+        """Start, make or replace the component as its state now asks; whether it did."""
+
+    def wait_ready(self, part: Part, since: int) -> None:
+        """Return once the component (started at `since`) is ready; the hub itself answers
+        its API (`hub_api`)."""
+
+    def container_status(self, name: str) -> str | None:
+        """'running', 'exited', ... of one of the hub's containers; None when there is none."""
+
+    def stop_container(self, name: str) -> None: ...
+
+    def hub_api(self, paths: Paths, settings: Settings) -> HubAPI:
+        """The hub's REST API as this host reaches it on this engine."""
+
+    def logs(self, name: str, tail: int = 60) -> str:
+        """A container's last lines; a line saying so when there is no such container."""
+
+    def follow_logs(self, name: str, tail: int) -> Iterator[bytes]:
+        """A container's last lines, then what it writes, until it stops."""
+
+    # --- the hub's database (its schema, its move to PostgreSQL) ---
+    def schema(self, paths: Paths, settings: Settings) -> tuple[str, str]:
+        """(the database's revision or 'none', the revision the hub image's JupyterHub needs)."""
+
+    def upgrade_schema(self, paths: Paths, settings: Settings) -> str: ...
+
+    def move_to_postgres(self, paths: Paths) -> str: ...
+
+    def full_backup(
+        self, paths: Paths, settings: Settings, roster: Roster, folder: Path, echo: Echo
+    ) -> None:
+        """Everything of the hub into `folder` (before a schema upgrade)."""
+
+    # --- user servers ---
+    def missing_group_images(self, roster: Roster) -> list[str]:
+        """`userlist:LINE: ...` for each group image the engine does not have."""
+
+    def stale_servers(self, hub_file: Any) -> dict[str, str]:
+        """Running servers that differ from what the hub file now gives their user."""
+
+    def detached_volumes(self, roster: Roster) -> list[str]:
+        """This hub's homes and group folders no roster user or group uses any more (kept)."""
+
+    def stop_all(self, echo: Echo) -> int:
+        """Stop the hub, every user server (removed: data lives in volumes) and the other
+        components; how many were stopped."""
+
+    # --- inventory and destroy ---
+    def inventory(self) -> dict[str, list[tuple[str, str]]]:
+        """Every object of this hub by what it is (containers, networks, volumes), each as
+        (name, its classhub.kind)."""
+
+    def remove_containers(self, echo: Echo) -> int:
+        """Stop and remove every container of this hub (networks and volumes stay)."""
+
+    def destroy(self, echo: Echo) -> int:
+        """Remove every object of this hub, volumes included (the caller has confirmed)."""

@@ -1,0 +1,220 @@
+"""The first runtime: one hub on one Docker engine, through docker-py.
+
+Its work is done by the modules that grew up around that engine: `stack` (networks, volumes,
+the components' containers), `images` (builds), `database` (the hub's database in one-off
+containers), `disks` (DISK_STORE's size limits) and `backup`. This class is the one face they
+show the plans; a second engine is a second class beside it, not an `if` in them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from .. import (
+    backup,
+    components,
+    database,
+    disks,
+    engine,
+    hubapi,
+    hubfile,
+    images,
+    names,
+    neighbours,
+    secrets,
+    stack,
+)
+from ..components import Part
+from ..console import Echo
+from ..hubapi import HubAPI
+from ..images import ImageSpec
+from ..paths import Paths
+from ..roster import Roster
+from ..settings import Settings
+from ..stack import Service
+from . import ImageInfo
+
+
+class SingleHost:
+    def __init__(self, client: docker.DockerClient, hub: str, where: str = ""):
+        self.client = client
+        self.hub = hub
+        self.where = where
+
+    def version(self) -> str:
+        return f"Docker engine {engine.version(self.client)} at {self.where}"
+
+    def conflicts(self, settings: Settings, root: Path) -> list[str]:
+        return neighbours.conflicts(self.client, settings, root)
+
+    # --- images ---
+    def image(self, ref: str) -> ImageInfo | None:
+        found = images.find(self.client, ref)
+        return None if found is None else ImageInfo(str(found.id), found.labels or {})
+
+    def ensure_base(self, base: str, state_dir: Path, echo: Echo) -> str:
+        return images.ensure_base(self.client, base, state_dir, echo)
+
+    def build(self, spec: ImageSpec, ca: bytes, base: str, log_dir: Path, echo: Echo) -> None:
+        images.ensure(self.client, spec, ca, base, log_dir, echo)
+
+    # --- networks ---
+    def network_state(self) -> str:
+        return stack.network_state(self.client, self.hub)
+
+    def ensure_network(self, echo: Echo, owner: dict[str, str]) -> None:
+        stack.ensure_network(self.client, self.hub, echo, owner)
+
+    def hub_address(self) -> str | None:
+        return stack.hub_address(self.client, self.hub)
+
+    def network_exists(self, name: str) -> bool:
+        return stack.network_exists(self.client, name)
+
+    def ensure_internal_network(self, name: str, kind: str) -> None:
+        stack.ensure_internal_network(self.client, self.hub, name, kind)
+
+    # --- volumes ---
+    def volume_names(self) -> set[str]:
+        return stack.volume_names(self.client)
+
+    def ensure_volume(self, name: str, kind: str) -> None:
+        stack.ensure_volume(self.client, self.hub, name, kind)
+
+    def create_volumes(
+        self,
+        volumes: dict[str, str],
+        image: str,
+        echo: Echo,
+        store: str = "",
+        sizes: Mapping[str, int] | None = None,
+    ) -> None:
+        stack.create_volumes(self.client, self.hub, volumes, image, echo, store, sizes)
+
+    def _volumes(self, wanted) -> list:
+        flt = {"label": f"{names.LABEL_HUB}={self.hub}"}
+        return [v for v in self.client.volumes.list(filters=flt) if v.name in wanted]
+
+    def disk_usage(self, volumes: set[str]) -> dict[str, dict[str, int] | None]:
+        return disks.usage(self.client, self.hub, self._volumes(volumes))
+
+    def set_disk_limits(self, sizes: Mapping[str, tuple[str, int]]) -> None:
+        for where, inside in disks.by_store(self._volumes(sizes)).items():
+            if where is not None:
+                disks.prepare(self.client, self.hub, where, {n: sizes[n] for n in inside})
+
+    def remove_volume(self, name: str) -> None:
+        disks.remove(self.client, self.client.volumes.get(name))
+
+    def has_sqlite(self) -> bool:
+        return database.has_sqlite(self.client, self.hub)
+
+    def has_postgres(self) -> bool:
+        return database.has_postgres(self.client, self.hub)
+
+    # --- the hub's own services ---
+    def services(self, paths: Paths, settings: Settings) -> list[Service]:
+        return stack.services(self.client, paths, settings)
+
+    def service_state(self, service: Service) -> tuple[str, str]:
+        return stack.service_state(self.client, self.hub, service)
+
+    def ensure_service(self, service: Service, echo: Echo) -> bool:
+        return stack.ensure_service(self.client, self.hub, service, echo)
+
+    def wait_ready(self, part: Part, since: int) -> None:
+        if part is Part.FIREWALL:
+            stack.wait_for_firewall(self.client, self.hub, since=since)
+        elif part is Part.DATABASE:
+            stack.wait_for_db(self.client, self.hub)
+        elif part is Part.FRONT_DOOR:
+            stack.wait_for_nginx(self.client, self.hub)
+
+    def container_status(self, name: str) -> str | None:
+        found = stack.find_container(self.client, name)
+        return None if found is None else str(found.status)
+
+    def stop_container(self, name: str) -> None:
+        found = stack.find_container(self.client, name)
+        if found is not None:
+            found.stop(timeout=20)
+
+    def hub_api(self, paths: Paths, settings: Settings) -> HubAPI:
+        """On the published port, or (behind the bundled nginx, where nothing is published) at
+        the hub's own address on its network."""
+
+        def host() -> str | None:
+            if not components.has(settings, Part.FRONT_DOOR):
+                return None
+            address = self.hub_address()
+            return f"{address}:{hubfile.PROXY_PORT}" if address else None
+
+        return hubapi.HubAPI(settings, lambda: secrets.api_token(paths), host=host)
+
+    def logs(self, name: str, tail: int = 60) -> str:
+        found = stack.find_container(self.client, name)
+        if found is None:
+            return f"(no container named {name})"
+        return found.logs(tail=tail).decode("utf-8", "replace")
+
+    def follow_logs(self, name: str, tail: int) -> Iterator[bytes]:
+        found = stack.find_container(self.client, name)
+        if found is not None:
+            yield from found.logs(tail=tail, stream=True, follow=True)
+
+    # --- the hub's database ---
+    def schema(self, paths: Paths, settings: Settings) -> tuple[str, str]:
+        return database.schema(self.client, paths, settings)
+
+    def upgrade_schema(self, paths: Paths, settings: Settings) -> str:
+        return database.upgrade_schema(self.client, paths, settings)
+
+    def move_to_postgres(self, paths: Paths) -> str:
+        return database.move_to_postgres(self.client, paths, self.hub)
+
+    def full_backup(
+        self, paths: Paths, settings: Settings, roster: Roster, folder: Path, echo: Echo
+    ) -> None:
+        backup.write(self.client, paths, settings, roster, folder, echo)
+
+    # --- user servers ---
+    def missing_group_images(self, roster: Roster) -> list[str]:
+        return stack.missing_group_images(self.client, roster)
+
+    def stale_servers(self, hub_file: Any) -> dict[str, str]:
+        return stack.stale_servers(self.client, self.hub, hub_file)
+
+    def detached_volumes(self, roster: Roster) -> list[str]:
+        return stack.detached_volumes(self.client, self.hub, roster)
+
+    def stop_all(self, echo: Echo) -> int:
+        return stack.stop_all(self.client, self.hub, echo)
+
+    # --- inventory and destroy ---
+    def inventory(self) -> dict[str, list[tuple[str, str]]]:
+        found = stack.hub_inventory(self.client, self.hub)
+        return {
+            what: [(str(o.name), _labels(o).get(names.LABEL_KIND, "")) for o in objects]
+            for what, objects in found.items()
+        }
+
+    def remove_containers(self, echo: Echo) -> int:
+        return stack.remove_containers(self.client, self.hub, echo)
+
+    def destroy(self, echo: Echo) -> int:
+        return stack.destroy(self.client, self.hub, echo)
+
+
+def _labels(thing) -> dict[str, str]:
+    """A container's, network's or volume's labels (volumes keep theirs in attrs only)."""
+    return dict(thing.attrs.get("Labels") or thing.attrs.get("Config", {}).get("Labels") or {})
+
+
+def connect(environ: Mapping[str, str], hub: str) -> SingleHost:
+    """This hub on the Docker engine DOCKER_HOST names (else the local socket); an error saying
+    how to start one when none answers."""
+    return SingleHost(engine.connect(environ), hub, engine.where(environ))
