@@ -17,14 +17,14 @@ Rules that hold here:
 - Restore checks every file against the manifest before it changes anything, and refuses a
   damaged backup naming the file. It never overwrites: a volume that exists stops it, and a
   checkout file that differs from the backup's is kept beside it as `NAME.before-restore`.
-- Volumes are read and written through a container that is created but never started
-  (Docker's archive API), so no program runs on the students' files.
+- The engine (`runtime.Runtime`) reads and writes the volumes and the database copy; on Docker
+  through a container that is created but never started (Docker's archive API), so no program
+  runs on the students' files. What is in a backup, and its checks, are decided here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import hashlib
 import json
 import os
@@ -32,16 +32,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-import docker.errors
-
-from . import components, database, disks, names, stack
-from .components import Part
+from . import hubfile, names
 from .console import Echo, Progress, human_size
 from .errors import UserError
 from .files import ensure_private_dir, write_atomic
 from .paths import Paths
 from .roster import Roster
+from .runtime import Runtime
 from .settings import Settings
 
 FORMAT = 1
@@ -50,6 +47,7 @@ MANIFEST_SUM = "manifest.sha256"
 CHECKOUT = "checkout"
 DATABASE = "database"
 VOLUMES = "volumes"
+DUMP_FILE = "jupyterhub.dump"  # in DATABASE: pg_dump's custom format (HUB_DB=postgres)
 CHUNK = 1024 * 1024
 
 
@@ -78,17 +76,17 @@ def default_folder(settings: Settings, suffix: str = "") -> Path:
 
 
 def volumes_to_save(
-    client: docker.DockerClient, settings: Settings, roster: Roster, users: list[str] | None
+    rt: Runtime, settings: Settings, roster: Roster, users: list[str] | None
 ) -> dict[str, str]:
     """The volumes a backup holds (name -> kind): every user's home, every group's folder and the
     shared data volume; with `users`, only those users' homes. Volumes of users no longer on the
     roster are this hub's too and go in a full backup."""
     hub = settings.hub_name
-    have = stack.volume_names(client)
+    have = rt.volume_names()
     if users is not None:
         return {names.user_volume(hub, u): "user" for u in users}
-    wanted = stack.wanted_volumes(hub, roster)
-    for name in stack.detached_volumes(client, hub, roster):
+    wanted = roster.volumes(hub)
+    for name in rt.detached_volumes(roster):
         wanted[name] = "group" if name.startswith(names.group_volume(hub, "")) else "user"
     if settings.shared_data and not settings.shared_data.startswith("/"):
         wanted[settings.shared_data] = "shared"
@@ -114,21 +112,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_volume(client: docker.DockerClient, hub: str, volume: str, target: Path) -> int:
-    """Write `volume` as a gzip'd tar (owners, modes and times kept) to `target`; returns the
-    bytes read from the volume."""
-    read = 0
-    with database.volume_helper(client, hub, volume, "ro") as container:
-        stream, _ = container.get_archive("/v", chunk_size=CHUNK)
-        with target.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as z:
-            for chunk in stream:
-                z.write(chunk)
-                read += len(chunk)
-    return read
-
-
 def write(
-    client: docker.DockerClient,
+    rt: Runtime,
     paths: Paths,
     settings: Settings,
     roster: Roster,
@@ -140,7 +125,7 @@ def write(
     if folder.exists():
         raise UserError(f"{folder} already exists; choose another folder")
     hub = settings.hub_name
-    volumes = volumes_to_save(client, settings, roster, users)
+    volumes = volumes_to_save(rt, settings, roster, users)
     partial = folder.with_name(folder.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)  # our own leftover from a failed run: never a finished backup
@@ -155,15 +140,12 @@ def write(
         echo("   settings, roster and secrets: copied")
         if users is None:  # a backup of some users holds their homes only
             (partial / DATABASE).mkdir(mode=0o700)
-            if components.has(settings, Part.DATABASE):
-                database.save_postgres(client, hub, partial / DATABASE)
-            else:
-                database.save_sqlite(client, hub, partial / DATABASE)
+            rt.save_database(settings, partial / DATABASE)
             echo(f"   hub database ({settings.hub_db}): copied")
         (partial / VOLUMES).mkdir(mode=0o700)
         total = len(volumes)
         for index, volume in enumerate(volumes, 1):
-            size = save_volume(client, hub, volume, partial / VOLUMES / f"{volume}.tar.gz")
+            size = rt.save_volume(volume, partial / VOLUMES / f"{volume}.tar.gz")
             echo(f"   volume {index}/{total}: {volume} ({human_size(size)})")
         manifest = Manifest(
             hub=hub,
@@ -250,16 +232,16 @@ def _inside(folder: Path, path: Path) -> bool:
 
 
 def database_copy(folder: Path, manifest: Manifest) -> Path:
-    name = database.DUMP_FILE if manifest.database == "postgres" else database.SQLITE_FILE
+    name = DUMP_FILE if manifest.database == "postgres" else hubfile.SQLITE_FILE
     return folder / DATABASE / name
 
 
 # --- restoring ---------------------------------------------------------------------------------
 
 
-def existing_volumes(client: docker.DockerClient, hub: str, manifest: Manifest) -> list[str]:
+def existing_volumes(rt: Runtime, hub: str, manifest: Manifest) -> list[str]:
     """Volumes a restore would make that already exist (restore never writes over one)."""
-    have = stack.volume_names(client)
+    have = rt.volume_names()
     wanted = list(manifest.volumes)
     if manifest.complete:
         wanted += [names.hub_data_volume(hub), names.db_volume(hub)]
@@ -291,39 +273,3 @@ def restore_checkout(folder: Path, manifest: Manifest, paths: Paths, echo: Echo)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.chmod(target, mode)
-
-
-def restore_volume(
-    client: docker.DockerClient,
-    hub: str,
-    volume: str,
-    kind: str,
-    archive: Path,
-    store: str = "",
-    size: int = 0,
-) -> None:
-    """Create `volume` (labelled as this hub's; in DISK_STORE `store` with the size limit `size`,
-    when given) and fill it from `archive`; a volume that fails to fill is removed again (it was
-    new). A folder of that name already in the store is never written over."""
-    if store:
-        (made,), new_folders = disks.make(client, hub, store, {volume: (kind, size)})
-        if not new_folders:
-            made.remove(force=True)  # the Docker volume only: the folder and its files stay
-            raise UserError(
-                f"{store}/{volume} is already in DISK_STORE, with the files of an earlier "
-                "volume of that name; restore never writes over them. Move the folder away "
-                "(or delete it), then run restore again"
-            )
-    else:
-        made = client.volumes.create(volume, labels=names.labels(hub, kind))
-    try:
-        with (
-            database.volume_helper(client, hub, volume, "rw") as container,
-            archive.open("rb") as data,
-        ):
-            # Docker unpacks the gzip'd tar itself; its top folder "v" is the volume's root.
-            if not container.put_archive("/", data):
-                raise UserError(f"{archive}: Docker did not accept it")
-    except BaseException:
-        disks.remove(client, made)
-        raise

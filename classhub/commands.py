@@ -21,7 +21,6 @@ from . import backup as backup_mod
 from . import (
     components,
     credentials,
-    database,
     deploy,
     disks,
     hubfile,
@@ -30,7 +29,6 @@ from . import (
     parsers,
     plan,
     render,
-    stack,
     userlist,
     wait,
 )
@@ -54,15 +52,15 @@ from .runtime.single_host import SingleHost
 from .settings import Settings
 
 
-def runtime(environ: Mapping[str, str], settings: Settings) -> Runtime:
-    """This hub on the engine the environment names: the one place a task picks its engine.
+def runtime(environ: Mapping[str, str], hub: str) -> Runtime:
+    """Hub `hub` on the engine the environment names: the one place a task picks its engine.
     An error saying how to start one when none answers."""
-    return single_host.connect(environ, settings.hub_name)
+    return single_host.connect(environ, hub)
 
 
-def _runtime_if_any(environ: Mapping[str, str], settings: Settings) -> Runtime | None:
+def _runtime_if_any(environ: Mapping[str, str], hub: str) -> Runtime | None:
     try:
-        return runtime(environ, settings)
+        return runtime(environ, hub)
     except UserError:
         return None
 
@@ -107,9 +105,9 @@ def _show_setup_plan(
     cfg = load(paths, environ, out)
     rt = None
     if docker == "required":
-        rt = runtime(environ, cfg.settings)
+        rt = runtime(environ, cfg.settings.hub_name)
     elif docker in ("plan", "if-available"):
-        rt = _runtime_if_any(environ, cfg.settings)
+        rt = _runtime_if_any(environ, cfg.settings.hub_name)
     if rt is not None and docker in ("required", "plan"):
         _refuse_conflicts(rt, paths, cfg)
     steps = deploy.setup_steps(paths, cfg, out.progress)
@@ -327,7 +325,7 @@ def _sync(
     image built nor the hub or a server replaced (add-user and add-group run it too). Returns
     the config and the users whose new login it printed."""
     cfg = load(paths, environ, out)
-    rt = runtime(environ, cfg.settings)
+    rt = runtime(environ, cfg.settings.hub_name)
     steps = deploy.sync_steps(paths, cfg, rt, out.info, out.progress)
     out.info(summary(cfg))
     shown = plan.table(steps) if full else plan.brief(steps)
@@ -351,7 +349,7 @@ def _sync(
 def build(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> None:
     """Build the base, hub and notebook images when their inputs changed; nothing else."""
     cfg = load(paths, environ, out)
-    rt = runtime(environ, cfg.settings)
+    rt = runtime(environ, cfg.settings.hub_name)
     steps, _ = deploy.image_steps(paths, cfg.settings, rt, out.info)
     out.info(plan.table(steps))
     out.info()
@@ -410,7 +408,7 @@ def remove_user(
     if not purge:
         out.info(f"{who}'s home volume is kept; invoke remove-user {who} --purge deletes it.")
         return
-    rt = runtime(environ, cfg.settings)
+    rt = runtime(environ, cfg.settings.hub_name)
     hub = cfg.settings.hub_name
     volume = names.user_volume(hub, who)
     if volume not in rt.volume_names():
@@ -455,7 +453,7 @@ def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
 def destroy(paths: Paths, environ: Mapping[str, str], out: Output, yes: bool = False) -> None:
     """Remove every Docker object of this hub, its users' files included, after asking."""
     cfg = load(paths, environ, out)
-    rt = runtime(environ, cfg.settings)
+    rt = runtime(environ, cfg.settings.hub_name)
     hub = cfg.settings.hub_name
     found = rt.inventory()
     if not any(found.values()):
@@ -477,23 +475,22 @@ def backup(
     paths: Paths, environ: Mapping[str, str], out: Output, users: str = "", folder: str = ""
 ) -> Path:
     """Write a dated backup of this hub while it runs (only some users' homes with `users`)."""
-    return _backup(
-        paths, load(paths, environ, out), engine_mod.connect(environ), out, users, folder
-    )
+    cfg = load(paths, environ, out)
+    return _backup(paths, cfg, runtime(environ, cfg.settings.hub_name), out, users, folder)
 
 
 def _backup(
-    paths: Paths, cfg: Config, client, out: Output, users: str = "", folder: str = ""
+    paths: Paths, cfg: Config, rt: Runtime, out: Output, users: str = "", folder: str = ""
 ) -> Path:
     settings, roster = cfg.settings, cfg.roster
     hub = settings.hub_name
-    if names.hub_data_volume(hub) not in stack.volume_names(client):
+    if names.hub_data_volume(hub) not in rt.volume_names():
         raise UserError(f"hub {hub} has no database volume on this engine, so there is nothing "
                         "to back up yet; run invoke setup first")  # fmt: skip
     chosen = None
     if users:
         chosen = sorted({u.strip().lower() for u in users.split(",") if u.strip()})
-        have = stack.volume_names(client)
+        have = rt.volume_names()
         unknown = [u for u in chosen if names.user_volume(hub, u) not in have]
         if unknown:
             raise UserError(f"--users: no home volume for {', '.join(unknown)} on hub {hub}; "
@@ -501,7 +498,7 @@ def _backup(
     target = Path(folder).resolve() if folder else backup_mod.default_folder(settings)
     what = f"the homes of {', '.join(chosen)}" if chosen else "the whole hub"
     out.info(f"Backing up {what} ({hub}) to {target} while it runs:")
-    manifest = backup_mod.write(client, paths, settings, roster, target, out.info, chosen)
+    manifest = backup_mod.write(rt, paths, settings, roster, target, out.info, chosen)
     size = sum(entry["size"] for entry in manifest.files.values())
     out.info(f"Backup complete: {len(manifest.files)} files, {human_size(size)}, "
              "each with its checksum in manifest.json.")  # fmt: skip
@@ -523,8 +520,8 @@ def restore(
     )
     out.info(f"Backup of hub {manifest.hub} made {manifest.created}: {len(manifest.users)} "
              f"user(s), {len(manifest.volumes)} volume(s); every file matches its checksum.")  # fmt: skip
-    client = engine_mod.connect(environ)
-    taken = backup_mod.existing_volumes(client, manifest.hub, manifest)
+    rt = runtime(environ, manifest.hub)
+    taken = backup_mod.existing_volumes(rt, manifest.hub, manifest)
     if taken:
         raise UserError(
             f"these volumes of hub {manifest.hub} already exist and restore never writes over "
@@ -532,7 +529,7 @@ def restore(
             "another engine. Nothing was changed"
         )
     if not manifest.complete:
-        homes = _restore_volumes_step(client, source, manifest, out, load(paths, environ, out))
+        homes = _restore_volumes_step(rt, source, manifest, out, load(paths, environ, out))
         out.info()
         out.info(plan.table([homes]))
         out.info()
@@ -547,7 +544,6 @@ def restore(
                         f"environment overrides the backup's .env) differ from the backup's hub "
                         f"{manifest.hub} and its {manifest.database} database; unset them. "
                         "Nothing was changed")  # fmt: skip
-    rt = SingleHost(client, manifest.hub)
     _refuse_conflicts(rt, paths, cfg)
 
     restored: list[Config] = []  # the checkout's config, once its files are back
@@ -564,11 +560,10 @@ def restore(
 
     def hub_database() -> None:
         copy = backup_mod.database_copy(source, manifest)
-        if manifest.database == "postgres":
+        settings = restored[0].settings
+        if components.has(settings, Part.DATABASE):
             deploy.start_database(paths, restored[0], rt, out.info)
-            database.restore_postgres(client, manifest.hub, copy)
-        else:
-            database.restore_sqlite(client, manifest.hub, copy)
+        rt.restore_database(settings, copy)
 
     checkout = [f for f in manifest.files if f.startswith(backup_mod.CHECKOUT + "/")]
     steps = [
@@ -576,7 +571,7 @@ def restore(
              "put in the checkout (a file that differs is kept as NAME.before-restore)", put_back),
         Step("images", "as the backup's settings name them",
              "build those missing or out of date (as invoke build)", images),
-        _restore_volumes_step(client, source, manifest, out, cfg),
+        _restore_volumes_step(rt, source, manifest, out, cfg),
         Step(f"hub database ({manifest.database})", "in the backup", "restore", hub_database),
         Step("the rest of setup", "", "as invoke setup does it", rest_of_setup),
     ]  # fmt: skip
@@ -587,7 +582,7 @@ def restore(
 
 
 def _restore_volumes_step(
-    client, source: Path, manifest: backup_mod.Manifest, out: Output, cfg: Config
+    rt: Runtime, source: Path, manifest: backup_mod.Manifest, out: Output, cfg: Config
 ) -> Step:
     """Each volume of the backup, made and filled from its archive; a home or group folder goes
     into DISK_STORE (when set) with the size the roster gives it, else DISK_LIMIT or
@@ -602,7 +597,7 @@ def _restore_volumes_step(
             archive = source / backup_mod.VOLUMES / f"{volume}.tar.gz"
             size = sizes.get(volume, defaults.get(kind))
             store = settings.disk_store if size is not None else ""
-            backup_mod.restore_volume(client, manifest.hub, volume, kind, archive, store, size or 0)
+            rt.restore_volume(volume, kind, archive, store, size or 0)
             out.progress("restoring volumes", index, total)
 
     where = f", homes and group folders into {settings.disk_store}" if settings.disk_store else ""
@@ -613,9 +608,9 @@ def archive(paths: Paths, environ: Mapping[str, str], out: Output) -> Path:
     """Semester end: a full backup, then the hub's containers stopped and removed (volumes and
     the backup stay)."""
     cfg = load(paths, environ, out)
-    client = engine_mod.connect(environ)
-    target = _backup(paths, cfg, client, out)
-    removed = stack.remove_containers(client, cfg.settings.hub_name, out.info)
+    rt = runtime(environ, cfg.settings.hub_name)
+    target = _backup(paths, cfg, rt, out)
+    removed = rt.remove_containers(out.info)
     out.info(f"Archived: {removed} container(s) removed; the backup is {target}. The volumes "
              "stay until invoke destroy; invoke up starts the hub again.")  # fmt: skip
     return target
@@ -685,7 +680,7 @@ def prewarm(
     except parsers.Invalid as bad:
         raise UserError(f"--hold {hold} {bad.reason}; e.g. --hold 30m") from None
     when = prewarm_mod.parse_at(at, dt.datetime.now().astimezone()) if at else None
-    api = runtime(environ, settings).hub_api(paths, settings)
+    api = runtime(environ, settings.hub_name).hub_api(paths, settings)
     if not api.answers():
         raise UserError(f"the hub {settings.hub_name} does not answer; start it with invoke up")
     if when is not None:
@@ -729,7 +724,7 @@ def restart_server(
     if not group:
         _on_roster(cfg.roster, name)
     chosen = prewarm_mod.targets(cfg.roster, name if group else "", [] if group else [name])
-    api = runtime(environ, cfg.settings).hub_api(paths, cfg.settings)
+    api = runtime(environ, cfg.settings.hub_name).hub_api(paths, cfg.settings)
     if not api.answers():
         raise UserError(f"the hub {cfg.settings.hub_name} does not answer; start it with invoke up")
     live = set(api.running())  # one listing of the hub's users, not one a name
@@ -803,7 +798,7 @@ def engine(environ: Mapping[str, str], out: Output) -> None:
 def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """Start what `down` stopped: the network, the hub container, the hub's users and groups."""
     cfg = load(paths, environ, out)
-    rt = runtime(environ, cfg.settings)
+    rt = runtime(environ, cfg.settings.hub_name)
     wanted = {image.what: image.tag for image in components.images(cfg.settings)}
     wanted["notebook image"] = cfg.settings.notebook_image
     missing = [what for what, tag in wanted.items() if rt.image(tag) is None]
@@ -826,7 +821,7 @@ def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
 def down(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """Stop the hub and every user server; all data stays in the volumes."""
     cfg = load(paths, environ, out)
-    count = runtime(environ, cfg.settings).stop_all(out.info)
+    count = runtime(environ, cfg.settings.hub_name).stop_all(out.info)
     out.info(
         f"Stopped {count} container(s); every volume is kept. Start again with: invoke up"
         if count
@@ -838,7 +833,7 @@ def logs(
     paths: Paths, environ: Mapping[str, str], out: Output, user: str, tail: int, follow: bool
 ) -> None:
     cfg = load(paths, environ, out)
-    rt = runtime(environ, cfg.settings)
+    rt = runtime(environ, cfg.settings.hub_name)
     hub = cfg.settings.hub_name
     name = names.user_container(hub, user.lower()) if user else names.hub_container(hub)
     if rt.container_status(name) is None:

@@ -24,14 +24,13 @@ from typing import Any
 import docker
 import docker.errors
 
-from . import components, engine, hubfile, names, stack
+from . import backup, components, engine, hubfile, names, stack
 from .components import Part
 from .errors import UserError
 from .paths import Paths
 
-SQLITE_FILE = "jupyterhub.sqlite"
-DUMP_FILE = "jupyterhub.dump"
-MOVED = SQLITE_FILE + ".moved-to-postgres"
+SQLITE_FILE, MOVED = hubfile.SQLITE_FILE, hubfile.SQLITE_MOVED
+DUMP_FILE = backup.DUMP_FILE
 DB_USER = hubfile.DB_USER
 DB_NAME = hubfile.DB_NAME
 

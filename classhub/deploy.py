@@ -21,9 +21,9 @@ from . import (
     backup,
     components,
     credentials,
-    database,
     disks,
     hubapi,
+    hubfile,
     images,
     names,
     neighbours,
@@ -295,7 +295,7 @@ def _schema_steps(
         echo(
             f"   revision {current}, this JupyterHub needs {head}: a full backup first, to {folder}"
         )
-        rt.full_backup(paths, settings, roster, folder, echo)
+        backup.write(rt, paths, settings, roster, folder, echo)
         if rt.container_status(names.hub_container(hub)) == "running":
             echo("   stopping the hub for the upgrade (user servers keep running)")
             rt.stop_container(names.hub_container(hub))
@@ -329,7 +329,7 @@ def _database_move_steps(paths: Paths, settings, rt: Runtime, echo: Echo) -> lis
 
     state = f"sqlite, in volume {names.hub_data_volume(hub)}"
     action = (f"copy every row into PostgreSQL before the hub starts on it; the sqlite file "
-              f"is kept as {database.MOVED}")  # fmt: skip
+              f"is kept as {hubfile.SQLITE_MOVED}")  # fmt: skip
     return [Step("hub database", state, action, move)]
 
 
@@ -358,7 +358,7 @@ def volume_steps(rt: Runtime, settings, roster, echo: Echo) -> list[Step]:
         else:
             steps.append(Step(f"volume {volume.name}", "missing", f"create ({volume.what})",
                               partial(rt.ensure_volume, volume.name, volume.kind)))  # fmt: skip
-    wanted = stack.wanted_volumes(hub, roster)
+    wanted = roster.volumes(hub)
     missing = {name: kind for name, kind in wanted.items() if name not in have}
     store = settings.disk_store
     limits = disks.wanted(settings, roster)

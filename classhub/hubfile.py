@@ -28,6 +28,9 @@ HUB_FILE_IN_HUB = "/etc/classhub/state/hub.json"
 SECRETS_IN_HUB = "/etc/classhub/secrets"
 CONFIG_D_IN_HUB = "/etc/classhub/jupyterhub_config.d"
 DATA_IN_HUB = "/srv/jupyterhub"
+# The hub's sqlite database in DATA_IN_HUB, and the name it keeps once moved to PostgreSQL.
+SQLITE_FILE = "jupyterhub.sqlite"
+SQLITE_MOVED = SQLITE_FILE + ".moved-to-postgres"
 # The proxy's public port and the hub's own API port inside the hub container.
 PROXY_PORT = 8000
 HUB_API_PORT = 8081
@@ -95,7 +98,7 @@ def db_url(hub: HubFile, secrets: dict[str, str]) -> str:
     """SQLAlchemy's URL of the hub's database."""
     if hub.get("db") == "postgres":
         return postgres_url(hub.get("db_host"), secrets[DB_SECRET])
-    return f"sqlite:///{DATA_IN_HUB}/jupyterhub.sqlite"
+    return f"sqlite:///{DATA_IN_HUB}/{SQLITE_FILE}"
 
 
 # Where a user's volumes appear in their container: the home, and in it the shared data folder

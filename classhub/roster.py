@@ -123,6 +123,13 @@ class Roster:
                 members.setdefault(group, []).append(user.name)
         return {g: tuple(members[g]) for g in sorted(members)}
 
+    def volumes(self, hub: str) -> dict[str, str]:
+        """The volume of every user's home and every group's folder on hub `hub`: name ->
+        'user' or 'group'."""
+        found = {names.user_volume(hub, n): "user" for n in self.names}
+        found.update({names.group_volume(hub, g): "group" for g in self.groups()})
+        return found
+
 
 def edits(a: str, b: str) -> int:
     """How many letters to add, drop, change or swap with a neighbour to turn `a` into `b`."""

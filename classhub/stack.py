@@ -151,16 +151,9 @@ def missing_group_images(client: docker.DockerClient, roster: Roster) -> list[st
     ]
 
 
-def wanted_volumes(hub: str, roster: Roster) -> dict[str, str]:
-    """Every volume the roster needs: name -> 'user' or 'group'."""
-    wanted = {names.user_volume(hub, n): "user" for n in roster.names}
-    wanted.update({names.group_volume(hub, g): "group" for g in roster.groups()})
-    return wanted
-
-
 def detached_volumes(client: docker.DockerClient, hub: str, roster: Roster) -> list[str]:
     """This hub's user and group volumes that no roster user or group uses any more (kept)."""
-    wanted = wanted_volumes(hub, roster)
+    wanted = roster.volumes(hub)
     found = []
     for kind in ("user", "group"):
         flt = {"label": [f"{names.LABEL_HUB}={hub}", f"{names.LABEL_KIND}={kind}"]}
@@ -193,11 +186,6 @@ def stale_servers(client: docker.DockerClient, hub: str, hub_file) -> dict[str, 
         if changes:
             stale[user] = ", ".join(changes)
     return stale
-
-
-def missing_volumes(client: docker.DockerClient, hub: str, roster: Roster) -> dict[str, str]:
-    have = volume_names(client)
-    return {name: kind for name, kind in wanted_volumes(hub, roster).items() if name not in have}
 
 
 def create_volumes(

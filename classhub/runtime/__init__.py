@@ -144,10 +144,22 @@ class Runtime(Protocol):
 
     def move_to_postgres(self, paths: Paths) -> str: ...
 
-    def full_backup(
-        self, paths: Paths, settings: Settings, roster: Roster, folder: Path, echo: Echo
+    def save_database(self, settings: Settings, folder: Path) -> Path:
+        """A consistent copy of the hub's database in `folder` (the hub keeps running)."""
+
+    def restore_database(self, settings: Settings, copy: Path) -> None:
+        """Load a copy into the hub's new database: sqlite into a new data volume, a dump into
+        PostgreSQL (running, empty, before the hub first starts)."""
+
+    # --- students' files ---
+    def save_volume(self, name: str, target: Path) -> int:
+        """The volume as a gzip'd tar (owners, modes, times kept) at `target`; bytes read."""
+
+    def restore_volume(
+        self, name: str, kind: str, archive: Path, store: str = "", size: int = 0
     ) -> None:
-        """Everything of the hub into `folder` (before a schema upgrade)."""
+        """Make the volume (in DISK_STORE `store` with the size limit `size`, when given) and
+        fill it from `archive`; removed again when that fails. Never writes over a folder."""
 
     # --- user servers ---
     def missing_group_images(self, roster: Roster) -> list[str]:

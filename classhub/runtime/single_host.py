@@ -8,6 +8,7 @@ show the plans; a second engine is a second class beside it, not an `if` in them
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,6 @@ from typing import Any
 import docker
 
 from .. import (
-    backup,
     components,
     database,
     disks,
@@ -30,6 +30,7 @@ from .. import (
 )
 from ..components import Part
 from ..console import Echo
+from ..errors import UserError
 from ..hubapi import HubAPI
 from ..images import ImageSpec
 from ..paths import Paths
@@ -37,6 +38,8 @@ from ..roster import Roster
 from ..settings import Settings
 from ..stack import Service
 from . import ImageInfo
+
+CHUNK = 1024 * 1024  # what the engine sends of a volume's archive at a time
 
 
 class SingleHost:
@@ -176,10 +179,57 @@ class SingleHost:
     def move_to_postgres(self, paths: Paths) -> str:
         return database.move_to_postgres(self.client, paths, self.hub)
 
-    def full_backup(
-        self, paths: Paths, settings: Settings, roster: Roster, folder: Path, echo: Echo
+    def save_database(self, settings: Settings, folder: Path) -> Path:
+        if components.has(settings, Part.DATABASE):
+            return database.save_postgres(self.client, self.hub, folder)
+        return database.save_sqlite(self.client, self.hub, folder)
+
+    def restore_database(self, settings: Settings, copy: Path) -> None:
+        if components.has(settings, Part.DATABASE):
+            database.restore_postgres(self.client, self.hub, copy)
+        else:
+            database.restore_sqlite(self.client, self.hub, copy)
+
+    # --- students' files ---
+    def save_volume(self, name: str, target: Path) -> int:
+        read = 0
+        with database.volume_helper(self.client, self.hub, name, "ro") as container:
+            stream, _ = container.get_archive("/v", chunk_size=CHUNK)
+            with (
+                target.open("wb") as raw,
+                gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as z,
+            ):
+                for chunk in stream:
+                    z.write(chunk)
+                    read += len(chunk)
+        return read
+
+    def restore_volume(
+        self, name: str, kind: str, archive: Path, store: str = "", size: int = 0
     ) -> None:
-        backup.write(self.client, paths, settings, roster, folder, echo)
+        client, hub = self.client, self.hub
+        if store:
+            (made,), new_folders = disks.make(client, hub, store, {name: (kind, size)})
+            if not new_folders:
+                made.remove(force=True)  # the Docker volume only: the folder and its files stay
+                raise UserError(
+                    f"{store}/{name} is already in DISK_STORE, with the files of an earlier "
+                    "volume of that name; restore never writes over them. Move the folder away "
+                    "(or delete it), then run restore again"
+                )
+        else:
+            made = client.volumes.create(name, labels=names.labels(hub, kind))
+        try:
+            with (
+                database.volume_helper(client, hub, name, "rw") as container,
+                archive.open("rb") as data,
+            ):
+                # Docker unpacks the gzip'd tar itself; its top folder "v" is the volume's root.
+                if not container.put_archive("/", data):
+                    raise UserError(f"{archive}: Docker did not accept it")
+        except BaseException:
+            disks.remove(client, made)
+            raise
 
     # --- user servers ---
     def missing_group_images(self, roster: Roster) -> list[str]:

@@ -1,0 +1,274 @@
+"""The plans of setup, sync, up and down, and destroy, run against the in-memory engine.
+
+What each task makes, in which order, and that running it again makes nothing. The end-to-end
+tests prove the same tasks on a real Docker engine; these prove the plans without one.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+from classhub import commands, names
+from classhub.console import Output
+from classhub.paths import Paths
+from classhub.runtime.fake import FakeEngine
+from tests.conftest import PROJECT, clean_environ, make_checkout
+
+HUB = "math"
+# What the images are built from, besides the checkout's files an administrator edits.
+BUILD_FOLDERS = ("hub", "singleuser", "db")
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> Paths:
+    paths = make_checkout(tmp_path / "clone")
+    for folder in BUILD_FOLDERS:
+        shutil.copytree(PROJECT / folder, paths.root / folder)
+    (paths.root / "userlist").write_text("ann\nbob physics\n")
+    return paths
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
+    fake = FakeEngine(HUB)
+    monkeypatch.setattr(commands, "runtime", lambda environ, settings: fake)
+    return fake
+
+
+def env(**extra: str) -> dict[str, str]:
+    return clean_environ(HUB_NAME=HUB, BUILD_CA_BUNDLE="none", **extra)
+
+
+def run(task, paths: Paths, environ: dict[str, str], **kwargs) -> str:
+    printed = io.StringIO()
+    task(paths, environ, Output(printed, io.StringIO()), **kwargs)
+    return printed.getvalue()
+
+
+def made(engine: FakeEngine, since: int = 0) -> list[str]:
+    return engine.events[since:]
+
+
+def test_setup_makes_images_networks_volumes_then_the_hub_in_order_and_again_nothing(
+    clone: Paths, engine: FakeEngine
+):
+    run(commands.setup, clone, env())
+    events = made(engine)
+    order = [
+        f"build image {names.hub_image(HUB)}",
+        f"build image classhub-notebook:{HUB}",
+        f"create network {names.network(HUB)}",
+        f"create network {names.socket_network(HUB)}",
+        f"create volume {names.hub_data_volume(HUB)}",
+        f"create volume {names.user_volume(HUB, 'ann')}",
+        f"create volume {names.group_volume(HUB, 'physics')}",
+        f"create container {names.firewall_container(HUB)}",
+        f"create container {names.socket_proxy_container(HUB)}",
+        f"create container {names.hub_container(HUB)}",
+    ]
+    assert [e for e in events if e in order] == order
+    assert events[-3:] == [
+        "hub: add users hub-admin, ann, bob",
+        "hub: add group physics",
+        "hub: post members of physics: bob",
+    ]
+    assert engine.users == {"ann", "bob", "hub-admin"}
+    assert engine.groups == {"physics": {"bob"}}
+    assert not any(e.startswith("create container") and "db" in e for e in events)
+
+    before = len(engine.events)
+    text = run(commands.setup, clone, env())
+    assert made(engine, before) == [], "a second setup changed something"
+    assert "Nothing to change: everything is already set up." in text
+
+
+def test_postgres_and_the_bundled_nginx_come_in_their_places_around_the_hub(
+    clone: Paths, engine: FakeEngine
+):
+    shutil.copytree(PROJECT / "nginx", clone.root / "nginx", dirs_exist_ok=True)
+    run(commands.setup, clone, env(HUB_DB="postgres", PROXY="nginx",
+                                   PUBLIC_URL="https://hub.example.edu/math/"))  # fmt: skip
+    containers = [e.split()[-1] for e in engine.events if e.startswith("create container")]
+    assert containers == [
+        names.firewall_container(HUB),
+        names.socket_proxy_container(HUB),
+        names.db_container(HUB),
+        names.hub_container(HUB),
+        names.nginx_container(HUB),
+    ]
+    assert f"create network {names.db_network(HUB)}" in engine.events
+    assert names.db_volume(HUB) in engine.volumes
+    assert f"build image {names.db_image(HUB)}" in engine.events
+    assert f"build image {names.nginx_image(HUB)}" in engine.events
+    assert (clone.secrets_dir / "postgres_password").exists()
+
+
+def test_sync_after_a_roster_edit_makes_only_the_new_volumes_and_hub_users(
+    clone: Paths, engine: FakeEngine
+):
+    run(commands.setup, clone, env())
+    # A pending image change must not be built by sync (nor by add-user, which runs it).
+    with (clone.root / "singleuser" / "requirements.txt").open("a") as f:
+        f.write("\n# a change waiting for invoke build\n")
+    (clone.root / "userlist").write_text("ann\nbob physics\ncarl chemistry\n")
+    before = len(engine.events)
+    run(commands.sync, clone, env())
+    assert made(engine, before) == [
+        f"create volume {names.user_volume(HUB, 'carl')}",
+        f"create volume {names.group_volume(HUB, 'chemistry')}",
+        "hub: add users carl",
+        "hub: add group chemistry",
+        "hub: post members of chemistry: carl",
+    ]
+    before = len(engine.events)
+    run(commands.sync, clone, env())
+    assert made(engine, before) == []
+
+
+def test_a_user_taken_off_the_roster_leaves_the_hub_and_keeps_the_home(
+    clone: Paths, engine: FakeEngine
+):
+    run(commands.setup, clone, env())
+    (clone.root / "userlist").write_text("ann\n")
+    before = len(engine.events)
+    text = run(commands.sync, clone, env())
+    assert "hub: remove user bob" in made(engine, before)
+    assert "hub: remove group physics" in made(engine, before)
+    assert not [e for e in made(engine, before) if e.startswith("remove volume")]
+    assert names.user_volume(HUB, "bob") in engine.volumes
+    assert names.user_volume(HUB, "bob") in text  # said to be detached, kept
+
+
+def test_down_stops_and_up_starts_the_same_containers_without_making_any(
+    clone: Paths, engine: FakeEngine
+):
+    run(commands.setup, clone, env())
+    before = len(engine.events)
+    run(commands.down, clone, env())
+    assert made(engine, before) == [
+        f"stop container {names.hub_container(HUB)}",
+        f"stop container {names.socket_proxy_container(HUB)}",
+        f"stop container {names.firewall_container(HUB)}",
+    ]
+    before = len(engine.events)
+    run(commands.up, clone, env())
+    assert made(engine, before) == [
+        f"start container {names.firewall_container(HUB)}",
+        f"start container {names.socket_proxy_container(HUB)}",
+        f"start container {names.hub_container(HUB)}",
+    ]
+    before = len(engine.events)
+    assert "Already up" in run(commands.up, clone, env())
+    assert made(engine, before) == []
+
+
+def test_a_changed_hub_setting_replaces_the_hub_container_only(clone: Paths, engine: FakeEngine):
+    run(commands.setup, clone, env())
+    before = len(engine.events)
+    run(commands.setup, clone, env(CULL_IDLE_TIMEOUT="7200"))
+    assert made(engine, before) == [
+        f"remove container {names.hub_container(HUB)}",
+        f"create container {names.hub_container(HUB)}",
+    ]
+
+
+def test_up_before_setup_says_to_run_setup_and_makes_nothing(clone: Paths, engine: FakeEngine):
+    with pytest.raises(Exception, match="not set up yet"):
+        run(commands.up, clone, env())
+    assert engine.events == []
+
+
+def test_destroy_removes_every_object_of_the_hub_after_confirmation(
+    clone: Paths, engine: FakeEngine
+):
+    run(commands.setup, clone, env())
+    text = run(commands.destroy, clone, env(), yes=True)
+    assert engine.inventory() == {"containers": [], "networks": [], "volumes": []}
+    assert "4 user, group and shared volume(s) hold your users' files" in text
+    before = len(engine.events)
+    assert "nothing to remove" in run(commands.destroy, clone, env(), yes=True)
+    assert made(engine, before) == []
+
+
+def test_a_backup_destroy_and_restore_bring_back_the_homes_and_the_hubs_users(
+    clone: Paths, engine: FakeEngine, tmp_path: Path
+):
+    run(commands.setup, clone, env())
+    home = names.user_volume(HUB, "ann")
+    engine.volumes[home].files["notes.ipynb"] = b'{"cells": []}'
+    folder = tmp_path / "backup"
+    run(commands.backup, clone, env(), folder=str(folder))
+    run(commands.destroy, clone, env(), yes=True)
+    assert engine.inventory() == {"containers": [], "networks": [], "volumes": []}
+
+    before = len(engine.events)
+    text = run(commands.restore, clone, env(), folder=str(folder), dry_run=True)
+    assert "Dry run" in text and made(engine, before) == []
+
+    run(commands.restore, clone, env(), folder=str(folder))
+    events = made(engine, before)
+    assert events.index(f"restore volume {home}") < events.index("restore the hub database")
+    assert events.index("restore the hub database") < events.index(
+        f"create container {names.hub_container(HUB)}"
+    )
+    assert engine.volumes[home].files == {"notes.ipynb": b'{"cells": []}'}
+    assert engine.users == {"ann", "bob", "hub-admin"}
+    assert engine.groups == {"physics": {"bob"}}
+    assert not [e for e in events if e.startswith("hub: ")], "the users came from the backup"
+
+    before = len(engine.events)
+    with pytest.raises(Exception, match="already exist"):
+        run(commands.restore, clone, env(), folder=str(folder))
+    assert made(engine, before) == []
+
+
+def test_archive_backs_up_then_removes_the_containers_and_keeps_every_volume(
+    clone: Paths, engine: FakeEngine, tmp_path: Path
+):
+    run(commands.setup, clone, env(BACKUP_DIR=str(tmp_path / "backups")))
+    volumes = set(engine.volumes)
+    target = commands.archive(clone, env(BACKUP_DIR=str(tmp_path / "backups")),
+                              Output(io.StringIO(), io.StringIO()))  # fmt: skip
+    assert (target / "manifest.json").is_file()
+    assert engine.inventory()["containers"] == []
+    assert set(engine.volumes) == volumes
+    before = len(engine.events)
+    run(commands.up, clone, env())
+    assert [e for e in made(engine, before) if e.startswith("create container")] == [
+        f"create container {names.firewall_container(HUB)}",
+        f"create container {names.socket_proxy_container(HUB)}",
+        f"create container {names.hub_container(HUB)}",
+    ]
+    assert engine.users == {"ann", "bob", "hub-admin"}
+
+
+def test_postgres_backup_and_restore_load_the_dump_into_a_new_database(
+    clone: Paths, engine: FakeEngine, tmp_path: Path
+):
+    postgres = env(HUB_DB="postgres")
+    run(commands.setup, clone, postgres)
+    folder = tmp_path / "backup"
+    run(commands.backup, clone, postgres, folder=str(folder))
+    run(commands.destroy, clone, postgres, yes=True)
+    run(commands.restore, clone, postgres, folder=str(folder))
+    assert engine.users == {"ann", "bob", "hub-admin"}
+    assert names.db_volume(HUB) in engine.volumes
+    assert not engine.volumes[names.hub_data_volume(HUB)].files, "the hub ran on PostgreSQL"
+
+
+def test_moving_a_sqlite_hub_to_postgres_copies_its_users_before_the_hub_restarts(
+    clone: Paths, engine: FakeEngine
+):
+    run(commands.setup, clone, env())
+    before = len(engine.events)
+    run(commands.setup, clone, env(HUB_DB="postgres"))
+    events = made(engine, before)
+    assert events.index("move the hub database to PostgreSQL") < events.index(
+        f"create container {names.hub_container(HUB)}"
+    )
+    assert engine.users == {"ann", "bob", "hub-admin"}
+    assert not [e for e in events if e.startswith("hub: ")]
