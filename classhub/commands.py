@@ -33,7 +33,6 @@ from . import (
     wait,
 )
 from . import config as config_mod
-from . import engine as engine_mod
 from . import prewarm as prewarm_mod
 from . import rehearse as rehearse_mod
 from .components import Part
@@ -48,7 +47,6 @@ from .roster import (
     did_you_mean,
 )
 from .runtime import Runtime, single_host
-from .runtime.single_host import SingleHost
 from .settings import Settings
 
 
@@ -116,7 +114,7 @@ def _show_setup_plan(
     elif docker in ("plan", "if-available"):
         steps.append(
             Step("Docker engine", "none answers",
-                 f"needed at {engine_mod.where(environ)}: invoke engine installs and starts one; "
+                 f"needed at {single_host.where(environ)}: invoke engine installs and starts one; "
                  "the images, volumes and the hub are planned once it answers")
         )  # fmt: skip
     out.info(summary(cfg))
@@ -124,7 +122,7 @@ def _show_setup_plan(
         out.info(f"{rt.version()}.")
     elif docker in ("plan", "if-available"):
         out.info(
-            f"No Docker engine answers at {engine_mod.where(environ)}: start one with invoke engine."
+            f"No Docker engine answers at {single_host.where(environ)}: start one with invoke engine."
         )
     shown = plan.table(steps) if full else plan.brief(steps)
     out.info()
@@ -427,7 +425,7 @@ def remove_user(
 def _write_userlist(paths: Paths, cfg: Config, environ: Mapping[str, str], text: str) -> None:
     """Replace userlist with `text` once it parses and an engine answers, so nothing is half done."""
     userlist.checked(text, cfg.settings.admin_user)
-    engine_mod.connect(environ)
+    runtime(environ, cfg.settings.hub_name)
     userlist.write(paths, text, cfg.settings.admin_user)
 
 
@@ -633,12 +631,12 @@ def rehearse(
     if not only_cleanup:
         _needs_passwords(settings, "the rehearsal logs its temporary students in with passwords",
                          "rehearse on a hub with AUTHENTICATOR=roster or native")  # fmt: skip
-    client = engine_mod.connect(environ)
-    api = SingleHost(client, settings.hub_name).hub_api(paths, settings)
+    rt = runtime(environ, settings.hub_name)
+    api = rt.hub_api(paths, settings)
     if not paths.hub_file.exists() or not api.answers():
         raise UserError(f"the hub {settings.hub_name} does not answer; start it with invoke up")
     if only_cleanup:
-        removed = rehearse_mod.cleanup(paths, settings, client, api, out.info)
+        removed = rehearse_mod.cleanup(paths, settings, rt, api, out.info)
         out.info(f"Removed {removed} object(s) left by a rehearsal." if removed else
                  "No rehearsal left anything behind.")  # fmt: skip
         return []
@@ -649,7 +647,7 @@ def rehearse(
     warm = " to prewarmed servers" if prewarmed else ""
     out.info(f"Rehearsing {users} students logging in{warm} over {ramp:g}s on hub {settings.hub_name} "
              f"(temporary users {rehearse_mod.PREFIX}*, removed afterwards) ...")  # fmt: skip
-    timings = rehearse_mod.run(paths, settings, client, api, users, ramp, out.info, prewarmed)
+    timings = rehearse_mod.run(paths, settings, rt, api, users, ramp, out.info, prewarmed)
     target.mkdir(parents=True, exist_ok=True)
     rehearse_mod.write_json(target / "timings.json", settings, timings, ramp)
     rehearse_mod.draw_timeline(target / "timeline.png", timings)
@@ -763,8 +761,7 @@ def _refuse_conflicts(rt: Runtime, paths: Paths, cfg: Config) -> None:
 
 def hubs(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """Every hub on this host's engine, and one nginx server block that routes each one's path."""
-    client = engine_mod.connect(environ)
-    found = neighbours.hubs(client)
+    found = single_host.hubs(environ)
     if not found:
         out.info("No hub on this host's Docker engine yet: run invoke setup in a checkout.")
         return
@@ -792,7 +789,7 @@ def _upstream(address: str) -> str:
 
 
 def engine(environ: Mapping[str, str], out: Output) -> None:
-    out.info(engine_mod.install_and_start(environ, out.info))
+    out.info(single_host.install(environ, out.info))
 
 
 def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:

@@ -5,7 +5,7 @@ the database, PROXY=nginx the bundled front door. Each `Component` says what it 
 container and image it runs, the internal network and data volumes it brings and the secrets it
 reads. Deploy makes them in `of`'s order; status, destroy, backup, secrets, images and the hub
 container's mounts read the same list. How each is made and when it is ready is the engine's side
-(`stack.services`), keyed by `Part`, never by a list position or a name compared as text.
+(`runtime.Runtime.services`; on Docker `runtime/single_host/stack.py`), keyed by `Part`, never by a list position or a name compared as text.
 """
 
 from __future__ import annotations

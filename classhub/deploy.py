@@ -29,7 +29,6 @@ from . import (
     neighbours,
     render,
     secrets,
-    stack,
     tls,
     wait,
 )
@@ -40,7 +39,7 @@ from .errors import UserError
 from .files import ensure_private_dir, file_mode, read_text, write_atomic
 from .paths import Paths
 from .plan import Step
-from .runtime import Runtime
+from .runtime import Runtime, Service
 from .settings import Settings
 
 HUB_START_TIMEOUT = 180
@@ -227,7 +226,7 @@ def _component_step(
     echo: Echo,
     api: hubapi.HubAPI,
     component: components.Component,
-    planned: stack.Service | None,
+    planned: Service | None,
     rebuilt: frozenset[str],
 ) -> Step:
     """The step for one of the hub's components: made or replaced only when its spec changed

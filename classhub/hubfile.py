@@ -1,7 +1,7 @@
 """The one file the hub reads (`state/hub.json`): its format, and the reader the hub uses.
 
 It is also the contract between host and hub: where the hub container finds the file, the
-secrets and its data, which the host's `stack` module mounts and the hub's config reads.
+secrets and its data, which the host's engine (runtime/single_host/stack.py) mounts and the hub's config reads.
 
 The host renders this file from the validated settings and roster (`render.hub_file`); the hub's
 `jupyterhub_config.py` reads it with `load` and never parses `.env` or `userlist` itself.
@@ -23,7 +23,7 @@ FORMAT = 1
 # In the hub file's `newcomers` templates, where a newcomer's name goes.
 NAME_SLOT = "{name}"
 
-# Where the hub container finds what the host gives it (classhub/stack.py mounts them there).
+# Where the hub container finds what the host gives it (runtime/single_host/stack.py mounts them there).
 HUB_FILE_IN_HUB = "/etc/classhub/state/hub.json"
 SECRETS_IN_HUB = "/etc/classhub/secrets"
 CONFIG_D_IN_HUB = "/etc/classhub/jupyterhub_config.d"

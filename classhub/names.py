@@ -192,7 +192,7 @@ LABEL_HUB = "classhub.hub"
 LABEL_KIND = "classhub.kind"
 LABEL_SPEC = "classhub.spec"
 LABEL_USER = "classhub.user"  # on a user's container: whose it is
-# On the images classhub builds: the hash of every input (images.py), and a local base's source.
+# On the images classhub builds: the hash of every input (classhub/images.py), and a local base's source.
 LABEL_INPUTS = "classhub.inputs"
 LABEL_BASE = "classhub.base"
 

@@ -15,7 +15,8 @@ of the checkout that made them. Before setup or up creates anything, `conflicts`
 - a SHARED_DATA that is a volume another hub's classhub made (a home, a group folder, a database),
   by its labels or by its name, or a folder that holds or lies in the engine's own data, where
   every hub's volumes are;
-each named with its owner. `hubs` lists every hub on the engine for `invoke hubs`.
+each named with its owner. The engine lists the hubs on it (`runtime/single_host/neighbours.py`
+on Docker, for `conflicts` and `invoke hubs`).
 """
 
 from __future__ import annotations
@@ -25,13 +26,11 @@ import errno
 import re
 import socket
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-import docker.errors
-
-from . import components, hubfile, names
+from . import components, names
 from .components import Part
 from .errors import clipped
 from .settings import Settings
@@ -66,69 +65,26 @@ def origin_labels(settings: Settings) -> dict[str, str]:
     }
 
 
-def hubs(client: docker.DockerClient) -> list[HubInfo]:
-    """Every hub on this engine: from hub networks and hub containers, by HUB_NAME."""
-    found: dict[str, dict] = {}
-    for network in client.networks.list(filters={"label": f"{names.LABEL_KIND}=net"}):
-        hub = network.attrs.get("Labels", {}).get(names.LABEL_HUB)
-        if hub:
-            found.setdefault(hub, {"checkout": network.attrs["Labels"].get(LABEL_CHECKOUT, "")})
-    for container in client.containers.list(all=True, filters={"label": f"{names.LABEL_KIND}=hub"}):
-        hub = container.labels.get(names.LABEL_HUB)
-        if not hub:
-            continue
-        entry = found.setdefault(hub, {"checkout": ""})
-        entry["checkout"] = container.labels.get(LABEL_CHECKOUT, entry["checkout"])
-        entry["state"] = container.status
-        entry["address"] = _published(container)
-        entry["public_host"] = container.labels.get(LABEL_PUBLIC_HOST, "")
-        entry["user_subdomains"] = container.labels.get(LABEL_SUBDOMAINS) == "true"
-    for container in client.containers.list(
-        all=True, filters={"label": f"{names.LABEL_KIND}=nginx"}
-    ):
-        hub = container.labels.get(names.LABEL_HUB)
-        if not hub:
-            continue
-        entry = found.setdefault(hub, {"checkout": ""})
-        front = container.labels.get(LABEL_FRONT_PORTS, "")
-        entry["front"] = {int(port) for port in front.split(",") if port.isdigit()}
-    users: dict[str, int] = {}
-    for volume in client.volumes.list(filters={"label": f"{names.LABEL_KIND}=user"}):
-        hub = (volume.attrs.get("Labels") or {}).get(names.LABEL_HUB)
-        if hub:
-            users[hub] = users.get(hub, 0) + 1
-    return [
-        HubInfo(
-            hub,
-            e["checkout"],
-            e.get("state", "no container"),
-            e.get("address", ""),
-            users.get(hub, 0),
-            frozenset(e.get("front", set()) | _port_of(e.get("address", ""))),
-            e.get("public_host", ""),
-            e.get("user_subdomains", False),
-        )
-        for hub, e in sorted(found.items())
-    ]
-
-
-def _port_of(address: str) -> set[int]:
+def port_of(address: str) -> set[int]:
     port = address.rpartition(":")[2]
     return {int(port)} if port.isdigit() else set()
 
 
-def _published(container) -> str:
-    bindings = (container.attrs.get("HostConfig") or {}).get("PortBindings") or {}
-    for binding in bindings.get(f"{hubfile.PROXY_PORT}/tcp") or []:
-        return f"{binding.get('HostIp') or '0.0.0.0'}:{binding.get('HostPort')}"
-    return ""
+@dataclass(frozen=True)
+class Neighbourhood:
+    """What the engine says of the others: every hub on it, the labels of a volume by name
+    (None: no such volume) and the folder that holds the engine's own data."""
+
+    hubs: list[HubInfo]
+    volume_labels: Callable[[str], dict[str, str] | None]
+    engine_root: Path
 
 
-def conflicts(client: docker.DockerClient, settings: Settings, root: Path) -> list[str]:
+def conflicts(around: Neighbourhood, settings: Settings, root: Path) -> list[str]:
     """Why this checkout's hub cannot have its HUB_NAME and PORT here (empty when it can)."""
     me, mine = settings.hub_name, str(root.resolve())
     problems = []
-    others = hubs(client)
+    others = around.hubs
     for other in others:
         if other.name == me and other.checkout and other.checkout != mine:
             problems.append(
@@ -144,7 +100,7 @@ def conflicts(client: docker.DockerClient, settings: Settings, root: Path) -> li
                 "other's name and '-'); choose a HUB_NAME that does not start with theirs"
             )
     problems += _origin_problems(settings, others)
-    problems += _shared_data_problems(client, settings.shared_data, others)
+    problems += _shared_data_problems(around, settings.shared_data)
     if components.has(settings, Part.FRONT_DOOR):
         wanted = [("HTTPS_PORT", settings.https_port, "0.0.0.0"),
                   ("HTTP_PORT", settings.http_port, "0.0.0.0")]  # fmt: skip
@@ -189,30 +145,25 @@ def _origin_problems(settings: Settings, others: list[HubInfo]) -> list[str]:
     return problems
 
 
-def _shared_data_problems(
-    client: docker.DockerClient, shared: str, others: list[HubInfo]
-) -> list[str]:
+def _shared_data_problems(around: Neighbourhood, shared: str) -> list[str]:
     """Why SHARED_DATA may not be shared with every student here (this hub's own volumes are
     checked with the settings)."""
     if not shared:
         return []
     fix = "name a volume or folder of the course data's own, e.g. SHARED_DATA=course-data"
     if shared.startswith("/"):
-        root = Path(client.info().get("DockerRootDir") or "/var/lib/docker").resolve()
+        root = around.engine_root
         folder = Path(shared).resolve()
         if folder == root or root in folder.parents or folder in root.parents:
             return [f"SHARED_DATA={clipped(shared)} holds or lies in the Docker engine's data ({root}), "
                     f"where every hub's volumes are; {fix}"]  # fmt: skip
         return []
-    try:
-        labels = client.volumes.get(shared).attrs.get("Labels") or {}
-    except docker.errors.NotFound:
-        labels = {}
+    labels = around.volume_labels(shared) or {}
     owner, kind = labels.get(names.LABEL_HUB), labels.get(names.LABEL_KIND)
     if owner and kind != "shared":
         return [f"SHARED_DATA={clipped(shared)} is a volume classhub made for the hub {owner} ({kind}); "
                 f"{fix}"]  # fmt: skip
-    for other in others:
+    for other in around.hubs:
         owned = names.made_for(other.name, shared)
         if owned:
             return [f"SHARED_DATA={clipped(shared)} is {owned} of the hub {other.name}; {fix}"]

@@ -31,16 +31,14 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import docker
-import docker.errors
-
-from . import components, credentials, disks, hubapi, hubfile, names, prewarm, render, stack
+from . import components, credentials, hubapi, hubfile, names, prewarm, render
 from .components import Part
 from .console import Echo
 from .errors import UserError
 from .files import write_atomic
 from .paths import Paths
 from .roster import Roster, User
+from .runtime import Runtime
 from .settings import Settings
 from .student import Browser
 
@@ -93,7 +91,7 @@ def _write_hub_data(paths: Paths, data: dict) -> None:
 
 
 def add_students(
-    paths: Paths, settings: Settings, client: docker.DockerClient, users: list[str], echo: Echo
+    paths: Paths, settings: Settings, rt: Runtime, users: list[str], echo: Echo
 ) -> dict[str, str]:
     """Give each temporary user a password, a hub-file entry (the hub re-reads the file; no
     restart) and a home volume; returns their passwords."""
@@ -108,18 +106,14 @@ def add_students(
         )
     volumes = {names.user_volume(hub, user): "user" for user in users}
     sizes = dict.fromkeys(volumes, settings.disk_limit)
-    stack.create_volumes(client, hub, volumes, settings.notebook_image, echo,
-                         settings.disk_store, sizes)  # fmt: skip
+    rt.create_volumes(volumes, settings.notebook_image, echo, settings.disk_store, sizes)
     _write_hub_data(paths, data)
     return passwords
 
 
-def cleanup(
-    paths: Paths, settings: Settings, client: docker.DockerClient, api: hubapi.HubAPI, echo: Echo
-) -> int:
+def cleanup(paths: Paths, settings: Settings, rt: Runtime, api: hubapi.HubAPI, echo: Echo) -> int:
     """Remove every temporary student: hub users (servers stopped), containers, volumes and
     hub-file entries. Returns how many objects it removed."""
-    hub = settings.hub_name
     removed = 0
     data = _hub_data(paths)
     entries = [user for user in data["users"] if user.startswith(PREFIX)]
@@ -138,7 +132,7 @@ def cleanup(
     # new has appeared for a few seconds.
     quiet_since, deadline = time.monotonic(), time.monotonic() + 120
     while time.monotonic() - quiet_since < QUIET and time.monotonic() < deadline:
-        found = _sweep(client, hub)
+        found = rt.sweep_users(PREFIX)
         removed += found
         if found:
             quiet_since = time.monotonic()
@@ -162,57 +156,16 @@ def _settle(api: hubapi.HubAPI, user: str, timeout: float = 300) -> None:
         time.sleep(1)
 
 
-def temporary_containers(client: docker.DockerClient, hub: str) -> list[tuple[str, str]]:
-    """(name, id) of the temporary students' containers. Read in one call: containers come and
-    go meanwhile (the hub removes stopped ones), and one looked up after it went would fail."""
-    mine = names.user_container(hub, PREFIX)
-    found = []
-    for entry in client.api.containers(all=True, filters={"name": mine}):
-        name = (entry.get("Names") or ["/"])[0].lstrip("/")
-        if name.startswith(mine):
-            found.append((name, entry["Id"]))
-    return found
-
-
-def _sweep(client: docker.DockerClient, hub: str) -> int:
-    """Remove the temporary students' containers, then their volumes; returns how many."""
-    removed = 0
-    for _, container_id in temporary_containers(client, hub):
-        with contextlib.suppress(docker.errors.NotFound):
-            client.api.remove_container(container_id, force=True)
-            removed += 1
-    for volume in client.volumes.list(filters={"label": f"{names.LABEL_HUB}={hub}"}):
-        if volume.name.startswith(names.user_volume(hub, PREFIX)):
-            _remove_volume(client, volume)
-            removed += 1
-    return removed
-
-
-def _remove_volume(client: docker.DockerClient, volume, timeout: float = 30) -> None:
-    """A volume is busy until its container is gone (Docker removes stopped servers itself)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            disks.remove(client, volume)
-            return
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
 # --- the rehearsal -------------------------------------------------------------------------------
 
 
-def student_url(settings: Settings, client: docker.DockerClient) -> tuple[str, str | None]:
+def student_url(settings: Settings, rt: Runtime) -> tuple[str, str | None]:
     """Where the temporary students open the hub, as (URL, address): its published port, or
     behind the bundled nginx the hub's own address (nginx would count every login from this host
     as one address). With USER_SUBDOMAINS, PUBLIC_URL sent to that address (student.Browser), so
     each server is reached at its own host name without asking DNS."""
     if components.has(settings, Part.FRONT_DOOR):
-        address = f"{stack.hub_address(client, settings.hub_name)}:{hubfile.PROXY_PORT}"
+        address = f"{rt.hub_address()}:{hubfile.PROXY_PORT}"
     else:
         address = settings.upstream
     if settings.user_subdomains:
@@ -280,7 +233,7 @@ def _interrupts_as_keyboard() -> Iterator[None]:
 def run(
     paths: Paths,
     settings: Settings,
-    client: docker.DockerClient,
+    rt: Runtime,
     api: hubapi.HubAPI,
     count: int,
     ramp: float,
@@ -291,12 +244,12 @@ def run(
     then remove everything it made (also when interrupted). `prewarmed`: their servers are
     started (as invoke prewarm does) before the first login."""
     users = temporary_users(count)
-    url = student_url(settings, client)
+    url = student_url(settings, rt)
     stop = threading.Event()
     with _interrupts_as_keyboard():
-        cleanup(paths, settings, client, api, echo)  # what a killed run left behind
+        cleanup(paths, settings, rt, api, echo)  # what a killed run left behind
         try:
-            passwords = add_students(paths, settings, client, users, echo)  # the hub re-reads
+            passwords = add_students(paths, settings, rt, users, echo)  # the hub re-reads
             if prewarmed:
                 echo(f"   prewarming their {count} servers ...")
                 api.call("POST", "/users", json={"usernames": users})
@@ -321,7 +274,7 @@ def run(
         finally:
             echo("Removing the temporary students ...")
             stop.set()  # students not yet started stay away; those under way end at their step
-            cleanup(paths, settings, client, api, echo)
+            cleanup(paths, settings, rt, api, echo)
 
 
 # --- what it found -------------------------------------------------------------------------------

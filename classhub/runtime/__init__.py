@@ -8,18 +8,20 @@ a `Runtime` looks at and changes one hub's objects on one engine. Two implementa
   (what is made, in which order, and that a second run makes nothing).
 
 A second real engine (Docker Swarm) is a third implementation of the same protocol. What the
-protocol speaks: names from `names` and `components`, `ImageSpec`s, `stack.Service` specs (the
+protocol speaks: names from `names` and `components`, `ImageSpec`s, `Service` recipes (an
 engine's own recipe for a component) and the small records below, never an engine's objects.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..components import Part
+from ..components import Component, Part
 from ..console import Echo
 
 if TYPE_CHECKING:
@@ -28,13 +30,40 @@ if TYPE_CHECKING:
     from ..paths import Paths
     from ..roster import Roster
     from ..settings import Settings
-    from ..stack import Service
 
 
 @dataclass(frozen=True)
 class ImageInfo:
     id: str
     labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Service:
+    """One of the hub's components as an engine makes it: `kwargs` is that engine's recipe (on
+    Docker, `containers.create`'s keyword arguments), its spec hash what the made object is
+    labelled with, so a changed recipe is seen and the object replaced."""
+
+    component: Component
+    kwargs: dict[str, Any]
+    join: tuple[str, ...] = ()  # networks joined after create, before start
+    inputs: str = ""  # what else it is made from, for its spec hash
+    files: tuple[tuple[Path, str], ...] = ()  # host files it mounts, written when it is made
+
+    @property
+    def name(self) -> str:
+        return self.component.container
+
+    @property
+    def what(self) -> str:
+        return self.component.what
+
+
+def spec_hash(service: Service) -> str:
+    """The hash of everything a component is made from (its recipe, networks, inputs)."""
+    digest = hashlib.sha256(json.dumps(service.kwargs, sort_keys=True, default=str).encode())
+    digest.update(f"\0{service.join}\0{service.inputs}".encode())
+    return digest.hexdigest()[:32]
 
 
 class Runtime(Protocol):
@@ -170,6 +199,10 @@ class Runtime(Protocol):
 
     def detached_volumes(self, roster: Roster) -> list[str]:
         """This hub's homes and group folders no roster user or group uses any more (kept)."""
+
+    def sweep_users(self, prefix: str) -> int:
+        """Remove the containers, then the homes, of the users whose names start with `prefix`
+        (a rehearsal's temporary students); how many objects it removed."""
 
     def stop_all(self, echo: Echo) -> int:
         """Stop the hub, every user server (removed: data lives in volumes) and the other

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import backup, components, hubapi, hubfile, names, render, stack
+from .. import backup, components, hubapi, hubfile, names, render
 from ..components import Part
 from ..console import Echo
 from ..errors import UserError
@@ -34,8 +34,7 @@ from ..images import ImageSpec, inputs_hash, local_base_tag, state_of
 from ..paths import Paths
 from ..roster import Roster
 from ..settings import Settings
-from ..stack import Service
-from . import ImageInfo
+from . import ImageInfo, Service, spec_hash
 
 HEAD = "fake-head"  # the schema revision of the fake hub image's JupyterHub
 PG_DATA = "pgdata"  # the fake PostgreSQL's one file in its volume
@@ -221,7 +220,7 @@ class FakeEngine:
         found = self.containers.get(service.name)
         if found is None:
             return "missing", "create and start"
-        if found.spec != stack.spec_hash(service):
+        if found.spec != spec_hash(service):
             return f"{found.status}, made from other settings or image", "replace"
         if found.status != "running":
             return found.status, "start"
@@ -238,7 +237,7 @@ class FakeEngine:
             if action == "replace":
                 self._did(f"remove container {service.name}")
             kind = service.component.part.value
-            self.containers[service.name] = Container(service.name, kind, stack.spec_hash(service))
+            self.containers[service.name] = Container(service.name, kind, spec_hash(service))
             self._did(f"create container {service.name}")
         found = self._db_file()
         if service.component.part is Part.HUB and found and found[1] not in found[0].files:
@@ -350,6 +349,14 @@ class FakeEngine:
             for v in self.volumes.values()
             if v.kind in ("user", "group") and v.name not in wanted
         )
+
+    def sweep_users(self, prefix: str) -> int:
+        removed = 0
+        for name in list(self.volumes):
+            if name.startswith(names.user_volume(self.hub, prefix)):
+                self.remove_volume(name)
+                removed += 1
+        return removed
 
     def stop_all(self, echo: Echo) -> int:
         count = 0

@@ -25,8 +25,9 @@ import docker
 import docker.errors
 import pytest
 
-from classhub import names, stack
+from classhub import names
 from classhub.paths import Paths
+from classhub.runtime.single_host import stack
 from tests.conftest import PROJECT, clean_environ, invoke, make_checkout
 
 ROSTER = """\

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from classhub import backup, disks, names
+from classhub import disks, names
 from classhub.errors import UserError
+from classhub.runtime.single_host import SingleHost
+from classhub.runtime.single_host import disks as store_disks
 from classhub.student import Browser
 from tests.conftest import invoke, plan_rows
 
@@ -106,7 +108,7 @@ def student(hub: Hub, name: str) -> Browser:
 def test_every_home_and_group_folder_is_in_the_store_with_its_size(limited: Hub, store: Path):
     volumes = {v.name: v for v in limited.client.volumes.list(
         filters={"label": f"{names.LABEL_HUB}={limited.name}"})}  # fmt: skip
-    usage = disks.usage(limited.client, limited.name, list(volumes.values()))
+    usage = store_disks.usage(limited.client, limited.name, list(volumes.values()))
     limit = {name: found["limit"] for name, found in usage.items() if found}
     home, group = names.user_volume, names.group_volume
     assert limit == {
@@ -152,7 +154,7 @@ def test_a_newcomers_home_made_through_the_socket_proxy_is_limited_too(limited: 
     jane.start()
     jane.open_lab()
     home = limited.client.volumes.get(names.user_volume(limited.name, "jane"))
-    assert disks.store_of(home) == str(store)
+    assert store_disks.store_of(home) == str(store)
     done, error = write(jane, "fill", 300)
     assert error == errno.EDQUOT and 90 <= done < 100, (done, error)
     assert jane.run("import os; print(sorted(os.listdir('.')))").count("guests") == 1
@@ -216,10 +218,11 @@ def test_restore_never_writes_over_nor_deletes_a_folder_already_in_the_store(
     """A folder left in the store (its Docker volume removed by hand) keeps its files: restore
     refuses to fill it, and does not delete it when it gives up."""
     volume = names.user_volume(limited.name, "ghost")
-    disks.prepare(limited.client, limited.name, str(store), {volume: ("user", 100 * MiB)})
+    store_disks.prepare(limited.client, limited.name, str(store), {volume: ("user", 100 * MiB)})
     (store / volume / "kept.txt").write_text("an earlier home's file")
     with pytest.raises(UserError, match="restore never writes over"):
-        backup.restore_volume(limited.client, limited.name, volume, "user",
-                              tmp_path / "unused.tar.gz", str(store), 100 * MiB)  # fmt: skip
+        SingleHost(limited.client, limited.name).restore_volume(
+            volume, "user", tmp_path / "unused.tar.gz", str(store), 100 * MiB
+        )
     assert (store / volume / "kept.txt").read_text() == "an earlier home's file"
     assert volume not in {v.name for v in limited.client.volumes.list()}

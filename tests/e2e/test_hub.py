@@ -61,7 +61,7 @@ def test_a_student_runs_code_in_their_own_container(hub: Hub):
     assert container.attrs["Config"]["Image"] == hub.image
     assert container.attrs["HostConfig"]["Memory"] == 1024**3
     assert container.attrs["HostConfig"]["NanoCpus"] or container.attrs["HostConfig"]["CpuQuota"]
-    # The hub gets the CPU before the students' servers (stack.FIRST; Docker's default is 1024).
+    # The hub gets the CPU before the students' servers (runtime/single_host/stack.py's FIRST; Docker's default is 1024).
     shares = hub.client.containers.get(names.hub_container(hub.name)).attrs["HostConfig"]
     assert shares["CpuShares"] == 4096 and container.attrs["HostConfig"]["CpuShares"] in (0, 1024)
     mounts = {m["Name"]: m["Destination"] for m in container.attrs["Mounts"] if m.get("Name")}

@@ -17,8 +17,9 @@ import docker.errors
 import pytest
 import requests
 
-from classhub import hubfile, names, stack
+from classhub import hubfile, names
 from classhub.errors import UserError
+from classhub.runtime.single_host import stack
 from classhub.student import Browser, KernelDied
 from classhub_hub import firewall
 from tests.conftest import invoke, plan_rows

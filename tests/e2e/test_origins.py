@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
-from classhub import stack
+from classhub.runtime.single_host import stack
 from classhub.student import Browser
 from tests.conftest import invoke
 

@@ -14,14 +14,15 @@ import time
 import requests
 
 from classhub import names
-from classhub.rehearse import PREFIX, temporary_containers
+from classhub.rehearse import PREFIX
+from classhub.runtime.single_host.stack import user_containers
 
 from .conftest import Hub, engine_environ
 
 
 def leftovers(hub: Hub) -> list[str]:
     """Every trace of a temporary student: containers, volumes, hub users, hub-file entries."""
-    found = [name for name, _ in temporary_containers(hub.client, hub.name)]
+    found = [name for name, _ in user_containers(hub.client, hub.name, PREFIX)]
     found += [v.name for v in hub.client.volumes.list()
               if v.name.startswith(names.user_volume(hub.name, PREFIX))]  # fmt: skip
     token = (hub.paths.secrets_dir / "classhub_api_token").read_text().strip()
@@ -60,7 +61,7 @@ def start_rehearsal(hub: Hub, *args: str) -> subprocess.Popen:
         env=engine_environ(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while not temporary_containers(hub.client, hub.name):
+    while not user_containers(hub.client, hub.name, PREFIX):
         assert process.poll() is None, process.stdout.read()
         assert time.monotonic() < deadline, "no temporary student's server started"
         time.sleep(0.2)

@@ -85,10 +85,10 @@ DECIDES = re.compile(r"\.(hub_db|proxy)\s*[!=]=|\[\"(hub_db|proxy)\"\]\s*[!=]=")
 
 def test_only_components_decides_from_the_settings_which_parts_a_hub_has():
     found = []
-    for path in sorted((PROJECT / "classhub").glob("*.py")):
+    for path in sorted((PROJECT / "classhub").rglob("*.py")):
         if path.name in ("components.py", "settings.py"):
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if DECIDES.search(line):
-                found.append(f"{path.name}:{number}: {line.strip()}")
+                found.append(f"{path.relative_to(PROJECT)}:{number}: {line.strip()}")
     assert not found, "decide it in classhub/components.py instead:\n" + "\n".join(found)

@@ -144,7 +144,7 @@ def _docstrings(tree: ast.AST) -> set[int]:
 
 def test_docker_names_and_labels_are_spelled_only_in_names_py():
     sources = [
-        *(PROJECT / "classhub").glob("*.py"),
+        *(PROJECT / "classhub").rglob("*.py"),
         *(PROJECT / "hub" / "classhub_hub").glob("*.py"),
     ]
     found = []

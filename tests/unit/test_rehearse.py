@@ -65,13 +65,14 @@ def test_the_timeline_has_a_line_per_student(tmp_path):
 def test_with_user_subdomains_rehearsal_students_open_the_public_url_at_the_hubs_address():
     from classhub.parsers import Context
     from classhub.rehearse import student_url
+    from classhub.runtime.fake import FakeEngine
     from classhub.settings import load_settings
     from tests.conftest import PROJECT
 
     def url(env: str):
         settings, problems, _ = load_settings(env, ".env", {}, Context(PROJECT, 2))
         assert not problems
-        return student_url(settings, client=None)  # PROXY=none: the published port, no engine
+        return student_url(settings, FakeEngine("hub"))  # PROXY=none: the published port
 
     assert url("PORT=8001\n") == ("http://127.0.0.1:8001/hub/", None)
     assert url("PORT=8001\nPUBLIC_URL=https://jupyter.uni.edu/hub/\nUSER_SUBDOMAINS=true\n") == (

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import ipaddress
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +36,17 @@ from typing import Any
 import docker
 import docker.errors
 
-from . import components, disks, hubfile, names, neighbours, render, tls, wait
-from .components import Component, Part
-from .console import Echo
-from .errors import UserError
-from .files import ensure_private_dir, write_atomic
-from .images import find as find_image
-from .paths import Paths
-from .roster import Roster
-from .settings import Settings
+from ... import components, hubfile, names, neighbours, render, tls, wait
+from ...components import Component, Part
+from ...console import Echo
+from ...errors import UserError
+from ...files import ensure_private_dir, write_atomic
+from ...paths import Paths
+from ...roster import Roster
+from ...settings import Settings
+from .. import Service, spec_hash
+from . import disks
+from .build import find as find_image
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 
@@ -237,25 +240,6 @@ def create_volumes(
 
 
 # --- the hub's containers: firewall, Docker socket proxy, hub ------------------------------------
-
-
-@dataclass(frozen=True)
-class Service:
-    """One of the hub's components as `containers.create` makes it (plus the spec label)."""
-
-    component: Component
-    kwargs: dict[str, Any]
-    join: tuple[str, ...] = ()  # networks joined after create, before start
-    inputs: str = ""  # what else it is made from, for its spec hash
-    files: tuple[tuple[Path, str], ...] = ()  # host files it mounts, written when it is made
-
-    @property
-    def name(self) -> str:
-        return self.component.container
-
-    @property
-    def what(self) -> str:
-        return self.component.what
 
 
 def config_d(paths: Paths) -> Path:
@@ -519,12 +503,6 @@ def wait_for_firewall(
                on_timeout=lambda: container.logs(tail=15).decode("utf-8", "replace"))  # fmt: skip
 
 
-def spec_hash(service: Service) -> str:
-    digest = hashlib.sha256(json.dumps(service.kwargs, sort_keys=True, default=str).encode())
-    digest.update(f"\0{service.join}\0{service.inputs}".encode())
-    return digest.hexdigest()[:32]
-
-
 def _image_id(client: docker.DockerClient, ref: str) -> str:
     image = find_image(client, ref)
     return image.id if image is not None else "missing"
@@ -698,3 +676,48 @@ def hub_logs(client: docker.DockerClient, hub: str, tail: int = 60) -> str:
     if container is None:
         return f"(no container named {names.hub_container(hub)})"
     return container.logs(tail=tail).decode("utf-8", "replace")
+
+
+# --- users made for a while (a rehearsal's temporary students) ---------------------------------
+
+
+def user_containers(client: docker.DockerClient, hub: str, prefix: str) -> list[tuple[str, str]]:
+    """(name, id) of the containers of the users whose names start with `prefix`. Read in one call: containers come and
+    go meanwhile (the hub removes stopped ones), and one looked up after it went would fail."""
+    mine = names.user_container(hub, prefix)
+    found = []
+    for entry in client.api.containers(all=True, filters={"name": mine}):
+        name = (entry.get("Names") or ["/"])[0].lstrip("/")
+        if name.startswith(mine):
+            found.append((name, entry["Id"]))
+    return found
+
+
+def sweep_users(client: docker.DockerClient, hub: str, prefix: str) -> int:
+    """Remove the containers, then the volumes, of the users whose names start with `prefix`;
+    returns how many."""
+    removed = 0
+    for _, container_id in user_containers(client, hub, prefix):
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(container_id, force=True)
+            removed += 1
+    for volume in client.volumes.list(filters={"label": f"{names.LABEL_HUB}={hub}"}):
+        if volume.name.startswith(names.user_volume(hub, prefix)):
+            _remove_volume(client, volume)
+            removed += 1
+    return removed
+
+
+def _remove_volume(client: docker.DockerClient, volume, timeout: float = 30) -> None:
+    """A volume is busy until its container is gone (Docker removes stopped servers itself)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            disks.remove(client, volume)
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

@@ -24,10 +24,11 @@ from typing import Any
 import docker
 import docker.errors
 
-from . import backup, components, engine, hubfile, names, stack
-from .components import Part
-from .errors import UserError
-from .paths import Paths
+from ... import backup, components, hubfile, names
+from ...components import Part
+from ...errors import UserError
+from ...paths import Paths
+from . import engine, stack
 
 SQLITE_FILE, MOVED = hubfile.SQLITE_FILE, hubfile.SQLITE_MOVED
 DUMP_FILE = backup.DUMP_FILE

@@ -18,9 +18,9 @@ import docker
 import docker.errors
 import requests
 
-from . import wait
-from .console import Echo
-from .errors import UserError
+from ... import wait
+from ...console import Echo
+from ...errors import UserError
 
 DOCKERD_LOG = Path("/var/log/classhub-dockerd.log")
 

@@ -1,9 +1,11 @@
 """The first runtime: one hub on one Docker engine, through docker-py.
 
-Its work is done by the modules that grew up around that engine: `stack` (networks, volumes,
-the components' containers), `images` (builds), `database` (the hub's database in one-off
-containers), `disks` (DISK_STORE's size limits) and `backup`. This class is the one face they
-show the plans; a second engine is a second class beside it, not an `if` in them.
+The modules beside this one do its work, and they alone in classhub import docker-py: `stack`
+(networks, volumes, the components' containers and the users'), `build` (images and the base),
+`database` (the hub's database in one-off containers), `disks` (DISK_STORE's folders and their
+size limits), `neighbours` (the other hubs on the engine) and `engine` (reaching dockerd, and
+installing it). `SingleHost` is the one face they show the plans; a second engine is a second
+package beside this one, not an `if` in them.
 """
 
 from __future__ import annotations
@@ -15,29 +17,24 @@ from typing import Any
 
 import docker
 
-from .. import (
+from ... import (
     components,
-    database,
-    disks,
-    engine,
     hubapi,
     hubfile,
-    images,
     names,
-    neighbours,
     secrets,
-    stack,
 )
-from ..components import Part
-from ..console import Echo
-from ..errors import UserError
-from ..hubapi import HubAPI
-from ..images import ImageSpec
-from ..paths import Paths
-from ..roster import Roster
-from ..settings import Settings
-from ..stack import Service
-from . import ImageInfo
+from ...components import Part
+from ...console import Echo
+from ...errors import UserError
+from ...hubapi import HubAPI
+from ...images import ImageSpec
+from ...neighbours import HubInfo, conflicts
+from ...paths import Paths
+from ...roster import Roster
+from ...settings import Settings
+from .. import ImageInfo, Service
+from . import build, database, disks, engine, neighbours, stack
 
 CHUNK = 1024 * 1024  # what the engine sends of a volume's archive at a time
 
@@ -52,18 +49,18 @@ class SingleHost:
         return f"Docker engine {engine.version(self.client)} at {self.where}"
 
     def conflicts(self, settings: Settings, root: Path) -> list[str]:
-        return neighbours.conflicts(self.client, settings, root)
+        return conflicts(neighbours.around(self.client), settings, root)
 
     # --- images ---
     def image(self, ref: str) -> ImageInfo | None:
-        found = images.find(self.client, ref)
+        found = build.find(self.client, ref)
         return None if found is None else ImageInfo(str(found.id), found.labels or {})
 
     def ensure_base(self, base: str, state_dir: Path, echo: Echo) -> str:
-        return images.ensure_base(self.client, base, state_dir, echo)
+        return build.ensure_base(self.client, base, state_dir, echo)
 
     def build(self, spec: ImageSpec, ca: bytes, base: str, log_dir: Path, echo: Echo) -> None:
-        images.ensure(self.client, spec, ca, base, log_dir, echo)
+        build.ensure(self.client, spec, ca, base, log_dir, echo)
 
     # --- networks ---
     def network_state(self) -> str:
@@ -241,6 +238,9 @@ class SingleHost:
     def detached_volumes(self, roster: Roster) -> list[str]:
         return stack.detached_volumes(self.client, self.hub, roster)
 
+    def sweep_users(self, prefix: str) -> int:
+        return stack.sweep_users(self.client, self.hub, prefix)
+
     def stop_all(self, echo: Echo) -> int:
         return stack.stop_all(self.client, self.hub, echo)
 
@@ -268,3 +268,18 @@ def connect(environ: Mapping[str, str], hub: str) -> SingleHost:
     """This hub on the Docker engine DOCKER_HOST names (else the local socket); an error saying
     how to start one when none answers."""
     return SingleHost(engine.connect(environ), hub, engine.where(environ))
+
+
+def where(environ: Mapping[str, str]) -> str:
+    """Where the engine is looked for: DOCKER_HOST, else the local socket."""
+    return engine.where(environ)
+
+
+def install(environ: Mapping[str, str], echo: Echo) -> str:
+    """`invoke engine`: install Debian's docker.io when missing, start dockerd, say what it did."""
+    return engine.install_and_start(environ, echo)
+
+
+def hubs(environ: Mapping[str, str]) -> list[HubInfo]:
+    """Every hub on the engine (`invoke hubs`)."""
+    return neighbours.hubs(engine.connect(environ))
