@@ -37,7 +37,8 @@ from pathlib import Path
 
 import docker
 
-from classhub import config, names, prewarm
+from classhub import names, prewarm
+from classhub.inputs import config
 from classhub.rehearse import percentile
 from classhub.runtime.single_host import SingleHost
 from tests.conftest import invoke

@@ -36,10 +36,10 @@ from . import hubfile, names
 from .console import Echo, Progress, human_size
 from .errors import UserError
 from .files import ensure_private_dir, write_atomic
+from .inputs.roster import Roster
+from .inputs.settings import Settings
 from .paths import Paths
-from .roster import Roster
 from .runtime import Runtime
-from .settings import Settings
 
 FORMAT = 1
 MANIFEST = "manifest.json"

@@ -18,36 +18,24 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import backup as backup_mod
-from . import (
-    components,
-    credentials,
-    deploy,
-    disks,
-    hubfile,
-    names,
-    neighbours,
-    parsers,
-    plan,
-    render,
-    userlist,
-    wait,
-)
-from . import config as config_mod
+from . import components, credentials, deploy, disks, hubfile, names, neighbours, plan, render, wait
 from . import prewarm as prewarm_mod
 from . import rehearse as rehearse_mod
 from .components import Part
-from .config import Config
 from .console import Output, human_size
 from .errors import UserError, quoted
-from .paths import Paths
-from .plan import Step
-from .roster import (
+from .inputs import config as config_mod
+from .inputs import parsers, userlist
+from .inputs.config import Config
+from .inputs.roster import (
     ADMIN_WORD,
     Roster,
     did_you_mean,
 )
+from .inputs.settings import Settings
+from .paths import Paths
+from .plan import Step
 from .runtime import Runtime, single_host
-from .settings import Settings
 
 
 def runtime(environ: Mapping[str, str], hub: str) -> Runtime:

@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass
 
 from . import hubfile, names
-from .settings import Settings
+from .inputs.settings import Settings
 
 
 class Part(enum.Enum):

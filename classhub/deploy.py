@@ -33,14 +33,14 @@ from . import (
     wait,
 )
 from .components import Part
-from .config import Config
 from .console import Echo, Progress
 from .errors import UserError
 from .files import ensure_private_dir, file_mode, read_text, write_atomic
+from .inputs.config import Config
+from .inputs.settings import Settings
 from .paths import Paths
 from .plan import Step
 from .runtime import Runtime, Service
-from .settings import Settings
 
 HUB_START_TIMEOUT = 180
 

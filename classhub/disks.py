@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from . import names
 from .console import human_size
-from .roster import Roster
-from .settings import Settings
+from .inputs.roster import Roster
+from .inputs.settings import Settings
 
 NOT_ENFORCED = (
     "Homes have no size limit: DISK_STORE is not set, so one student can fill the disk the hub's "

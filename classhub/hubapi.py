@@ -17,8 +17,8 @@ from typing import Any
 import requests
 
 from .errors import UserError
-from .roster import Roster
-from .settings import Settings
+from .inputs.roster import Roster
+from .inputs.settings import Settings
 
 PAGINATED = "application/jupyterhub-pagination+json"
 

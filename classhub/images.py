@@ -25,8 +25,8 @@ from pathlib import Path
 from . import components, hubfile, names
 from .components import Image
 from .errors import UserError
+from .inputs.settings import Settings
 from .paths import Paths
-from .settings import Settings
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from pathlib import Path
 from . import components, names
 from .components import Part
 from .errors import clipped
-from .settings import Settings
+from .inputs.settings import Settings
 
 LABEL_CHECKOUT = "classhub.checkout"
 LABEL_FRONT_PORTS = "classhub.front-ports"  # on a bundled nginx: "HTTPS_PORT,HTTP_PORT"

@@ -20,7 +20,7 @@ import time
 from . import hubapi
 from .console import Echo, Progress
 from .errors import UserError
-from .roster import Roster
+from .inputs.roster import Roster
 
 
 def targets(roster: Roster, group: str, users: list[str]) -> list[str]:

@@ -36,10 +36,10 @@ from .components import Part
 from .console import Echo
 from .errors import UserError
 from .files import write_atomic
+from .inputs.roster import Roster, User
+from .inputs.settings import Settings
 from .paths import Paths
-from .roster import Roster, User
 from .runtime import Runtime
-from .settings import Settings
 from .student import Browser
 
 PREFIX = "_rehearse-"

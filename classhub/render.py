@@ -14,9 +14,9 @@ import re
 
 from . import hubfile, names
 from .credentials import Credential
+from .inputs.roster import Limits, Roster, User
+from .inputs.settings import Settings
 from .paths import Paths
-from .roster import Limits, Roster, User
-from .settings import Settings
 
 
 def hub_settings(settings: Settings) -> dict:

@@ -19,8 +19,8 @@ from pathlib import Path
 from . import components, hubfile
 from .errors import UserError
 from .files import file_mode, write_atomic
+from .inputs.settings import Settings
 from .paths import Paths
-from .settings import Settings
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TOKEN = re.compile(r"[!-~]{32,}")  # printable, no whitespace

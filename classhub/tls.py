@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .errors import UserError
 from .files import ensure_private_dir
+from .inputs.settings import Settings
 from .paths import Paths
-from .settings import Settings
 
 DAYS = 825
 

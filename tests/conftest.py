@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from classhub.inputs.settings import KEYS
 from classhub.paths import Paths
-from classhub.settings import KEYS
 
 PROJECT = Path(__file__).resolve().parents[1]
 

@@ -27,9 +27,9 @@ from ..console import Echo
 if TYPE_CHECKING:
     from ..hubapi import HubAPI
     from ..images import ImageSpec
+    from ..inputs.roster import Roster
+    from ..inputs.settings import Settings
     from ..paths import Paths
-    from ..roster import Roster
-    from ..settings import Settings
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ from ..components import Part
 from ..console import Echo
 from ..errors import UserError
 from ..images import ImageSpec, inputs_hash, local_base_tag, state_of
+from ..inputs.roster import Roster
+from ..inputs.settings import Settings
 from ..paths import Paths
-from ..roster import Roster
-from ..settings import Settings
 from . import ImageInfo, Service, spec_hash
 
 HEAD = "fake-head"  # the schema revision of the fake hub image's JupyterHub

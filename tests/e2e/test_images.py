@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from classhub import config, images, names
+from classhub import images, names
 from classhub.errors import UserError
+from classhub.inputs import config
 from classhub.paths import Paths
 from classhub.runtime.single_host import build
 

@@ -9,9 +9,9 @@ import pytest
 
 from classhub import components, images, names, secrets
 from classhub.components import Part
-from classhub.parsers import Context
+from classhub.inputs.parsers import Context
+from classhub.inputs.settings import load_settings
 from classhub.paths import Paths
-from classhub.settings import load_settings
 from tests.conftest import PROJECT
 
 SSO = "AUTHENTICATOR=github\nOAUTH_CLIENT_ID=x\nPUBLIC_URL=https://hub.example.edu/math/\n"

@@ -11,9 +11,9 @@ from traitlets.config import Config
 
 from classhub import hubfile, names, render
 from classhub.credentials import Credential
-from classhub.parsers import Context
-from classhub.roster import parse_userlist
-from classhub.settings import load_settings
+from classhub.inputs.parsers import Context
+from classhub.inputs.roster import parse_userlist
+from classhub.inputs.settings import load_settings
 from classhub_hub.config import (
     ADMIN_ROLE,
     ADMIN_TEMPLATES,

@@ -18,9 +18,9 @@ def test_a_free_port_has_no_holder_and_a_listening_one_names_its_program():
 
 
 def test_a_hub_with_user_subdomains_needs_its_host_and_the_hosts_under_it_to_itself():
+    from classhub.inputs.parsers import Context
+    from classhub.inputs.settings import load_settings
     from classhub.neighbours import HubInfo, _origin_problems
-    from classhub.parsers import Context
-    from classhub.settings import load_settings
     from tests.conftest import PROJECT
 
     def settings(url: str, subdomains: bool):

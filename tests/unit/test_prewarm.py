@@ -8,7 +8,7 @@ import pytest
 
 from classhub import prewarm
 from classhub.errors import UserError
-from classhub.roster import parse_userlist
+from classhub.inputs.roster import parse_userlist
 
 ROSTER, _, _ = parse_userlist("ann team-1\nbob team-1\ncat team-2\ndan\n", "boss")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PIL import Image
 
 from classhub import rehearse
-from classhub.roster import parse_userlist
+from classhub.inputs.roster import parse_userlist
 
 
 def test_temporary_names_can_never_be_roster_names():
@@ -63,10 +63,10 @@ def test_the_timeline_has_a_line_per_student(tmp_path):
 
 
 def test_with_user_subdomains_rehearsal_students_open_the_public_url_at_the_hubs_address():
-    from classhub.parsers import Context
+    from classhub.inputs.parsers import Context
+    from classhub.inputs.settings import load_settings
     from classhub.rehearse import student_url
     from classhub.runtime.fake import FakeEngine
-    from classhub.settings import load_settings
     from tests.conftest import PROJECT
 
     def url(env: str):

@@ -13,10 +13,10 @@ import pytest
 
 from classhub import hubfile, images, render
 from classhub.credentials import Credential
-from classhub.parsers import Context
+from classhub.inputs.parsers import Context
+from classhub.inputs.roster import parse_userlist
+from classhub.inputs.settings import load_settings
 from classhub.paths import Paths
-from classhub.roster import parse_userlist
-from classhub.settings import load_settings
 from tests.conftest import PROJECT
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from classhub.parsers import Context
-from classhub.roster import (
+from classhub.inputs.parsers import Context
+from classhub.inputs.roster import (
     Limits,
     User,
     closest,
     edits,
     parse_userlist,
 )
-from classhub.userlist import with_tokens, without_line
+from classhub.inputs.userlist import with_tokens, without_line
 from tests.conftest import PROJECT
 
 

@@ -10,9 +10,9 @@ import pytest
 from classhub import secrets
 from classhub.errors import UserError
 from classhub.files import ensure_private_dir
-from classhub.parsers import Context
+from classhub.inputs.parsers import Context
+from classhub.inputs.settings import load_settings
 from classhub.paths import Paths
-from classhub.settings import load_settings
 
 
 def settings(text: str = ""):

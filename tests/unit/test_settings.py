@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from classhub.errors import Problem
-from classhub.parsers import HOST_CA_STORES, Context
-from classhub.settings import FIELDS, KEYS, load_settings, read_env_text
+from classhub.inputs.parsers import HOST_CA_STORES, Context
+from classhub.inputs.settings import FIELDS, KEYS, load_settings, read_env_text
 from tests.conftest import PROJECT
 
 CTX = Context(root=Path("/srv/classhub"), cpu_count=2)

@@ -388,8 +388,8 @@ def test_add_group_with_a_member_not_on_the_roster_names_the_closest_and_writes_
 
 def test_setup_ends_saying_how_students_reach_the_hub():
     from classhub.commands import how_students_reach
-    from classhub.parsers import Context
-    from classhub.settings import load_settings
+    from classhub.inputs.parsers import Context
+    from classhub.inputs.settings import load_settings
 
     def said(env: str) -> str:
         settings, problems, _ = load_settings(env, ".env", {}, Context(PROJECT, 2))

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from classhub import tls
-from classhub.parsers import Context
+from classhub.inputs.parsers import Context
+from classhub.inputs.settings import load_settings
 from classhub.paths import Paths
-from classhub.settings import load_settings
 from tests.conftest import PROJECT
 
 

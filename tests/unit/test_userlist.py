@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from classhub import userlist
 from classhub.errors import ConfigError, UserError
+from classhub.inputs import userlist
 from classhub.paths import Paths
 
 TEXT = "# the class\nann team-1  # TA\n\nbob\n"

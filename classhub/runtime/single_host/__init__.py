@@ -29,10 +29,10 @@ from ...console import Echo
 from ...errors import UserError
 from ...hubapi import HubAPI
 from ...images import ImageSpec
+from ...inputs.roster import Roster
+from ...inputs.settings import Settings
 from ...neighbours import HubInfo, conflicts
 from ...paths import Paths
-from ...roster import Roster
-from ...settings import Settings
 from .. import ImageInfo, Service
 from . import build, database, disks, engine, neighbours, stack
 

@@ -41,9 +41,9 @@ from ...components import Component, Part
 from ...console import Echo
 from ...errors import UserError
 from ...files import ensure_private_dir, write_atomic
+from ...inputs.roster import Roster
+from ...inputs.settings import Settings
 from ...paths import Paths
-from ...roster import Roster
-from ...settings import Settings
 from .. import Service, spec_hash
 from . import disks
 from .build import find as find_image

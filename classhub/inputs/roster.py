@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import names, parsers
-from .errors import Problem, quoted
+from .. import names
+from ..errors import Problem, quoted
+from . import parsers
 from .parsers import Context, Invalid
 
 ADMIN_WORD = "admin"

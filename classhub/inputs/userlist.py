@@ -8,10 +8,10 @@ that parser.
 
 from __future__ import annotations
 
-from . import names
-from .errors import ConfigError, UserError
-from .files import file_mode, write_atomic
-from .paths import Paths
+from .. import names
+from ..errors import ConfigError, UserError
+from ..files import file_mode, write_atomic
+from ..paths import Paths
 from .roster import GROUP_WORD, Roster, parse_userlist
 
 

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import hubfile
-from .errors import ConfigError, Problem
-from .files import read_text
+from .. import hubfile
+from ..errors import ConfigError, Problem
+from ..files import read_text
+from ..paths import Paths
 from .parsers import Context
-from .paths import Paths
 from .roster import HEADER_HELP, Roster, parse_userlist
 from .settings import Settings, load_settings
 

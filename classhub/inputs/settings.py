@@ -24,8 +24,9 @@ from urllib.parse import urlsplit
 
 from dotenv.parser import parse_stream
 
-from . import hubfile, names, parsers
-from .errors import Problem, clipped, quoted
+from .. import hubfile, names
+from ..errors import Problem, clipped, quoted
+from . import parsers
 from .parsers import Context, Invalid
 
 
