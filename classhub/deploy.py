@@ -202,10 +202,12 @@ def docker_steps(
     missing = rt.missing_group_images(roster)
     if missing:
         raise UserError("\n".join(missing))
-    planned = rt.services(paths, settings) if net_state == "present" else None
+    # Their recipes need the hub's network; while it is to be made, none is planned yet.
+    planned = {s.component.part: s for s in rt.services(paths, settings)} if (
+        net_state == "present") else {}  # fmt: skip
     hub_action = False
-    for index, component in enumerate(components.of(settings)):
-        service = planned[index] if planned is not None else None
+    for component in components.of(settings):
+        service = planned.get(component.part)
         step = _component_step(paths, config, rt, echo, api, component, service, rebuilt)
         if component.part is Part.HUB:
             move = _database_move_steps(paths, settings, rt, echo)
@@ -245,7 +247,7 @@ def _component_step(
 
     def run() -> None:
         # Made now, not at planning: the network or the image may just have been made.
-        (service,) = [s for s in rt.services(paths, settings) if s.component == component]
+        service = _service(rt, paths, settings, component.part)
         started = int(time.time())
         if not rt.ensure_service(service, echo):
             echo(f"   {service.what}: already as planned (an image rebuilt meanwhile)")
@@ -332,14 +334,19 @@ def _database_move_steps(paths: Paths, settings, rt: Runtime, echo: Echo) -> lis
     return [Step("hub database", state, action, move)]
 
 
+def _service(rt: Runtime, paths: Paths, settings: Settings, part: Part) -> Service:
+    """The engine's recipe for this hub's component of that part, made now."""
+    (found,) = [s for s in rt.services(paths, settings) if s.component.part is part]
+    return found
+
+
 def start_database(paths: Paths, config: Config, rt: Runtime, echo: Echo) -> None:
     """Only the hub's PostgreSQL and what it needs (networks, its volume), running and ready:
     restore loads a dump into it before the hub first starts."""
     rt.ensure_network(echo, neighbours.checkout_labels(paths.root))
     for network in components.networks(config.settings):
         rt.ensure_internal_network(network.name, network.kind)
-    (service,) = [s for s in rt.services(paths, config.settings)
-                  if s.component.part is Part.DATABASE]  # fmt: skip
+    service = _service(rt, paths, config.settings, Part.DATABASE)
     for volume in service.component.volumes:
         rt.ensure_volume(volume.name, volume.kind)
     rt.ensure_service(service, echo)

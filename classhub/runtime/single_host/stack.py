@@ -542,7 +542,7 @@ def ensure_service(client: docker.DockerClient, hub: str, service: Service, echo
         container.start()
         return True
     if container is not None:
-        echo(f"   removing the old {service.what} container {service.name}")
+        echo(f"   removing the old {service.component.row}")
         container.stop(timeout=20)
         container.remove()
     for path, text in service.files:
@@ -566,7 +566,7 @@ def ensure_service(client: docker.DockerClient, hub: str, service: Service, echo
                 f"the hub cannot listen on {address}:{port}: another program uses that port. "
                 "Set PORT in .env to a free port and run invoke setup"
             ) from None
-        raise UserError(f"starting the {service.what} container {service.name} failed: "
+        raise UserError(f"starting the {service.component.row} failed: "
                         f"{explanation}") from None  # fmt: skip
     return True
 
