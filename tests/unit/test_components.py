@@ -92,3 +92,19 @@ def test_only_components_decides_from_the_settings_which_parts_a_hub_has():
             if DECIDES.search(line):
                 found.append(f"{path.relative_to(PROJECT)}:{number}: {line.strip()}")
     assert not found, "decide it in classhub/components.py instead:\n" + "\n".join(found)
+
+
+DOCKER_PY = re.compile(r"^\s*(import docker\b|from docker\b)", re.M)
+
+
+def test_only_the_docker_runtime_imports_docker_py():
+    """The plans speak to runtime.Runtime; docker-py stays behind it, in runtime/single_host/."""
+    engine = PROJECT / "classhub" / "runtime" / "single_host"
+    found = [
+        str(path.relative_to(PROJECT))
+        for path in sorted((PROJECT / "classhub").rglob("*.py"))
+        if engine not in path.parents and DOCKER_PY.search(path.read_text())
+    ]
+    assert not found, "these import docker-py outside classhub/runtime/single_host/: " + ", ".join(
+        found
+    )
