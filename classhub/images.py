@@ -1,6 +1,6 @@
 """Images: what the hub's and the notebook image are built from, and when one is up to date.
 
-The engine runs the builds (`runtime.Runtime.build`; on Docker `runtime/single_host/build.py`,
+The engine runs the builds (`runtime.Runtime.build`; on Docker `runtime/single_host/builder.py`,
 which also pulls the base or makes a local Debian one). Rules that hold here:
 - A build's context is assembled from an explicit list of files (never the whole checkout, so
   `secrets/` can never reach an image), plus `build-ca.pem`: BUILD_CA_BUNDLE's content, or empty.

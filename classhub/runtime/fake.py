@@ -82,7 +82,7 @@ class FakeEngine:
     def _db(self) -> dict:
         found = self._db_file()
         if found is None or found[1] not in found[0].files:
-            return dict(EMPTY_DB)
+            return {"users": [], "groups": {}}
         return json.loads(found[0].files[found[1]])
 
     def _write_db(self, db: dict) -> None:

@@ -15,7 +15,7 @@ from classhub import images, names
 from classhub.errors import UserError
 from classhub.inputs import config
 from classhub.paths import Paths
-from classhub.runtime.single_host import build
+from classhub.runtime.single_host import builder
 
 from .conftest import Hub
 
@@ -34,17 +34,17 @@ def test_built_images_carry_the_hash_of_their_inputs(hub: Hub):
 
 
 def test_a_build_failing_on_certificates_points_at_build_ca_bundle(hub: Hub, tmp_path):
-    base, _ = images.resolve_base(lambda ref: build.find(hub.client, ref), "debian:bookworm-slim")
+    base, _ = images.resolve_base(lambda ref: builder.find(hub.client, ref), "debian:bookworm-slim")
     assert base is not None, "the hub's setup left a base image"
     spec = images.notebook_spec(Paths.at(hub.paths.root), _settings(hub))
     spec = images.ImageSpec(spec.what, "classhub-e2e-nocert:latest", spec.dockerfile, spec.files)
     lines: list[str] = []
     with pytest.raises(UserError) as failure:
-        build.ensure(hub.client, spec, b"", base, tmp_path, lines.append)
+        builder.ensure(hub.client, spec, b"", base, tmp_path, lines.append)
     message = str(failure.value)
     assert "failed on certificate verification" in message
     assert "BUILD_CA_BUNDLE" in message and "update-ca-certificates" in message
-    assert build.find(hub.client, "classhub-e2e-nocert:latest") is None
+    assert builder.find(hub.client, "classhub-e2e-nocert:latest") is None
 
 
 def _settings(hub: Hub):

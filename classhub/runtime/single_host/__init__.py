@@ -1,7 +1,7 @@
 """The first runtime: one hub on one Docker engine, through docker-py.
 
 The modules beside this one do its work, and they alone in classhub import docker-py: `stack`
-(networks, volumes, the components' containers and the users'), `build` (images and the base),
+(networks, volumes, the components' containers and the users'), `builder` (images and the base),
 `database` (the hub's database in one-off containers), `disks` (DISK_STORE's folders and their
 size limits), `neighbours` (the other hubs on the engine) and `engine` (reaching dockerd, and
 installing it). `SingleHost` is the one face they show the plans; a second engine is a second
@@ -34,7 +34,7 @@ from ...inputs.settings import Settings
 from ...neighbours import HubInfo, conflicts
 from ...paths import Paths
 from .. import ImageInfo, Service
-from . import build, database, disks, engine, neighbours, stack
+from . import builder, database, disks, engine, neighbours, stack
 
 CHUNK = 1024 * 1024  # what the engine sends of a volume's archive at a time
 
@@ -53,14 +53,14 @@ class SingleHost:
 
     # --- images ---
     def image(self, ref: str) -> ImageInfo | None:
-        found = build.find(self.client, ref)
+        found = builder.find(self.client, ref)
         return None if found is None else ImageInfo(str(found.id), found.labels or {})
 
     def ensure_base(self, base: str, state_dir: Path, echo: Echo) -> str:
-        return build.ensure_base(self.client, base, state_dir, echo)
+        return builder.ensure_base(self.client, base, state_dir, echo)
 
     def build(self, spec: ImageSpec, ca: bytes, base: str, log_dir: Path, echo: Echo) -> None:
-        build.ensure(self.client, spec, ca, base, log_dir, echo)
+        builder.ensure(self.client, spec, ca, base, log_dir, echo)
 
     # --- networks ---
     def network_state(self) -> str:

@@ -46,7 +46,7 @@ from ...inputs.settings import Settings
 from ...paths import Paths
 from .. import Service, spec_hash
 from . import disks
-from .build import find as find_image
+from .builder import find as find_image
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 
