@@ -38,10 +38,6 @@ def where(environ: Mapping[str, str]) -> str:
     return environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
-def try_connect(environ: Mapping[str, str]) -> docker.DockerClient | None:
-    return _client(environ)
-
-
 def connect(environ: Mapping[str, str]) -> docker.DockerClient:
     client = _client(environ)
     if client is not None:

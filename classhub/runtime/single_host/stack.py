@@ -671,12 +671,6 @@ def remove_firewall_rules(client: docker.DockerClient, hub: str) -> None:
     )  # fmt: skip
 
 
-def hub_logs(client: docker.DockerClient, hub: str, tail: int = 60) -> str:
-    container = find_container(client, names.hub_container(hub))
-    if container is None:
-        return f"(no container named {names.hub_container(hub)})"
-    return container.logs(tail=tail).decode("utf-8", "replace")
-
 
 # --- users made for a while (a rehearsal's temporary students) ---------------------------------
 
