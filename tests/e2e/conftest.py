@@ -126,7 +126,14 @@ def sweep(client: docker.DockerClient, hub: str) -> None:
     """Remove every Docker object of test hub `hub`: containers, then the network and volumes."""
     flt = {"label": f"{names.LABEL_HUB}={hub}"}
     for container in client.containers.list(all=True, filters=flt):
-        container.remove(force=True)
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass  # a server Docker removed itself meanwhile (remove=True, just stopped)
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise
+            wait_gone(client, container.id)
     for network in client.networks.list(filters=flt):
         network.remove()
     for volume in client.volumes.list(filters=flt):
@@ -135,6 +142,18 @@ def sweep(client: docker.DockerClient, hub: str) -> None:
     for image in (names.hub_image, names.notebook_image, names.db_image, names.nginx_image):
         with contextlib.suppress(docker.errors.ImageNotFound):  # its own tags; layers stay cached
             client.images.remove(image(hub), noprune=True)
+
+
+def wait_gone(client: docker.DockerClient, container_id: str, timeout: float = 60) -> None:
+    """Until Docker has finished removing a container it was already removing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"container {container_id[:12]} was still being removed after {timeout}s")
 
 
 def new_checkout(root: Path, hub: str, port: int, roster: str = ROSTER) -> Paths:

@@ -671,7 +671,6 @@ def remove_firewall_rules(client: docker.DockerClient, hub: str) -> None:
     )  # fmt: skip
 
 
-
 # --- users made for a while (a rehearsal's temporary students) ---------------------------------
 
 
