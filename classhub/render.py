@@ -93,8 +93,13 @@ def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -
     default = Limits(mem=settings.mem_limit, cpu=settings.cpu_limit)
     users = {user.name: user_entry(settings, roster, user, creds[user.name].hash)
              for user in roster.users}  # fmt: skip
+    opened = dict(roster.group_egress)
     groups = {
-        group: {"members": list(members), "volume": names.group_volume(hub, group)}
+        group: {
+            "members": list(members),
+            "volume": names.group_volume(hub, group),
+            "egress": _targets(opened.get(group, ())),
+        }
         for group, members in roster.groups().items()
     }
     # A person not on the roster, let in with OPEN_TO_ALL: DEFAULT_GROUPS, and what follows from
@@ -115,9 +120,16 @@ def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -
         "disk_store": settings.disk_store,
         "disk_limit": settings.disk_limit,  # a newcomer's home, made in the store by the proxy
     }
+    # What the firewall lets students reach past its egress policy (each group's is with the
+    # group); the exams it reads from their own file (state/exams.json).
+    firewall = {"egress": _targets(settings.egress_allow)}
     data = {**hub_settings(settings), "users": users, "groups": groups, "newcomers": newcomers,
-            "socket_proxy": socket_proxy}  # fmt: skip
+            "socket_proxy": socket_proxy, "firewall": firewall}  # fmt: skip
     return dump(data, "the rendered hub file")
+
+
+def _targets(targets) -> list[dict]:
+    return [{"network": t.network, "port": t.port} for t in targets]
 
 
 def _limits(limits: Limits) -> dict:

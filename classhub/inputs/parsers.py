@@ -8,6 +8,7 @@ other scripts' digits (int() reads full-width 8000 as 8000), and float() takes '
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Callable
@@ -139,3 +140,67 @@ def duration(raw: str, _: Context) -> int:
             "use seconds or a number with s, m, h or d, e.g. CULL_IDLE_TIMEOUT=1h; 0 never stops idle servers",
         )
     return int(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+
+
+@dataclass(frozen=True)
+class EgressTarget:
+    """An address or network students may reach although the egress policy refuses its range,
+    on every port or on one (TCP and UDP)."""
+
+    network: str  # "10.1.2.3/32", "fd00::/8"
+    port: int | None = None
+
+    def __str__(self) -> str:
+        host = self.network.removesuffix("/32") if ":" not in self.network else self.network
+        host = host.removesuffix("/128")
+        if self.port is None:
+            return host
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+
+_EGRESS = re.compile(
+    r"\[(?P<v6>[0-9A-Fa-f:.]+(?:/[0-9]+)?)\](?::(?P<v6port>[0-9]+))?"  # [fd00::1]:443, [fd00::/8]
+    r"|(?P<bare6>[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(?:/[0-9]+)?)"  # fd00::1, fd00::/8 (no port)
+    r"|(?P<v4>[0-9.]+(?:/[0-9]+)?)(?::(?P<v4port>[0-9]+))?",  # 10.1.2.3, 10.0.0.0/8, 10.1.2.3:5432
+    re.ASCII,
+)
+
+
+def egress_targets(key: str, example: str) -> Callable[[str, Context], tuple[EgressTarget, ...]]:
+    """A list of addresses or networks, each with an optional port, separated by commas (and
+    spaces): `10.1.2.3:5432, 10.20.0.0/16, [fd00::5]:443`."""
+
+    def parse(raw: str, _: Context) -> tuple[EgressTarget, ...]:
+        found: list[EgressTarget] = []
+        for item in (part for part in re.split(r"[,\s]+", raw.strip()) if part):
+            target = _egress_target(item, f"e.g. {key}={example}")
+            if target not in found:
+                found.append(target)
+        return tuple(found)
+
+    return parse
+
+
+def _egress_target(item: str, fix: str) -> EgressTarget:
+    shown = item if len(item) <= 60 else item[:57] + "..."
+    match = _EGRESS.fullmatch(item)
+    if not match:
+        raise Invalid(
+            f"has {shown!r}, which is not an address or network (a host name is not looked up)",
+            f"write ADDRESS, NETWORK/PREFIX or either with :PORT ([...]:PORT for IPv6), {fix}",
+        )
+    text = match.group("v6") or match.group("bare6") or match.group("v4")
+    port_text = match.group("v6port") or match.group("v4port")
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise Invalid(
+            f"has {shown!r}, which is not an address or network",
+            f"write ADDRESS, NETWORK/PREFIX or either with :PORT, {fix}",
+        ) from None
+    port = None
+    if port_text is not None:
+        port = whole_number(port_text)
+        if port is None or not 1 <= port <= 65535:
+            raise Invalid(f"has {shown!r}, whose port is not 1 to 65535", f"give a port, {fix}")
+    return EgressTarget(str(network), port)

@@ -8,6 +8,8 @@ members yet (`invoke add-group`) and gives each of them the limits on the line. 
 CPU limit is their own, else the largest of their groups', else the hub's default (MEM_LIMIT,
 CPU_LIMIT). A `disk=` on a group: line sizes the group's folder, not its members' homes: a home's
 size is its user's own disk=, else DISK_LIMIT; a group folder's its group's, else GROUP_DISK_LIMIT.
+A group: line may also give its groups an image (`image=`) and what their members' servers may reach
+past the egress policy (`egress=10.1.2.3:5432,10.20.0.0/16`, as EGRESS_ALLOW).
 Rules that hold for every `Roster`:
 - user and group names are lowercased (JupyterHub lowercases usernames, so `Alice` is `alice`) and
   valid for JupyterHub and for Docker object names (`names.name_problem`);
@@ -37,10 +39,15 @@ LIMIT_KEYS = {
     "cpu": "cores, e.g. cpu=2 or cpu=0.5",
     "disk": "a size for the home (on a group: line, the group's folder), e.g. disk=10G",
 }
-GROUP_KEYS = {**LIMIT_KEYS, "image": "an image name, e.g. image=classhub-gpu:latest"}
+GROUP_KEYS = {
+    **LIMIT_KEYS,
+    "image": "an image name, e.g. image=classhub-gpu:latest",
+    "egress": "addresses or networks with optional ports, e.g. egress=10.1.2.3:5432,10.20.0.0/16",
+}
 # The limits' values, checked as the settings' are (MEM_LIMIT, CPU_LIMIT, DISK_LIMIT).
 _IMAGE = parsers.image("image=classhub-gpu:latest")
 _DISK = parsers.disk_size("disk", "5G")
+_EGRESS = parsers.egress_targets("egress", "10.1.2.3:5432,10.20.0.0/16")
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,8 @@ class Roster:
     group_limits: tuple[tuple[str, Limits], ...] = ()  # from `group:` lines
     group_images: tuple[tuple[str, str, int], ...] = ()  # (group, image, line) from `group:` lines
     group_lines: tuple[tuple[str, int], ...] = ()  # each group with the first line naming it
+    # (group, what it may reach past the egress policy) from `group:` lines' egress=
+    group_egress: tuple[tuple[str, tuple[parsers.EgressTarget, ...]], ...] = ()
 
     def group_line(self, group: str) -> int | None:
         """The first line of the roster that names `group` (None: not in the file)."""
@@ -194,7 +203,7 @@ def _limit(
     key = key.lower()
     if key not in keys:
         known = " or ".join(f"{k}=..." for k in keys)
-        where_ok = "" if "image" in keys else " (image= goes on a group: line)"
+        where_ok = "" if "image" in keys else " (image= and egress= go on a group: line)"
         problems.append(Problem(where, f"{quoted(token)} is not a setting of this line{where_ok}",
                                 f"write {known}, e.g. mem=4G"))  # fmt: skip
         return None
@@ -203,6 +212,8 @@ def _limit(
     try:
         if key == "image":
             return key, _IMAGE(raw, ctx)
+        if key == "egress":
+            return key, _EGRESS(raw, ctx)
         if key == "mem":
             return key, parsers.mem_limit(raw, ctx)
         if key == "disk":
@@ -227,6 +238,7 @@ def parse_userlist(
     declared: list[str] = []
     group_limits: dict[str, tuple[Limits, int]] = {}  # group -> (limits, line)
     group_images: list[tuple[str, str, int]] = []
+    group_egress: dict[str, list[parsers.EgressTarget]] = {}
     first_line: dict[str, tuple[int, str]] = {}  # lowercased name -> (line, name as written)
     group_lines: dict[str, int] = {}  # group -> the first line that names it
     mentions: dict[str, int] = {}  # group -> how many lines name it
@@ -244,6 +256,7 @@ def parse_userlist(
             if found:
                 limits[found[0]] = found[1]
         image = limits.pop("image", None)
+        egress = limits.pop("egress", ())
         tokens = [t for t in tokens if "=" not in t]
         if not tokens:
             continue
@@ -275,6 +288,9 @@ def parse_userlist(
                     group_limits[word] = (Limits(**limits), lineno)
                 if image:
                     group_images.append((word, image, lineno))
+                for target in egress:  # several lines may each open something for a group
+                    if target not in group_egress.setdefault(word, []):
+                        group_egress[word].append(target)
                 problem = names.name_problem(token.lower())
                 if problem:
                     problems.append(
@@ -357,7 +373,8 @@ def parse_userlist(
         users = _with_admin(users, admin_user)
     limits_by_group = tuple((g, lim) for g, (lim, _) in sorted(group_limits.items()))
     roster = Roster(tuple(users), tuple(declared), limits_by_group, tuple(group_images),
-                    tuple(sorted(group_lines.items())))  # fmt: skip
+                    tuple(sorted(group_lines.items())),
+                    tuple((g, tuple(t)) for g, t in sorted(group_egress.items())))  # fmt: skip
     return roster, [], warnings
 
 

@@ -57,6 +57,7 @@ class Settings:
     disk_store: str  # "" (homes in Docker's own storage, no size limits) or a btrfs folder
     disk_limit: int  # bytes: each home's size limit (enforced with DISK_STORE)
     group_disk_limit: int  # bytes: each group folder's
+    egress_allow: tuple[parsers.EgressTarget, ...]  # what students reach past the egress policy
     admin_sees_users: bool
     cull_busy: bool  # cull servers whose kernels are computing, like idle ones
     cull_idle_timeout: int  # seconds; 0 never culls
@@ -530,6 +531,7 @@ FIELDS: tuple[Field, ...] = (
     Field("DISK_STORE", "disk_store", "", _disk_store),
     Field("DISK_LIMIT", "disk_limit", "5G", parsers.disk_size("DISK_LIMIT", "5G")),
     Field("GROUP_DISK_LIMIT", "group_disk_limit", "10G", parsers.disk_size("GROUP_DISK_LIMIT", "10G")),
+    Field("EGRESS_ALLOW", "egress_allow", "", parsers.egress_targets("EGRESS_ALLOW", "10.1.2.3:5432")),
     Field("ADMIN_SEES_USERS", "admin_sees_users", "false", _bool),
     Field("CULL_IDLE_TIMEOUT", "cull_idle_timeout", "1h", parsers.duration),
     Field("CULL_BUSY", "cull_busy", "false", _bool),

@@ -125,7 +125,11 @@ def test_volumes_home_and_one_folder_per_group():
         "physics-group-team-2": rw("/home/jovyan/team-2"),
     }
     assert hubfile.mounts(hub, "boss") == {"physics-user-boss": rw("/home/jovyan")}
-    assert hub.get("groups")["empty"] == {"members": [], "volume": "physics-group-empty"}
+    assert hub.get("groups")["empty"] == {
+        "members": [],
+        "volume": "physics-group-empty",
+        "egress": [],
+    }
 
 
 def test_shared_data_read_only_for_students_and_homes_for_admins():

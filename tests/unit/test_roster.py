@@ -193,7 +193,7 @@ def test_a_users_disk_sizes_their_home_and_a_groups_its_folder_only():
         ("ann cpu=0\n", "userlist:1", "'cpu=0' is not a number of cores"),
         ("ann cpu=64\n", "userlist:1", "'cpu=64' is more than this server's 2 cores"),
         ("ann gpu=1\n", "userlist:1", "'gpu=1' is not a setting of this line"),
-        ("ann image=x:1\n", "userlist:1", "(image= goes on a group: line)"),
+        ("ann image=x:1\n", "userlist:1", "(image= and egress= go on a group: line)"),
         ("ann\ngroup: gpu image=Bad Name\n", "userlist:2", "is not a Docker image name"),
         (
             "ann a b\ngroup: a image=x:1\ngroup: b image=y:1\n",
@@ -207,6 +207,9 @@ def test_a_users_disk_sizes_their_home_and_a_groups_its_folder_only():
         ("ann mem=\uff18G\n", "userlist:1", "is not a size"),  # full-width 8
         ("ann cpu=\u00b9\n", "userlist:1", "is not a number of cores"),  # superscript 1
         ("ann cpu=1_0\n", "userlist:1", "is not a number of cores"),
+        ("ann\ngroup: db egress=db.campus.edu\n", "userlist:2", "a host name is not looked up"),
+        ("ann\ngroup: db egress=10.1.2.3:99999\n", "userlist:2", "port is not 1 to 65535"),
+        ("ann egress=10.1.2.3\n", "userlist:1", "(image= and egress= go on a group: line)"),
     ],
 )
 def test_bad_limits_name_the_line(text, where, fragment):
@@ -214,6 +217,17 @@ def test_bad_limits_name_the_line(text, where, fragment):
     assert roster is None
     assert [p.where for p in problems] == [where]
     assert fragment in str(problems[0]), str(problems[0])
+
+
+def test_a_groups_egress_exceptions_are_kept_per_group_from_every_line():
+    roster, problems, _ = parse(
+        "ann db\ngroup: db egress=10.1.2.3:5432,10.20.0.0/16\ngroup: db egress=[fd00::5]:443\n"
+    )
+    assert problems == []
+    ((group, targets),) = roster.group_egress
+    assert group == "db"
+    assert [(t.network, t.port) for t in targets] == [
+        ("10.1.2.3/32", 5432), ("10.20.0.0/16", None), ("fd00::5/128", 443)]  # fmt: skip
 
 
 def test_a_groups_image_goes_to_its_members_only():

@@ -345,3 +345,15 @@ def test_disk_settings(tmp_path):
     assert "is not a folder" in only_problem(f"DISK_STORE={tmp_path}/nothing\n").what
     assert "is not a folder" in only_problem("DISK_STORE=relative/store\n").what
     assert "at least 64M" in only_problem("DISK_LIMIT=10M\n").fix
+
+
+def test_egress_allow_takes_addresses_networks_and_ports_and_names_a_bad_one():
+    settings, problems, _ = load("EGRESS_ALLOW=10.1.2.3:5432, 10.20.0.0/16 [fd00::5]:443\n")
+    assert problems == []
+    assert [(t.network, t.port) for t in settings.egress_allow] == [
+        ("10.1.2.3/32", 5432), ("10.20.0.0/16", None), ("fd00::5/128", 443)]  # fmt: skip
+    assert load("")[0].egress_allow == ()
+    problem = only_problem("HUB_NAME=math\nEGRESS_ALLOW=10.1.2.3, licence.campus.edu:27000\n")
+    assert problem.where == ".env:2"
+    assert "EGRESS_ALLOW" in problem.what and "licence.campus.edu:27000" in problem.what
+    assert "a host name is not looked up" in problem.what and "EGRESS_ALLOW=" in problem.fix
