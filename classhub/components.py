@@ -88,6 +88,8 @@ def of(settings: Settings) -> tuple[Component, ...]:
             networks=(
                 Network(names.socket_network(hub), "socket-net", "hub and Docker proxy only"),
             ),
+            # Where it lists the servers and their addresses for the firewall.
+            volumes=(Volume(names.addresses_volume(hub), "addresses", "servers' addresses"),),
         ),
     ]
     if settings.hub_db == "postgres":

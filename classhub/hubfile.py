@@ -14,6 +14,7 @@ hub start instead of silently running with a value nobody chose.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,15 @@ NAME_SLOT = "{name}"
 
 # Where the hub container finds what the host gives it (runtime/single_host/stack.py mounts them there).
 HUB_FILE_IN_HUB = "/etc/classhub/state/hub.json"
+# Beside it in state/: the exams in progress (`invoke exam`), which the firewall reads.
+EXAMS_FILE = "exams.json"
+# The line the firewall prints once it enforces the exams: `exam_label`s, each with its number of
+# servers ("team-1 until 10:30 UTC (2 server(s)); ..."), or "none"; `invoke exam` waits for it.
+EXAMS_APPLIED = "firewall: exams: "
+# The socket proxy's list of this hub's user containers and their addresses, in a volume of its
+# own that the firewall mounts too (read-only): {"servers": {address: user}}.
+ADDRESSES_IN_HUB = "/run/classhub/addresses"
+ADDRESSES_FILE = "addresses.json"
 SECRETS_IN_HUB = "/etc/classhub/secrets"
 CONFIG_D_IN_HUB = "/etc/classhub/jupyterhub_config.d"
 DATA_IN_HUB = "/srv/jupyterhub"
@@ -88,6 +98,13 @@ def activity_interval(timeout: int) -> int:
 def hub_secrets(db: str, authenticator: str = "roster") -> tuple[str, ...]:
     found = HUB_SECRETS + ((DB_SECRET,) if db == "postgres" else ())
     return found + ((OAUTH_SECRET,) if authenticator in SINGLE_SIGN_ON else ())
+
+
+def exam_label(group: str, until: float | None) -> str:
+    """How the firewall names an exam it enforces: "team-1 until 10:30 UTC" (its end, in UTC: the
+    firewall's clock has no time zone), or "team-1 until invoke exam stop"."""
+    when = time.strftime("%H:%M UTC", time.gmtime(until)) if until else "invoke exam stop"
+    return f"{group} until {when}"
 
 
 def postgres_url(host: str, password: str) -> str:

@@ -134,6 +134,11 @@ def db_volume(hub: str) -> str:
     return f"{hub}-db-data"
 
 
+def addresses_volume(hub: str) -> str:
+    """Where the socket proxy lists the hub's servers and their addresses for the firewall."""
+    return f"{hub}-addresses"
+
+
 def user_container(hub: str, user: str) -> str:
     return f"{hub}-user-{user}"
 
@@ -155,6 +160,8 @@ def made_for(hub: str, volume: str) -> str | None:
         return "the hub's database"
     if volume == db_volume(hub):
         return "PostgreSQL's data"
+    if volume == addresses_volume(hub):
+        return "the firewall's list of servers"
     if volume.startswith(user_volume(hub, "")):
         return "a user's home"
     if volume.startswith(group_volume(hub, "")):

@@ -23,6 +23,11 @@ reach it). A request passes only when `Policy.refusal` finds nothing wrong with 
   other key is refused, one that Docker knows (privileged mode, namespaces, devices, ports, a
   mount's driver or bind options, unmasked paths, a cgroup parent) or one it adds later.
 
+It also tells the firewall which server is whose: this hub's running user containers and their
+addresses on the hub's network (`Addresses`, in `hubfile.ADDRESSES_FILE`, on a volume the firewall
+mounts read-only), listed every second and again as soon as a server starts, before the hub hears
+that it did.
+
 What it allows comes from the hub file (`hub_name`, `network`, `shared_data` and `socket_proxy`:
 the images, DISK_STORE and DISK_LIMIT), mounted read-only and re-read whenever setup replaces it,
 so a group's new image passes without the proxy being replaced.
@@ -41,12 +46,15 @@ import argparse
 import http.client
 import http.server
 import json
+import os
 import re
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, unquote, urlsplit
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from classhub import hubfile, names
 
@@ -291,10 +299,11 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+_START = re.compile(rf"^(?:/v[0-9.]+)?/containers/{_ID}/start$")
 
 
-def make_handler(policy_now: Callable[[], Policy], socket_path: str, timeout: float = 120.0):
-    """The proxy's request handler; `policy_now()` gives the policy for each request."""
+def docker_caller(socket_path: str, timeout: float = 120.0):
+    """`docker(method, target, body, headers)` -> (status, headers, body), on the socket."""
 
     def docker(method: str, target: str, body: bytes | None, headers: dict):
         conn = _UnixConnection(socket_path, timeout)
@@ -304,6 +313,70 @@ def make_handler(policy_now: Callable[[], Policy], socket_path: str, timeout: fl
             return response.status, response.getheaders(), response.read()
         finally:
             conn.close()
+
+    return docker
+
+
+class Addresses:
+    """This hub's running user containers and their addresses on its network, written to
+    `folder`/ADDRESSES_FILE for the firewall whenever they change."""
+
+    def __init__(self, docker, policy_now: Callable[[], Policy], folder: str):
+        self._docker = docker
+        self._policy_now = policy_now
+        self._path = Path(folder) / hubfile.ADDRESSES_FILE
+        self._lock = threading.Lock()
+        self._written: dict[str, str] | None = None
+
+    def listed(self) -> dict[str, str] | None:
+        """{address: user} now, or None when Docker does not answer."""
+        policy = self._policy_now()
+        mine = {"label": [f"{names.LABEL_HUB}={policy.hub}", f"{names.LABEL_KIND}=user"]}
+        status, _, data = self._docker(
+            "GET", "/containers/json?filters=" + quote(json.dumps(mine)), None, {}
+        )
+        if status != 200:
+            return None
+        found = {}
+        for container in json.loads(data):
+            networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+            address = (networks.get(policy.network) or {}).get("IPAddress")
+            user = (container.get("Labels") or {}).get(names.LABEL_USER)
+            if address and user:
+                found[address] = user
+        return found
+
+    def refresh(self) -> None:
+        """List the servers again and write the file if that changed anything."""
+        with self._lock:
+            try:
+                found = self.listed()
+            except (OSError, ValueError) as exc:
+                sys.stderr.write(f"listing this hub's servers for the firewall failed: {exc}\n")
+                return
+            if found is None or found == self._written:
+                return
+            text = json.dumps({"format": 1, "servers": found}, sort_keys=True)
+            partial = self._path.with_name(self._path.name + ".partial")
+            partial.write_text(text, encoding="utf-8")
+            os.replace(partial, self._path)
+            self._written = found
+
+    def keep_written(self, every: float = 1.0) -> None:
+        while True:
+            self.refresh()
+            threading.Event().wait(every)
+
+
+def make_handler(
+    policy_now: Callable[[], Policy],
+    socket_path: str,
+    timeout: float = 120.0,
+    started: Callable[[], None] = lambda: None,
+):
+    """The proxy's request handler; `policy_now()` gives the policy for each request, and
+    `started()` is called once a container has started, before the hub hears it did."""
+    docker = docker_caller(socket_path, timeout)
 
     def labels_of(container: str) -> dict | None:
         status, _, data = docker("GET", f"/containers/{container}/json", None, {})
@@ -351,6 +424,8 @@ def make_handler(policy_now: Callable[[], Policy], socket_path: str, timeout: fl
                 return
             kept = [(k, v) for k, v in out_headers
                     if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]  # fmt: skip
+            if self.command == "POST" and status < 300 and _START.match(urlsplit(self.path).path):
+                started()  # the firewall knows the server before the hub does
             self._send(status, data, kept)
 
         def _send(self, status: int, data: bytes, headers: list[tuple[str, str]]) -> None:
@@ -375,12 +450,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hub-file", default=hubfile.HUB_FILE_IN_HUB)
     parser.add_argument("--port", type=int, default=hubfile.SOCKET_PROXY_PORT)
     parser.add_argument("--socket", default=DOCKER_SOCKET)
+    parser.add_argument("--addresses-folder", default=hubfile.ADDRESSES_IN_HUB)
     args = parser.parse_args(argv)
     live = LiveRoster(args.hub_file)
     policy = Policy.of(live.hub())  # a hub file that cannot be read stops the proxy here
-    server = http.server.ThreadingHTTPServer(
-        ("0.0.0.0", args.port), make_handler(lambda: Policy.of(live.hub()), args.socket)
+    addresses = Addresses(
+        docker_caller(args.socket), lambda: Policy.of(live.hub()), args.addresses_folder
     )
+    threading.Thread(target=addresses.keep_written, daemon=True).start()
+    handler = make_handler(lambda: Policy.of(live.hub()), args.socket, started=addresses.refresh)
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", args.port), handler)
     server.daemon_threads = True
     sys.stderr.write(
         f"classhub docker proxy for hub {policy.hub}: listening on :{args.port}, allowing what "

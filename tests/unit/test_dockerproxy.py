@@ -417,3 +417,41 @@ def test_with_the_hub_file_a_container_is_a_users_own_with_their_image():
     assert "is not a user of hub math101" in make("math101-user-mallory", alice["image"])
     other = next(i for i in policy.images if i != alice["image"])
     assert f"alice's server runs {alice['image']}" in make(alice["container"], other)
+
+
+# --- the list of servers for the firewall ---------------------------------------------------------
+
+
+def test_the_proxy_lists_this_hubs_running_servers_and_their_addresses_for_the_firewall(tmp_path):
+    from urllib.parse import parse_qs, urlsplit
+
+    from classhub_hub.dockerproxy import Addresses
+
+    asked = []
+    listing = [
+        {"Labels": {"classhub.user": "ann"},
+         "NetworkSettings": {"Networks": {"math-net": {"IPAddress": "172.30.0.5"}}}},
+        {"Labels": {"classhub.user": "bob"},  # starting: no address yet
+         "NetworkSettings": {"Networks": {"math-net": {"IPAddress": ""}}}},
+        {"Labels": {"classhub.user": "cid"},  # on another network only
+         "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.9"}}}},
+    ]  # fmt: skip
+
+    def docker_call(method, target, body, headers):
+        asked.append((method, target))
+        return 200, [], json.dumps(listing).encode()
+
+    addresses = Addresses(docker_call, lambda: POLICY, str(tmp_path))
+    addresses.refresh()
+    written = tmp_path / "addresses.json"
+    assert json.loads(written.read_text())["servers"] == {"172.30.0.5": "ann"}
+    method, target = asked[0]
+    filters = json.loads(parse_qs(urlsplit(target).query)["filters"][0])
+    assert method == "GET" and urlsplit(target).path == "/containers/json"
+    assert filters == {"label": [f"classhub.hub={HUB}", "classhub.kind=user"]}  # this hub's only
+    stamp = written.stat().st_mtime_ns
+    addresses.refresh()  # nothing changed: not written again
+    assert written.stat().st_mtime_ns == stamp
+    listing[1]["NetworkSettings"]["Networks"]["math-net"]["IPAddress"] = "172.30.0.6"
+    addresses.refresh()
+    assert json.loads(written.read_text())["servers"] == {"172.30.0.5": "ann", "172.30.0.6": "bob"}

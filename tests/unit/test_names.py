@@ -39,6 +39,7 @@ def objects(hub: str) -> dict[tuple[str, str], str]:
         ("nginx", ""): names.nginx_container(hub),
         ("db-network", ""): names.db_network(hub),
         ("db-data", ""): names.db_volume(hub),
+        ("addresses-volume", ""): names.addresses_volume(hub),
     }
     for name in USERS:
         made[("user-container", name)] = names.user_container(hub, name)
@@ -125,7 +126,8 @@ def test_made_for_knows_every_volume_classhub_makes_for_a_hub():
 # Docker names and labels as literals: each is made by a function or constant of names.py, so
 # that the rules of its docstring hold by construction.
 NAME_LITERAL = re.compile(
-    r"-user-|-group-|-socket-proxy|-firewall$|-db-net|-db-data|^-(net|socket|data|nginx|db)$"
+    r"-user-|-group-|-socket-proxy|-firewall$|-db-net|-db-data|-addresses$"
+    r"|^-(net|socket|data|nginx|db)$"
     r"|^classhub\.(hub|kind|spec|user|inputs|base)$|^classhub_$"
     r"|classhub-(hub|db|nginx|notebook|base)(:|$)"
 )

@@ -134,6 +134,12 @@ class SingleHost:
         elif part is Part.FRONT_DOOR:
             stack.wait_for_nginx(self.client, self.hub)
 
+    def firewall_said(self, since: float) -> list[str]:
+        found = stack.find_container(self.client, names.firewall_container(self.hub))
+        if found is None:
+            return []
+        return found.logs(since=int(since)).decode("utf-8", "replace").splitlines()
+
     def container_status(self, name: str) -> str | None:
         found = stack.find_container(self.client, name)
         return None if found is None else str(found.status)

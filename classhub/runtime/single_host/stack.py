@@ -261,12 +261,14 @@ def services(client: docker.DockerClient, paths: Paths, settings: Settings) -> l
     the hub's network (its address, its bridge)."""
     hub = settings.hub_name
     address, bridge = hub_address(client, hub), bridge_name(client, hub)
-    if address is None or bridge is None:
+    network = _network(client, names.network(hub))
+    if address is None or bridge is None or network is None:
         raise UserError(f"the network {names.network(hub)} is missing; run invoke setup")
+    where = _Where(address, bridge, _pool(network)["IPRange"])
     made = []
     for component in components.of(settings):
         make = _MAKERS[component.part]
-        made.append(make(client, paths, settings, component, _Where(address, bridge)))
+        made.append(make(client, paths, settings, component, where))
     return made
 
 
@@ -278,10 +280,12 @@ def service(client: docker.DockerClient, paths: Paths, settings: Settings, part:
 
 @dataclass(frozen=True)
 class _Where:
-    """Where the hub's containers find each other: the hub's fixed address and its bridge."""
+    """Where the hub's containers find each other: the hub's fixed address, its bridge and the
+    range its servers' addresses come from."""
 
     address: str
     bridge: str
+    servers: str
 
 
 def _kwargs(hub: str, component: Component, **more: Any) -> dict[str, Any]:
@@ -301,17 +305,23 @@ def _firewall_service(client, paths: Paths, settings: Settings, component: Compo
                       where: _Where) -> Service:  # fmt: skip
     hub = settings.hub_name
     command = ["python3", "-m", "classhub_hub.firewall", "--table", names.firewall_table(hub),
-               "--bridge", where.bridge, "--hub-ip", where.address,
+               "--bridge", where.bridge, "--hub-ip", where.address, "--servers", where.servers,
                "--port", str(hubfile.HUB_API_PORT)]  # fmt: skip
+    # It reads the exceptions (the hub file), the exams and the proxy's list of servers.
+    proxy = components.find(settings, Part.SOCKET_PROXY)
+    assert proxy is not None, "every hub has its socket proxy"
+    (listed,) = proxy.volumes
+    volumes = {str(paths.state_dir): {"bind": STATE_IN_HUB, "mode": "ro"},
+               listed.name: {"bind": hubfile.ADDRESSES_IN_HUB, "mode": "ro"}}  # fmt: skip
     kwargs = _kwargs(hub, component, command=command, network_mode="host", cap_add=["NET_ADMIN"],
-                     read_only=True)  # fmt: skip
+                     read_only=True, volumes=volumes)  # fmt: skip
     return Service(component, kwargs, inputs=_image_id(client, component.image.tag))
 
 
 def _socket_proxy_service(client, paths: Paths, settings: Settings, component: Component,
                           where: _Where) -> Service:  # fmt: skip
     hub, store = settings.hub_name, settings.disk_store
-    (network,) = component.networks
+    (network,), (listed,) = component.networks, component.volumes
     kwargs = _kwargs(
         hub, component,
         # What it allows, it reads from the hub file (re-read when it changes).
@@ -319,6 +329,7 @@ def _socket_proxy_service(client, paths: Paths, settings: Settings, component: C
         network=network.name,
         volumes={DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
                  str(paths.state_dir): {"bind": STATE_IN_HUB, "mode": "ro"},
+                 listed.name: {"bind": hubfile.ADDRESSES_IN_HUB, "mode": "rw"},
                  **({store: {"bind": store, "mode": "rw"}} if store else {})},
         **({"cap_add": disks.STORE_CAPS} if store else {}),  # a newcomer's home there
         read_only=True,
