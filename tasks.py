@@ -238,6 +238,19 @@ def restart_server(c, name, group=False):
 
 @task(
     help={
+        "group": "the group whose servers the exam cuts off (or gives back)",
+        "until": "with start: end it by itself at this time today (HH:MM, this server's clock)",
+    },
+)
+def exam(c, action, group="", until=""):
+    """exam start --group G [--until HH:MM]: G's servers reach the hub alone; exam stop gives
+    them back. No restarts."""
+    with user_errors():
+        commands.exam(PATHS, os.environ, Output(), action, group, until)
+
+
+@task(
+    help={
         "group": "start the servers of this group's members",
         "users": "comma-separated users whose servers to start",
         "at": "wait until this time today (HH:MM, this server's clock), then start",

@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import io
 import ipaddress
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 from . import backup as backup_mod
 from . import components, credentials, deploy, disks, hubfile, names, neighbours, plan, render, wait
+from . import exams as exams_mod
 from . import prewarm as prewarm_mod
 from . import rehearse as rehearse_mod
 from .components import Part
@@ -428,6 +430,10 @@ def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
         )
     elif api is not None:
         out.info(f"The hub does not answer at {api.root}.")
+    exams = exams_mod.in_progress(paths)
+    if exams:
+        out.info("In an exam (their servers reach the hub alone): " + ", ".join(
+            f"{group} {exams_mod.describe(until)}" for group, until in exams.items()))  # fmt: skip
     if rt is not None:
         _report_roster_state(paths, cfg, rt, out)
     pending = sum(step.changes for step in steps)
@@ -728,6 +734,83 @@ def restart_server(
     if failed:
         raise UserError(f"{len(failed)} server(s) did not start again; see the warnings above")
     out.info(f"{len(chosen)} server(s) restarted and ready.")
+
+
+EXAM_ACK_TIMEOUT = 30
+
+
+def exam(
+    paths: Paths, environ: Mapping[str, str], out: Output, action: str, group: str, until: str = ""
+) -> None:
+    """`start`: cut group `group`'s servers off from everything but the hub (until `until`, HH:MM
+    today, or until stopped); `stop`: give them back. No server restarts; the hub's firewall
+    applies it within a second, and this waits until it has."""
+    if action not in ("start", "stop"):
+        raise UserError(f"invoke exam {action}: say start or stop, e.g. invoke exam start "
+                        "--group team-1 --until 11:30")  # fmt: skip
+    cfg = load(paths, environ, out)
+    name = group.strip().lower()
+    if not name:
+        raise UserError(f"name the group: invoke exam {action} --group NAME")
+    if name not in cfg.roster.groups():
+        known = list(cfg.roster.groups())
+        raise UserError(f"--group {name}: no such group in userlist{did_you_mean(name, known)}")
+    if action == "stop" and until:
+        raise UserError("--until goes with invoke exam start")
+    rt = runtime(environ, cfg.settings.hub_name)
+    firewall = names.firewall_container(cfg.settings.hub_name)
+    if rt.container_status(firewall) != "running":
+        raise UserError(f"the hub's firewall {firewall} is not running, so no exam can be "
+                        "enforced; start the hub with invoke up (or invoke setup) first")  # fmt: skip
+    since = time.time()
+    if action == "start":
+        ends = None
+        if until:
+            now = dt.datetime.now().astimezone()
+            ends = prewarm_mod.parse_at(until, now, "--until", "give a later time",
+                                        "11:30").timestamp()  # fmt: skip
+        changed = exams_mod.start(paths, name, ends)
+    else:
+        changed = exams_mod.stop(paths, name)
+    running = exams_mod.in_progress(paths)
+    said = _exam_ack(rt, since, running) if changed else {}
+    if action == "stop":
+        out.info(f"Exam over for group {name}: its servers reach the internet again."
+                 if changed else f"Group {name} is not in an exam; nothing to change.")  # fmt: skip
+        return
+    count = said.get(name)
+    servers = f"its {count} running server(s)" if count is not None else "its running servers"
+    out.info(f"Exam mode for group {name} {exams_mod.describe(running[name])}: {servers} reach "
+             "the hub alone now, and servers started meanwhile start that way; nothing restarted. "
+             f"It ends {'by itself then, or ' if running[name] else ''}with: invoke exam stop "
+             f"--group {name}")  # fmt: skip
+
+
+_EXAM_ENTRY = re.compile(r"(?P<label>.+) \((?P<servers>\d+) server\(s\)\)")
+
+
+def _exam_ack(rt: Runtime, since: float, running: dict[str, float | None]) -> dict[str, int]:
+    """Once the firewall's last word on exams is exactly `running`: each group's servers cut off."""
+    wanted = {hubfile.exam_label(group, until): group for group, until in running.items()}
+    found: dict[str, int] = {}
+
+    def applied() -> bool:
+        lines = [line for line in rt.firewall_said(since - 1)
+                 if line.startswith(hubfile.EXAMS_APPLIED)]  # fmt: skip
+        if not lines:
+            return False
+        listed = lines[-1].removeprefix(hubfile.EXAMS_APPLIED).strip()
+        entries = [] if listed == "none" else [_EXAM_ENTRY.fullmatch(e) for e in listed.split("; ")]
+        if any(e is None for e in entries):
+            return False
+        now = {e["label"]: int(e["servers"]) for e in entries if e is not None}
+        if set(now) != set(wanted):
+            return False
+        found.update({wanted[label]: count for label, count in now.items()})
+        return True
+
+    wait.until("the hub's firewall to apply the exams", applied, EXAM_ACK_TIMEOUT, interval=0.2)
+    return found
 
 
 def _confirm(word: str, prompt: str, yes: bool) -> None:

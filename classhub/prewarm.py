@@ -41,15 +41,23 @@ def targets(roster: Roster, group: str, users: list[str]) -> list[str]:
     return sorted(set(chosen))
 
 
-def parse_at(text: str, now: dt.datetime) -> dt.datetime:
+def parse_at(
+    text: str,
+    now: dt.datetime,
+    option: str = "--at",
+    passed: str = "leave --at out to start now",
+    example: str = "08:50",
+) -> dt.datetime:
     """Today's HH:MM (this server's local time) as a datetime after `now`."""
     try:
         clock = dt.datetime.strptime(text.strip(), "%H:%M").time()
     except ValueError:
-        raise UserError(f"--at {text}: not a time; write it as HH:MM, e.g. --at 08:50") from None
+        raise UserError(
+            f"{option} {text}: not a time; write it as HH:MM, e.g. {option} {example}"
+        ) from None
     when = now.replace(hour=clock.hour, minute=clock.minute, second=0, microsecond=0)
     if when <= now:
-        raise UserError(f"--at {text}: that time has passed today; leave --at out to start now")
+        raise UserError(f"{option} {text}: that time has passed today; {passed}")
     return when
 
 

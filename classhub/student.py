@@ -201,8 +201,9 @@ class Browser:
         pairs = (item.partition("=") for item in (header or "").split("; ") if item)
         return {name: value for name, _, value in pairs}
 
-    def _new_kernel(self, folder: str = "") -> str:
-        """Start a python3 kernel on my server, in `folder` of my home; its id."""
+    def new_kernel(self, folder: str = "") -> str:
+        """Start a python3 kernel on my server, in `folder` of my home; its id (a notebook kept
+        open: `run_in` runs code in it, its variables kept between runs)."""
         kernel = self.server_api("POST", "/kernels", json={"name": "python3", "path": folder})
         _expect(kernel.status_code == 201, (kernel.status_code, kernel.text))
         return kernel.json()["id"]
@@ -210,15 +211,19 @@ class Browser:
     def start_code(self, code: str, timeout: float = 60) -> str:
         """Start `code` in a new kernel and leave it running there (as a closed browser tab
         does); returns the kernel's id once the kernel reports itself busy with it."""
-        kernel_id = self._new_kernel()
+        kernel_id = self.new_kernel()
         _execute(self, kernel_id, code, timeout, until_busy=True)
         return kernel_id
+
+    def run_in(self, kernel_id: str, code: str, timeout: float = 60) -> str:
+        """Run `code` in my kernel `kernel_id` (from `new_kernel`); what it printed."""
+        return _execute(self, kernel_id, code, timeout)
 
     def run(self, code: str, timeout: float = 60, keep: bool = False, folder: str = "") -> str:
         """Start a kernel (in `folder`, as for a notebook there), run `code` over its websocket,
         return what it printed; then stop the kernel, unless `keep` (a student's notebook stays
         open: the kernel goes with the server)."""
-        kernel_id = self._new_kernel(folder)
+        kernel_id = self.new_kernel(folder)
         try:
             return _execute(self, kernel_id, code, timeout)
         finally:
