@@ -9,23 +9,38 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
+import inspect
 import io
 import ipaddress
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from . import backup as backup_mod
-from . import components, credentials, deploy, disks, hubfile, names, neighbours, plan, render, wait
+from . import (
+    components,
+    credentials,
+    deploy,
+    disks,
+    hubfile,
+    locks,
+    names,
+    neighbours,
+    plan,
+    render,
+    wait,
+)
 from . import exams as exams_mod
 from . import prewarm as prewarm_mod
 from . import rehearse as rehearse_mod
 from .components import Part
 from .console import Output, human_size
-from .errors import UserError, quoted
+from .errors import ConfigError, UserError, quoted
 from .inputs import config as config_mod
 from .inputs import parsers, userlist
 from .inputs.config import Config
@@ -51,6 +66,32 @@ def _runtime_if_any(environ: Mapping[str, str], hub: str) -> Runtime | None:
         return runtime(environ, hub)
     except UserError:
         return None
+
+
+T = TypeVar("T")
+
+
+def changes(task: str):
+    """A task that changes the hub: it runs under the checkout's lock and its HUB_NAME's
+    (`locks`), unless given `dry_run=True`, when it only reads."""
+
+    def wrap(function: Callable[..., T]) -> Callable[..., T]:
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def run(paths: Paths, environ: Mapping[str, str], *args: Any, **kwargs: Any) -> T:
+            if signature.bind(paths, environ, *args, **kwargs).arguments.get("dry_run"):
+                return function(paths, environ, *args, **kwargs)
+            try:
+                hub = config_mod.load(paths, environ).settings.hub_name
+            except ConfigError:
+                return function(paths, environ, *args, **kwargs)  # it says what is wrong
+            with locks.held(paths, hub, f"invoke {task}"):
+                return function(paths, environ, *args, **kwargs)
+
+        return run
+
+    return wrap
 
 
 def load(paths: Paths, environ: Mapping[str, str], out: Output) -> Config:
@@ -122,6 +163,7 @@ def _show_setup_plan(
     return cfg, steps, rt
 
 
+@changes("setup")
 def setup(
     paths: Paths,
     environ: Mapping[str, str],
@@ -235,6 +277,7 @@ def _apply_unless_dry(
     return changed
 
 
+@changes("add-user")
 def add_user(
     paths: Paths,
     environ: Mapping[str, str],
@@ -276,6 +319,7 @@ def add_user(
         out.info(_login_text(cfg.settings, who, _password(paths, cfg.roster, who)))
 
 
+@changes("add-group")
 def add_group(
     paths: Paths, environ: Mapping[str, str], out: Output, group: str, members: list[str]
 ) -> None:
@@ -301,6 +345,7 @@ def add_group(
     _sync(paths, environ, out)
 
 
+@changes("sync")
 def sync(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> None:
     """Bring the running hub in line with `userlist` without restarting it or any server."""
     _sync(paths, environ, out, dry_run, full=True)
@@ -334,6 +379,7 @@ def _sync(
     return cfg, set(new)
 
 
+@changes("build")
 def build(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool = False) -> None:
     """Build the base, hub and notebook images when their inputs changed; nothing else."""
     cfg = load(paths, environ, out)
@@ -368,6 +414,7 @@ def _report_roster_state(paths: Paths, cfg: Config, rt: Runtime, out: Output) ->
         )
 
 
+@changes("remove-user")
 def remove_user(
     paths: Paths,
     environ: Mapping[str, str],
@@ -442,6 +489,7 @@ def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     )
 
 
+@changes("destroy")
 def destroy(paths: Paths, environ: Mapping[str, str], out: Output, yes: bool = False) -> None:
     """Remove every Docker object of this hub, its users' files included, after asking."""
     cfg = load(paths, environ, out)
@@ -463,6 +511,7 @@ def destroy(paths: Paths, environ: Mapping[str, str], out: Output, yes: bool = F
     rt.destroy(out.info)
 
 
+@changes("backup")
 def backup(
     paths: Paths, environ: Mapping[str, str], out: Output, users: str = "", folder: str = ""
 ) -> Path:
@@ -512,6 +561,21 @@ def restore(
     )
     out.info(f"Backup of hub {manifest.hub} made {manifest.created}: {len(manifest.users)} "
              f"user(s), {len(manifest.volumes)} volume(s); every file matches its checksum.")  # fmt: skip
+    if dry_run:
+        _restore(paths, environ, out, source, manifest, dry_run)
+        return
+    with locks.held(paths, manifest.hub, "invoke restore"):
+        _restore(paths, environ, out, source, manifest, dry_run)
+
+
+def _restore(
+    paths: Paths,
+    environ: Mapping[str, str],
+    out: Output,
+    source: Path,
+    manifest: backup_mod.Manifest,
+    dry_run: bool,
+) -> None:
     rt = runtime(environ, manifest.hub)
     taken = backup_mod.existing_volumes(rt, manifest.hub, manifest)
     if taken:
@@ -596,6 +660,7 @@ def _restore_volumes_step(
     return Step(f"{total} volume(s)", "missing on this engine", f"create and fill{where}", run)
 
 
+@changes("archive")
 def archive(paths: Paths, environ: Mapping[str, str], out: Output) -> Path:
     """Semester end: a full backup, then the hub's containers stopped and removed (volumes and
     the backup stay)."""
@@ -608,6 +673,7 @@ def archive(paths: Paths, environ: Mapping[str, str], out: Output) -> Path:
     return target
 
 
+@changes("rehearse")
 def rehearse(
     paths: Paths,
     environ: Mapping[str, str],
@@ -739,6 +805,7 @@ def restart_server(
 EXAM_ACK_TIMEOUT = 30
 
 
+@changes("exam")
 def exam(
     paths: Paths, environ: Mapping[str, str], out: Output, action: str, group: str, until: str = ""
 ) -> None:
@@ -863,6 +930,7 @@ def engine(environ: Mapping[str, str], out: Output) -> None:
     out.info(single_host.install(environ, out.info))
 
 
+@changes("up")
 def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """Start what `down` stopped: the network, the hub container, the hub's users and groups."""
     cfg = load(paths, environ, out)
@@ -886,6 +954,7 @@ def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     )
 
 
+@changes("down")
 def down(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """Stop the hub and every user server; all data stays in the volumes."""
     cfg = load(paths, environ, out)
@@ -935,6 +1004,7 @@ def login(
     out.info(_login_text(cfg.settings, who, _password(paths, cfg.roster, who)))
 
 
+@changes("reset-password")
 def reset_password(
     paths: Paths, environ: Mapping[str, str], out: Output, name: str, dry_run: bool = False
 ) -> None:
