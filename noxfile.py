@@ -42,6 +42,14 @@ def e2e(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def fuzz(session: nox.Session) -> None:
+    """The trust boundaries' property tests with 10,000 generated cases each (CI runs 100): the
+    socket proxy's request filter and the hub file's reader. About ten minutes."""
+    session.env["HYPOTHESIS_PROFILE"] = "fuzz"
+    _pytest(session, "tests/unit/test_dockerproxy.py", "tests/unit/test_hubfile_fuzz.py")
+
+
+@nox.session(default=False)
 def audit(session: nox.Session) -> None:
     """pip-audit: both images' pinned dependencies against OSV's advisories; fails on any.
 

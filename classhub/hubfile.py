@@ -129,13 +129,118 @@ class HubFileError(Exception):
     pass
 
 
+class Each:
+    """In a shape: a JSON object whose every key is a name and every value has `shape`."""
+
+    def __init__(self, shape: Any):
+        self.shape = shape
+
+
+# What the hub, its socket proxy and its firewall re-read while they run: a file whose parts
+# differ from this is refused as a whole, and they keep the last good one (their logs say why).
+# A dict: these keys at least; a list of one shape: a JSON array of those; a type: that type.
+_LIMITS = {"mem_limit": int, "cpu_limit": (int, float)}
+_TARGET = {"network": str, "port": (int, type(None))}
+SHAPE: dict[str, Any] = {
+    "hub_name": str,
+    "network": str,
+    "shared_data": str,
+    "admin_sees_users": bool,
+    "notebook_image": str,
+    "auth": {"open_to_all": bool, "groups_claim": str},
+    "users": Each(
+        {
+            "admin": bool,
+            "groups": [str],
+            "limits": _LIMITS,
+            "image": str,
+            "password_hash": str,
+            "volume": str,
+            "container": str,
+        }
+    ),
+    "groups": Each({"members": [str], "volume": str, "egress": [_TARGET]}),
+    "newcomers": {
+        "groups": [str],
+        "limits": _LIMITS,
+        "image": str,
+        "volume": str,
+        "container": str,
+    },
+    "socket_proxy": {"images": [str], "disk_store": str, "disk_limit": int},
+    "firewall": {"egress": [_TARGET]},
+}
+
+
+def shape_problem(value: Any, shape: Any, where: str = "") -> str | None:
+    """Where `value` differs from `shape` and how ("users.ann.groups[0] is 3, not a string"), or
+    None when it does not."""
+    if isinstance(shape, Each):
+        if not isinstance(value, dict):
+            return f"{where or 'the file'} is {_kind(value)}, not an object"
+        for key, item in value.items():
+            found = shape_problem(item, shape.shape, f"{where}.{key}" if where else key)
+            if found:
+                return found
+        return None
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{where or 'the file'} is {_kind(value)}, not an object"
+        for key, inner in shape.items():
+            here = f"{where}.{key}" if where else key
+            if key not in value:
+                return f"{here} is missing"
+            found = shape_problem(value[key], inner, here)
+            if found:
+                return found
+        return None
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{where} is {_kind(value)}, not a list"
+        for index, item in enumerate(value):
+            found = shape_problem(item, shape[0], f"{where}[{index}]")
+            if found:
+                return found
+        return None
+    types = shape if isinstance(shape, tuple) else (shape,)
+    if isinstance(value, bool) and bool not in types:  # JSON's true is not a number
+        return f"{where} is {_kind(value)}, not {_names(types)}"
+    if not isinstance(value, types):
+        return f"{where} is {_kind(value)}, not {_names(types)}"
+    return None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _names(types: tuple) -> str:
+    words = {bool: "true or false", int: "a number", float: "a number", str: "a string",
+             type(None): "null"}  # fmt: skip
+    return " or ".join(dict.fromkeys(words.get(t, t.__name__) for t in types))
+
+
 class HubFile:
-    def __init__(self, data: dict[str, Any], source: str):
+    def __init__(self, data: Any, source: str):
+        if not isinstance(data, dict):
+            raise HubFileError(f"{source}: holds {_kind(data)}, not the hub file's object; "
+                               "re-run invoke setup")  # fmt: skip
         if data.get("format") != FORMAT:
             raise HubFileError(
                 f"{source}: format {data.get('format')!r}, this hub reads format {FORMAT}; "
                 "run invoke setup with the same classhub version as the hub image"
             )
+        problem = shape_problem(data, SHAPE)
+        if problem:
+            raise HubFileError(f"{source}: {problem}; re-run invoke setup")
         self._data = data
         self._source = source
 

@@ -9,11 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from classhub.inputs.settings import KEYS
 from classhub.paths import Paths
 
 PROJECT = Path(__file__).resolve().parents[1]
+
+# Property tests run a hundred cases each in CI; `nox -s fuzz` runs the trust boundaries' with
+# ten thousand (HYPOTHESIS_PROFILE=fuzz).
+settings.register_profile("fuzz", max_examples=10_000, deadline=None)
+settings.register_profile("ci", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # What an administrator's clone holds that the tasks read (the package comes from the install).
 CHECKOUT_FILES = (".env.example", "userlist", "tasks.py", "nginx", "secrets/README.md")
