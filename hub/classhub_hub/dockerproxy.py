@@ -141,12 +141,16 @@ class Policy:
                 spec = json.loads(body or b"{}")
             except ValueError:
                 return "the container's definition is not JSON"
+            if not isinstance(spec, dict):
+                return "the container's definition is not a JSON object"
             return self.create_refusal(name, spec)
         if path == "/volumes/create":
             try:
                 spec = json.loads(body or b"{}")
             except ValueError:
                 return "the volume's definition is not JSON"
+            if not isinstance(spec, dict):
+                return "the volume's definition is not a JSON object"
             return self.volume_refusal(spec)
         return None
 

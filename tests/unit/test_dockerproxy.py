@@ -455,3 +455,46 @@ def test_the_proxy_lists_this_hubs_running_servers_and_their_addresses_for_the_f
     listing[1]["NetworkSettings"]["Networks"]["math-net"]["IPAddress"] = "172.30.0.6"
     addresses.refresh()
     assert json.loads(written.read_text())["servers"] == {"172.30.0.5": "ann", "172.30.0.6": "bob"}
+
+
+# Property (issue "Faults" 6): any request at all, whatever its method, path, query and body, gets
+# a reason or passes; it never crashes the proxy, and what passes is one of DockerSpawner's calls.
+_METHODS = st.sampled_from(["GET", "POST", "DELETE", "PUT", "HEAD", "PATCH", "get", ""])
+_PATHS = st.one_of(
+    st.text(max_size=60),
+    st.sampled_from(
+        [
+            "/containers/create",
+            "/volumes/create",
+            "/containers/x/start",
+            "/images/x/json",
+            "/v1.41/containers/create",
+            "/_ping",
+        ]
+    ),
+).map(lambda p: p if p.startswith("/") else "/" + p)
+_BODIES = st.one_of(st.binary(max_size=80), _values.map(lambda v: json.dumps(v).encode()))
+
+
+@given(method=_METHODS, path=_PATHS, query=st.text(max_size=30), body=_BODIES,
+       ours=st.sampled_from([OURS, {}, None, {"classhub.hub": "other"}]))  # fmt: skip
+def test_any_request_gets_a_reason_or_passes_as_one_of_dockerspawners_calls(
+    method, path, query, body, ours
+):
+    from urllib.parse import quote
+
+    from classhub_hub.dockerproxy import ROUTES
+
+    target = f"{quote(path, safe='/')}?{quote(query, safe='=&')}"
+    reason = POLICY.refusal(method, target, body, lambda _: ours)
+    assert reason is None or isinstance(reason, str)
+    if reason is None:
+        bare = urlsplit_path(target)
+        assert any(method == m and pattern.fullmatch(bare) for m, pattern in ROUTES), target
+
+
+def urlsplit_path(target: str) -> str:
+    import re
+    from urllib.parse import unquote, urlsplit
+
+    return re.sub(r"^/v\d+(?:\.\d+)?(?=/)", "", unquote(urlsplit(target).path), count=1)
