@@ -35,6 +35,22 @@ EXAMS_APPLIED = "firewall: exams: "
 # own that the firewall mounts too (read-only): {"servers": {address: user}}.
 ADDRESSES_IN_HUB = "/run/classhub/addresses"
 ADDRESSES_FILE = "addresses.json"
+# Beside it, the firewall's word that its table is loaded in this kernel: {"boot_id": ...}. The proxy
+# starts no student's server until it is (after a reboot the table is gone until the firewall is
+# back; a server started before then would reach the others).
+FIREWALL_FILE = "firewall.json"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"  # the kernel's, the same in every container
+
+
+def boot_id() -> str:
+    """This kernel's boot: it changes at every reboot, and the firewall's table goes with it."""
+    try:
+        with open(BOOT_ID, encoding="ascii") as found:
+            return found.read().strip()
+    except OSError:
+        return ""
+
+
 SECRETS_IN_HUB = "/etc/classhub/secrets"
 CONFIG_D_IN_HUB = "/etc/classhub/jupyterhub_config.d"
 DATA_IN_HUB = "/srv/jupyterhub"

@@ -372,14 +372,33 @@ class Addresses:
             threading.Event().wait(every)
 
 
+def firewall_loaded(folder: str) -> Callable[[], str | None]:
+    """Why no server may start now (the firewall's table is not in this kernel yet), or None."""
+    path = Path(folder) / hubfile.FIREWALL_FILE
+
+    def problem() -> str | None:
+        try:
+            said = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            said = {}
+        if isinstance(said, dict) and said.get("boot_id") == hubfile.boot_id():
+            return None
+        return ("the hub's firewall has not loaded its rules since this server started, so a "
+                "new server would reach the others; try again in a moment")  # fmt: skip
+
+    return problem
+
+
 def make_handler(
     policy_now: Callable[[], Policy],
     socket_path: str,
     timeout: float = 120.0,
     started: Callable[[], None] = lambda: None,
+    firewall_problem: Callable[[], str | None] = lambda: None,
 ):
-    """The proxy's request handler; `policy_now()` gives the policy for each request, and
-    `started()` is called once a container has started, before the hub hears it did."""
+    """The proxy's request handler; `policy_now()` gives the policy for each request,
+    `firewall_problem()` why no server may start now (or None), and `started()` is called once
+    a container has started, before the hub hears it did."""
     docker = docker_caller(socket_path, timeout)
 
     def labels_of(container: str) -> dict | None:
@@ -402,6 +421,14 @@ def make_handler(
             body = self.rfile.read(length) if length else b""
             policy = policy_now()
             reason = policy.refusal(self.command, self.path, body, labels_of)
+            starting = self.command == "POST" and _START.match(urlsplit(self.path).path)
+            if not reason and starting:
+                waiting = firewall_problem()
+                if waiting:
+                    sys.stderr.write(f"refused {self.command} {self.path}: {waiting}\n")
+                    said = json.dumps({"message": f"classhub docker proxy: {waiting}"})
+                    self._send(503, said.encode(), [("Content-Type", "application/json")])
+                    return
             if reason:
                 sys.stderr.write(f"refused {self.command} {self.path}: {reason}\n")
                 message = json.dumps({"message": f"classhub docker proxy: {reason}"}).encode()
@@ -462,7 +489,10 @@ def main(argv: list[str] | None = None) -> None:
         docker_caller(args.socket), lambda: Policy.of(live.hub()), args.addresses_folder
     )
     threading.Thread(target=addresses.keep_written, daemon=True).start()
-    handler = make_handler(lambda: Policy.of(live.hub()), args.socket, started=addresses.refresh)
+    handler = make_handler(
+        lambda: Policy.of(live.hub()), args.socket, started=addresses.refresh,
+        firewall_problem=firewall_loaded(args.addresses_folder),
+    )  # fmt: skip
     server = http.server.ThreadingHTTPServer(("0.0.0.0", args.port), handler)
     server.daemon_threads = True
     sys.stderr.write(

@@ -318,6 +318,19 @@ class Inputs:
         return dict(data.get("servers") or {})
 
 
+def loaded_here(table: str) -> None:
+    """Say, for the socket proxy, that the table is in this kernel (this boot): it starts no
+    student's server until then (hubfile.FIREWALL_FILE)."""
+    path = Path(hubfile.ADDRESSES_IN_HUB) / hubfile.FIREWALL_FILE
+    text = json.dumps({"boot_id": hubfile.boot_id(), "table": table, "loaded": time.time()})
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+    except OSError as exc:  # the proxy then refuses to start servers: it says so, and so do we
+        print(f"firewall: error: {path} cannot be written ({exc})", flush=True)
+
+
 def _json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -350,6 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     except RuntimeError as exc:
         print(f"error: nft could not load table inet {args.table}: {exc}", flush=True)
         sys.exit(1)
+    loaded_here(args.table)
     print(f"firewall: table inet {args.table} loaded for bridge {args.bridge}", flush=True)
     wanted, listed, checked, failed = Egress(), "", time.monotonic(), ""
     while True:
@@ -375,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
                 loaded = apply(args.table, script)
                 apply(args.table, wanted.script(args.table))
                 listed = current_sets(args.table)
+                loaded_here(args.table)
         time.sleep(args.every)
 
 

@@ -7,11 +7,13 @@ really there (a listener that the hub, or the host, does reach).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
 import threading
 import time
+from pathlib import Path
 
 import docker.errors
 import pytest
@@ -20,7 +22,7 @@ import requests
 from classhub import hubfile, names
 from classhub.errors import UserError
 from classhub.runtime.single_host import stack
-from classhub.student import Browser, KernelDied
+from classhub.student import Browser, KernelDied, StudentError
 from classhub_hub import firewall
 from tests.conftest import invoke, plan_rows
 
@@ -785,6 +787,41 @@ def test_setup_stops_when_the_firewall_cannot_load_its_rules(hub: Hub):
         assert "error: nft could not load" in str(failed.value)
     finally:
         container.remove(force=True)
+
+
+def test_no_server_starts_before_the_firewall_has_loaded_its_rules_since_the_server_booted(
+    hub: Hub,
+):
+    """Issue "Faults" 3: after a reboot the firewall's table is gone until its container is back,
+    and a student's server started meanwhile would reach the others. The firewall's word from
+    another boot (and the firewall stopped, so it cannot give a new one) stands in for the reboot;
+    the table itself stays in this kernel meanwhile, so nothing opens up for the other tests."""
+    container = hub.client.containers.get(names.firewall_container(hub.name))
+    folder = hub.client.volumes.get(names.addresses_volume(hub.name)).attrs["Mountpoint"]
+    said = Path(folder) / hubfile.FIREWALL_FILE
+    assert json.loads(said.read_text())["boot_id"] == hubfile.boot_id()  # as setup left it
+    browser = logged_in(hub, "student4")
+    browser.stop()
+    hub_container = hub.client.containers.get(names.hub_container(hub.name))
+    since = int(time.time())
+    container.stop(timeout=10)
+    try:
+        said.write_text(json.dumps({"boot_id": "an-earlier-boot", "table": "?"}))
+        with pytest.raises(StudentError):  # JupyterHub shows the student a plain 500
+            browser.start(timeout=120)
+        server = names.user_container(hub.name, "student4")
+        with contextlib.suppress(docker.errors.NotFound):
+            assert hub.client.containers.get(server).status != "running"
+        log = hub_container.logs(since=since).decode("utf-8", "replace")
+        assert "has not loaded its rules since this server started" in log  # the hub's log: why
+    finally:
+        container.start()
+    deadline = time.monotonic() + 30
+    while json.loads(said.read_text()).get("boot_id") != hubfile.boot_id():
+        assert time.monotonic() < deadline, "the firewall never said its table is loaded"
+        time.sleep(0.2)
+    browser.start()  # the student tries again: in
+    assert browser.open_lab().status_code == 200
 
 
 def test_a_network_from_before_the_firewall_is_recreated_with_a_fixed_hub_address(

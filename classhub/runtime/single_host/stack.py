@@ -307,12 +307,13 @@ def _firewall_service(client, paths: Paths, settings: Settings, component: Compo
     command = ["python3", "-m", "classhub_hub.firewall", "--table", names.firewall_table(hub),
                "--bridge", where.bridge, "--hub-ip", where.address, "--servers", where.servers,
                "--port", str(hubfile.HUB_API_PORT)]  # fmt: skip
-    # It reads the exceptions (the hub file), the exams and the proxy's list of servers.
+    # It reads the exceptions (the hub file), the exams and the proxy's list of servers, and tells
+    # the proxy, beside that list, once its table is loaded in this kernel.
     proxy = components.find(settings, Part.SOCKET_PROXY)
     assert proxy is not None, "every hub has its socket proxy"
     (listed,) = proxy.volumes
     volumes = {str(paths.state_dir): {"bind": STATE_IN_HUB, "mode": "ro"},
-               listed.name: {"bind": hubfile.ADDRESSES_IN_HUB, "mode": "ro"}}  # fmt: skip
+               listed.name: {"bind": hubfile.ADDRESSES_IN_HUB, "mode": "rw"}}  # fmt: skip
     kwargs = _kwargs(hub, component, command=command, network_mode="host", cap_add=["NET_ADMIN"],
                      read_only=True, volumes=volumes)  # fmt: skip
     return Service(component, kwargs, inputs=_image_id(client, component.image.tag))
