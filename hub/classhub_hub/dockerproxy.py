@@ -24,9 +24,11 @@ reach it). A request passes only when `Policy.refusal` finds nothing wrong with 
   mount's driver or bind options, unmasked paths, a cgroup parent) or one it adds later.
 
 It also tells the firewall which server is whose: this hub's running user containers and their
-addresses on the hub's network (`Addresses`, in `hubfile.ADDRESSES_FILE`, on a volume the firewall
-mounts read-only), listed every second and again as soon as a server starts, before the hub hears
-that it did.
+addresses on the hub's network (`Addresses`, in `hubfile.ADDRESSES_FILE`, on a volume it shares
+with the firewall), listed every second and again as soon as a server starts, before the hub
+hears that it did. And it starts no server until the firewall has said, in the same volume, that
+its rules are loaded in the running kernel (`hubfile.FIREWALL_FILE`): after a reboot they are gone
+until the firewall is back.
 
 What it allows comes from the hub file (`hub_name`, `network`, `shared_data` and `socket_proxy`:
 the images, DISK_STORE and DISK_LIMIT), mounted read-only and re-read whenever setup replaces it,
@@ -303,7 +305,13 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
-_START = re.compile(rf"^(?:/v[0-9.]+)?/containers/{_ID}/start$")
+_START = re.compile(rf"/containers/{_ID}/start")
+
+
+def _starts(method: str, target: str) -> bool:
+    """Whether the request starts a container, its path read as `Policy.refusal` reads it."""
+    path = _VERSION.sub("", unquote(urlsplit(target).path), count=1)
+    return method == "POST" and _START.fullmatch(path) is not None
 
 
 def docker_caller(socket_path: str, timeout: float = 120.0):
@@ -421,8 +429,7 @@ def make_handler(
             body = self.rfile.read(length) if length else b""
             policy = policy_now()
             reason = policy.refusal(self.command, self.path, body, labels_of)
-            starting = self.command == "POST" and _START.match(urlsplit(self.path).path)
-            if not reason and starting:
+            if not reason and _starts(self.command, self.path):
                 waiting = firewall_problem()
                 if waiting:
                     sys.stderr.write(f"refused {self.command} {self.path}: {waiting}\n")
@@ -455,7 +462,7 @@ def make_handler(
                 return
             kept = [(k, v) for k, v in out_headers
                     if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]  # fmt: skip
-            if self.command == "POST" and status < 300 and _START.match(urlsplit(self.path).path):
+            if status < 300 and _starts(self.command, self.path):
                 started()  # the firewall knows the server before the hub does
             self._send(status, data, kept)
 

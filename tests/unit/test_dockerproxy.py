@@ -498,3 +498,24 @@ def urlsplit_path(target: str) -> str:
     from urllib.parse import unquote, urlsplit
 
     return re.sub(r"^/v\d+(?:\.\d+)?(?=/)", "", unquote(urlsplit(target).path), count=1)
+
+
+def test_no_server_starts_until_the_firewall_says_its_rules_are_in_this_kernel(tmp_path):
+    from classhub import hubfile
+    from classhub_hub.dockerproxy import _starts, firewall_loaded
+
+    problem = firewall_loaded(str(tmp_path))
+    assert "has not loaded its rules" in problem()  # nothing said yet
+    said = tmp_path / hubfile.FIREWALL_FILE
+    said.write_text(json.dumps({"boot_id": "an-earlier-boot"}))
+    assert "has not loaded its rules" in problem()  # said before a reboot
+    said.write_text("null")
+    assert "has not loaded its rules" in problem()
+    said.write_text(json.dumps({"boot_id": hubfile.boot_id()}))
+    assert problem() is None
+    # What counts as a start is read as the policy reads a path: an encoded one is a start too.
+    assert _starts("POST", "/v1.41/containers/abc/start")
+    assert _starts("POST", "/v1.41/containers/abc%2Fstart")
+    assert _starts("POST", "/containers/abc/start?x=1")
+    assert not _starts("GET", "/v1.41/containers/abc/start")
+    assert not _starts("POST", "/v1.41/containers/abc/stop")
