@@ -25,6 +25,7 @@ Rules that hold here:
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -49,6 +50,7 @@ DATABASE = "database"
 VOLUMES = "volumes"
 DUMP_FILE = "jupyterhub.dump"  # in DATABASE: pg_dump's custom format (HUB_DB=postgres)
 CHUNK = 1024 * 1024
+NEARLY_FULL = 1024 * 1024  # bytes free: a backup that failed with less left ran out of room
 
 
 @dataclass(frozen=True)
@@ -161,10 +163,35 @@ def write(
             if path.is_file():
                 path.chmod(0o600)
         partial.rename(folder)
-    except BaseException:
+    except BaseException as exc:
+        written, full = _size(partial), _full(exc, folder.parent)
         shutil.rmtree(partial, ignore_errors=True)
+        if full:
+            free = shutil.disk_usage(folder.parent).free
+            raise UserError(
+                f"{folder.parent} is full ({human_size(free)} free): the backup had written "
+                f"{human_size(written)} when it ran out of room, and what it wrote is removed "
+                "(the hub kept running). Free some space there, or back up into a folder with "
+                "more room: BACKUP_DIR in .env, or invoke backup --to DIR"
+            ) from None
         raise
     return manifest
+
+
+def _full(exc: BaseException, where: Path) -> bool:
+    """Whether the backup failed because its disk is full: the error says so, here or in a
+    container that wrote there (sqlite says "database or disk is full"), or the disk has almost
+    nothing left."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return shutil.disk_usage(where).free < NEARLY_FULL
+    except OSError:
+        return False
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
 
 
 def seal(folder: Path, manifest: Manifest) -> None:

@@ -199,3 +199,28 @@ def test_backup_destroy_restore_brings_back_every_login_and_file(hub: Hub, small
     again = invoke(clone, "up", env=engine_environ(), timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert Browser(url, "cat").login(passwords["cat"]).status_code == 302
+
+
+def test_a_backup_that_fills_its_disk_says_so_removes_what_it_wrote_and_the_hub_keeps_serving(
+    hub: Hub, small, tmp_path
+):
+    """Issue "Faults" 5: BACKUP_DIR on a small filesystem (a 256 KiB tmpfs) that fills while
+    the hub database is copied into it."""
+    import subprocess
+
+    name, port, paths = small
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], check=True)
+    try:
+        (disk / "other.bin").write_bytes(b"x" * 200 * 1024)  # someone else's files fill it up
+        result = invoke(paths, "backup", "--to", str(disk / "term-end"),
+                        env=engine_environ(), timeout=300)  # fmt: skip
+        assert result.returncode == 1, result.stdout[-2000:]
+        assert f"{disk} is full" in result.stderr, result.stderr
+        assert "what it wrote is removed" in result.stderr and "BACKUP_DIR" in result.stderr
+        assert sorted(p.name for p in disk.iterdir()) == ["other.bin"]  # no backup, no .partial
+        # The hub kept serving.
+        assert requests.get(f"http://127.0.0.1:{port}/{name}/hub/api/", timeout=10).ok
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
