@@ -150,13 +150,6 @@ class EgressTarget:
     network: str  # "10.1.2.3/32", "fd00::/8"
     port: int | None = None
 
-    def __str__(self) -> str:
-        host = self.network.removesuffix("/32") if ":" not in self.network else self.network
-        host = host.removesuffix("/128")
-        if self.port is None:
-            return host
-        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
-
 
 _EGRESS = re.compile(
     r"\[(?P<v6>[0-9A-Fa-f:.]+(?:/[0-9]+)?)\](?::(?P<v6port>[0-9]+))?"  # [fd00::1]:443, [fd00::/8]

@@ -38,7 +38,6 @@ from . import ImageInfo, Service, spec_hash
 
 HEAD = "fake-head"  # the schema revision of the fake hub image's JupyterHub
 PG_DATA = "pgdata"  # the fake PostgreSQL's one file in its volume
-EMPTY_DB: dict[str, Any] = {"users": [], "groups": {}}
 
 
 @dataclass
@@ -241,7 +240,7 @@ class FakeEngine:
             self._did(f"create container {service.name}")
         found = self._db_file()
         if service.component.part is Part.HUB and found and found[1] not in found[0].files:
-            self._write_db(EMPTY_DB)  # JupyterHub makes its database when it first starts
+            self._write_db(self._db())  # JupyterHub makes its (empty) database when it first starts
         return True
 
     def _of(self, part: Part) -> list[Container]:
