@@ -216,12 +216,15 @@ def archive(c):
         "out": "folder for timings.json and timeline.png (default state/rehearsals/<date>)",
         "cleanup": "only remove what an interrupted rehearsal left behind",
         "prewarm": "start their servers first, as invoke prewarm does, then measure the logins",
+        "minutes": "a class at work: each student runs a cell every --every seconds until then",
+        "every": "seconds between a student's cells with --minutes (default 10)",
     },
 )
-def rehearse(c, users=0, ramp=10.0, out="", cleanup=False, prewarm=False):
+def rehearse(c, users=0, ramp=10.0, out="", cleanup=False, prewarm=False, minutes=0.0, every=10.0):
     """Rehearse a class start: N temporary students log in, start servers and run code; then removed."""
     with user_errors():
-        commands.rehearse(PATHS, os.environ, Output(), users, ramp, out, cleanup, prewarm)
+        commands.rehearse(PATHS, os.environ, Output(), users, ramp, out, cleanup, prewarm,
+                          minutes, every)  # fmt: skip
 
 
 @task(

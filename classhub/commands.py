@@ -683,9 +683,12 @@ def rehearse(
     folder: str = "",
     only_cleanup: bool = False,
     prewarmed: bool = False,
+    minutes: float = 0,
+    every: float = 10,
 ) -> list:
-    """Rehearse a class start with `users` temporary students; print the figures and write the
-    raw timings and the timeline picture. Everything temporary is removed afterwards."""
+    """Rehearse a class start with `users` temporary students (and with `minutes`, a class at
+    work: a cell every `every` seconds each); print the figures and write the raw timings and the
+    timeline picture. Everything temporary is removed afterwards."""
     cfg = load(paths, environ, out)
     settings = cfg.settings
     if not only_cleanup:
@@ -702,14 +705,19 @@ def rehearse(
         return []
     if users < 1 or ramp < 0:
         raise UserError("--users must be 1 or more and --ramp 0 or more (seconds)")
+    if minutes < 0 or every <= 0 or (minutes and minutes * 60 <= ramp):
+        raise UserError("--minutes must be 0 (a class start only) or longer than the --ramp, "
+                        "and --every more than 0 (seconds between a student's cells)")  # fmt: skip
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     target = Path(folder).resolve() if folder else paths.state_dir / "rehearsals" / stamp
     warm = " to prewarmed servers" if prewarmed else ""
-    out.info(f"Rehearsing {users} students logging in{warm} over {ramp:g}s on hub {settings.hub_name} "
-             f"(temporary users {rehearse_mod.PREFIX}*, removed afterwards) ...")  # fmt: skip
-    timings = rehearse_mod.run(paths, settings, rt, api, users, ramp, out.info, prewarmed)
+    work = f", then a cell every {every:g}s each until minute {minutes:g}" if minutes else ""
+    out.info(f"Rehearsing {users} students logging in{warm} over {ramp:g}s{work} on hub "
+             f"{settings.hub_name} (temporary users {rehearse_mod.PREFIX}*, removed afterwards) ...")  # fmt: skip
+    timings = rehearse_mod.run(paths, settings, rt, api, users, ramp, out.info, prewarmed,
+                               minutes, every)  # fmt: skip
     target.mkdir(parents=True, exist_ok=True)
-    rehearse_mod.write_json(target / "timings.json", settings, timings, ramp)
+    rehearse_mod.write_json(target / "timings.json", settings, timings, ramp, minutes, every)
     rehearse_mod.draw_timeline(target / "timeline.png", timings)
     out.info("")
     out.info("Seconds each phase took, per student (total: from the login to a usable kernel):")

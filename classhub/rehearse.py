@@ -11,6 +11,11 @@ Times per student, each from the moment it began: login answered, server ready, 
 `summary` gives median, 95th percentile and max per phase and the failures with their reasons;
 `write_json` the raw timings; `draw_timeline` a PNG with one line per student.
 
+A sustained rehearsal (`minutes`) goes on after the start: each student keeps its notebook open
+and runs a short cell (CELL, bounded in time by CELL_TIMEOUT) every `every` seconds until that
+many minutes after the first login, as a class at work does; every cell's time and every failed
+cell are recorded.
+
 Rules that hold here:
 - Everything a rehearsal makes is removed afterwards, also when it fails or is interrupted
   (Ctrl-C, SIGTERM): the temporary hub users (their servers stop), their containers, their
@@ -28,7 +33,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import components, credentials, hubapi, hubfile, names, prewarm, render
@@ -46,6 +51,11 @@ PREFIX = "_rehearse-"
 CODE = "print(sum(range(1000)))"
 EXPECTED = "499500\n"
 PHASES = ("login", "server ready", "kernel usable", "total")
+# A sustained rehearsal's cell: a few tens of milliseconds of the kernel's CPU, and a variable kept
+# between cells (a notebook's state), checked by what it prints.
+CELL = "n = globals().get('n', 0) + 1; print(n, sum(i * i for i in range(100_000)))"
+CELL_SUM = sum(i * i for i in range(100_000))
+CELL_TIMEOUT = 60.0
 
 
 @dataclass
@@ -60,6 +70,8 @@ class Timing:
     kernel: float | None = None
     failure: str = ""
     waited: bool = False  # waited in the hub's line for a turn to start its server
+    cell_times: list[float] = field(default_factory=list)  # a sustained rehearsal's cells, each
+    cell_failures: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> float | None:
@@ -179,7 +191,10 @@ def _one_student(
     password: str,
     began: float,
     stop: threading.Event,
+    keep_going: tuple[float, float] | None = None,
 ) -> None:
+    """One temporary student's start, then (`keep_going`: (until, every), monotonic clock and
+    seconds) its cells until `until`."""
     if stop.wait(max(0.0, began + timing.start - time.monotonic())):
         timing.failure = "not started: the rehearsal was stopped"
         return
@@ -203,12 +218,37 @@ def _one_student(
         browser.open_lab()
         # The kernel stays, as a student's notebook stays open; it goes with the server at the
         # end. Shutting it down here would add load a class's first minute does not have.
-        output = browser.run(CODE, timeout=120, keep=True)
+        kernel_id = browser.new_kernel()
+        output = browser.run_in(kernel_id, CODE, timeout=120)
         if output != EXPECTED:
             raise UserError(f"the kernel printed {output!r}, not {EXPECTED!r}")
         timing.kernel = time.monotonic() - mark
     except Exception as exc:  # a student's failure is a figure, not the rehearsal's end
         timing.failure = f"{phase}: {type(exc).__name__}: {str(exc)[:200]}"
+        return
+    if keep_going:
+        _keep_running_cells(browser, kernel_id, timing, stop, *keep_going)
+
+
+def _keep_running_cells(
+    browser: Browser, kernel_id: str, timing: Timing, stop: threading.Event, until: float,
+    every: float,
+) -> None:  # fmt: skip
+    """Run CELL in the student's open kernel every `every` seconds until `until`; a failed cell is
+    recorded (its number and reason) and the next one is tried, as a student runs it again."""
+    count = last = 0
+    while not stop.wait(every) and time.monotonic() < until:
+        count += 1
+        mark = time.monotonic()
+        try:
+            output = browser.run_in(kernel_id, CELL, timeout=CELL_TIMEOUT)
+            seen, _, total = output.strip().partition(" ")
+            if total != str(CELL_SUM) or not seen.isdigit() or int(seen) <= last:
+                raise UserError(f"the kernel printed {output!r} (its state lost?)")
+            last = int(seen)
+            timing.cell_times.append(time.monotonic() - mark)
+        except Exception as exc:
+            timing.cell_failures.append(f"cell {count}: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 def _in_line(message: str) -> bool:
@@ -239,10 +279,13 @@ def run(
     ramp: float,
     echo: Echo,
     prewarmed: bool = False,
+    minutes: float = 0,
+    every: float = 10,
 ) -> list[Timing]:
     """Rehearse a class start of `count` students whose logins are spread over `ramp` seconds,
     then remove everything it made (also when interrupted). `prewarmed`: their servers are
-    started (as invoke prewarm does) before the first login."""
+    started (as invoke prewarm does) before the first login. `minutes`: a sustained rehearsal,
+    each student running a cell every `every` seconds until then (from the first login)."""
     users = temporary_users(count)
     url = student_url(settings, rt)
     stop = threading.Event()
@@ -259,14 +302,16 @@ def run(
             step = ramp / max(1, count - 1) if count > 1 else 0.0
             timings = [Timing(user, round(index * step, 3)) for index, user in enumerate(users)]
             began = time.monotonic()
+            keep_going = (began + minutes * 60, every) if minutes else None
             threads = [
-                threading.Thread(
-                    target=_one_student, args=(url, t, passwords[t.user], began, stop), daemon=True
-                )
+                threading.Thread(target=_one_student, daemon=True,
+                                 args=(url, t, passwords[t.user], began, stop, keep_going))
                 for t in timings
-            ]
+            ]  # fmt: skip
             for thread in threads:
                 thread.start()
+            if keep_going:
+                _report_cells(threads, timings, began, minutes, echo)
             for done, thread in enumerate(threads, 1):
                 thread.join()
                 echo(f"   {done}/{count} students done")
@@ -275,6 +320,21 @@ def run(
             echo("Removing the temporary students ...")
             stop.set()  # students not yet started stay away; those under way end at their step
             cleanup(paths, settings, rt, api, echo)
+
+
+def _report_cells(
+    threads: list[threading.Thread], timings: list[Timing], began: float, minutes: float, echo: Echo
+) -> None:
+    """A sustained rehearsal's progress, once a minute until every student is done."""
+    mark = began
+    while any(thread.is_alive() for thread in threads):
+        time.sleep(1)
+        if time.monotonic() - mark >= 60:
+            mark += 60
+            run = sum(len(t.cell_times) for t in timings)
+            failed = sum(len(t.cell_failures) for t in timings)
+            echo(f"   minute {round((mark - began) / 60)} of {minutes:g}: {run} cells run, "
+                 f"{failed} failed")  # fmt: skip
 
 
 # --- what it found -------------------------------------------------------------------------------
@@ -305,6 +365,16 @@ def summary(timings: list[Timing]) -> str:
                          f"{len(values)}/{len(timings)}"))  # fmt: skip
         else:
             rows.append((phase, "-", "-", "-", f"0/{len(timings)}"))
+    cells = [value for t in timings for value in t.cell_times]
+    cell_failures = [(t.user, failure) for t in timings for failure in t.cell_failures]
+    if cells or cell_failures:
+        ran = len(cells) + len(cell_failures)
+        if cells:
+            rows.append(("each cell", f"{statistics.median(cells):.2f}s",
+                         f"{percentile(cells, 0.95):.2f}s", f"{max(cells):.2f}s",
+                         f"{len(cells)}/{ran}"))  # fmt: skip
+        else:
+            rows.append(("each cell", "-", "-", "-", f"0/{ran}"))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=True)) for row in rows]
     waited = sum(t.waited for t in timings)
@@ -313,15 +383,24 @@ def summary(timings: list[Timing]) -> str:
     failed = [t for t in timings if t.failure]
     lines.append(f"Failures: {len(failed)}")
     lines += [f"  {t.user}: {t.failure}" for t in failed]
+    if cells or cell_failures:
+        lines.append(f"Failed cells: {len(cell_failures)}")
+        lines += [f"  {user}: {failure}" for user, failure in cell_failures[:20]]
+        if len(cell_failures) > 20:
+            lines.append(f"  ... and {len(cell_failures) - 20} more (timings.json has them all)")
     return "\n".join(line.rstrip() for line in lines)
 
 
-def write_json(path: Path, settings: Settings, timings: list[Timing], ramp: float) -> None:
+def write_json(
+    path: Path, settings: Settings, timings: list[Timing], ramp: float, minutes: float = 0,
+    every: float = 0,
+) -> None:  # fmt: skip
     data = {
         "hub": settings.hub_name,
         "students": len(timings),
         "ramp (s)": ramp,
         "code": CODE,
+        **({"minutes": minutes, "cell every (s)": every, "cell": CELL} if minutes else {}),
         "timings (s)": [{**asdict(t), "total": t.total} for t in timings],
     }
     path.write_text(json.dumps(data, indent=2) + "\n")

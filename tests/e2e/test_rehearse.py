@@ -55,6 +55,23 @@ def test_a_rehearsal_reports_every_phase_and_leaves_nothing(hub: Hub, tmp_path):
     assert hub.paths.hub_file.read_bytes() == before
 
 
+def test_a_class_at_work_runs_a_cell_every_few_seconds_in_each_open_notebook(hub: Hub, tmp_path):
+    result = hub.invoke("rehearse", "--users", "2", "--ramp", "1", "--minutes", "0.5",
+                        "--every", "2", "--out", str(tmp_path), timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Failures: 0" in result.stdout and "Failed cells: 0" in result.stdout, result.stdout
+    data = json.loads((tmp_path / "timings.json").read_text())
+    assert data["minutes"] == 0.5 and data["cell every (s)"] == 2
+    for timing in data["timings (s)"]:
+        # Each cell checked that the kernel kept its variable from the one before (rehearse.CELL).
+        assert len(timing["cell_times"]) >= 5 and not timing["cell_failures"], timing
+        assert all(0 < value < 60 for value in timing["cell_times"])
+    row = next(line for line in result.stdout.splitlines() if line.startswith("each cell"))
+    ran = sum(len(t["cell_times"]) for t in data["timings (s)"])
+    assert row.rstrip().endswith(f"{ran}/{ran}"), row
+    assert leftovers(hub) == []
+
+
 def start_rehearsal(hub: Hub, *args: str) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, "-m", "invoke", "rehearse", *args], cwd=hub.paths.root,

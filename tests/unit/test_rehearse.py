@@ -8,6 +8,20 @@ from classhub import rehearse
 from classhub.inputs.roster import parse_userlist
 
 
+def test_a_sustained_rehearsal_sums_up_every_cell_and_lists_the_failed_ones():
+    timings = [rehearse.Timing(f"_rehearse-{i}", 0.0, 0.1, 1.0, 1.0) for i in (1, 2)]
+    assert "each cell" not in rehearse.summary(timings)  # a class start only: no cell row
+    timings[0].cell_times = [0.1, 0.2, 0.3]
+    timings[1].cell_times = [0.4]
+    timings[1].cell_failures = ["cell 2: StudentError: no execute_reply in 60.0s"]
+    text = rehearse.summary(timings)
+    row = next(line for line in text.splitlines() if line.startswith("each cell"))
+    assert row.split()[2:] == ["0.25s", "0.39s", "0.40s", "4/5"]
+    assert "Failed cells: 1" in text
+    assert "_rehearse-2: cell 2: StudentError: no execute_reply" in text
+    assert "Failures: 0" in text  # every student started; a failed cell is counted on its own
+
+
 def test_temporary_names_can_never_be_roster_names():
     users = rehearse.temporary_users(120)
     assert users[0] == "_rehearse-001" and users[-1] == "_rehearse-120"
