@@ -365,7 +365,10 @@ def volume_steps(rt: Runtime, settings, roster, echo: Echo) -> list[Step]:
             steps.append(Step(f"volume {volume.name}", "missing", f"create ({volume.what})",
                               partial(rt.ensure_volume, volume.name, volume.kind)))  # fmt: skip
     wanted = roster.volumes(hub)
-    missing = {name: kind for name, kind in wanted.items() if name not in have}
+    unfinished = rt.unfinished_volumes()  # a killed run made them, but gave them no owner yet
+    missing = {
+        name: kind for name, kind in wanted.items() if name not in have or name in unfinished
+    }
     store = settings.disk_store
     limits = disks.wanted(settings, roster)
     sizes = {name: size for name, (_, size) in limits.items()}
@@ -377,25 +380,32 @@ def volume_steps(rt: Runtime, settings, roster, echo: Echo) -> list[Step]:
         total = sum(k == kind for k in wanted.values())
         todo = {n: k for n, k in missing.items() if k == kind}
         state = f"{total - len(todo)} of {total} present"
+        left = sum(name in unfinished for name in todo)
+        if left:
+            state += f"; {left} made by an interrupted run, without their owner yet"
         if todo:
 
             def run(todo: dict[str, str] = todo) -> None:
                 rt.create_volumes(todo, settings.notebook_image, echo, store, sizes)
 
-            steps.append(Step(label, state, f"create {len(todo)} ({how}{where})", run))
+            action = f"create {len(todo) - left} ({how}{where})" if len(todo) > left else ""
+            if left:
+                action += (", and " if action else "") + f"give {left} their owner ({how})"
+            steps.append(Step(label, state, action, run))
         else:
             steps.append(Step(label, state))
     steps.append(disk_limits_step(rt, settings, limits, set(wanted) - set(missing)))
     shared = settings.shared_data
     if shared and not shared.startswith("/"):
-        if shared in have:
+        if shared in have and shared not in unfinished:
             steps.append(Step(f"shared data volume {shared}", "present"))
         else:
 
             def make_shared() -> None:
                 rt.create_volumes({shared: "shared"}, settings.notebook_image, echo)
 
-            steps.append(Step(f"shared data volume {shared}", "missing",
+            state = "made by an interrupted run, without its owner" if shared in have else "missing"
+            steps.append(Step(f"shared data volume {shared}", state,
                               "create (owner 1000:100, mode 2775)", make_shared))  # fmt: skip
     return steps
 

@@ -119,7 +119,11 @@ class Runtime(Protocol):
         sizes: Mapping[str, int] | None = None,
     ) -> None:
         """Make homes and group folders (name -> kind), owned by jovyan with their kind's mode;
-        nothing half made when it fails."""
+        nothing half made when it fails. First finishes those `unfinished_volumes` names."""
+
+    def unfinished_volumes(self) -> dict[str, str]:
+        """The hub's volumes (name -> kind) that a run killed while making them left without
+        their owner and mode: the next create_volumes finishes them."""
 
     def disk_usage(self, volumes: set[str]) -> dict[str, dict[str, int] | None]:
         """Of these volumes of the hub: each one's bytes used and size limit in DISK_STORE

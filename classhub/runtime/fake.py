@@ -55,6 +55,7 @@ class Volume:
     hub: str
     files: dict[str, bytes] = field(default_factory=dict)
     limit: int | None = None  # bytes, in DISK_STORE; None: the engine's own storage
+    owned: bool = True  # False: made by a run killed before it gave the volume its owner
 
 
 class FakeEngine:
@@ -171,11 +172,17 @@ class FakeEngine:
     ) -> None:
         if image not in self.images:  # the real engine prepares them in a container of it
             raise UserError(f"preparing {len(volumes)} new volume(s) failed: no image {image}")
+        for name in sorted(self.unfinished_volumes()):
+            self.volumes[name].owned = True
+            self._did(f"give volume {name} its owner")
         for name, kind in volumes.items():
             if name not in self.volumes:
                 limit = (sizes or {}).get(name) if store else None
                 self.volumes[name] = Volume(name, kind, self.hub, limit=limit)
                 self._did(f"create volume {name}" + (f" limited to {limit}" if limit else ""))
+
+    def unfinished_volumes(self) -> dict[str, str]:
+        return {v.name: v.kind for v in self.volumes.values() if not v.owned}
 
     def remove_volume(self, name: str) -> None:
         del self.volumes[name]

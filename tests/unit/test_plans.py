@@ -16,7 +16,7 @@ from classhub import commands, names
 from classhub.console import Output
 from classhub.paths import Paths
 from classhub.runtime.fake import FakeEngine
-from tests.conftest import PROJECT, clean_environ, make_checkout
+from tests.conftest import PROJECT, clean_environ, make_checkout, plan_rows
 
 HUB = "math"
 # What the images are built from, besides the checkout's files an administrator edits.
@@ -272,3 +272,23 @@ def test_moving_a_sqlite_hub_to_postgres_copies_its_users_before_the_hub_restart
     )
     assert engine.users == {"ann", "bob", "hub-admin"}
     assert not [e for e in events if e.startswith("hub: ")]
+
+
+def test_setup_finishes_the_volumes_a_killed_run_made_without_their_owner(
+    clone: Paths, engine: FakeEngine
+):
+    run(commands.setup, clone, env())
+    home = names.user_volume(HUB, "ann")
+    engine.volumes[
+        home
+    ].owned = False  # as a setup killed between making it and its chown leaves it
+    status = io.StringIO()
+    commands.status(clone, env(), Output(status, io.StringIO()))
+    state, _ = plan_rows(status.getvalue())["user volumes (homes)"]
+    assert state == "2 of 3 present; 1 made by an interrupted run, without their owner yet"
+    since = len(engine.events)
+    printed = run(commands.setup, clone, env())
+    assert plan_rows(printed)["user volumes (homes)"][1] == "give 1 their owner (owner 1000:100)"
+    assert made(engine, since) == [f"give volume {home} its owner"]
+    assert engine.unfinished_volumes() == {}
+    assert "Nothing to change" in run(commands.setup, clone, env())

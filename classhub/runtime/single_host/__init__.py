@@ -95,6 +95,9 @@ class SingleHost:
     ) -> None:
         stack.create_volumes(self.client, self.hub, volumes, image, echo, store, sizes)
 
+    def unfinished_volumes(self) -> dict[str, str]:
+        return stack.unfinished_volumes(self.client, self.hub)
+
     def _volumes(self, wanted) -> list:
         flt = {"label": f"{names.LABEL_HUB}={self.hub}"}
         return [v for v in self.client.volumes.list(filters=flt) if v.name in wanted]

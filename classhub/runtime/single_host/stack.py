@@ -35,6 +35,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 
 from ... import components, hubfile, names, neighbours, render, tls, wait
 from ...components import Component, Part
@@ -191,6 +192,9 @@ def stale_servers(client: docker.DockerClient, hub: str, hub_file) -> dict[str, 
     return stale
 
 
+PREPARE = "prepare-volumes"  # the kind of the one-off container that gives new volumes an owner
+
+
 def create_volumes(
     client: docker.DockerClient,
     hub: str,
@@ -202,7 +206,9 @@ def create_volumes(
 ) -> None:
     """Create `volumes` (name -> kind), owned by jovyan with their kind's mode: those `sizes`
     gives a size as size-limited folders in DISK_STORE (`store`), the rest (and all, without a
-    store) in Docker's own storage, given their owner and mode in one container."""
+    store) in Docker's own storage, given their owner and mode in one container. First finishes
+    the volumes a killed run left without their owner (unfinished_volumes)."""
+    finish_volumes(client, hub, echo)
     todo = {n: k for n, k in volumes.items() if n not in volume_names(client)}
     limited = {n: (k, sizes[n]) for n, k in todo.items() if store and sizes and n in sizes}
     if limited:
@@ -212,31 +218,65 @@ def create_volumes(
     todo = {n: k for n, k in todo.items() if n not in limited}
     if not todo:
         return
-    made = [client.volumes.create(n, labels=names.labels(hub, k)) for n, k in todo.items()]
-    mounts, commands = {}, []
+    mounts, commands = [], []
     for index, (name, kind) in enumerate(todo.items()):
         where = f"/v/{index}"
-        mounts[name] = {"bind": where, "mode": "rw"}
+        mounts.append(
+            docker.types.Mount(where, name, type="volume", labels=names.labels(hub, kind))
+        )
         uid, gid = hubfile.FOLDER_OWNER
         commands.append(
             f"chown {uid}:{gid} {where} && chmod {hubfile.FOLDER_MODES[kind]:o} {where}"
         )
+    # One call makes the container and its volumes (labelled, from the mounts): until it has run
+    # and is removed, it is the record that those volumes still lack their owner, which a run
+    # killed in between leaves for the next (finish_volumes) and for status.
+    container = client.containers.create(
+        image, entrypoint=["sh", "-c"], command=[" && ".join(commands)], user="0", mounts=mounts,
+        network_disabled=True, labels=names.labels(hub, PREPARE),
+    )  # fmt: skip
     try:
-        client.containers.run(
-            image,
-            entrypoint=["sh", "-c"],
-            command=[" && ".join(commands)],
-            user="0",
-            volumes=mounts,
-            network_disabled=True,
-            remove=True,
-            labels=names.labels(hub, "prepare-volumes"),
-        )
+        _prepare(container)
+    except UserError:
+        for name in todo:  # new and empty: removing them loses nothing
+            client.volumes.get(name).remove(force=True)
+        raise
+    echo(f"   created {len(todo)} volume(s), owned by jovyan (1000:100)")
+
+
+def unfinished_volumes(client: docker.DockerClient, hub: str) -> dict[str, str]:
+    """Volumes (name -> kind) a killed run made but did not give their owner and mode: those its
+    prepare-volumes container, left behind, mounts."""
+    found = {}
+    for container in hub_objects(client, hub, PREPARE):
+        for mount in container.attrs["HostConfig"].get("Mounts") or []:
+            labels = (mount.get("VolumeOptions") or {}).get("Labels") or {}
+            found[mount["Source"]] = labels.get(names.LABEL_KIND, "user")
+    return found
+
+
+def finish_volumes(client: docker.DockerClient, hub: str, echo: Echo) -> None:
+    """Give the volumes a killed run left unfinished their owner and mode: its prepare-volumes
+    container runs (again: chown and chmod do the same twice) and goes."""
+    for container in hub_objects(client, hub, PREPARE):
+        count = len(container.attrs["HostConfig"].get("Mounts") or [])
+        _prepare(container)
+        echo(f"   gave {count} volume(s) an interrupted run had made their owner (1000:100)")
+
+
+def _prepare(container) -> None:
+    """Run a prepare-volumes container to its end, then remove it; UserError if it failed."""
+    try:
+        container.start()
+        status = container.wait(timeout=300)["StatusCode"]
+        said = container.logs().decode("utf-8", "replace").strip()
     except docker.errors.DockerException as exc:
-        for volume in made:  # new and empty: removing them loses nothing
-            volume.remove(force=True)
-        raise UserError(f"preparing {len(made)} new volume(s) failed: {exc}") from None
-    echo(f"   created {len(made)} volume(s), owned by jovyan (1000:100)")
+        status, said = -1, str(exc)
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+    if status != 0:
+        raise UserError(f"giving new volumes their owner failed: {said[-500:]}")
 
 
 # --- the hub's containers: firewall, Docker socket proxy, hub ------------------------------------
