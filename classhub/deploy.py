@@ -309,17 +309,19 @@ def _schema_steps(
 def _database_move_steps(paths: Paths, settings, rt: Runtime, echo: Echo) -> list[Step]:
     """With HUB_DB=postgres on a hub whose database is still its sqlite file: a step that copies
     it into the new PostgreSQL before the hub starts on it. HUB_DB=sqlite on a hub whose data is
-    in PostgreSQL is refused: there is no way back, and a new empty sqlite would hide the data."""
+    in PostgreSQL is refused: there is no way back, and a new empty sqlite would hide the data.
+    The sqlite file is the hub's database until the copy has finished and renamed it: a copy that
+    was interrupted is made again, in place of what it left in PostgreSQL."""
     hub = settings.hub_name
     if not components.has(settings, Part.DATABASE):
-        if rt.has_postgres():
+        if rt.has_postgres() and not rt.has_sqlite():
             raise UserError(
                 f"HUB_DB=sqlite, but this hub's database is in PostgreSQL (volume "
                 f"{names.db_volume(hub)}): classhub moves a hub from sqlite to PostgreSQL, not "
                 "back. Set HUB_DB=postgres in .env and run invoke setup. Nothing was changed"
             )
         return []
-    if rt.has_postgres() or not rt.has_sqlite():
+    if not rt.has_sqlite():
         return []
 
     def move() -> None:
@@ -329,8 +331,10 @@ def _database_move_steps(paths: Paths, settings, rt: Runtime, echo: Echo) -> lis
         echo("   " + rt.move_to_postgres(paths))
 
     state = f"sqlite, in volume {names.hub_data_volume(hub)}"
-    action = (f"copy every row into PostgreSQL before the hub starts on it; the sqlite file "
-              f"is kept as {hubfile.SQLITE_MOVED}")  # fmt: skip
+    if rt.has_postgres():
+        state += " (a copy into PostgreSQL was begun and did not finish)"
+    action = (f"copy every row into PostgreSQL (in place of anything there) before the hub starts "
+              f"on it; the sqlite file is kept as {hubfile.SQLITE_MOVED}")  # fmt: skip
     return [Step("hub database", state, action, move)]
 
 

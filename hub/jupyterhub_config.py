@@ -13,6 +13,14 @@ from classhub_hub.config import apply_config, read_secrets
 
 c = get_config()  # noqa: F821 (JupyterHub provides it)
 hub = hubfile.load(hubfile.HUB_FILE_IN_HUB)
+if hub.get("db") == "postgres" and os.path.exists(f"{hubfile.DATA_IN_HUB}/{hubfile.SQLITE_FILE}"):
+    # The sqlite file is renamed once its rows are in PostgreSQL: still here, the copy was
+    # interrupted, and PostgreSQL may hold only part of the hub's data. Starting on it would hide
+    # the rest and write beside it.
+    raise SystemExit(
+        f"classhub: HUB_DB=postgres, but the hub's database is still {hubfile.SQLITE_FILE} (its "
+        "copy into PostgreSQL did not finish): run invoke setup, which copies it again"
+    )
 apply_config(c, hub, read_secrets())
 print(
     f"classhub: hub {hub.get('hub_name')!r}, {len(hub.get('users'))} users, "

@@ -10,8 +10,10 @@ The source must be at this JupyterHub's schema revision (the hub that last ran o
 version; otherwise it stops, naming both revisions). The target gets JupyterHub's tables from
 `jupyterhub.orm`, stamped with that revision as a new hub's database is, then every row of every
 table in dependency order, in one transaction; PostgreSQL's id sequences are moved past the
-copied ids. A target that already holds rows is refused: nothing is ever overwritten. It prints
-one line per table and `dbcopy: copied N rows`.
+copied ids. A target that already holds rows is refused, unless `--replace`: setup passes it
+while the sqlite file is still the hub's database (it is renamed only once a copy has finished),
+so what PostgreSQL holds then is only what an interrupted copy left, and its tables are dropped
+first. It prints one line per table and `dbcopy: copied N rows`.
 """
 
 from __future__ import annotations
@@ -27,11 +29,18 @@ from sqlalchemy import inspect as inspect_db
 from classhub import hubfile
 
 
-def copy(source_url: str, target_url: str) -> int:
+def copy(source_url: str, target_url: str, replace: bool = False) -> int:
     source = create_engine(source_url)
     orm.check_db_revision(source)  # raises DatabaseSchemaMismatch naming both revisions
-    orm.new_session_factory(target_url)  # JupyterHub's tables, stamped with its revision
     target = create_engine(target_url)
+    if replace:
+        with target.begin() as dst:
+            left = set(inspect_db(dst).get_table_names())
+            if left:
+                print(f"dbcopy: dropping {len(left)} tables an interrupted copy left", flush=True)
+            orm.Base.metadata.drop_all(dst)
+            dst.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    orm.new_session_factory(target_url)  # JupyterHub's tables, stamped with its revision
     have = set(inspect_db(source).get_table_names())
     total = 0
     with source.connect() as src, target.begin() as dst:
@@ -62,11 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", required=True, help="SQLAlchemy URL of the database to copy")
     parser.add_argument("--target-host", required=True, help="the PostgreSQL container")
     parser.add_argument("--password-file", required=True)
+    parser.add_argument("--replace", action="store_true",
+                        help="drop what an interrupted copy left in the target first")  # fmt: skip
     args = parser.parse_args(argv)
     password = Path(args.password_file).read_text(encoding="utf-8").strip()
     target = hubfile.postgres_url(args.target_host, password)
     try:
-        copy(args.source, target)
+        copy(args.source, target, args.replace)
     except orm.DatabaseSchemaMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -12,7 +12,6 @@ the hub the one before left.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -22,14 +21,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import docker
 import pytest
 import requests
 
 from classhub import hubfile, names
-from tests.conftest import invoke, plan_rows
+from classhub.student import Browser
+from tests.conftest import plan_rows
 
 from .conftest import Hub, engine_environ, free_port, new_checkout, read_passwords, set_env, sweep
 
@@ -69,7 +68,9 @@ def kill_when(hub: Hub, args: list[str], when: Callable[[dict], bool], timeout: 
         while not matched.wait(0.01):
             if process.poll() is not None or time.monotonic() > deadline:
                 output = process.communicate()[0] if process.poll() is not None else ""
-                pytest.fail(f"invoke {' '.join(args)} ended before the kill point:\n{output[-3000:]}")
+                pytest.fail(
+                    f"invoke {' '.join(args)} ended before the kill point:\n{output[-3000:]}"
+                )
         os.killpg(process.pid, signal.SIGKILL)
         output = process.communicate(timeout=60)[0]
     finally:
@@ -152,7 +153,7 @@ def test_setup_killed_while_making_the_volumes_finishes_them_the_next_time(victi
     killed = kill_when(victim, ["setup"], is_("volume", "create", home))
     assert "-> user volumes (homes): create" in killed.output
     # The volumes exist, labelled, but their owner is still root: status says so.
-    state, action = status_rows(victim)["user volumes (homes)"]
+    state, _ = status_rows(victim)["user volumes (homes)"]
     assert "made by an interrupted run, without their owner yet" in state, state
     assert owner_and_mode(victim, home).startswith("0:0 ")
     assert unlabelled(victim.client) == []
@@ -162,3 +163,89 @@ def test_setup_killed_while_making_the_volumes_finishes_them_the_next_time(victi
     assert owner_and_mode(victim, names.group_volume(victim.name, "team")) == "1000:100 2775"
     settled(victim)
     victim.passwords.update(read_passwords(victim.paths))
+
+
+def a_build_step(event: dict) -> bool:
+    """The classic builder's container for a RUN step: made from a layer, by its image ID."""
+    image = event.get("Actor", {}).get("Attributes", {}).get("image", "")
+    return (
+        event.get("Type") == "container"
+        and event.get("Action") == "create"
+        and (image.startswith("sha256:"))
+    )
+
+
+def test_setup_killed_while_rebuilding_the_image_keeps_the_old_one_and_rebuilds(victim: Hub):
+    before = victim.client.images.get(victim.image).id
+    # The instructor edits the class's packages: from that layer on, the image is built again.
+    requirements = victim.paths.root / "singleuser" / "requirements.txt"
+    requirements.write_text(requirements.read_text() + f"# edited {secrets.token_hex(4)}\n")
+    killed = kill_when(victim, ["setup"], a_build_step)
+    assert f"-> notebook image {victim.image}: rebuild" in killed.output
+    assert victim.client.images.get(victim.image).id == before  # the old one still serves
+    state, action = status_rows(victim)[f"notebook image {victim.image}"]
+    assert action == "rebuild", (state, action)
+    completes(victim, "setup")
+    assert victim.client.images.get(victim.image).id != before
+    settled(victim)
+
+
+def test_setup_killed_while_the_hub_restarts_brings_the_roster_in_the_next_time(victim: Hub):
+    # A new student and a new idle timeout: the hub is replaced, then told about dora.
+    (victim.paths.root / "userlist").write_text(ROSTER + "dora team\n")
+    set_env(victim.paths, {"CULL_IDLE_TIMEOUT": "2h"})
+    killed = kill_when(victim, ["setup"], is_("container", "start", name=victim.name))
+    assert f"-> hub container {victim.name}: replace" in killed.output
+    # Status says the hub is starting while it is, then that dora is not in it yet.
+    deadline = time.monotonic() + 120
+    while (row := status_rows(victim)["hub users and groups"])[0] == "hub not answering yet":
+        assert time.monotonic() < deadline, "the hub never answered"
+        time.sleep(1)
+    assert row[0] == "differ from the roster" and "dora" in row[1], row
+    completes(victim, "setup")
+    settled(victim)
+    hub_users = victim_api(victim, "GET", "/users").json()
+    assert {user["name"] for user in hub_users} == {"hub-admin", "ann", "bob", "carl", "dora"}
+    team = victim_api(victim, "GET", "/groups/team").json()
+    assert sorted(team["users"]) == ["ann", "bob", "dora"]
+
+
+def test_setup_killed_while_copying_the_database_into_postgresql_copies_it_again(victim: Hub):
+    # Something only the hub's database holds: a token ann made (sync makes users, not tokens).
+    ann = Browser(victim.url, "ann")
+    assert ann.login(victim.passwords["ann"]).status_code == 302
+    made = ann.hub_api("POST", "/users/ann/tokens", json={"note": "kept"})
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    set_env(victim.paths, {"HUB_DB": "postgres"})
+    kind = {names.LABEL_HUB: victim.name, names.LABEL_KIND: "db-move"}
+    killed = kill_when(victim, ["setup"], is_("container", "start", **kind))
+    assert "-> hub database: copy every row into PostgreSQL" in killed.output
+    state, _ = status_rows(victim)["hub database"]
+    assert "a copy into PostgreSQL was begun and did not finish" in state, state
+    # The hub, started by hand meanwhile, refuses PostgreSQL while the sqlite file is the data.
+    hub_container = victim.client.containers.get(names.hub_container(victim.name))
+    hub_container.start()
+    deadline = time.monotonic() + 60
+    refusal = "its copy into PostgreSQL did not finish"
+    while refusal not in hub_container.logs(tail=20).decode():
+        assert time.monotonic() < deadline, hub_container.logs(tail=20).decode()
+        time.sleep(0.5)
+    output = completes(victim, "setup")
+    assert "dbcopy: copied" in output
+    settled(victim)
+    me = requests.get(f"{victim.url}hub/api/user", headers={"Authorization": f"token {token}"})
+    assert me.status_code == 200 and me.json()["name"] == "ann", me.text
+    listing = victim.client.containers.run(
+        victim.image, ["ls", "/d"], entrypoint=[], remove=True, network_disabled=True,
+        volumes={names.hub_data_volume(victim.name): {"bind": "/d", "mode": "ro"}},
+    ).decode().split()  # fmt: skip
+    assert hubfile.SQLITE_MOVED in listing and hubfile.SQLITE_FILE not in listing
+
+
+def victim_api(hub: Hub, method: str, path: str, **kwargs) -> requests.Response:
+    token = (hub.paths.secrets_dir / "classhub_api_token").read_text().strip()
+    response = requests.request(method, f"{hub.url}hub/api{path}", timeout=30,
+                                headers={"Authorization": f"token {token}"}, **kwargs)  # fmt: skip
+    assert response.ok, (response.status_code, response.text)
+    return response

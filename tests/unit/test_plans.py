@@ -274,14 +274,29 @@ def test_moving_a_sqlite_hub_to_postgres_copies_its_users_before_the_hub_restart
     assert not [e for e in events if e.startswith("hub: ")]
 
 
+def test_a_copy_into_postgres_that_did_not_finish_is_made_again_and_sqlite_stays_possible(
+    clone: Paths, engine: FakeEngine
+):
+    run(commands.setup, clone, env())
+    # A setup with HUB_DB=postgres killed during the copy: PostgreSQL's volume is there, and the
+    # sqlite file, still not renamed, is still the hub's database.
+    engine.ensure_volume(names.db_volume(HUB), "db")
+    run(commands.setup, clone, env())  # going back to sqlite is not refused: the data is there
+    before = len(engine.events)
+    printed = run(commands.setup, clone, env(HUB_DB="postgres"))
+    state, _ = plan_rows(printed)["hub database"]
+    assert state.endswith("(a copy into PostgreSQL was begun and did not finish)"), state
+    assert "move the hub database to PostgreSQL" in made(engine, before)
+    assert not engine.has_sqlite()
+
+
 def test_setup_finishes_the_volumes_a_killed_run_made_without_their_owner(
     clone: Paths, engine: FakeEngine
 ):
     run(commands.setup, clone, env())
     home = names.user_volume(HUB, "ann")
-    engine.volumes[
-        home
-    ].owned = False  # as a setup killed between making it and its chown leaves it
+    # As a setup killed between making it and giving it its owner leaves it:
+    engine.volumes[home].owned = False
     status = io.StringIO()
     commands.status(clone, env(), Output(status, io.StringIO()))
     state, _ = plan_rows(status.getvalue())["user volumes (homes)"]

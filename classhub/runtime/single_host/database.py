@@ -187,12 +187,15 @@ def _tar_of(path: Path, name: str, uid: int = 0) -> bytes:
 
 
 def move_to_postgres(client: docker.DockerClient, paths: Paths, hub: str) -> str:
-    """Copy every row of the sqlite database into the hub's new PostgreSQL (running, empty),
-    then rename the sqlite file so the copy is not made twice. The hub must be stopped."""
+    """Copy every row of the sqlite database into the hub's PostgreSQL (running), in place of
+    whatever an interrupted copy left there, then rename the sqlite file so the copy is not made
+    twice. The hub must be stopped."""
+    for leftover in stack.hub_objects(client, hub, "db-move"):
+        leftover.remove(force=True)  # a killed run's copy, maybe still running: rolled back
     secret = str(paths.secrets_dir / hubfile.DB_SECRET)
     command = ["python3", "-m", "classhub_hub.dbcopy", "--source",
                "sqlite:////data/jupyterhub.sqlite", "--target-host", names.db_container(hub),
-               "--password-file", "/run/classhub/postgres_password"]  # fmt: skip
+               "--password-file", "/run/classhub/postgres_password", "--replace"]  # fmt: skip
     container = client.containers.create(
         names.hub_image(hub), command, entrypoint=[], network=names.db_network(hub),
         volumes={names.hub_data_volume(hub): {"bind": "/data", "mode": "rw"},
