@@ -223,6 +223,10 @@ def verify(folder: Path, progress: Progress | None = None) -> Manifest:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such backup folder")
+    if folder.name.endswith(".partial"):
+        raise UserError(f"{folder}: a backup that did not finish (it was interrupted, or its disk "
+                        "filled), so it cannot be restored; restore a finished one, or take a new "
+                        "one with invoke backup, which removes this folder")  # fmt: skip
     manifest_path, sum_path = folder / MANIFEST, folder / MANIFEST_SUM
     for path in (manifest_path, sum_path):
         if not path.is_file():

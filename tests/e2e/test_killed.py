@@ -243,6 +243,32 @@ def test_setup_killed_while_copying_the_database_into_postgresql_copies_it_again
     assert hubfile.SQLITE_MOVED in listing and hubfile.SQLITE_FILE not in listing
 
 
+def test_a_killed_backup_is_never_taken_for_one_and_the_next_completes(victim: Hub, tmp_path):
+    folder = tmp_path / "nightly"
+    helpers = []  # Docker's archive API reads each volume through a helper container
+
+    def third_volume(event: dict) -> bool:
+        if is_("container", "create", **{names.LABEL_HUB: victim.name,
+                                         names.LABEL_KIND: "helper"})(event):  # fmt: skip
+            helpers.append(event)
+        return len(helpers) == 3
+
+    killed = kill_when(victim, ["backup", "--to", str(folder)], third_volume)
+    assert f"Backing up the whole hub ({victim.name}) to {folder}" in killed.output
+    partial = folder.with_name(folder.name + ".partial")
+    assert not folder.exists() and partial.is_dir()
+    refused = victim.invoke("restore", "--dry-run", str(partial))
+    assert refused.returncode == 1, refused.stdout
+    assert "a backup that did not finish (it was interrupted" in refused.stderr, refused.stderr
+    missing = victim.invoke("restore", "--dry-run", str(folder))
+    assert missing.returncode == 1 and "no such backup folder" in missing.stderr
+    output = completes(victim, "backup", "--to", str(folder))
+    assert "Backup complete" in output and not partial.exists()
+    checked = victim.invoke("restore", "--dry-run", str(folder))
+    assert "every file matches its checksum" in checked.stdout, checked.stdout + checked.stderr
+    settled(victim)
+
+
 def victim_api(hub: Hub, method: str, path: str, **kwargs) -> requests.Response:
     token = (hub.paths.secrets_dir / "classhub_api_token").read_text().strip()
     response = requests.request(method, f"{hub.url}hub/api{path}", timeout=30,
