@@ -22,6 +22,14 @@ if hub.get("db") == "postgres" and os.path.exists(f"{hubfile.DATA_IN_HUB}/{hubfi
         "copy into PostgreSQL did not finish): run invoke setup, which copies it again"
     )
 apply_config(c, hub, read_secrets())
+# The proxy runs as the hub's child in this container, so none runs yet: a pid file left by a hub
+# that was killed names some other process now, and JupyterHub, taking it for its proxy, did not
+# start one and exited; Docker's restarts then backed off for minutes.
+pid_file = os.path.join(hubfile.DATA_IN_HUB, "jupyterhub-proxy.pid")
+if os.path.exists(pid_file):
+    print(f"classhub: removing {pid_file}, left by a hub that did not stop cleanly", flush=True)
+    os.remove(pid_file)
+c.ConfigurableHTTPProxy.pid_file = pid_file
 print(
     f"classhub: hub {hub.get('hub_name')!r}, {len(hub.get('users'))} users, "
     f"{len(hub.get('groups'))} groups, image {hub.get('notebook_image')}",

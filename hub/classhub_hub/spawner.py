@@ -13,6 +13,8 @@ cores (bench/class_start.py has the figures; docs/rehearsal.md quotes them):
 - Readiness is polled every `ready_poll_interval` seconds while the server holds its turn
   (JupyterHub backs off to 5 s between checks, so a ready server could wait seconds unnoticed);
   a container that exits meanwhile fails the spawn at once with its exit status.
+After the hub went down while servers were starting, it reports those servers stopped and
+removes their containers (`poll`), so that their students can start again at once.
 It also makes the home volume of a person not on the roster (OPEN_TO_ALL) before their first
 container, with the labels the host gives the roster's (`home_to_make`, set by config.py's
 pre-spawn hook); Docker would otherwise make it unlabelled, out of sight of backups and status.
@@ -81,6 +83,26 @@ class ClasshubSpawner(DockerSpawner):
             return ip, port
         finally:
             turn.release()
+
+    async def poll(self):
+        """DockerSpawner's, except while the hub checks, at its start, a server it has a record
+        of whose start it never saw finish: JupyterHub saves a spawn's container only once the
+        start has returned, so a record without one means the hub went down while the server was
+        starting. Such a server is reported stopped and the container that start made (if any)
+        is removed, its student never having had it. Otherwise JupyterHub waits http_timeout for
+        it at an address the hub never learnt, and its student cannot start meanwhile."""
+        if self._check_pending and not self.get_state().get("object_id"):
+            found = await self.get_object()  # by the container's name; sets object_id
+            if found is not None:
+                self.log.warning(
+                    "%s: its server was starting when the hub went down; removing container %s",
+                    self._log_name, self.object_name,
+                )  # fmt: skip
+                await self.stop_object()
+                await self.remove_object()
+                self.object_id = ""
+            return 0
+        return await super().poll()
 
     async def _wait_until_answering(self, ip: str, port: int) -> None:
         """Return once the server answers HTTP (any status below 500), or its container has
