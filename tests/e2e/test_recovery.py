@@ -13,6 +13,7 @@ after this one run on it as it came back.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -34,7 +35,7 @@ ROSTER = "hub-admin admin\n" + "".join(f"{name} class\n" for name in STUDENTS)
 
 def api(hub: Hub, path: str) -> requests.Response:
     token = (hub.paths.secrets_dir / "classhub_api_token").read_text().strip()
-    return requests.get(f"{hub.url}hub/api{path}", timeout=10,
+    return requests.get(f"{hub.url}hub/api{path}", timeout=10, verify=False,
                         headers={"Authorization": f"token {token}"})  # fmt: skip
 
 
@@ -159,6 +160,17 @@ def test_the_hub_killed_while_ten_students_start_comes_back_and_each_gets_a_serv
         assert first.run_in(kernel, "print(x + 1)") == "42\n"
 
 
+@dataclasses.dataclass
+class BehindNginx(Hub):
+    """A hub whose students come through the bundled nginx (PROXY=nginx), on HTTPS_PORT."""
+
+    https: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.https}/{self.name}/"
+
+
 def dockerd_pid() -> int:
     return int(Path("/var/run/docker.pid").read_text().strip())
 
@@ -190,11 +202,10 @@ def test_after_the_engine_restarts_everything_comes_back_by_itself(hub: Hub, tmp
     settings = {"HUB_DB": "postgres", "PROXY": "nginx", "HTTPS_PORT": str(https),
                 "HTTP_PORT": str(http)}  # fmt: skip
     roster = "hub-admin admin\nann class\nbob class\n"
-    with hub_beside(hub, tmp_path, f"{hub.name}r", roster, settings) as rebooted:
-        for user in ("ann", "bob"):
-            write_own_file(rebooted, user)
-        ann = Browser(rebooted.url, "ann")
-        ann.login(rebooted.passwords["ann"])
+    with hub_beside(hub, tmp_path, f"{hub.name}r", roster, settings) as beside:
+        rebooted = BehindNginx(**{f.name: getattr(beside, f.name)
+                                  for f in dataclasses.fields(beside)}, https=https)  # fmt: skip
+        ann, _ = (write_own_file(rebooted, user) for user in ("ann", "bob"))
         ann.start_code("import time\nwhile True: time.sleep(1)")  # code running at the restart
         parts = [component for component in rebooted.client.containers.list(
             filters={"label": f"{names.LABEL_HUB}={rebooted.name}"}
@@ -214,8 +225,4 @@ def test_after_the_engine_restarts_everything_comes_back_by_itself(hub: Hub, tmp
         for user in ("ann", "bob"):
             assert works(rebooted, user) == f"{user} was here\n"
         assert the_record_matches(rebooted) == {"ann", "bob"}
-        # And through the front door, the bundled nginx, the hub answers as before.
-        front = requests.get(f"https://127.0.0.1:{https}/{rebooted.name}/hub/login",
-                             verify=False, timeout=30)  # fmt: skip
-        assert front.status_code == 200, front.status_code
     wait_until_the_hub_answers(hub)  # the shared hub came back for the tests after this one
