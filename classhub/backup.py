@@ -279,6 +279,52 @@ def existing_volumes(rt: Runtime, hub: str, manifest: Manifest) -> list[str]:
     return sorted(name for name in wanted if name in have)
 
 
+RESTORING = "restoring.json"  # in state/ while a restore is under way; gone once it finished
+
+
+RESTORING_DATA, ONLY_SETUP_LEFT = "restoring", "setup"  # a restore's stages
+
+
+def begin_restore(
+    paths: Paths, source: Path, manifest: Manifest, stage: str = RESTORING_DATA
+) -> None:
+    """Note in the checkout that a restore of this backup is under way, and at which stage:
+    while it restores files and the database, the tasks that would make volumes or start the
+    hub refuse; if it is interrupted, the next restore of the same backup finishes it (what it
+    made is filled again). Once only setup is left, setup may finish it too."""
+    record = {"backup": str(source), "hub": manifest.hub, "created": manifest.created,
+              "stage": stage}  # fmt: skip
+    ensure_private_dir(paths.state_dir)
+    write_atomic(paths.state_dir / RESTORING, json.dumps(record) + "\n", mode=0o600)
+
+
+def unfinished_restore(paths: Paths) -> dict | None:
+    """The restore under way in this checkout (or one that was interrupted), else None."""
+    try:
+        return json.loads((paths.state_dir / RESTORING).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{paths.show(paths.state_dir / RESTORING)} cannot be read ({exc}); "
+                        "delete it once no restore runs") from None  # fmt: skip
+
+
+def end_restore(paths: Paths) -> None:
+    (paths.state_dir / RESTORING).unlink(missing_ok=True)
+
+
+def refuse_while_restoring(paths: Paths) -> None:
+    """An error when a restore did not finish: volumes made or the hub started now would stand
+    in the way of (or beside) what it restores."""
+    found = unfinished_restore(paths)
+    if found is not None and found.get("stage") != ONLY_SETUP_LEFT:
+        raise UserError(
+            f"the restore of {found['backup']} (hub {found['hub']}) did not finish: run invoke "
+            f"restore {found['backup']} again, which finishes it (its last step is setup). "
+            "Nothing was changed"
+        )
+
+
 def restore_checkout(folder: Path, manifest: Manifest, paths: Paths, echo: Echo) -> None:
     """Put the backup's .env, userlist and secrets in the checkout with the modes they had. A
     file there that differs is kept beside it as NAME.before-restore; secrets/ is 0700 and its

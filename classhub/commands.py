@@ -171,17 +171,23 @@ def setup(
     dry_run: bool = False,
     files_only: bool = False,
     verbose: bool = False,
+    restoring: bool = False,
 ) -> int:
     """Plan and apply all of setup (only the host's files with `files_only`); the plan's every
     row with `dry_run` or `verbose`, else those that change. Ends with the nginx block (when
     something changed, or `verbose`), the admin's login, how students reach the hub and the
-    warnings again.
+    warnings again. Refused while a restore is unfinished, but as that restore's last step
+    (`restoring`).
 
     Returns how many steps changed something."""
+    if not (dry_run or restoring):
+        backup_mod.refuse_while_restoring(paths)
     docker = "skip" if files_only else "plan" if dry_run else "required"
     cfg, changed = _converge(paths, environ, out, dry_run, docker, full=dry_run or verbose)
     if dry_run:
         return 0
+    if not files_only:
+        backup_mod.end_restore(paths)  # its last step, or all that was left of it
     out.info()
     if changed or verbose:
         out.info("For your nginx site (also printed by: invoke nginx):")
@@ -357,6 +363,8 @@ def _sync(
     """sync's plan (every row with `full`, else those that change) shown and applied: never an
     image built nor the hub or a server replaced (add-user and add-group run it too). Returns
     the config and the users whose new login it printed."""
+    if not dry_run:
+        backup_mod.refuse_while_restoring(paths)
     cfg = load(paths, environ, out)
     rt = runtime(environ, cfg.settings.hub_name)
     steps = deploy.sync_steps(paths, cfg, rt, out.info, out.progress)
@@ -484,9 +492,13 @@ def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     if rt is not None:
         _report_roster_state(paths, cfg, rt, out)
     pending = sum(step.changes for step in steps)
-    out.info(
-        f"{pending} step(s) pending: run invoke setup." if pending else "In step with the settings."
-    )
+    unfinished = backup_mod.unfinished_restore(paths)
+    if unfinished is not None:
+        out.info(f"The restore of {unfinished['backup']} did not finish: run invoke restore "
+                 f"{unfinished['backup']} again to finish it.")  # fmt: skip
+    else:
+        out.info(f"{pending} step(s) pending: run invoke setup." if pending
+                 else "In step with the settings.")  # fmt: skip
 
 
 @changes("destroy")
@@ -577,7 +589,26 @@ def _restore(
     dry_run: bool,
 ) -> None:
     rt = runtime(environ, manifest.hub)
-    taken = backup_mod.existing_volumes(rt, manifest.hub, manifest)
+    journal = backup_mod.unfinished_restore(paths)
+    again = journal is not None and (journal["hub"], journal["created"]) == (
+        manifest.hub, manifest.created
+    )  # fmt: skip
+    if journal is not None and not again:
+        raise UserError(
+            f"the restore of another backup, {journal['backup']}, did not finish in this "
+            f"checkout: finish it first (invoke restore {journal['backup']}), or give it up "
+            f"(invoke destroy --yes, then delete state/{backup_mod.RESTORING}). Nothing was changed"
+        )
+    if again and journal is not None and journal.get("stage") == backup_mod.ONLY_SETUP_LEFT:
+        out.info("Finishing the restore of this backup that was interrupted: its files and "
+                 "database are back; setup is left.")  # fmt: skip
+        if not dry_run:
+            setup(paths, environ, out, restoring=True)
+        return
+    if again:
+        out.info("Finishing the restore of this backup that was interrupted: what it made is "
+                 "filled again from the backup.")  # fmt: skip
+    taken = [] if again else backup_mod.existing_volumes(rt, manifest.hub, manifest)
     if taken:
         raise UserError(
             f"these volumes of hub {manifest.hub} already exist and restore never writes over "
@@ -585,11 +616,14 @@ def _restore(
             "another engine. Nothing was changed"
         )
     if not manifest.complete:
-        homes = _restore_volumes_step(rt, source, manifest, out, load(paths, environ, out))
+        homes = _restore_volumes_step(rt, source, manifest, out, load(paths, environ, out), again)
         out.info()
         out.info(plan.table([homes]))
         out.info()
+        if not dry_run:
+            backup_mod.begin_restore(paths, source, manifest)
         if _apply_unless_dry([homes], out, dry_run):
+            backup_mod.end_restore(paths)
             out.info(f"Restored the homes of {', '.join(manifest.users)}. They appear in their "
                      "servers at the next start.")  # fmt: skip
         return
@@ -612,14 +646,15 @@ def _restore(
         plan.apply(deploy.image_steps(paths, restored[0].settings, rt, out.info)[0], out.info)
 
     def rest_of_setup() -> None:
-        setup(paths, environ, out)
+        backup_mod.begin_restore(paths, source, manifest, backup_mod.ONLY_SETUP_LEFT)
+        setup(paths, environ, out, restoring=True)
 
     def hub_database() -> None:
         copy = backup_mod.database_copy(source, manifest)
         settings = restored[0].settings
         if components.has(settings, Part.DATABASE):
             deploy.start_database(paths, restored[0], rt, out.info)
-        rt.restore_database(settings, copy)
+        rt.restore_database(settings, copy, again)
 
     checkout = [f for f in manifest.files if f.startswith(backup_mod.CHECKOUT + "/")]
     steps = [
@@ -627,22 +662,25 @@ def _restore(
              "put in the checkout (a file that differs is kept as NAME.before-restore)", put_back),
         Step("images", "as the backup's settings name them",
              "build those missing or out of date (as invoke build)", images),
-        _restore_volumes_step(rt, source, manifest, out, cfg),
+        _restore_volumes_step(rt, source, manifest, out, cfg, again),
         Step(f"hub database ({manifest.database})", "in the backup", "restore", hub_database),
         Step("the rest of setup", "", "as invoke setup does it", rest_of_setup),
     ]  # fmt: skip
     out.info()
     out.info(plan.table(steps))
     out.info()
+    if not dry_run:
+        backup_mod.begin_restore(paths, source, manifest)
     _apply_unless_dry(steps, out, dry_run)
 
 
 def _restore_volumes_step(
-    rt: Runtime, source: Path, manifest: backup_mod.Manifest, out: Output, cfg: Config
-) -> Step:
+    rt: Runtime, source: Path, manifest: backup_mod.Manifest, out: Output, cfg: Config,
+    again: bool = False,
+) -> Step:  # fmt: skip
     """Each volume of the backup, made and filled from its archive; a home or group folder goes
     into DISK_STORE (when set) with the size the roster gives it, else DISK_LIMIT or
-    GROUP_DISK_LIMIT."""
+    GROUP_DISK_LIMIT. `again`: finishing an interrupted restore, whose volumes are filled again."""
     total = len(manifest.volumes)
     settings = cfg.settings
     sizes = {name: size for name, (_, size) in disks.wanted(settings, cfg.roster).items()}
@@ -653,10 +691,13 @@ def _restore_volumes_step(
             archive = source / backup_mod.VOLUMES / f"{volume}.tar.gz"
             size = sizes.get(volume, defaults.get(kind))
             store = settings.disk_store if size is not None else ""
-            rt.restore_volume(volume, kind, archive, store, size or 0)
+            rt.restore_volume(volume, kind, archive, store, size or 0, again)
             out.progress("restoring volumes", index, total)
 
     where = f", homes and group folders into {settings.disk_store}" if settings.disk_store else ""
+    if again:
+        state = "some made by the interrupted restore"
+        return Step(f"{total} volume(s)", state, f"create or fill again{where}", run)
     return Step(f"{total} volume(s)", "missing on this engine", f"create and fill{where}", run)
 
 
@@ -941,6 +982,7 @@ def engine(environ: Mapping[str, str], out: Output) -> None:
 @changes("up")
 def up(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
     """Start what `down` stopped: the network, the hub container, the hub's users and groups."""
+    backup_mod.refuse_while_restoring(paths)
     cfg = load(paths, environ, out)
     rt = runtime(environ, cfg.settings.hub_name)
     wanted = {image.what: image.tag for image in components.images(cfg.settings)}

@@ -183,19 +183,23 @@ class Runtime(Protocol):
     def save_database(self, settings: Settings, folder: Path) -> Path:
         """A consistent copy of the hub's database in `folder` (the hub keeps running)."""
 
-    def restore_database(self, settings: Settings, copy: Path) -> None:
+    def restore_database(self, settings: Settings, copy: Path, again: bool = False) -> None:
         """Load a copy into the hub's new database: sqlite into a new data volume, a dump into
-        PostgreSQL (running, empty, before the hub first starts)."""
+        PostgreSQL (running, empty, before the hub first starts). `again`: after a restore that
+        was interrupted, over whatever it had loaded."""
 
     # --- students' files ---
     def save_volume(self, name: str, target: Path) -> int:
         """The volume as a gzip'd tar (owners, modes, times kept) at `target`; bytes read."""
 
     def restore_volume(
-        self, name: str, kind: str, archive: Path, store: str = "", size: int = 0
-    ) -> None:
+        self, name: str, kind: str, archive: Path, store: str = "", size: int = 0,
+        again: bool = False,
+    ) -> None:  # fmt: skip
         """Make the volume (in DISK_STORE `store` with the size limit `size`, when given) and
-        fill it from `archive`; removed again when that fails. Never writes over a folder."""
+        fill it from `archive`; removed again when that fails. Never writes over a folder,
+        except with `again`: a volume this same restore made before it was interrupted is
+        filled again (the archive's files over the part it had written)."""
 
     # --- user servers ---
     def missing_group_images(self, roster: Roster) -> list[str]:

@@ -301,10 +301,10 @@ class FakeEngine:
         target.write_bytes(self.volumes[volume].files[source])
         return target
 
-    def restore_database(self, settings: Settings, copy: Path) -> None:
+    def restore_database(self, settings: Settings, copy: Path, again: bool = False) -> None:
         if components.has(settings, Part.DATABASE):
             postgres = self.volumes[names.db_volume(self.hub)]
-            if postgres.files:
+            if postgres.files and not again:
                 raise UserError("pg_restore failed: the database is not empty")
             postgres.files[PG_DATA] = copy.read_bytes()
         else:
@@ -327,9 +327,10 @@ class FakeEngine:
         return len(buffer.getvalue())
 
     def restore_volume(
-        self, name: str, kind: str, archive: Path, store: str = "", size: int = 0
-    ) -> None:
-        if name in self.volumes:
+        self, name: str, kind: str, archive: Path, store: str = "", size: int = 0,
+        again: bool = False,
+    ) -> None:  # fmt: skip
+        if name in self.volumes and not again:
             raise UserError(f"volume {name} exists; restore never writes over one")
         with tarfile.open(archive, mode="r:gz") as tar:
             files = {

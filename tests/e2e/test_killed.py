@@ -33,6 +33,7 @@ from tests.conftest import plan_rows
 from .conftest import Hub, engine_environ, free_port, new_checkout, read_passwords, set_env, sweep
 
 ROSTER = "hub-admin admin\nann team\nbob team\ncarl\n"
+KEPT: dict[str, str] = {}  # what a test made for a later one to find
 
 
 @dataclass
@@ -216,7 +217,7 @@ def test_setup_killed_while_copying_the_database_into_postgresql_copies_it_again
     assert ann.login(victim.passwords["ann"]).status_code == 302
     made = ann.hub_api("POST", "/users/ann/tokens", json={"note": "kept"})
     assert made.status_code == 201, made.text
-    token = made.json()["token"]
+    token = KEPT["ann token"] = made.json()["token"]
     set_env(victim.paths, {"HUB_DB": "postgres"})
     kind = {names.LABEL_HUB: victim.name, names.LABEL_KIND: "db-move"}
     killed = kill_when(victim, ["setup"], is_("container", "start", **kind))
@@ -267,6 +268,52 @@ def test_a_killed_backup_is_never_taken_for_one_and_the_next_completes(victim: H
     checked = victim.invoke("restore", "--dry-run", str(folder))
     assert "every file matches its checksum" in checked.stdout, checked.stdout + checked.stderr
     settled(victim)
+
+
+def test_a_restore_killed_twice_is_finished_by_the_third(victim: Hub, tmp_path):
+    home = names.user_volume(victim.name, "bob")
+    victim.client.containers.run(
+        victim.image, ["sh", "-c", "echo 'a term of work' > /v/notes.txt"], entrypoint=[],
+        user="1000:100", volumes={home: {"bind": "/v", "mode": "rw"}}, remove=True,
+    )  # fmt: skip
+    folder = tmp_path / "term"
+    completes(victim, "backup", "--to", str(folder))
+    completes(victim, "destroy", "--yes")
+    ours = {names.LABEL_HUB: victim.name}
+    helpers = []
+
+    def third_volume(event: dict) -> bool:
+        if is_("container", "create", **ours, **{names.LABEL_KIND: "helper"})(event):
+            helpers.append(event)
+        return len(helpers) == 3
+
+    killed = kill_when(victim, ["restore", str(folder)], third_volume)
+    assert "-> 7 volume(s): create and fill" in killed.output, killed.output[-2000:]
+    refused = victim.invoke("setup")
+    assert refused.returncode == 1 and "did not finish: run invoke restore" in refused.stderr
+    assert f"The restore of {folder} did not finish" in victim.invoke("status").stdout
+
+    # Killed again, while PostgreSQL loads the database: loaded again over what it had.
+    def loading(event: dict) -> bool:
+        return (
+            event.get("Type") == "container"
+            and event.get("Action", "").startswith("exec_start: pg_restore")
+            and event["Actor"]["Attributes"].get(names.LABEL_HUB) == victim.name
+        )
+
+    killed = kill_when(victim, ["restore", str(folder)], loading)
+    assert "Finishing the restore of this backup that was interrupted" in killed.output
+    output = completes(victim, "restore", str(folder))
+    assert "Finishing the restore" in output
+    settled(victim)
+    assert "restore" not in victim.invoke("status").stdout.lower()
+    said = victim.client.containers.run(victim.image, ["cat", "/v/notes.txt"], entrypoint=[],
+                                        volumes={home: {"bind": "/v", "mode": "ro"}}, remove=True)  # fmt: skip
+    assert said.decode() == "a term of work\n"
+    # ann's token, in the database only, works again: the dump was loaded whole.
+    me = requests.get(f"{victim.url}hub/api/user", timeout=30,
+                      headers={"Authorization": f"token {KEPT['ann token']}"})  # fmt: skip
+    assert me.status_code == 200 and me.json()["name"] == "ann", me.text
 
 
 def victim_api(hub: Hub, method: str, path: str, **kwargs) -> requests.Response:

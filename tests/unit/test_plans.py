@@ -14,6 +14,7 @@ import pytest
 
 from classhub import commands, names
 from classhub.console import Output
+from classhub.errors import UserError
 from classhub.paths import Paths
 from classhub.runtime.fake import FakeEngine
 from tests.conftest import PROJECT, clean_environ, make_checkout, plan_rows
@@ -244,6 +245,45 @@ def test_archive_backs_up_then_removes_the_containers_and_keeps_every_volume(
         f"create container {names.hub_container(HUB)}",
     ]
     assert engine.users == {"ann", "bob", "hub-admin"}
+
+
+@pytest.mark.parametrize("hub_db", ["sqlite", "postgres"])
+def test_a_restore_cut_short_is_finished_by_the_next_and_nothing_else_runs_meanwhile(
+    clone: Paths, engine: FakeEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_db: str
+):
+    settings = env(HUB_DB=hub_db)
+    run(commands.setup, clone, settings)
+    home = names.user_volume(HUB, "bob")
+    engine.volumes[home].files["notes.ipynb"] = b'{"cells": []}'
+    folder = tmp_path / "backup"
+    run(commands.backup, clone, settings, folder=str(folder))
+    run(commands.destroy, clone, settings, yes=True)
+    # Cut short while filling bob's home (the last volume but one), as SIGKILL would.
+    fill = engine.restore_volume
+
+    def cut(name, *args, **kwargs):
+        fill(name, *args, **kwargs)
+        if name == home:
+            engine.volumes[name].files.popitem()  # half written
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "restore_volume", cut)
+    with pytest.raises(KeyboardInterrupt):
+        run(commands.restore, clone, settings, folder=str(folder))
+    monkeypatch.setattr(engine, "restore_volume", fill)
+    with pytest.raises(UserError, match="did not finish: run invoke restore .* again"):
+        run(commands.setup, clone, settings)
+    status = io.StringIO()
+    commands.status(clone, settings, Output(status, io.StringIO()))
+    assert f"The restore of {folder} did not finish" in status.getvalue()
+    printed = run(commands.restore, clone, settings, folder=str(folder))
+    assert "Finishing the restore of this backup that was interrupted" in printed
+    assert engine.volumes[home].files == {"notes.ipynb": b'{"cells": []}'}
+    assert engine.users == {"ann", "bob", "hub-admin"}
+    assert not (clone.state_dir / "restoring.json").exists()
+    assert "Nothing to change" in run(commands.setup, clone, settings)
+    with pytest.raises(UserError, match="already exist and restore never writes over one"):
+        run(commands.restore, clone, settings, folder=str(folder))  # finished: never again
 
 
 def test_postgres_backup_and_restore_load_the_dump_into_a_new_database(

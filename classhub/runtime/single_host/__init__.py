@@ -190,11 +190,11 @@ class SingleHost:
             return database.save_postgres(self.client, self.hub, folder)
         return database.save_sqlite(self.client, self.hub, folder)
 
-    def restore_database(self, settings: Settings, copy: Path) -> None:
+    def restore_database(self, settings: Settings, copy: Path, again: bool = False) -> None:
         if components.has(settings, Part.DATABASE):
-            database.restore_postgres(self.client, self.hub, copy)
+            database.restore_postgres(self.client, self.hub, copy, again)
         else:
-            database.restore_sqlite(self.client, self.hub, copy)
+            database.restore_sqlite(self.client, self.hub, copy, again)
 
     # --- students' files ---
     def save_volume(self, name: str, target: Path) -> int:
@@ -211,9 +211,18 @@ class SingleHost:
         return read
 
     def restore_volume(
-        self, name: str, kind: str, archive: Path, store: str = "", size: int = 0
-    ) -> None:
+        self, name: str, kind: str, archive: Path, store: str = "", size: int = 0,
+        again: bool = False,
+    ) -> None:  # fmt: skip
         client, hub = self.client, self.hub
+        if again and name in stack.volume_names(client):
+            with (
+                database.volume_helper(client, hub, name, "rw") as container,
+                archive.open("rb") as data,
+            ):
+                if not container.put_archive("/", data):
+                    raise UserError(f"{archive}: Docker did not accept it")
+            return
         if store:
             (made,), new_folders = disks.make(client, hub, store, {name: (kind, size)})
             if not new_folders:

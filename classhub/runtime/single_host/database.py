@@ -147,9 +147,15 @@ def save_postgres(client: docker.DockerClient, hub: str, folder: Path) -> Path:
     return folder / DUMP_FILE
 
 
-def restore_sqlite(client: docker.DockerClient, hub: str, copy: Path) -> None:
-    """Create the hub's data volume holding the database copy (removed again if that fails)."""
-    made = client.volumes.create(names.hub_data_volume(hub), labels=names.labels(hub, "data"))
+def restore_sqlite(client: docker.DockerClient, hub: str, copy: Path, again: bool = False) -> None:
+    """Create the hub's data volume holding the database copy (removed again if that fails);
+    `again`: the volume an interrupted restore made is filled again."""
+    volume = names.hub_data_volume(hub)
+    if again and volume in stack.volume_names(client):
+        with volume_helper(client, hub, volume, "rw") as container:
+            container.put_archive("/v", _tar_of(copy, SQLITE_FILE))
+        return
+    made = client.volumes.create(volume, labels=names.labels(hub, "data"))
     try:
         with volume_helper(client, hub, made.name, "rw") as container:
             container.put_archive("/v", _tar_of(copy, SQLITE_FILE))
@@ -158,12 +164,16 @@ def restore_sqlite(client: docker.DockerClient, hub: str, copy: Path) -> None:
         raise
 
 
-def restore_postgres(client: docker.DockerClient, hub: str, dump: Path) -> None:
-    """Load a dump into the hub's new, empty PostgreSQL (running, before the hub first starts)."""
+def restore_postgres(
+    client: docker.DockerClient, hub: str, dump: Path, again: bool = False
+) -> None:
+    """Load a dump into the hub's new, empty PostgreSQL (running, before the hub first starts);
+    `again`: over what an interrupted load left (each object of the dump dropped first)."""
     container = _db(client, hub)
     container.put_archive("/tmp", _tar_of(dump, DUMP_FILE, uid=_postgres_uid(container)))
+    clean = ["--clean", "--if-exists"] if again else []
     try:
-        _exec(container, ["pg_restore", "--exit-on-error", "--no-owner", "-U", DB_USER,
+        _exec(container, ["pg_restore", "--exit-on-error", "--no-owner", *clean, "-U", DB_USER,
                           "-d", DB_NAME, f"/tmp/{DUMP_FILE}"], "pg_restore")  # fmt: skip
     finally:
         container.exec_run(["rm", "-f", f"/tmp/{DUMP_FILE}"], user="root")
