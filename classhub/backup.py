@@ -280,9 +280,7 @@ def existing_volumes(rt: Runtime, hub: str, manifest: Manifest) -> list[str]:
 
 
 RESTORING = "restoring.json"  # in state/ while a restore is under way; gone once it finished
-
-
-RESTORING_DATA, ONLY_SETUP_LEFT = "restoring", "setup"  # a restore's stages
+RESTORING_DATA, ONLY_SETUP_LEFT = "restoring", "setup"  # its stages
 
 
 def begin_restore(

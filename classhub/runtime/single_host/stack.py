@@ -36,6 +36,7 @@ from typing import Any
 import docker
 import docker.errors
 import docker.types
+import requests.exceptions
 
 from ... import components, hubfile, names, neighbours, render, tls, wait
 from ...components import Component, Part
@@ -231,16 +232,19 @@ def create_volumes(
     # One call makes the container and its volumes (labelled, from the mounts): until it has run
     # and is removed, it is the record that those volumes still lack their owner, which a run
     # killed in between leaves for the next (finish_volumes) and for status.
-    container = client.containers.create(
-        image, entrypoint=["sh", "-c"], command=[" && ".join(commands)], user="0", mounts=mounts,
-        network_disabled=True, labels=names.labels(hub, PREPARE),
-    )  # fmt: skip
     try:
+        container = client.containers.create(
+            image, entrypoint=["sh", "-c"], command=[" && ".join(commands)], user="0",
+            mounts=mounts, network_disabled=True, labels=names.labels(hub, PREPARE),
+        )  # fmt: skip
         _prepare(container)
-    except UserError:
+    except (docker.errors.DockerException, UserError) as exc:
+        for leftover in hub_objects(client, hub, PREPARE):
+            leftover.remove(force=True)
         for name in todo:  # new and empty: removing them loses nothing
-            client.volumes.get(name).remove(force=True)
-        raise
+            with contextlib.suppress(docker.errors.NotFound):
+                client.volumes.get(name).remove(force=True)
+        raise UserError(f"preparing {len(todo)} new volume(s) failed: {exc}") from None
     echo(f"   created {len(todo)} volume(s), owned by jovyan (1000:100)")
 
 
@@ -260,23 +264,26 @@ def finish_volumes(client: docker.DockerClient, hub: str, echo: Echo) -> None:
     container runs (again: chown and chmod do the same twice) and goes."""
     for container in hub_objects(client, hub, PREPARE):
         count = len(container.attrs["HostConfig"].get("Mounts") or [])
-        _prepare(container)
+        try:
+            _prepare(container)
+        except (docker.errors.DockerException, UserError) as exc:
+            raise UserError(f"giving {count} volume(s) an interrupted run made their owner "
+                            f"failed: {exc}") from None  # fmt: skip
         echo(f"   gave {count} volume(s) an interrupted run had made their owner (1000:100)")
 
 
 def _prepare(container) -> None:
-    """Run a prepare-volumes container to its end, then remove it; UserError if it failed."""
+    """Run a prepare-volumes container to its end, then remove it. When it fails, a UserError,
+    and the container stays: the record that its volumes still lack their owner."""
     try:
         container.start()
         status = container.wait(timeout=300)["StatusCode"]
         said = container.logs().decode("utf-8", "replace").strip()
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         status, said = -1, str(exc)
-    finally:
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
     if status != 0:
-        raise UserError(f"giving new volumes their owner failed: {said[-500:]}")
+        raise UserError(f"chown and chmod said: {said[-500:]}")
+    container.remove(force=True)
 
 
 # --- the hub's containers: firewall, Docker socket proxy, hub ------------------------------------
