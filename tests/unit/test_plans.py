@@ -271,7 +271,7 @@ def test_a_restore_cut_short_is_finished_by_the_next_and_nothing_else_runs_meanw
     with pytest.raises(KeyboardInterrupt):
         run(commands.restore, clone, settings, folder=str(folder))
     monkeypatch.setattr(engine, "restore_volume", fill)
-    with pytest.raises(UserError, match="did not finish: run invoke restore .* again"):
+    with pytest.raises(UserError, match=r"did not finish: run invoke restore .* again"):
         run(commands.setup, clone, settings)
     status = io.StringIO()
     commands.status(clone, settings, Output(status, io.StringIO()))
