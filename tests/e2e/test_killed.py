@@ -12,6 +12,7 @@ the hub the one before left.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 import signal
@@ -22,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import docker
 import pytest
 import requests
 
@@ -106,19 +106,24 @@ def completes(hub: Hub, *args: str) -> str:
 
 
 def settled(hub: Hub) -> None:
-    """The run after the one that completed changes nothing, and every object of the engine is
-    either another hub's or labelled as this hub's."""
+    """The run after the one that completed changes nothing, and every object the engine made
+    since these tests began is labelled as a hub's."""
     assert "Nothing to change" in completes(hub, "setup")
-    assert unlabelled(hub.client) == []
+    assert unlabelled(hub) == []
 
 
-def unlabelled(client: docker.DockerClient) -> list[str]:
-    """Containers and volumes that carry no hub's label (all of classhub's do; so do the shared
-    test hub's; a killed build's leftovers would not)."""
-    found = [f"container {c.name} ({c.status})" for c in client.containers.list(all=True)
-             if names.LABEL_HUB not in c.labels]  # fmt: skip
-    found += [f"volume {v.name}" for v in client.volumes.list()
-              if names.LABEL_HUB not in (v.attrs.get("Labels") or {})]  # fmt: skip
+def unlabelled(hub: Hub) -> list[str]:
+    """Containers and volumes made since the victim's tests began that carry no hub's label (all
+    of classhub's do; a killed build's leftovers, say, would not)."""
+    began = dt.datetime.fromtimestamp(hub.figures["began"], dt.timezone.utc)
+
+    def new(created: str) -> bool:
+        return dt.datetime.fromisoformat(created) >= began
+
+    found = [f"container {c.name} ({c.status})" for c in hub.client.containers.list(all=True)
+             if new(c.attrs["Created"]) and names.LABEL_HUB not in c.labels]  # fmt: skip
+    found += [f"volume {v.name}" for v in hub.client.volumes.list()
+              if new(v.attrs["CreatedAt"]) and names.LABEL_HUB not in (v.attrs.get("Labels") or {})]  # fmt: skip
     return found
 
 
@@ -143,13 +148,12 @@ def victim(hub: Hub, tmp_path_factory) -> Hub:
     port = free_port()
     paths = new_checkout(tmp_path_factory.mktemp("killed") / "clone", name, port, ROSTER)
     try:
-        yield Hub(name, paths, port, {}, hub.client)
+        yield Hub(name, paths, port, {}, hub.client, figures={"began": time.time() - 1})
     finally:
         sweep(hub.client, name)
 
 
 def test_setup_killed_while_making_the_volumes_finishes_them_the_next_time(victim: Hub):
-    assert unlabelled(victim.client) == []  # nothing is left by the tests before
     home = names.user_volume(victim.name, "ann")
     killed = kill_when(victim, ["setup"], is_("volume", "create", home))
     assert "-> user volumes (homes): create" in killed.output
@@ -157,7 +161,7 @@ def test_setup_killed_while_making_the_volumes_finishes_them_the_next_time(victi
     state, _ = status_rows(victim)["user volumes (homes)"]
     assert "made by an interrupted run, without their owner yet" in state, state
     assert owner_and_mode(victim, home).startswith("0:0 ")
-    assert unlabelled(victim.client) == []
+    assert unlabelled(victim) == []
     completes(victim, "setup")
     for user in ("hub-admin", "ann", "bob", "carl"):
         assert owner_and_mode(victim, names.user_volume(victim.name, user)) == "1000:100 755"
