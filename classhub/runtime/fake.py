@@ -370,7 +370,7 @@ class FakeEngine:
 
     def stop_all(self, echo: Echo) -> int:
         count = 0
-        for part in (Part.HUB, Part.DATABASE, Part.SOCKET_PROXY, Part.FIREWALL):  # as stack's
+        for part in reversed(Part):  # as stack's: the reverse of the start order
             for container in self._of(part):
                 if container.status == "running":
                     self.stop_container(container.name)

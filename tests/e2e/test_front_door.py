@@ -219,3 +219,19 @@ def test_the_administrators_certificate_replaces_the_self_signed_one(front, tmp_
     assert f"nginx {name}-nginx" in result.stdout and "replace" in result.stdout
     served = ssl.get_server_certificate(("127.0.0.1", https))
     assert served.strip() == cert.read_text().strip()
+
+
+def test_down_stops_the_front_door_too_and_up_brings_it_back(hub: Hub, front):
+    name, https, _, paths, _ = front
+    down = invoke(paths, "down", env=engine_environ(), timeout=300)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert f"stopping the front door {name}-nginx" in down.stdout
+    assert hub.client.containers.get(f"{name}-nginx").status == "exited"
+    with pytest.raises(OSError):  # nothing answers on the students' port
+        socket.create_connection(("127.0.0.1", https), timeout=5).close()
+    up = invoke(paths, "up", env=engine_environ(), timeout=600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        page = requests.get(f"https://127.0.0.1:{https}/{name}/hub/login", verify=False)
+    assert page.status_code == 200

@@ -167,6 +167,21 @@ def test_down_stops_and_up_starts_the_same_containers_without_making_any(
     assert made(engine, before) == []
 
 
+def test_down_stops_every_component_of_a_full_hub_in_the_reverse_of_their_start(
+    clone: Paths, engine: FakeEngine
+):
+    full = env(HUB_DB="postgres", PROXY="nginx")
+    run(commands.setup, clone, full)
+    before = len(engine.events)
+    run(commands.down, clone, full)
+    order = [names.nginx_container(HUB), names.hub_container(HUB), names.db_container(HUB),
+             names.socket_proxy_container(HUB), names.firewall_container(HUB)]  # fmt: skip
+    assert made(engine, before) == [f"stop container {name}" for name in order]
+    before = len(engine.events)
+    run(commands.up, clone, full)
+    assert made(engine, before) == [f"start container {name}" for name in reversed(order)]
+
+
 def test_a_changed_hub_setting_replaces_the_hub_container_only(clone: Paths, engine: FakeEngine):
     run(commands.setup, clone, env())
     before = len(engine.events)

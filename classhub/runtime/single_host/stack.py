@@ -648,14 +648,20 @@ def hub_objects(client: docker.DockerClient, hub: str, kind: str) -> list:
 
 
 def stop_all(client: docker.DockerClient, hub: str, echo: Echo) -> int:
-    """Stop the hub, every user container (removed: their data lives in volumes), the database,
-    the socket proxy and the firewall (whose rules stay in the kernel, so nothing opens up meanwhile)."""
+    """Stop the front door (PROXY=nginx) and the hub, every user container (removed: their data
+    lives in volumes), then the hub's other components in the reverse of their start order: the
+    database, the socket proxy and the firewall (whose rules stay in the kernel, so nothing opens
+    up meanwhile)."""
     count = 0
-    for container in hub_objects(client, hub, "hub"):
-        if container.status == "running":
-            echo(f"-> stopping the hub container {container.name}")
-            container.stop(timeout=20)
-            count += 1
+    for kind, what in (
+        (Part.FRONT_DOOR.value, "the front door "),
+        (Part.HUB.value, "the hub container "),
+    ):
+        for container in hub_objects(client, hub, kind):
+            if container.status == "running":
+                echo(f"-> stopping {what}{container.name}")
+                container.stop(timeout=20)
+                count += 1
     for container in hub_objects(client, hub, "user"):
         echo(f"-> stopping and removing {container.name} (the home volume stays)")
         container.stop(timeout=20)
@@ -664,7 +670,8 @@ def stop_all(client: docker.DockerClient, hub: str, echo: Echo) -> int:
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
         count += 1
-    for kind in ("db", "socket-proxy", "firewall"):
+    rest = [part for part in reversed(Part) if part not in (Part.FRONT_DOOR, Part.HUB)]
+    for kind in (part.value for part in rest):
         for container in hub_objects(client, hub, kind):
             if container.status == "running":
                 echo(f"-> stopping {container.name}")
