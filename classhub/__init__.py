@@ -9,8 +9,9 @@ How data flows, and where each part is:
     inputs/       .env and userlist, read and checked (settings, roster) -> Config
     components    which parts this hub has (hub, socket proxy, firewall, database, nginx)
     deploy, plan  the plans: the ordered steps that bring host and engine in line with Config
-    runtime/      the engine behind the plans: the Runtime protocol, single_host/ (Docker, the
-                  only code that imports docker-py) and fake (in memory, for unit tests)
+    runtime/      the engine behind the plans: the Runtime protocol, single_host/ (Docker),
+                  swarm/ (Docker Swarm mode, under way; these two alone import docker-py) and
+                  fake (in memory, for unit tests)
     commands      one function per task: load, plan, apply, report
     hubfile,      the contract with the hub: the hub file's format and every Docker name (the
     names         hub image copies these two; standard library only)
