@@ -2,7 +2,7 @@
 
 One hub of its own, set up from a new checkout and killed in turn: while it makes the students'
 volumes, while it rebuilds the class's image, while the hub starts, while the hub's database is
-copied into PostgreSQL, and during a backup. Each kill comes the moment the engine reports the
+copied into PostgreSQL, during a backup, and twice during a restore. Each kill comes the moment the engine reports the
 step under way (Docker's event stream), to the task's whole process group, as an administrator's
 lost SSH session or the OOM killer would. After each: `status` tells the truth, the next run
 completes, a run after that changes nothing, every object the engine made carries the hub's
@@ -176,7 +176,7 @@ def a_build_step(event: dict) -> bool:
     return (
         event.get("Type") == "container"
         and event.get("Action") == "create"
-        and (image.startswith("sha256:"))
+        and image.startswith("sha256:")
     )
 
 

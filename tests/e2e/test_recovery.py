@@ -123,7 +123,8 @@ def test_the_hub_killed_while_ten_students_start_comes_back_and_each_gets_a_serv
         # yet, so the hub has no record of that container; others wait in line, some are ready.
         flt = {"type": "container", "event": "start", "label": f"{names.LABEL_KIND}=user"}
         events = crashed.client.events(decode=True, since=int(time.time()), filters=flt)
-        threading.Timer(120, events.close).start()  # no start at all: fail below, not hang
+        timer = threading.Timer(120, events.close)  # no start at all: fail below, not hang
+        timer.start()
         threads = [threading.Thread(target=start, args=(user,)) for user in STUDENTS]
         for thread in threads:
             thread.start()
@@ -134,11 +135,12 @@ def test_the_hub_killed_while_ten_students_start_comes_back_and_each_gets_a_serv
                 if len(started) == 3:
                     os.kill(hub_container.attrs["State"]["Pid"], signal.SIGKILL)
                     break
+        timer.cancel()
         events.close()
         assert len(started) == 3, "the students' servers did not start"
         for thread in threads:
             thread.join(timeout=300)
-        print("while the hub died:", outcomes)
+        print("while the hub died:", outcomes)  # in the report when the test fails
         wait_until_the_hub_answers(crashed)
         hub_container.reload()
         assert hub_container.attrs["RestartCount"] >= 1  # Docker brought it back, nobody else
