@@ -355,26 +355,21 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def _row(name: str, values: list[float], tried: int) -> tuple[str, str, str, str, str]:
+    """A row of the summary: median, 95th percentile and max seconds, and how many were done."""
+    if not values:
+        return (name, "-", "-", "-", f"0/{tried}")
+    return (name, f"{statistics.median(values):.2f}s", f"{percentile(values, 0.95):.2f}s",
+            f"{max(values):.2f}s", f"{len(values)}/{tried}")  # fmt: skip
+
+
 def summary(timings: list[Timing]) -> str:
     rows = [("PHASE", "MEDIAN", "95TH", "MAX", "DONE")]
-    for phase in PHASES:
-        values = _phase_values(timings, phase)
-        if values:
-            rows.append((phase, f"{statistics.median(values):.2f}s",
-                         f"{percentile(values, 0.95):.2f}s", f"{max(values):.2f}s",
-                         f"{len(values)}/{len(timings)}"))  # fmt: skip
-        else:
-            rows.append((phase, "-", "-", "-", f"0/{len(timings)}"))
+    rows += [_row(phase, _phase_values(timings, phase), len(timings)) for phase in PHASES]
     cells = [value for t in timings for value in t.cell_times]
     cell_failures = [(t.user, failure) for t in timings for failure in t.cell_failures]
     if cells or cell_failures:
-        ran = len(cells) + len(cell_failures)
-        if cells:
-            rows.append(("each cell", f"{statistics.median(cells):.2f}s",
-                         f"{percentile(cells, 0.95):.2f}s", f"{max(cells):.2f}s",
-                         f"{len(cells)}/{ran}"))  # fmt: skip
-        else:
-            rows.append(("each cell", "-", "-", "-", f"0/{ran}"))
+        rows.append(_row("each cell", cells, len(cells) + len(cell_failures)))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=True)) for row in rows]
     waited = sum(t.waited for t in timings)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -35,14 +35,8 @@ UNMASKED = {"MaskedPaths": [], "ReadonlyPaths": []}
 
 @dataclass
 class Swarm:
-    name: str
     manager: docker.DockerClient  # the swarm's API, as classhub would reach it
-    nodes: dict[str, docker.DockerClient] = field(default_factory=dict)  # hostname -> its engine
-    containers: dict[str, str] = field(default_factory=dict)  # hostname -> container on the host
-
-    @property
-    def workers(self) -> list[str]:
-        return [host for host in self.nodes if host != "manager"]
+    nodes: dict[str, docker.DockerClient]  # hostname -> its engine
 
 
 def node_image(client: docker.DockerClient) -> str:
@@ -78,7 +72,6 @@ def nested_swarm(client: docker.DockerClient, name: str, workers: int = 2) -> It
     labels = {names.LABEL_HUB: name, names.LABEL_KIND: "test-node"}
     image = node_image(client)
     network = client.networks.create(f"{name}-nodes", labels=labels)
-    swarm = None
     try:
         engines = {}
         for host in ["manager"] + [f"worker{index}" for index in range(1, workers + 1)]:
@@ -101,8 +94,7 @@ def nested_swarm(client: docker.DockerClient, name: str, workers: int = 2) -> It
         for host, (_, engine) in engines.items():
             if host != "manager":
                 engine.swarm.join([f"{address}:2377"], token, advertise_addr=None)
-        swarm = Swarm(name, manager, {h: e for h, (_, e) in engines.items()},
-                      {h: c.name for h, (c, _) in engines.items()})  # fmt: skip
+        swarm = Swarm(manager, {h: e for h, (_, e) in engines.items()})
         deadline = time.monotonic() + 60
         while sum(n.attrs["Status"]["State"] == "ready" for n in manager.nodes.list()) < len(
             engines

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 import requests
@@ -36,24 +35,17 @@ ROSTER = "hub-admin admin\nann team\nbob team\ncarl\n"
 KEPT: dict[str, str] = {}  # what a test made for a later one to find
 
 
-@dataclass
-class Killed:
-    output: str  # what the task printed before it was killed
-    event: dict  # the engine's event that set the kill off
-
-
-def kill_when(hub: Hub, args: list[str], when: Callable[[dict], bool], timeout: float = 900):
+def kill_when(hub: Hub, args: list[str], when: Callable[[dict], bool], timeout: float = 900) -> str:
     """Run `invoke ARGS` in the hub's checkout and SIGKILL its process group the moment the engine
-    reports an event `when` accepts. Fails if the task ends before such an event."""
+    reports an event `when` accepts; what it printed until then. Fails if the task ends before
+    such an event."""
     events = hub.client.events(decode=True, since=int(time.time()) - 1)
-    seen: list[dict] = []
     matched = threading.Event()
 
     def watch() -> None:
         try:
             for event in events:
                 if when(event):
-                    seen.append(event)
                     matched.set()
                     return
         except Exception:  # the stream closed below
@@ -80,7 +72,7 @@ def kill_when(hub: Hub, args: list[str], when: Callable[[dict], bool], timeout: 
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert process.returncode == -signal.SIGKILL
-    return Killed(output, seen[0])
+    return output
 
 
 def is_(kind: str, action: str, actor: str = "", **attributes: str) -> Callable[[dict], bool]:
@@ -156,7 +148,7 @@ def victim(hub: Hub, tmp_path_factory) -> Hub:
 def test_setup_killed_while_making_the_volumes_finishes_them_the_next_time(victim: Hub):
     home = names.user_volume(victim.name, "ann")
     killed = kill_when(victim, ["setup"], is_("volume", "create", home))
-    assert "-> user volumes (homes): create" in killed.output
+    assert "-> user volumes (homes): create" in killed
     # The volumes exist, labelled, but their owner is still root: status says so.
     state, _ = status_rows(victim)["user volumes (homes)"]
     assert "made by an interrupted run, without their owner yet" in state, state
@@ -186,7 +178,7 @@ def test_setup_killed_while_rebuilding_the_image_keeps_the_old_one_and_rebuilds(
     requirements = victim.paths.root / "singleuser" / "requirements.txt"
     requirements.write_text(requirements.read_text() + f"# edited {secrets.token_hex(4)}\n")
     killed = kill_when(victim, ["setup"], a_build_step)
-    assert f"-> notebook image {victim.image}: rebuild" in killed.output
+    assert f"-> notebook image {victim.image}: rebuild" in killed
     assert victim.client.images.get(victim.image).id == before  # the old one still serves
     state, action = status_rows(victim)[f"notebook image {victim.image}"]
     assert action == "rebuild", (state, action)
@@ -200,7 +192,7 @@ def test_setup_killed_while_the_hub_restarts_brings_the_roster_in_the_next_time(
     (victim.paths.root / "userlist").write_text(ROSTER + "dora team\n")
     set_env(victim.paths, {"CULL_IDLE_TIMEOUT": "2h"})
     killed = kill_when(victim, ["setup"], is_("container", "start", name=victim.name))
-    assert f"-> hub container {victim.name}: replace" in killed.output
+    assert f"-> hub container {victim.name}: replace" in killed
     # Status says the hub is starting while it is, then that dora is not in it yet.
     deadline = time.monotonic() + 120
     while (row := status_rows(victim)["hub users and groups"])[0] == "hub not answering yet":
@@ -225,7 +217,7 @@ def test_setup_killed_while_copying_the_database_into_postgresql_copies_it_again
     set_env(victim.paths, {"HUB_DB": "postgres"})
     kind = {names.LABEL_HUB: victim.name, names.LABEL_KIND: "db-move"}
     killed = kill_when(victim, ["setup"], is_("container", "start", **kind))
-    assert "-> hub database: copy every row into PostgreSQL" in killed.output
+    assert "-> hub database: copy every row into PostgreSQL" in killed
     state, _ = status_rows(victim)["hub database"]
     assert "a copy into PostgreSQL was begun and did not finish" in state, state
     # The hub, started by hand meanwhile, refuses PostgreSQL while the sqlite file is the data.
@@ -259,7 +251,7 @@ def test_a_killed_backup_is_never_taken_for_one_and_the_next_completes(victim: H
         return len(helpers) == 3
 
     killed = kill_when(victim, ["backup", "--to", str(folder)], third_volume)
-    assert f"Backing up the whole hub ({victim.name}) to {folder}" in killed.output
+    assert f"Backing up the whole hub ({victim.name}) to {folder}" in killed
     partial = folder.with_name(folder.name + ".partial")
     assert not folder.exists() and partial.is_dir()
     refused = victim.invoke("restore", "--dry-run", str(partial))
@@ -292,7 +284,7 @@ def test_a_restore_killed_twice_is_finished_by_the_third(victim: Hub, tmp_path):
         return len(helpers) == 3
 
     killed = kill_when(victim, ["restore", str(folder)], third_volume)
-    assert "-> 7 volume(s): create and fill" in killed.output, killed.output[-2000:]
+    assert "-> 7 volume(s): create and fill" in killed, killed[-2000:]
     refused = victim.invoke("setup")
     assert refused.returncode == 1 and "did not finish: run invoke restore" in refused.stderr
     assert f"The restore of {folder} did not finish" in victim.invoke("status").stdout
@@ -306,7 +298,7 @@ def test_a_restore_killed_twice_is_finished_by_the_third(victim: Hub, tmp_path):
         )
 
     killed = kill_when(victim, ["restore", str(folder)], loading)
-    assert "Finishing the restore of this backup that was interrupted" in killed.output
+    assert "Finishing the restore of this backup that was interrupted" in killed
     output = completes(victim, "restore", str(folder))
     assert "Finishing the restore" in output
     settled(victim)
