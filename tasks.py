@@ -239,6 +239,27 @@ def restart_server(c, name, group=False):
         commands.restart_server(PATHS, os.environ, Output(), name, group)
 
 
+@task(help={"host": "the server: HOST, USER@HOST or USER@HOST:PORT, as ssh reaches it"})
+def add_node(c, host):
+    """Check a server (engine, settings, shared storage) and join it to this server's swarm."""
+    with user_errors():
+        commands.add_node(PATHS, os.environ, Output(), host)
+
+
+@task(help={"host": "the node: its hostname (invoke status) or the address add-node was given"})
+def drain_node(c, host):
+    """Start nothing new on a node; wait until its servers have stopped. Files stay."""
+    with user_errors():
+        commands.drain_node(PATHS, os.environ, Output(), host)
+
+
+@task(help={"host": "the node: its hostname (invoke status) or the address add-node was given"})
+def remove_node(c, host):
+    """Drain a node and take it out of the swarm. Files stay."""
+    with user_errors():
+        commands.remove_node(PATHS, os.environ, Output(), host)
+
+
 @task(
     help={
         "group": "the group whose servers the exam cuts off (or gives back)",

@@ -52,7 +52,7 @@ from .inputs.roster import (
 from .inputs.settings import Settings
 from .paths import Paths
 from .plan import Step
-from .runtime import Runtime, single_host
+from .runtime import Runtime, single_host, swarm
 
 
 def runtime(environ: Mapping[str, str], hub: str) -> Runtime:
@@ -491,6 +491,7 @@ def status(paths: Paths, environ: Mapping[str, str], out: Output) -> None:
             f"{group} {exams_mod.describe(until)}" for group, until in exams.items()))  # fmt: skip
     if rt is not None:
         _report_roster_state(paths, cfg, rt, out)
+        _report_nodes(rt, out)
     pending = sum(step.changes for step in steps)
     unfinished = backup_mod.unfinished_restore(paths)
     if unfinished is not None:
@@ -849,6 +850,42 @@ def restart_server(
     if failed:
         raise UserError(f"{len(failed)} server(s) did not start again; see the warnings above")
     out.info(f"{len(chosen)} server(s) restarted and ready.")
+
+
+@changes("add-node")
+def add_node(paths: Paths, environ: Mapping[str, str], out: Output, host: str) -> None:
+    """Check another server and join it to this server's swarm as a node (docs/swarm.md)."""
+    cfg = load(paths, environ, out)
+    hostname = swarm.add_node(environ, paths, cfg.settings, host, out.info)
+    out.info(f"{hostname} is a node of this swarm. invoke status lists the nodes.")
+
+
+@changes("drain-node")
+def drain_node(paths: Paths, environ: Mapping[str, str], out: Output, host: str) -> None:
+    """Place nothing new on a node and wait until what runs there has stopped; files stay."""
+    load(paths, environ, out)
+    hostname, address = swarm.drain_node(environ, host, out.info)
+    out.info(f"{hostname} is drained: nothing new starts there (invoke add-node {address} makes "
+             "it take servers again).")  # fmt: skip
+
+
+@changes("remove-node")
+def remove_node(paths: Paths, environ: Mapping[str, str], out: Output, host: str) -> None:
+    """Drain a node, make it leave the swarm and take it off the list; files stay."""
+    cfg = load(paths, environ, out)
+    swarm.remove_node(environ, paths, cfg.settings, host, out.info)
+
+
+def _report_nodes(rt: Runtime, out: Output) -> None:
+    rows = rt.nodes()
+    if not rows:
+        return
+    out.info(f"Nodes of this server's swarm ({len(rows)}):")
+    out.info(f"  {'node':<20} {'role':<8} {'state':<6} {'takes':<7} {'servers':>7}  "
+             f"{'engine':<16} reached at")  # fmt: skip
+    for row in rows:
+        out.info(f"  {row.hostname:<20} {row.role:<8} {row.state:<6} {row.availability:<7} "
+                 f"{row.servers:>7}  {row.engine:<16} {row.address or '(this server)'}")  # fmt: skip
 
 
 EXAM_ACK_TIMEOUT = 30

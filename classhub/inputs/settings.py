@@ -78,6 +78,9 @@ class Settings:
     login_attempts: int  # native: failed logins before a name is locked out; 0 never locks
     lockout: int  # native: seconds a locked-out name waits
     oidc_issuer: str  # oidc: the provider's issuer URL (its endpoints come from discovery)
+    swarm_storage: str  # "" or the shared filesystem's folder, at this path on every swarm node
+    swarm_address: str  # "" (Docker picks) or the address other servers reach this one at
+    node_ssh_key: Path | None  # the private key add-node's SSH uses (None: ssh's own choice)
     oidc_authorize_url: str  # oidc without discovery: all three endpoints, or none
     oidc_token_url: str
     oidc_userinfo_url: str
@@ -326,6 +329,46 @@ def _backup_dir(raw: str, ctx: Context) -> Path:
     return path
 
 
+def _swarm_storage(raw: str, _: Context) -> str:
+    if not raw:
+        return ""
+    path = Path(raw)
+    if not path.is_absolute() or not _is_dir(path):
+        raise Invalid(
+            "is not a folder on this server",
+            "mount the shared filesystem (NFS) at the same path on this server and every node, "
+            "e.g. SWARM_STORAGE=/srv/classhub-shared (docs/swarm.md shows how), or leave it empty",
+        )
+    return str(path.resolve())
+
+
+def _swarm_address(raw: str, _: Context) -> str:
+    if not raw:
+        return ""
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise Invalid(
+            "is not an IP address",
+            "write the address the other servers reach this one at, e.g. SWARM_ADDRESS=10.0.0.5, "
+            "or leave it empty (Docker picks it when this server has one network interface)",
+        ) from None
+
+
+def _ssh_key(raw: str, ctx: Context) -> Path | None:
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    path = path if path.is_absolute() else ctx.root / path
+    if not path.is_file():
+        raise Invalid(
+            f"names {clipped(str(path))}, which is not a file",
+            "name the private key that logs in to the nodes, e.g. NODE_SSH_KEY=/root/.ssh/id_ed25519, "
+            "or leave it empty (ssh then uses its own settings and agent)",
+        )
+    return path
+
+
 def _proxy(raw: str, _: Context) -> str:
     value = raw.lower() or "none"
     if value not in ("none", "nginx"):
@@ -557,6 +600,9 @@ FIELDS: tuple[Field, ...] = (
     Field("USERNAME_CLAIM", "username_claim", "", _claim("USERNAME_CLAIM", "preferred_username")),
     Field("ALLOWED_DOMAINS", "allowed_domains", "", _domains),
     Field("GROUPS_CLAIM", "groups_claim", "", _claim("GROUPS_CLAIM", "groups")),
+    Field("SWARM_STORAGE", "swarm_storage", "", _swarm_storage),
+    Field("SWARM_ADDRESS", "swarm_address", "", _swarm_address),
+    Field("NODE_SSH_KEY", "node_ssh_key", "", _ssh_key),
 )  # fmt: skip
 
 KEYS = tuple(f.key for f in FIELDS)

@@ -39,6 +39,19 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class NodeInfo:
+    """One server of the engine's swarm, as status lists it."""
+
+    hostname: str
+    role: str  # manager, worker
+    state: str  # ready, down, ...
+    availability: str  # active, drain, pause
+    address: str  # how classhub reaches it over SSH ('' for this server)
+    engine: str
+    servers: int  # this hub's students' servers running there
+
+
+@dataclass(frozen=True)
 class Service:
     """One of the hub's components as an engine makes it: `kwargs` is that engine's recipe (on
     Docker, `containers.create`'s keyword arguments), its spec hash what the made object is
@@ -218,6 +231,11 @@ class Runtime(Protocol):
     def stop_all(self, echo: Echo) -> int:
         """Stop the hub, every user server (removed: data lives in volumes) and the other
         components; how many were stopped."""
+
+    # --- the swarm's nodes ---
+    def nodes(self) -> list[NodeInfo]:
+        """The servers of the swarm this engine manages, with this hub's servers on each; []
+        when it manages none."""
 
     # --- inventory and destroy ---
     def inventory(self) -> dict[str, list[tuple[str, str]]]:

@@ -34,7 +34,7 @@ from ..images import ImageSpec, inputs_hash, local_base_tag, state_of
 from ..inputs.roster import Roster
 from ..inputs.settings import Settings
 from ..paths import Paths
-from . import ImageInfo, Service, spec_hash
+from . import ImageInfo, NodeInfo, Service, spec_hash
 
 HEAD = "fake-head"  # the schema revision of the fake hub image's JupyterHub
 PG_DATA = "pgdata"  # the fake PostgreSQL's one file in its volume
@@ -68,6 +68,7 @@ class FakeEngine:
         self.volumes: dict[str, Volume] = {}
         self.containers: dict[str, Container] = {}
         self.events: list[str] = []
+        self.swarm_nodes: list[NodeInfo] = []  # the swarm it manages; none unless a test adds
 
     # --- the hub's own users and groups, in its database file ---
     def _db_file(self) -> tuple[Volume, str] | None:
@@ -376,6 +377,10 @@ class FakeEngine:
                     self.stop_container(container.name)
                     count += 1
         return count
+
+    # --- the swarm's nodes ---
+    def nodes(self) -> list[NodeInfo]:
+        return list(self.swarm_nodes)
 
     # --- inventory and destroy ---
     def inventory(self) -> dict[str, list[tuple[str, str]]]:

@@ -1,18 +1,26 @@
-"""A real Docker swarm on one machine, for the tests: nested engines in containers as its nodes.
+"""Servers for a real Docker swarm on one machine, for the tests: nested engines in containers.
 
-Each node is a container of `tests/e2e/node/` (Debian's docker.io) on a bridge network of its
-own, with what shared/SWARM-NOTES.md found a nested engine needs here: every capability but
-SYS_RESOURCE, no seccomp or AppArmor profile, the kernel's paths unmasked, and its
-/var/lib/docker on a volume (overlay2 works nested only there). The first node inits the swarm,
-the others join it as workers. Every object carries the label `classhub.hub=<name>`, so that
-`sweep` finds it, and is removed afterwards. The host's own engine is left as it was.
+Each node is a container of `tests/e2e/node/` (Debian's docker.io and an SSH server) on a bridge
+network of its own, with what shared/SWARM-NOTES.md found a nested engine needs here: every
+capability but SYS_RESOURCE, no seccomp or AppArmor profile, the kernel's paths unmasked, and its
+/var/lib/docker on a volume (overlay2 works nested only there). The tests reach each node's
+engine directly (`Node.engine`, TCP on the test's own network) to look at it; classhub reaches
+them as it would real servers: the "manager" through DOCKER_HOST, the others over SSH with the
+key given to `nested_nodes`.
+
+This kernel has no NFS: the shared storage is a folder of this machine mounted into every node at
+the same path, which is what an NFS mount at the same path gives real servers. A node made with
+`NodeSpec(storage=None)` lacks it; one given another folder sees other files at that path.
+
+Every object carries the label `classhub.hub=<name>`, and is removed afterwards. The host's own
+engine is left as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +39,22 @@ NESTED = {
 }
 # The CLI's --security-opt systempaths=unconfined, in the API's terms: the kernel's paths unmasked.
 UNMASKED = {"MaskedPaths": [], "ReadonlyPaths": []}
+SAME = object()  # NodeSpec.storage: the shared folder itself
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    dockerd: tuple[str, ...] = ("--no-new-privileges",)  # the daemon's settings
+    storage: object = SAME  # SAME, None (no folder there) or another host folder at that path
+    ssh: bool = True  # an SSH server that takes the test's key
 
 
 @dataclass
-class Swarm:
-    manager: docker.DockerClient  # the swarm's API, as classhub would reach it
-    nodes: dict[str, docker.DockerClient]  # hostname -> its engine
+class Node:
+    name: str  # its hostname
+    container: object
+    engine: docker.DockerClient  # its API, as the tests look at it
+    address: str  # on the nodes' network
 
 
 def node_image(client: docker.DockerClient) -> str:
@@ -48,9 +66,7 @@ def node_image(client: docker.DockerClient) -> str:
     return NODE_IMAGE
 
 
-def _engine(client: docker.DockerClient, container) -> docker.DockerClient:
-    container.reload()
-    address = next(iter(container.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+def _engine(container, address: str) -> docker.DockerClient:
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -67,41 +83,42 @@ def _engine(client: docker.DockerClient, container) -> docker.DockerClient:
 
 
 @contextlib.contextmanager
-def nested_swarm(client: docker.DockerClient, name: str, workers: int = 2) -> Iterator[Swarm]:
-    """A manager and `workers` workers, formed into a swarm; everything removed afterwards."""
+def nested_nodes(
+    client: docker.DockerClient,
+    name: str,
+    specs: Mapping[str, NodeSpec],
+    storage: Path,
+    public_key: Path,
+) -> Iterator[dict[str, Node]]:
+    """A node for each of `specs` (hostname -> spec), none in a swarm; removed afterwards."""
     labels = {names.LABEL_HUB: name, names.LABEL_KIND: "test-node"}
     image = node_image(client)
     network = client.networks.create(f"{name}-nodes", labels=labels)
     try:
-        engines = {}
-        for host in ["manager"] + [f"worker{index}" for index in range(1, workers + 1)]:
+        made = {}
+        for host, spec in specs.items():
             client.volumes.create(f"{name}-{host}-lib", labels=labels)
+            binds = {f"{name}-{host}-lib": {"bind": "/var/lib/docker", "mode": "rw"}}
+            if spec.storage is SAME:
+                binds[str(storage)] = {"bind": str(storage), "mode": "rw"}
+            elif spec.storage is not None:
+                binds[str(spec.storage)] = {"bind": str(storage), "mode": "rw"}
+            if spec.ssh:
+                binds[str(public_key)] = {"bind": "/root/.ssh/authorized_keys", "mode": "ro"}
             host_config = client.api.create_host_config(
-                binds={f"{name}-{host}-lib": {"bind": "/var/lib/docker", "mode": "rw"}},
-                network_mode=network.name, **NESTED,
-            )  # fmt: skip
+                binds=binds, network_mode=network.name, **NESTED
+            )
             host_config.update(UNMASKED)
             created = client.api.create_container(
-                image, name=f"{name}-{host}", hostname=host, labels=labels, host_config=host_config
-            )
+                image, list(spec.dockerd), name=f"{name}-{host}", hostname=host, labels=labels,
+                host_config=host_config,
+            )  # fmt: skip
             container = client.containers.get(created["Id"])
             container.start()
-            engines[host] = (container, _engine(client, container))
-        manager_container, manager = engines["manager"]
-        address = manager_container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
-        manager.swarm.init(advertise_addr=address)
-        token = manager.swarm.attrs["JoinTokens"]["Worker"]
-        for host, (_, engine) in engines.items():
-            if host != "manager":
-                engine.swarm.join([f"{address}:2377"], token, advertise_addr=None)
-        swarm = Swarm(manager, {h: e for h, (_, e) in engines.items()})
-        deadline = time.monotonic() + 60
-        while sum(n.attrs["Status"]["State"] == "ready" for n in manager.nodes.list()) < len(
-            engines
-        ):
-            assert time.monotonic() < deadline, "the workers did not become ready"
-            time.sleep(0.5)
-        yield swarm
+            container.reload()
+            address = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+            made[host] = Node(host, container, _engine(container, address), address)
+        yield made
     finally:
         for container in client.containers.list(
             all=True, filters={"label": f"{names.LABEL_HUB}={name}"}

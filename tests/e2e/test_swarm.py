@@ -1,54 +1,194 @@
-"""Docker Swarm mode (issue "Docker Swarm mode"), on a real swarm of nested engines on this
-machine (tests/e2e/swarm.py): a manager and two workers.
+"""Docker Swarm mode (issue "Docker Swarm mode"), on real servers of nested engines on this
+machine (tests/e2e/swarm.py): a manager, which classhub reaches as DOCKER_HOST the way it reaches
+its own server's engine, two workers it joins over SSH, and three servers it must refuse.
 
-So far: the same build on every node without a registry (item 3's mechanism,
-classhub/runtime/swarm/images.py). The image is the shared hub's notebook image, as students'
-services will run it.
+So far: nodes checked, joined, drained and removed (add-node, drain-node, remove-node, status),
+and the same build on every node without a registry (classhub/runtime/swarm/images.py).
+
+This kernel has no NFS: the shared storage is a folder of this machine mounted into every node at
+the same path (what an NFS mount at one path gives real servers); add-node's check reads it
+through each node's engine all the same.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import docker
 import pytest
 
+from classhub import images as image_refs
+from classhub import names
+from classhub.paths import Paths
+from classhub.runtime.single_host import builder
 from classhub.runtime.swarm import images
+from classhub.runtime.swarm.nodes import LABEL_ADDRESS, PROBE_IMAGE, STORAGE_MARK
+from tests.conftest import invoke
 
-from .conftest import Hub
-from .swarm import Swarm, nested_swarm
+from .conftest import Hub, engine_environ, free_port, new_checkout, set_env
+from .swarm import Node, NodeSpec, nested_nodes
+
+WORKERS = ("worker1", "worker2")
+SPECS = {
+    "manager": NodeSpec(ssh=False),
+    "worker1": NodeSpec(),
+    "worker2": NodeSpec(),
+    # Servers add-node must refuse: an engine with live-restore and no shared storage at
+    # SWARM_STORAGE (both said at once); another folder at that path; an engine that does not
+    # give containers no-new-privileges (seen once the images are there).
+    "odd": NodeSpec(dockerd=("--no-new-privileges", "--live-restore"), storage=None),
+    "elsewhere": NodeSpec(storage="elsewhere"),
+    "nonnp": NodeSpec(dockerd=("--no-new-privileges=false",)),
+}
+
+
+@dataclass
+class Swarm:
+    hub: str
+    nodes: dict[str, Node]
+    paths: Paths
+    env: dict[str, str]
+    storage: Path
+    added: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
+
+    def invoke(self, *args: str) -> subprocess.CompletedProcess:
+        return invoke(self.paths, *args, env=self.env, timeout=600)
+
+    @property
+    def manager(self) -> docker.DockerClient:
+        return self.nodes["manager"].engine
+
+    @property
+    def members(self) -> dict[str, docker.DockerClient]:
+        """The engines of the swarm's nodes, by hostname."""
+        hostnames = {n.attrs["Description"]["Hostname"] for n in self.manager.nodes.list()}
+        return {host: node.engine for host, node in self.nodes.items() if host in hostnames}
+
+    def ssh_name(self, host: str) -> str:
+        return f"root@{self.nodes[host].address}"
 
 
 @pytest.fixture(scope="module")
-def swarm(hub: Hub) -> Swarm:
-    with nested_swarm(hub.client, f"{hub.name}sw") as formed:
+def swarm(hub: Hub, tmp_path_factory) -> Swarm:
+    root = tmp_path_factory.mktemp("swarm")
+    storage, elsewhere = root / "shared", root / "elsewhere"
+    storage.mkdir()
+    elsewhere.mkdir()
+    key = root / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    specs = {
+        host: NodeSpec(spec.dockerd, elsewhere if spec.storage == "elsewhere" else spec.storage,
+                       spec.ssh)
+        for host, spec in SPECS.items()
+    }  # fmt: skip
+    name = f"{hub.name}sw"
+    with nested_nodes(hub.client, name, specs, storage, key.with_suffix(".pub")) as nodes:
+        manager = nodes["manager"]
+        paths = new_checkout(root / "clone", name, free_port())
+        set_env(paths, {"SWARM_STORAGE": str(storage), "SWARM_ADDRESS": manager.address,
+                        "NODE_SSH_KEY": str(key)})  # fmt: skip
+        env = engine_environ()
+        env["DOCKER_HOST"] = f"tcp://{manager.address}:2375"
+        # The manager holds a build under the class image's name, as after setup (here the small
+        # base the images are built from): add-node gives it to each node it joins.
+        base, _ = image_refs.resolve_base(lambda ref: builder.find(hub.client, ref),
+                                          "debian:bookworm-slim")  # fmt: skip
+        base_id = str(hub.client.images.get(base).id)
+        images.spread(hub.client, {"manager": manager.engine}, base_id, lambda line: None)
+        manager.engine.images.get(base_id).tag(names.notebook_image(name))
+        formed = Swarm(name, nodes, paths, env, storage)
+        for host in WORKERS:
+            formed.added[host] = formed.invoke("add-node", formed.ssh_name(host))
         yield formed
+
+
+def test_add_node_checks_a_server_over_ssh_joins_it_and_gives_it_the_class_image(swarm: Swarm):
+    for host in WORKERS:
+        result = swarm.added[host]
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"{host} is a node of this swarm" in result.stdout
+        assert "loaded into node" in result.stdout
+    assert "now the swarm's manager" in swarm.added[WORKERS[0]].stdout
+    nodes = {n.attrs["Description"]["Hostname"]: n.attrs for n in swarm.manager.nodes.list()}
+    assert sorted(nodes) == ["manager", *WORKERS]
+    class_image = swarm.manager.images.get(names.notebook_image(swarm.hub))
+    for host in WORKERS:
+        assert nodes[host]["Status"]["State"] == "ready"
+        assert nodes[host]["Spec"]["Role"] == "worker"
+        assert nodes[host]["Spec"]["Labels"][LABEL_ADDRESS] == swarm.ssh_name(host)
+        engine = swarm.nodes[host].engine
+        assert images.has(engine, class_image.id)  # the same build, by ID
+        assert not [i for i in engine.images.list() if PROBE_IMAGE in i.tags]
+        assert engine.containers.list(all=True) == []  # the storage check ran nothing
+    # Once more: checked again, nothing joined twice.
+    again = swarm.invoke("add-node", swarm.ssh_name("worker1"))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already a node of this swarm" in again.stdout
+    assert len(swarm.manager.nodes.list()) == 3
+    assert (swarm.storage / STORAGE_MARK).is_file()
+    status = swarm.invoke("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    listed = status.stdout.split("Nodes of this server's swarm (3):", 1)[1].splitlines()
+    rows = {line.split()[0]: line.split() for line in listed[2:5]}
+    assert rows["manager"][1:4] == ["manager", "ready", "active"]
+    assert rows["manager"][-1] == "server)"  # (this server)
+    for host in WORKERS:
+        assert rows[host][1:5] == ["worker", "ready", "active", "0"]
+        assert rows[host][-1] == swarm.ssh_name(host)
+
+
+def test_a_server_that_fails_a_check_is_refused_with_every_reason_and_nothing_changes(
+    swarm: Swarm,
+):
+    before = len(swarm.manager.nodes.list())
+    class_image = swarm.manager.images.get(names.notebook_image(swarm.hub))
+    cases = {
+        "127.0.0.1:1": ["cannot reach 127.0.0.1:1 over SSH", "NODE_SSH_KEY"],
+        "root@two words": ["is not a server ssh can reach", "USER@HOST:PORT"],
+        swarm.ssh_name("odd"): ["cannot join", "nothing was changed", "live-restore",
+                                f"has no folder {swarm.storage} (SWARM_STORAGE)"],
+        swarm.ssh_name("elsewhere"): ["is not the shared filesystem", STORAGE_MARK],
+        swarm.ssh_name("nonnp"): ["no-new-privileges", "daemon.json",
+                                  "it was not joined (the images loaded there stay"],
+    }  # fmt: skip
+    for host, said in cases.items():
+        result = swarm.invoke("add-node", host)
+        assert result.returncode == 1, (host, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        for words in said:
+            assert words in result.stderr, (host, words, result.stderr)
+    assert len(swarm.manager.nodes.list()) == before
+    for host in ("odd", "elsewhere", "nonnp"):
+        engine = swarm.nodes[host].engine
+        assert engine.info()["Swarm"]["LocalNodeState"] == "inactive"
+        assert engine.containers.list(all=True) == []
+        loaded = [image.id for image in engine.images.list()]
+        assert loaded == ([class_image.id] if host == "nonnp" else [])  # by ID, for the next try
 
 
 def test_an_image_reaches_every_node_by_its_id_and_a_service_there_runs_that_build(
     hub: Hub, swarm: Swarm
 ):
     image = hub.client.images.get(hub.image)
-    assert images.missing(swarm.nodes, image.id) == sorted(swarm.nodes)
+    members = swarm.members
+    images.spread(hub.client, {"manager": swarm.manager}, image.id, lambda line: None)
+    assert images.missing(members, image.id) == sorted(WORKERS)
     said: list[str] = []
-    assert sorted(images.spread(hub.client, swarm.nodes, image.id, said.append)) == sorted(
-        swarm.nodes
-    )
-    assert images.missing(swarm.nodes, image.id) == []
-    assert len(said) == len(swarm.nodes) and all("loaded into node" in line for line in said)
-    assert images.spread(hub.client, swarm.nodes, image.id, said.append) == []  # nothing again
+    assert sorted(images.spread(hub.client, members, image.id, said.append)) == sorted(WORKERS)
+    assert images.missing(members, image.id) == []
+    assert len(said) == len(WORKERS) and all("loaded into node" in line for line in said)
+    assert images.spread(hub.client, members, image.id, said.append) == []  # nothing again
     # A service that names the build by its ID runs it on the worker it is placed on.
     service = swarm.manager.services.create(  # its command replaces the image's entrypoint
         image.id, ["sleep", "300"], name="same-build", user="1000:100",
         constraints=["node.hostname==worker2"],
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not (tasks := service.tasks(filters={"desired-state": "running"})) or (
-            tasks[0]["Status"]["State"] != "running"
-        ):
-            assert time.monotonic() < deadline, tasks
-            time.sleep(0.5)
-        (running,) = swarm.nodes["worker2"].containers.list(filters={"name": "same-build"})
+        _wait_running(service)
+        (running,) = swarm.nodes["worker2"].engine.containers.list(filters={"name": "same-build"})
         assert running.attrs["Image"] == image.id
     finally:
         service.remove()
@@ -56,8 +196,79 @@ def test_an_image_reaches_every_node_by_its_id_and_a_service_there_runs_that_bui
 
 def test_a_node_without_the_build_is_named_and_gets_it_again(hub: Hub, swarm: Swarm):
     image = hub.client.images.get(hub.image)
-    images.spread(hub.client, swarm.nodes, image.id, lambda line: None)
-    swarm.nodes["worker1"].images.remove(image.id, force=True)
-    assert images.missing(swarm.nodes, image.id) == ["worker1"]
-    assert images.spread(hub.client, swarm.nodes, image.id, lambda line: None) == ["worker1"]
-    assert images.missing(swarm.nodes, image.id) == []
+    members = swarm.members
+    images.spread(hub.client, members, image.id, lambda line: None)
+    swarm.nodes["worker1"].engine.images.remove(image.id, force=True)
+    assert images.missing(members, image.id) == ["worker1"]
+    assert images.spread(hub.client, members, image.id, lambda line: None) == ["worker1"]
+    assert images.missing(members, image.id) == []
+
+
+def test_drain_node_moves_what_runs_there_and_remove_node_takes_it_out_keeping_files(
+    swarm: Swarm,
+):
+    (swarm.storage / "work.txt").write_text("a student's work\n")
+    class_image = swarm.manager.images.get(names.notebook_image(swarm.hub)).id  # nodes: by ID
+    service = swarm.manager.services.create(
+        class_image, ["sleep", "300"], name="moved", constraints=["node.hostname!=manager"],
+        mounts=[f"{swarm.storage}:/storage:ro"],
+    )  # fmt: skip
+    try:
+        first = _wait_running(service)["NodeID"]
+        host = swarm.manager.nodes.get(first).attrs["Description"]["Hostname"]
+        other = next(h for h in WORKERS if h != host)
+        drained = swarm.invoke("drain-node", host)
+        assert drained.returncode == 0, drained.stdout + drained.stderr
+        assert "waiting for the 1 task(s) there to stop" in drained.stdout
+        assert swarm.manager.nodes.get(first).attrs["Spec"]["Availability"] == "drain"
+        moved = _wait_running(service)
+        assert swarm.manager.nodes.get(moved["NodeID"]).attrs["Description"]["Hostname"] == other
+        status = swarm.invoke("status")
+        assert any(line.split()[:4] == [host, "worker", "ready", "drain"]
+                   for line in status.stdout.splitlines() if line.strip())  # fmt: skip
+        again = swarm.invoke("drain-node", host)
+        assert again.returncode == 0 and "already drained" in again.stdout
+
+        removed = swarm.invoke("remove-node", swarm.ssh_name(host))
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        assert f"{host} left the swarm" in removed.stdout
+        hostnames = {n.attrs["Description"]["Hostname"] for n in swarm.manager.nodes.list()}
+        assert host not in hostnames and other in hostnames
+        assert swarm.nodes[host].engine.info()["Swarm"]["LocalNodeState"] == "inactive"
+        assert (swarm.storage / "work.txt").read_text() == "a student's work\n"
+        gone = swarm.invoke("remove-node", host)
+        assert gone.returncode == 1 and f"no node '{host}' in this swarm" in gone.stderr
+        refused = swarm.invoke("remove-node", "manager")
+        assert refused.returncode == 1 and "takes out workers only" in refused.stderr
+
+        # It can come back: checked and joined again, taking servers.
+        back = swarm.invoke("add-node", swarm.ssh_name(host))
+        assert back.returncode == 0, back.stdout + back.stderr
+        node = next(n for n in swarm.manager.nodes.list()
+                    if n.attrs["Description"]["Hostname"] == host and
+                    n.attrs["Status"]["State"] == "ready")  # fmt: skip
+        assert node.attrs["Spec"]["Availability"] == "active"
+        # A drained node takes servers again when it is added again, as drain-node says.
+        drained = swarm.invoke("drain-node", host)
+        assert f"invoke add-node {swarm.ssh_name(host)} makes it take servers" in drained.stdout
+        active = swarm.invoke("add-node", swarm.ssh_name(host))
+        assert active.returncode == 0 and "takes servers again" in active.stdout
+        node.reload()
+        assert node.attrs["Spec"]["Availability"] == "active"
+    finally:
+        service.remove()
+
+
+def _wait_running(service, timeout: float = 60) -> dict:
+    """The service's one running task, once it runs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = [t for t in service.tasks(filters={"desired-state": "running"})
+                 if t["Status"]["State"] == "running"]  # fmt: skip
+        if tasks:
+            return tasks[0]
+        assert time.monotonic() < deadline, [
+            (t["Status"]["State"], t["Status"].get("Err"), t["Status"].get("Message"))
+            for t in service.tasks()
+        ]
+        time.sleep(0.5)

@@ -33,7 +33,8 @@ from ...inputs.roster import Roster
 from ...inputs.settings import Settings
 from ...neighbours import HubInfo, conflicts
 from ...paths import Paths
-from .. import ImageInfo, Service
+from .. import ImageInfo, NodeInfo, Service
+from ..swarm import nodes as swarm_nodes
 from . import builder, database, disks, engine, neighbours, stack
 
 CHUNK = 1024 * 1024  # what the engine sends of a volume's archive at a time
@@ -261,6 +262,10 @@ class SingleHost:
 
     def stop_all(self, echo: Echo) -> int:
         return stack.stop_all(self.client, self.hub, echo)
+
+    # --- the swarm's nodes (this engine may manage a swarm: docs/swarm.md) ---
+    def nodes(self) -> list[NodeInfo]:
+        return swarm_nodes.table(self.client, self.hub)
 
     # --- inventory and destroy ---
     def inventory(self) -> dict[str, list[tuple[str, str]]]:

@@ -1,9 +1,52 @@
 """Docker Swarm mode as classhub's engine (issue "Docker Swarm mode"), built up piece by piece.
 
 What is here so far:
+- `nodes`: this server's engine as the swarm's manager, other servers checked and joined over
+  SSH (`ssh`), drained and removed, and listed with this hub's servers on each (add-node,
+  drain-node, remove-node, status);
 - `images`: every node runs the same build without a registry: an image is loaded into each
   node by its ID, streamed from the engine that built it (`docker save | docker load`), and a
   node that lacks it is named.
-Not yet: the Runtime itself (nodes joined and checked, students' servers as services, files that
-follow them, isolation across nodes). Until then no setting selects this engine.
+Not yet: the Runtime itself (students' servers as services, files that follow them, isolation
+across nodes). Until then hubs run on this server alone and nodes stand ready.
+
+The functions below are what the tasks call: each reaches the manager (DOCKER_HOST, else the
+local socket) and the node named over SSH.
 """
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ...console import Echo
+from ...inputs.settings import Settings
+from ...paths import Paths
+from ..single_host import engine
+from . import nodes, ssh
+
+
+def known_hosts(paths: Paths):
+    return paths.state_dir / "known_hosts"
+
+
+def add_node(
+    environ: Mapping[str, str], paths: Paths, settings: Settings, raw: str, echo: Echo
+) -> str:
+    """`invoke add-node HOST`: the node's hostname once it is checked, joined and has the images."""
+    target = ssh.parse(raw)
+    manager = engine.connect(environ)
+    echo(f"-> reaching {target}'s Docker engine over SSH")
+    with ssh.engine(target, known_hosts(paths), settings.node_ssh_key) as node:
+        return nodes.add(manager, node, target, settings, echo)
+
+
+def drain_node(environ: Mapping[str, str], raw: str, echo: Echo) -> tuple[str, str]:
+    return nodes.drain(engine.connect(environ), raw, echo)
+
+
+def remove_node(
+    environ: Mapping[str, str], paths: Paths, settings: Settings, raw: str, echo: Echo
+) -> str:
+    return nodes.remove(
+        engine.connect(environ), raw, known_hosts(paths), settings.node_ssh_key, echo
+    )
