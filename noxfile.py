@@ -44,9 +44,11 @@ def e2e(session: nox.Session) -> None:
 @nox.session(default=False)
 def fuzz(session: nox.Session) -> None:
     """The trust boundaries' property tests with 10,000 generated cases each (CI runs 100): the
-    socket proxy's request filter and the hub file's reader. About ten minutes."""
+    socket proxy's request filter (containers, and services on a swarm) and the hub file's
+    reader. About ten minutes."""
     session.env["HYPOTHESIS_PROFILE"] = "fuzz"
-    _pytest(session, "tests/unit/test_dockerproxy.py", "tests/unit/test_hubfile_fuzz.py")
+    _pytest(session, "tests/unit/test_dockerproxy.py", "tests/unit/test_services.py",
+            "tests/unit/test_hubfile_fuzz.py")  # fmt: skip
 
 
 @nox.session(default=False)

@@ -140,6 +140,12 @@ def images(settings: Settings) -> tuple[Image, ...]:
     return tuple({c.image.tag: c.image for c in of(settings)}.values())
 
 
+def node_images(settings: Settings) -> tuple[str, ...]:
+    """The images every node of a swarm holds (docs/swarm.md): the class's, which students'
+    servers run, and the hub's own."""
+    return (settings.notebook_image, names.hub_image(settings.hub_name))
+
+
 def networks(settings: Settings) -> tuple[Network, ...]:
     return tuple(n for c in of(settings) for n in c.networks)
 

@@ -40,7 +40,7 @@ from .inputs.config import Config
 from .inputs.settings import Settings
 from .paths import Paths
 from .plan import Step
-from .runtime import Runtime, Service
+from .runtime import NodeAccess, Runtime, Service
 
 HUB_START_TIMEOUT = 180
 
@@ -519,7 +519,34 @@ def image_steps(
         steps.append(step)
         if step.changes:
             built.append(spec.tag)
+    steps += node_image_steps(paths, settings, rt, frozenset(built), echo)
     return steps, frozenset(built)
+
+
+def node_image_steps(
+    paths: Paths, settings, rt: Runtime, built: frozenset[str], echo: Echo
+) -> list[Step]:
+    """On a swarm, one step a node: the same builds as this server's, loaded by ID where it
+    lacks them (or will, once `built` are built). None without a swarm."""
+    refs = components.node_images(settings)
+    access = NodeAccess(paths.state_dir / "known_hosts", settings.node_ssh_key)
+    steps = []
+    for hostname, lacks in rt.node_images(refs, access).items():
+        label = f"images on node {hostname}"
+        if isinstance(lacks, str):
+            steps.append(Step(label, lacks))
+            continue
+        stale = sorted(set(lacks) | (set(refs) & built))
+        if not stale:
+            steps.append(Step(label, "up to date"))
+            continue
+        state = f"lacks {', '.join(sorted(lacks))}" if lacks else "to be built anew here"
+
+        def run(hostname: str = hostname) -> None:
+            rt.load_node_images(hostname, refs, access, echo)
+
+        steps.append(Step(label, state, "load the images", run))
+    return steps
 
 
 def _image_step(rt: Runtime, paths, spec, ca, base_ref, chosen, echo) -> Step:

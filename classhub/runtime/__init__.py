@@ -52,6 +52,14 @@ class NodeInfo:
 
 
 @dataclass(frozen=True)
+class NodeAccess:
+    """How classhub reaches the swarm's nodes: over SSH, with these known hosts and key."""
+
+    known_hosts: Path
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
 class Service:
     """One of the hub's components as an engine makes it: `kwargs` is that engine's recipe (on
     Docker, `containers.create`'s keyword arguments), its spec hash what the made object is
@@ -236,6 +244,17 @@ class Runtime(Protocol):
     def nodes(self) -> list[NodeInfo]:
         """The servers of the swarm this engine manages, with this hub's servers on each; []
         when it manages none."""
+
+    def node_images(
+        self, refs: tuple[str, ...], access: NodeAccess
+    ) -> dict[str, tuple[str, ...] | str]:
+        """Each node of the swarm (not this server) and which images of `refs` it lacks, as this
+        server's engine has them now; or, for a node that could not be looked at, why."""
+
+    def load_node_images(
+        self, hostname: str, refs: tuple[str, ...], access: NodeAccess, echo: Echo
+    ) -> None:
+        """Load into that node the builds of `refs` it lacks."""
 
     # --- inventory and destroy ---
     def inventory(self) -> dict[str, list[tuple[str, str]]]:

@@ -34,7 +34,7 @@ from ..images import ImageSpec, inputs_hash, local_base_tag, state_of
 from ..inputs.roster import Roster
 from ..inputs.settings import Settings
 from ..paths import Paths
-from . import ImageInfo, NodeInfo, Service, spec_hash
+from . import ImageInfo, NodeAccess, NodeInfo, Service, spec_hash
 
 HEAD = "fake-head"  # the schema revision of the fake hub image's JupyterHub
 PG_DATA = "pgdata"  # the fake PostgreSQL's one file in its volume
@@ -69,6 +69,7 @@ class FakeEngine:
         self.containers: dict[str, Container] = {}
         self.events: list[str] = []
         self.swarm_nodes: list[NodeInfo] = []  # the swarm it manages; none unless a test adds
+        self.node_holds: dict[str, set[str]] = {}  # a node's hostname -> the image IDs it holds
 
     # --- the hub's own users and groups, in its database file ---
     def _db_file(self) -> tuple[Volume, str] | None:
@@ -381,6 +382,26 @@ class FakeEngine:
     # --- the swarm's nodes ---
     def nodes(self) -> list[NodeInfo]:
         return list(self.swarm_nodes)
+
+    def node_images(
+        self, refs: tuple[str, ...], access: NodeAccess
+    ) -> dict[str, tuple[str, ...] | str]:
+        builds = {ref: self.images[ref].id for ref in refs if ref in self.images}
+        return {
+            node.hostname: tuple(
+                r for r, i in builds.items() if i not in self.node_holds[node.hostname]
+            )
+            for node in self.swarm_nodes
+            if node.role == "worker"
+        }
+
+    def load_node_images(
+        self, hostname: str, refs: tuple[str, ...], access: NodeAccess, echo: Echo
+    ) -> None:
+        for ref in refs:
+            if ref in self.images and self.images[ref].id not in self.node_holds[hostname]:
+                self.node_holds[hostname].add(self.images[ref].id)
+                self.events.append(f"load {ref} into node {hostname}")
 
     # --- inventory and destroy ---
     def inventory(self) -> dict[str, list[tuple[str, str]]]:

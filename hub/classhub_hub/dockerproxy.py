@@ -60,12 +60,14 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from classhub import hubfile, names
 
-from . import diskstore
+from . import diskstore, services
 from .roster import LiveRoster
+from .services import _in_home, _positive, _unknown
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 _VERSION = re.compile(r"^/v\d+(?:\.\d+)?(?=/)")
-_ID = r"(?P<id>[A-Za-z0-9][A-Za-z0-9_.-]*)"
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+_ID = rf"(?P<id>{_NAME})"
 # (method, path): what DockerSpawner calls. Paths are matched without the /vX.Y prefix.
 ROUTES: tuple[tuple[str, re.Pattern], ...] = tuple(
     (method, re.compile(pattern))
@@ -81,6 +83,17 @@ ROUTES: tuple[tuple[str, re.Pattern], ...] = tuple(
         ("POST", r"/volumes/create"),
     )
 )
+# On a swarm (the proxy given --swarm-storage), what the hub's SwarmSpawner calls besides:
+# creating, inspecting and removing this hub's students' services, and their tasks.
+SWARM_ROUTES: tuple[tuple[str, re.Pattern], ...] = tuple(
+    (method, re.compile(pattern))
+    for method, pattern in (
+        ("POST", r"/services/create"),
+        ("GET", rf"/services/(?P<service>{_NAME})"),
+        ("DELETE", rf"/services/(?P<service>{_NAME})"),
+        ("GET", r"/tasks"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -91,14 +104,18 @@ class Policy:
     shared: frozenset[str] = field(default_factory=frozenset)  # SHARED_DATA: folder or volume
     disk_store: str = ""  # DISK_STORE: a newcomer's home is made there, with disk_limit bytes
     disk_limit: int = 0
+    # On a swarm: the shared storage's folder, where students' services bind their folders from
+    # (services.folder); "" on one host, where no service may be made.
+    swarm_storage: str = ""
     # The hub file itself: a container's name must be a user's own container, its image theirs.
     users: hubfile.HubFile | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, hub: hubfile.HubFile) -> Policy:
+    def of(cls, hub: hubfile.HubFile, swarm_storage: str = "") -> Policy:
         """What the hub file (re-read when it changes) allows now."""
         shared = hub.get("shared_data")
         return cls(
+            swarm_storage=swarm_storage,
             hub=hub.get("hub_name"),
             network=hub.get("network"),
             images=frozenset(hub.get("socket_proxy.images")),
@@ -119,12 +136,17 @@ class Policy:
         options = hubfile.store_volume_options(self.disk_store, spec["Name"])
         return json.dumps({**spec, "Driver": "local", "DriverOpts": options}).encode()
 
-    def refusal(self, method: str, target: str, body: bytes, labels_of) -> str | None:
+    def refusal(
+        self, method: str, target: str, body: bytes, labels_of,
+        service_labels_of=lambda service: {}, image_id_of=lambda ref: None,
+    ) -> str | None:  # fmt: skip
         """Why this request may not pass, or None. `labels_of(id)`: a container's labels, or
-        None when no such container exists."""
+        None when no such container exists; on a swarm `service_labels_of(id)` a service's, and
+        `image_id_of(ref)` the ID of the image Docker has under that reference (or None)."""
         parts = urlsplit(target)
         path = _VERSION.sub("", unquote(parts.path), count=1)
-        for allowed_method, pattern in ROUTES:
+        routes = ROUTES + (SWARM_ROUTES if self.swarm_storage else ())
+        for allowed_method, pattern in routes:
             match = pattern.fullmatch(path)
             if match and method == allowed_method:
                 break
@@ -137,6 +159,20 @@ class Policy:
             labels = labels_of(found["id"])
             if labels is not None and not self._ours(labels):
                 return f"container {found['id']!r} is not a user container of hub {self.hub}"
+        if found.get("service"):
+            labels = service_labels_of(found["service"])
+            if labels is not None and not self._ours(labels):
+                return f"service {found['service']!r} is not a student's server of hub {self.hub}"
+        if path == "/tasks":
+            return self.tasks_refusal(parse_qs(parts.query).get("filters", [""])[0])
+        if path == "/services/create":
+            try:
+                spec = json.loads(body or b"{}")
+            except ValueError:
+                return "the service's definition is not JSON"
+            if self.users is None:
+                return "no hub file to check a service against"
+            return services.service_refusal(self.users, self.swarm_storage, spec, image_id_of)
         if path == "/containers/create":
             name = parse_qs(parts.query).get("name", [""])[0]
             try:
@@ -154,6 +190,23 @@ class Policy:
             if not isinstance(spec, dict):
                 return "the volume's definition is not a JSON object"
             return self.volume_refusal(spec)
+        return None
+
+    def tasks_refusal(self, filters: str) -> str | None:
+        """Tasks are listed only of one of this hub's students' services, by its name."""
+        try:
+            found = json.loads(filters or "{}")
+        except ValueError:
+            return "the tasks' filters are not JSON"
+        prefix = names.user_container(self.hub, "")
+        named = found.get("service") if isinstance(found, dict) else None
+        if (
+            not isinstance(named, list) or len(named) != 1 or not isinstance(named[0], str)
+            or not named[0].startswith(prefix) or set(found) - {"service", "desired-state"}
+        ):  # fmt: skip
+            return (
+                f"tasks are listed only of one service named {prefix}<user> (filters {filters!r})"
+            )
         return None
 
     def volume_refusal(self, spec: dict) -> str | None:
@@ -278,21 +331,6 @@ MOUNT_KEYS = frozenset({"Type", "Source", "Target", "ReadOnly"})
 _NO_NEW_PRIVILEGES = ("no-new-privileges", "no-new-privileges:true")
 
 
-def _unknown(found: dict, allowed: frozenset[str], where: str) -> str | None:
-    extra = sorted(str(key) for key in found if key not in allowed)
-    return f"{where}{', '.join(extra)} is not allowed" if extra else None
-
-
-def _positive(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _in_home(path: str) -> bool:
-    """A path in the user's home (where every volume of a user container goes), without `..`."""
-    inside = path == hubfile.HOME or path.startswith(hubfile.HOME + "/")
-    return inside and ".." not in path.split("/")
-
-
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float):
         super().__init__("localhost", timeout=timeout)
@@ -309,9 +347,10 @@ _START = re.compile(rf"/containers/{_ID}/start")
 
 
 def _starts(method: str, target: str) -> bool:
-    """Whether the request starts a container, its path read as `Policy.refusal` reads it."""
+    """Whether the request starts a container (or, on a swarm, a student's service), its path
+    read as `Policy.refusal` reads it."""
     path = _VERSION.sub("", unquote(urlsplit(target).path), count=1)
-    return method == "POST" and _START.fullmatch(path) is not None
+    return method == "POST" and (_START.fullmatch(path) is not None or path == "/services/create")
 
 
 def docker_caller(socket_path: str, timeout: float = 120.0):
@@ -417,6 +456,18 @@ def make_handler(
             return {}  # unknown: treated as not ours
         return (json.loads(data).get("Config") or {}).get("Labels") or {}
 
+    def service_labels_of(service: str) -> dict | None:
+        status, _, data = docker("GET", f"/services/{service}", None, {})
+        if status == 404:
+            return None
+        if status != 200:
+            return {}
+        return (json.loads(data).get("Spec") or {}).get("Labels") or {}
+
+    def image_id_of(ref: str) -> str | None:
+        status, _, data = docker("GET", f"/images/{quote(ref, safe='')}/json", None, {})
+        return json.loads(data).get("Id") if status == 200 else None
+
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "classhub-docker-proxy"
@@ -428,7 +479,8 @@ def make_handler(
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             policy = policy_now()
-            reason = policy.refusal(self.command, self.path, body, labels_of)
+            reason = policy.refusal(self.command, self.path, body, labels_of,
+                                    service_labels_of, image_id_of)  # fmt: skip
             if not reason and _starts(self.command, self.path):
                 waiting = firewall_problem()
                 if waiting:
@@ -489,15 +541,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=hubfile.SOCKET_PROXY_PORT)
     parser.add_argument("--socket", default=DOCKER_SOCKET)
     parser.add_argument("--addresses-folder", default=hubfile.ADDRESSES_IN_HUB)
+    parser.add_argument("--swarm-storage", default="",
+                        help="on a swarm: the shared storage's folder (allows students' services)")  # fmt: skip
     args = parser.parse_args(argv)
     live = LiveRoster(args.hub_file)
-    policy = Policy.of(live.hub())  # a hub file that cannot be read stops the proxy here
-    addresses = Addresses(
-        docker_caller(args.socket), lambda: Policy.of(live.hub()), args.addresses_folder
-    )
+
+    def policy_now() -> Policy:
+        return Policy.of(live.hub(), args.swarm_storage)
+
+    policy = policy_now()  # a hub file that cannot be read stops the proxy here
+    addresses = Addresses(docker_caller(args.socket), policy_now, args.addresses_folder)
     threading.Thread(target=addresses.keep_written, daemon=True).start()
     handler = make_handler(
-        lambda: Policy.of(live.hub()), args.socket, started=addresses.refresh,
+        policy_now, args.socket, started=addresses.refresh,
         firewall_problem=firewall_loaded(args.addresses_folder),
     )  # fmt: skip
     server = http.server.ThreadingHTTPServer(("0.0.0.0", args.port), handler)

@@ -3,7 +3,8 @@ machine (tests/e2e/swarm.py): a manager, which classhub reaches as DOCKER_HOST t
 its own server's engine, two workers it joins over SSH, and three servers it must refuse.
 
 So far: nodes checked, joined, drained and removed (add-node, drain-node, remove-node, status),
-and the same build on every node without a registry (classhub/runtime/swarm/images.py).
+the same build on every node without a registry (classhub/runtime/swarm/images.py), and the
+socket proxy's rules for students' services, sent through the real proxy to the real swarm.
 
 This kernel has no NFS: the shared storage is a folder of this machine mounted into every node at
 the same path (what an NFS mount at one path gives real servers); add-node's check reads it
@@ -12,6 +13,10 @@ through each node's engine all the same.
 
 from __future__ import annotations
 
+import copy
+import json
+import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -20,13 +25,15 @@ from pathlib import Path
 import docker
 import pytest
 
+from classhub import hubfile, names
 from classhub import images as image_refs
-from classhub import names
 from classhub.paths import Paths
 from classhub.runtime.single_host import builder
 from classhub.runtime.swarm import images
+from classhub.runtime.swarm import nodes as node_tasks
 from classhub.runtime.swarm.nodes import LABEL_ADDRESS, PROBE_IMAGE, STORAGE_MARK
-from tests.conftest import invoke
+from classhub_hub import services
+from tests.conftest import invoke, plan_rows
 
 from .conftest import Hub, engine_environ, free_port, new_checkout, set_env
 from .swarm import Node, NodeSpec, nested_nodes
@@ -52,6 +59,7 @@ class Swarm:
     paths: Paths
     env: dict[str, str]
     storage: Path
+    key: Path
     added: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
 
     def invoke(self, *args: str) -> subprocess.CompletedProcess:
@@ -92,14 +100,18 @@ def swarm(hub: Hub, tmp_path_factory) -> Swarm:
                         "NODE_SSH_KEY": str(key)})  # fmt: skip
         env = engine_environ()
         env["DOCKER_HOST"] = f"tcp://{manager.address}:2375"
-        # The manager holds a build under the class image's name, as after setup (here the small
-        # base the images are built from): add-node gives it to each node it joins.
+        # The manager holds what setup leaves: the base, the hub's image (the shared hub's build,
+        # of the same files) and a build under the class image's name (here the small base).
+        # add-node gives each node it joins the last two.
         base, _ = image_refs.resolve_base(lambda ref: builder.find(hub.client, ref),
                                           "debian:bookworm-slim")  # fmt: skip
-        base_id = str(hub.client.images.get(base).id)
-        images.spread(hub.client, {"manager": manager.engine}, base_id, lambda line: None)
-        manager.engine.images.get(base_id).tag(names.notebook_image(name))
-        formed = Swarm(name, nodes, paths, env, storage)
+        built = {base: hub.client.images.get(base).id,
+                 names.hub_image(name): hub.client.images.get(names.hub_image(hub.name)).id,
+                 names.notebook_image(name): hub.client.images.get(base).id}  # fmt: skip
+        for ref, image_id in built.items():
+            images.spread(hub.client, {"manager": manager.engine}, image_id, lambda line: None)
+            manager.engine.images.get(image_id).tag(ref)
+        formed = Swarm(name, nodes, paths, env, storage, key)
         for host in WORKERS:
             formed.added[host] = formed.invoke("add-node", formed.ssh_name(host))
         yield formed
@@ -152,7 +164,7 @@ def test_a_server_that_fails_a_check_is_refused_with_every_reason_and_nothing_ch
                                 f"has no folder {swarm.storage} (SWARM_STORAGE)"],
         swarm.ssh_name("elsewhere"): ["is not the shared filesystem", STORAGE_MARK],
         swarm.ssh_name("nonnp"): ["no-new-privileges", "daemon.json",
-                                  "it was not joined (the images loaded there stay"],
+                                  "it was not joined (the image loaded there stays"],
     }  # fmt: skip
     for host, said in cases.items():
         result = swarm.invoke("add-node", host)
@@ -202,6 +214,22 @@ def test_a_node_without_the_build_is_named_and_gets_it_again(hub: Hub, swarm: Sw
     assert images.missing(members, image.id) == ["worker1"]
     assert images.spread(hub.client, members, image.id, lambda line: None) == ["worker1"]
     assert images.missing(members, image.id) == []
+
+
+def test_status_names_a_node_whose_build_drifted_and_loading_gives_it_back(swarm: Swarm):
+    ref = names.notebook_image(swarm.hub)
+    row = f"images on node {WORKERS[0]}"
+    assert plan_rows(swarm.invoke("status").stdout)[row][0] == "up to date"
+    class_image = swarm.manager.images.get(ref)
+    swarm.nodes[WORKERS[0]].engine.images.remove(class_image.id, force=True)
+    state, action = plan_rows(swarm.invoke("status").stdout)[row]
+    assert state.replace(" ", "") == f"lacks{ref}" and action == "load the images"  # wrapped
+    said: list[str] = []
+    node_tasks.load_images(swarm.manager, WORKERS[0], (ref,), swarm.paths.state_dir / "known_hosts",
+                      swarm.key, said.append)  # fmt: skip
+    assert images.has(swarm.nodes[WORKERS[0]].engine, class_image.id)
+    assert plan_rows(swarm.invoke("status").stdout)[row][0] == "up to date"
+    assert f"images on node {WORKERS[1]}" in plan_rows(swarm.invoke("status").stdout)
 
 
 def test_drain_node_moves_what_runs_there_and_remove_node_takes_it_out_keeping_files(
@@ -272,3 +300,136 @@ def _wait_running(service, timeout: float = 60) -> dict:
             for t in service.tasks()
         ]
         time.sleep(0.5)
+
+
+PROXY_PORT = 23750
+
+
+def _through_proxy(swarm: Swarm, hub: Hub):
+    """The real socket proxy (the hub image, given --swarm-storage) on the manager, with its
+    socket, reading the hub file `setup --files-only` rendered; an API client of it. The swarm's
+    firewall is not built yet: the test writes the word the proxy waits for (firewall.json) as
+    the firewall does once its rules are loaded."""
+    files = swarm.invoke("setup", "--files-only")
+    assert files.returncode == 0, files.stdout + files.stderr
+    place = swarm.storage / "proxy"
+    (place / "addresses").mkdir(parents=True, exist_ok=True)
+    shutil.copy(swarm.paths.state_dir / "hub.json", place / "hub.json")
+    (place / "addresses" / hubfile.FIREWALL_FILE).write_text(
+        json.dumps({"boot_id": hubfile.boot_id()})
+    )
+    hub_image = swarm.manager.images.get(names.hub_image(swarm.hub))
+    network = names.network(swarm.hub)
+    if not swarm.manager.networks.list(names=[network]):
+        swarm.manager.networks.create(network, driver="overlay", attachable=True)
+    for volume in ("student1", "student2"):  # the homes setup will make on the storage
+        home = Path(services.folder(str(swarm.storage), swarm.hub,
+                                    names.user_volume(swarm.hub, volume)))  # fmt: skip
+        home.mkdir(parents=True, exist_ok=True)
+        os.chown(home, 1000, 100)
+    for volume in [names.group_volume(swarm.hub, g) for g in ("team-1", "team-2")] + [
+        f"{swarm.hub}-shared"  # SHARED_DATA, a volume's name on one host
+    ]:
+        folder = Path(services.folder(str(swarm.storage), swarm.hub, volume))
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chown(folder, 1000, 100)
+    proxy = swarm.manager.containers.run(
+        hub_image.id,
+        ["python3", "-m", "classhub_hub.dockerproxy", "--hub-file", "/hub/hub.json",
+         "--addresses-folder", "/addresses", "--swarm-storage", str(swarm.storage)],
+        entrypoint=[], detach=True, name="proxy", ports={"2375/tcp": PROXY_PORT},
+        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
+                 str(place): {"bind": "/hub", "mode": "ro"},
+                 str(place / "addresses"): {"bind": "/addresses", "mode": "rw"}},
+    )  # fmt: skip
+    api = docker.APIClient(base_url=f"tcp://{swarm.nodes['manager'].address}:{PROXY_PORT}",
+                           version="1.41", timeout=60)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            api.ping()
+            return proxy, api
+        except (docker.errors.DockerException, OSError):
+            assert time.monotonic() < deadline, proxy.logs().decode(errors="replace")
+            time.sleep(0.3)
+
+
+def _create(api: docker.APIClient, spec: dict):
+    """POST /services/create with exactly this body, as the hub's spawner sends it."""
+    return api._post_json(api._url("/services/create"), data=spec)
+
+
+def test_the_proxy_lets_the_hub_make_a_hardened_students_service_and_nothing_else(
+    hub: Hub, swarm: Swarm
+):
+    proxy, api = _through_proxy(swarm, hub)
+    try:
+        file = hubfile.load(swarm.paths.state_dir / "hub.json")
+        image_id = swarm.manager.images.get(names.notebook_image(swarm.hub)).id
+        good = services.user_service(file, "student1", image_id, str(swarm.storage),
+                                     {"CLASS": "math"}, ["sleep", "300"], 256)  # fmt: skip
+        bad = {
+            "an added capability": ("TaskTemplate.ContainerSpec.CapabilityAdd", ["SYS_ADMIN"]),
+            "a published port": ("EndpointSpec", {"Mode": "dnsrr", "Ports": [
+                {"TargetPort": 8888, "PublishedPort": 8888}]}),
+            "fifty replicas": ("Mode", {"Replicated": {"Replicas": 50}}),
+            "the host's root": ("TaskTemplate.ContainerSpec.Mounts", [
+                {"Type": "bind", "Source": "/", "Target": "/home/jovyan/host"},
+                {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": services.TMPFS}]),
+            "a secret": ("TaskTemplate.ContainerSpec.Secrets", [{"SecretName": "x"}]),
+            "root": ("TaskTemplate.ContainerSpec.User", "0"),
+            "another network": ("TaskTemplate.Networks", [{"Target": "ingress"}]),
+            "the manager": ("TaskTemplate.Placement", {"Constraints": ["node.role==manager"]}),
+        }  # fmt: skip
+        for what, (dotted, value) in bad.items():
+            spec = copy.deepcopy(good)
+            *path, last = dotted.split(".")
+            place = spec
+            for key in path:
+                place = place[key]
+            place[last] = value
+            response = _create(api, spec)
+            assert response.status_code == 403, (what, response.text)
+            assert "classhub docker proxy:" in response.json()["message"], what
+        for method, path in [("GET", "/nodes"), ("POST", "/swarm/leave"), ("GET", "/secrets"),
+                             ("GET", "/services"), ("POST", "/configs/create")]:  # fmt: skip
+            response = api.request(method, api._url(path))
+            assert response.status_code == 403, (method, path, response.text)
+        assert swarm.manager.services.list() == []  # nothing was made
+
+        created = _create(api, good)
+        assert created.status_code == 201, created.text
+        service = swarm.manager.services.get(good["Name"])
+        task = _wait_running(service)
+        node = swarm.manager.nodes.get(task["NodeID"]).attrs["Description"]["Hostname"]
+        (container,) = swarm.nodes[node].engine.containers.list(
+            filters={"label": f"{names.LABEL_USER}=student1"})  # fmt: skip
+        host = container.attrs["HostConfig"]
+        assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd")
+        assert host["ReadonlyRootfs"] is True and host["PidsLimit"] == 256
+        assert host["Memory"] == file.get("users")["student1"]["limits"]["mem_limit"]
+        assert container.attrs["Config"]["User"] == "1000:100"
+        assert (
+            container.labels[names.LABEL_HUB] == swarm.hub
+        )  # on the container, not only the service
+        said = container.exec_run(["sh", "-c", "grep NoNewPrivs /proc/self/status; "
+                                   "echo kept > /home/jovyan/work.txt; touch /etc/x; "
+                                   "touch /tmp/ok && grep ' /tmp ' /proc/mounts"])  # fmt: skip
+        out = said.output.decode()
+        assert "NoNewPrivs:\t1" in out and "Read-only file system" in out, out
+        assert "nosuid" in out and "nodev" in out, out
+        home = Path(services.folder(str(swarm.storage), swarm.hub,
+                                    names.user_volume(swarm.hub, "student1")))  # fmt: skip
+        assert (home / "work.txt").read_text() == "kept\n"
+        assert (home / "work.txt").stat().st_uid == 1000
+        # Looking and removing go through the proxy too; another name's tasks do not.
+        assert api.inspect_service(good["Name"])["Spec"]["Labels"] == good["Labels"]
+        assert len(api.tasks(filters={"service": good["Name"]})) == 1
+        with pytest.raises(docker.errors.APIError, match="tasks are listed only"):
+            api.tasks()
+        api.remove_service(good["Name"])
+        assert swarm.manager.services.list() == []
+    finally:
+        for leftover in swarm.manager.services.list():
+            leftover.remove()
+        proxy.remove(force=True)

@@ -16,6 +16,7 @@ from classhub import commands, names
 from classhub.console import Output
 from classhub.errors import UserError
 from classhub.paths import Paths
+from classhub.runtime import NodeInfo
 from classhub.runtime.fake import FakeEngine
 from tests.conftest import PROJECT, clean_environ, make_checkout, plan_rows
 
@@ -362,3 +363,36 @@ def test_setup_finishes_the_volumes_a_killed_run_made_without_their_owner(
     assert made(engine, since) == [f"give volume {home} its owner"]
     assert engine.unfinished_volumes() == {}
     assert "Nothing to change" in run(commands.setup, clone, env())
+
+
+def test_on_a_swarm_setup_and_build_give_each_node_the_builds_and_status_shows_drift(
+    clone: Paths, engine: FakeEngine
+):
+    engine.swarm_nodes = [
+        NodeInfo("lab1", "manager", "ready", "active", "", "20.10.24", 0),
+        NodeInfo("lab2", "worker", "ready", "active", "root@10.0.0.6", "20.10.24", 0),
+    ]
+    engine.node_holds = {"lab2": set()}
+    run(commands.setup, clone, env())
+    loads = [e for e in made(engine) if e.startswith("load ")]
+    assert loads == [f"load classhub-notebook:{HUB} into node lab2",
+                     f"load {names.hub_image(HUB)} into node lab2"]  # fmt: skip
+    assert made(engine).index(loads[0]) > made(engine).index(f"build image classhub-notebook:{HUB}")
+    status = run(commands.status, clone, env())
+    assert plan_rows(status)["images on node lab2"][0] == "up to date"
+    # A node that lost a build (or a new one built here) is shown, and build loads it again.
+    engine.node_holds["lab2"].clear()
+    rows = plan_rows(run(commands.status, clone, env()))
+    assert rows["images on node lab2"] == (
+        f"lacks {names.hub_image(HUB)}, classhub-notebook:{HUB}", "load the images")  # fmt: skip
+    before = len(engine.events)
+    run(commands.build, clone, env())
+    assert [e for e in made(engine, before) if e.startswith("load ")] == loads
+    assert "images on node lab1" not in rows  # this server builds them
+    # The class's image changed: every node is to get the new build once it is built.
+    (clone.root / "singleuser" / "requirements.txt").write_text("tabulate==0.9.0\n")
+    rows = plan_rows(run(commands.status, clone, env()))
+    assert rows["images on node lab2"] == ("to be built anew here", "load the images")
+    before = len(engine.events)
+    run(commands.build, clone, env())
+    assert made(engine, before)[-1] == f"load classhub-notebook:{HUB} into node lab2"

@@ -33,7 +33,7 @@ from ...inputs.roster import Roster
 from ...inputs.settings import Settings
 from ...neighbours import HubInfo, conflicts
 from ...paths import Paths
-from .. import ImageInfo, NodeInfo, Service
+from .. import ImageInfo, NodeAccess, NodeInfo, Service
 from ..swarm import nodes as swarm_nodes
 from . import builder, database, disks, engine, neighbours, stack
 
@@ -266,6 +266,16 @@ class SingleHost:
     # --- the swarm's nodes (this engine may manage a swarm: docs/swarm.md) ---
     def nodes(self) -> list[NodeInfo]:
         return swarm_nodes.table(self.client, self.hub)
+
+    def node_images(
+        self, refs: tuple[str, ...], access: NodeAccess
+    ) -> dict[str, tuple[str, ...] | str]:
+        return swarm_nodes.image_state(self.client, refs, access.known_hosts, access.key)
+
+    def load_node_images(
+        self, hostname: str, refs: tuple[str, ...], access: NodeAccess, echo: Echo
+    ) -> None:
+        swarm_nodes.load_images(self.client, hostname, refs, access.known_hosts, access.key, echo)
 
     # --- inventory and destroy ---
     def inventory(self) -> dict[str, list[tuple[str, str]]]:

@@ -10,9 +10,10 @@ all of them reported at once, before anything changes:
   (`.classhub-storage`) is read on the node through its engine, the way a student's server will
   see the folder, from an empty image's container that never runs (imported there and removed).
 Those are reported together, and nothing has changed. Then the images nodes run that this server
-holds are loaded into it by ID (`images.spread`), and one short container of them shows whether
-its engine gives containers `no-new-privileges` (a service cannot ask for it on Docker 20.10, and
-the API does not say); only then does it join. The node carries the label `classhub.address` (how add-node reached it), by
+holds are loaded into it by ID (`images.spread`): once the first is there, one short container of
+it shows whether its engine gives containers `no-new-privileges` (a service cannot ask for it on
+Docker 20.10, and the API does not say), and a node without it is refused before the others are
+loaded. Only then does it join. The node carries the label `classhub.address` (how add-node reached it), by
 which drain-node and remove-node reach it again.
 
 Draining and removing never delete a file: a node's servers stop, and students' files live on
@@ -33,7 +34,7 @@ import docker
 import docker.errors
 import docker.types
 
-from ... import names
+from ... import components, names
 from ...console import Echo
 from ...errors import UserError, quoted
 from ...files import write_atomic
@@ -231,16 +232,6 @@ def _label(node, key: str, value: str) -> None:
     node.update(spec)
 
 
-def node_images(manager: docker.DockerClient, settings: Settings) -> dict[str, str]:
-    """The builds nodes run (reference -> ID) that this server holds: the notebook image and
-    the hub's own (each node's firewall runs it)."""
-    found = {}
-    for ref in (settings.notebook_image, names.hub_image(settings.hub_name)):
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            found[ref] = str(manager.images.get(ref).id)
-    return found
-
-
 def add(
     manager: docker.DockerClient,
     node: docker.DockerClient,
@@ -265,17 +256,17 @@ def add(
         problems += [wrong] if wrong else []
     if problems:
         raise _refused(target, theirs, problems, "nothing was changed")
-    builds = node_images(manager, settings)
+    builds = _builds(manager, components.node_images(settings))
     if not builds:
         raise UserError("this server holds none of the images nodes run (the class's and the "
                         "hub's): run invoke setup first, then add-node")  # fmt: skip
-    for ref, image_id in builds.items():
+    for index, (ref, image_id) in enumerate(builds.items()):
         if images.spread(manager, {str(target): node}, image_id, echo):
             echo(f"   ({ref})")
-    wrong = hardening_problem(node, next(iter(builds.values())))
-    if wrong:
-        raise _refused(target, theirs, [wrong], "it was not joined (the images loaded there "
-                       "stay, for the next try)")  # fmt: skip
+        wrong = hardening_problem(node, image_id) if index == 0 else None
+        if wrong:  # seen with the first image: the others are not loaded for nothing
+            raise _refused(target, theirs, [wrong], "it was not joined (the image loaded there "
+                           "stays, for the next try)")  # fmt: skip
     node_id = (theirs.get("Swarm") or {}).get("NodeID") or ""
     if node_id in ours:
         echo(f"   {target} ({theirs.get('Name')}) is already a node of this swarm")
@@ -421,3 +412,67 @@ def table(manager: docker.DockerClient, hub: str) -> list[NodeInfo]:
             )
         )
     return sorted(rows, key=lambda row: (row.role != "manager", row.hostname))
+
+
+# --- the images on each node (setup, build and status) ----------------------------------------
+
+
+def workers(manager: docker.DockerClient) -> list:
+    """The swarm's nodes other than this server, by hostname; [] without a swarm."""
+    if not _node_ids(manager):
+        return []
+    mine = (manager.info().get("Swarm") or {}).get("NodeID")
+    found = [node for node in manager.nodes.list() if node.id != mine]
+    return sorted(found, key=lambda node: node.attrs["Description"]["Hostname"])
+
+
+def _builds(manager: docker.DockerClient, refs: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for ref in refs:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            found[ref] = str(manager.images.get(ref).id)
+    return found
+
+
+def image_state(
+    manager: docker.DockerClient, refs: tuple[str, ...], known_hosts: Path, key: Path | None
+) -> dict[str, tuple[str, ...] | str]:
+    """Each node (hostname) and the images of `refs` it lacks as this server has them now (the
+    same build, by ID), or why it could not be looked at."""
+    builds = _builds(manager, refs)
+    found: dict[str, tuple[str, ...] | str] = {}
+    for node in workers(manager):
+        hostname = node.attrs["Description"]["Hostname"]
+        address = (node.attrs["Spec"].get("Labels") or {}).get(LABEL_ADDRESS)
+        if node.attrs["Status"]["State"] != "ready":
+            found[hostname] = f"{node.attrs['Status']['State']}: not looked at"
+        elif not address:
+            found[hostname] = "not added by classhub: not looked at"
+        else:
+            try:
+                with ssh.engine(ssh.parse(address), known_hosts, key) as there:
+                    found[hostname] = tuple(
+                        ref for ref, image_id in builds.items() if not images.has(there, image_id)
+                    )
+            except UserError as exc:
+                found[hostname] = f"unreachable ({exc})"
+    return found
+
+
+def load_images(
+    manager: docker.DockerClient,
+    hostname: str,
+    refs: tuple[str, ...],
+    known_hosts: Path,
+    key: Path | None,
+    echo: Echo,
+) -> None:
+    """Load into the node the builds of `refs` it lacks, as this server has them now."""
+    (node,) = [n for n in workers(manager) if n.attrs["Description"]["Hostname"] == hostname]
+    address = (node.attrs["Spec"].get("Labels") or {}).get(LABEL_ADDRESS)
+    if not address:
+        raise UserError(f"node {hostname} was not added by classhub (invoke add-node adds it)")
+    with ssh.engine(ssh.parse(address), known_hosts, key) as there:
+        for ref, image_id in _builds(manager, refs).items():
+            if images.spread(manager, {hostname: there}, image_id, echo):
+                echo(f"   ({ref})")
