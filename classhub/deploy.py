@@ -529,7 +529,7 @@ def node_image_steps(
     """On a swarm, one step a node: the same builds as this server's, loaded by ID where it
     lacks them (or will, once `built` are built). None without a swarm."""
     refs = components.node_images(settings)
-    access = NodeAccess(paths.state_dir / "known_hosts", settings.node_ssh_key)
+    access = NodeAccess(paths.known_hosts, settings.node_ssh_key)
     steps = []
     for hostname, lacks in rt.node_images(refs, access).items():
         label = f"images on node {hostname}"

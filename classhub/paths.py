@@ -52,6 +52,11 @@ class Paths:
         return self.state_dir / "hub.json"
 
     @property
+    def known_hosts(self) -> Path:
+        """The swarm's nodes' SSH host keys, as first seen by add-node."""
+        return self.state_dir / "known_hosts"
+
+    @property
     def nginx_dir(self) -> Path:
         return self.root / "nginx"
 

@@ -68,31 +68,31 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 _VERSION = re.compile(r"^/v\d+(?:\.\d+)?(?=/)")
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _ID = rf"(?P<id>{_NAME})"
+
+
+def _routes(*allowed: tuple[str, str]) -> tuple[tuple[str, re.Pattern], ...]:
+    return tuple((method, re.compile(pattern)) for method, pattern in allowed)
+
+
 # (method, path): what DockerSpawner calls. Paths are matched without the /vX.Y prefix.
-ROUTES: tuple[tuple[str, re.Pattern], ...] = tuple(
-    (method, re.compile(pattern))
-    for method, pattern in (
-        ("GET", r"/_ping"),
-        ("HEAD", r"/_ping"),
-        ("GET", r"/version"),
-        ("GET", r"/images/(?P<image>.+)/json"),
-        ("POST", r"/containers/create"),
-        ("GET", rf"/containers/{_ID}/json"),
-        ("POST", rf"/containers/{_ID}/(?:start|stop)"),
-        ("DELETE", rf"/containers/{_ID}"),
-        ("POST", r"/volumes/create"),
-    )
+ROUTES = _routes(
+    ("GET", r"/_ping"),
+    ("HEAD", r"/_ping"),
+    ("GET", r"/version"),
+    ("GET", r"/images/(?P<image>.+)/json"),
+    ("POST", r"/containers/create"),
+    ("GET", rf"/containers/{_ID}/json"),
+    ("POST", rf"/containers/{_ID}/(?:start|stop)"),
+    ("DELETE", rf"/containers/{_ID}"),
+    ("POST", r"/volumes/create"),
 )
 # On a swarm (the proxy given --swarm-storage), what the hub's SwarmSpawner calls besides:
 # creating, inspecting and removing this hub's students' services, and their tasks.
-SWARM_ROUTES: tuple[tuple[str, re.Pattern], ...] = tuple(
-    (method, re.compile(pattern))
-    for method, pattern in (
-        ("POST", r"/services/create"),
-        ("GET", rf"/services/(?P<service>{_NAME})"),
-        ("DELETE", rf"/services/(?P<service>{_NAME})"),
-        ("GET", r"/tasks"),
-    )
+SWARM_ROUTES = _routes(
+    ("POST", r"/services/create"),
+    ("GET", rf"/services/(?P<service>{_NAME})"),
+    ("DELETE", rf"/services/(?P<service>{_NAME})"),
+    ("GET", r"/tasks"),
 )
 
 

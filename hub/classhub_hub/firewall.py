@@ -335,14 +335,19 @@ def _json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+def table_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `ruleset` is made from, as the firewall and the swarm's firewall take it."""
     parser.add_argument("--table", required=True)
-    parser.add_argument("--bridge", required=True)
     parser.add_argument("--hub-ip", required=True)
     parser.add_argument("--port", type=int, action="append", required=True)
-    parser.add_argument("--servers", required=True, help="the range the servers' addresses are in")
     parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    table_arguments(parser)
+    parser.add_argument("--bridge", required=True)
+    parser.add_argument("--servers", required=True, help="the range the servers' addresses are in")
     parser.add_argument("--every", type=float, default=0.5, help="seconds between input checks")
     parser.add_argument("--check-every", type=float, default=5.0, help="seconds between checks")
     args = parser.parse_args(argv)

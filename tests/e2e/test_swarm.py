@@ -3,8 +3,9 @@ machine (tests/e2e/swarm.py): a manager, which classhub reaches as DOCKER_HOST t
 its own server's engine, two workers it joins over SSH, and three servers it must refuse.
 
 So far: nodes checked, joined, drained and removed (add-node, drain-node, remove-node, status),
-the same build on every node without a registry (classhub/runtime/swarm/images.py), and the
-socket proxy's rules for students' services, sent through the real proxy to the real swarm.
+the same build on every node without a registry (classhub/runtime/swarm/images.py), the
+socket proxy's rules for students' services, sent through the real proxy to the real swarm, and
+the firewall agent of every node keeping students apart on the hub's overlay network.
 
 This kernel has no NFS: the shared storage is a folder of this machine mounted into every node at
 the same path (what an NFS mount at one path gives real servers); add-node's check reads it
@@ -14,6 +15,7 @@ through each node's engine all the same.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import os
 import shutil
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
+import docker.types
 import pytest
 
 from classhub import hubfile, names
@@ -225,7 +228,7 @@ def test_status_names_a_node_whose_build_drifted_and_loading_gives_it_back(swarm
     state, action = plan_rows(swarm.invoke("status").stdout)[row]
     assert state.replace(" ", "") == f"lacks{ref}" and action == "load the images"  # wrapped
     said: list[str] = []
-    node_tasks.load_images(swarm.manager, WORKERS[0], (ref,), swarm.paths.state_dir / "known_hosts",
+    node_tasks.load_images(swarm.manager, WORKERS[0], (ref,), swarm.paths.known_hosts,
                       swarm.key, said.append)  # fmt: skip
     assert images.has(swarm.nodes[WORKERS[0]].engine, class_image.id)
     assert plan_rows(swarm.invoke("status").stdout)[row][0] == "up to date"
@@ -319,9 +322,7 @@ def _through_proxy(swarm: Swarm, hub: Hub):
         json.dumps({"boot_id": hubfile.boot_id()})
     )
     hub_image = swarm.manager.images.get(names.hub_image(swarm.hub))
-    network = names.network(swarm.hub)
-    if not swarm.manager.networks.list(names=[network]):
-        swarm.manager.networks.create(network, driver="overlay", attachable=True)
+    _hub_network(swarm)
     for volume in ("student1", "student2"):  # the homes setup will make on the storage
         home = Path(services.folder(str(swarm.storage), swarm.hub,
                                     names.user_volume(swarm.hub, volume)))  # fmt: skip
@@ -352,6 +353,26 @@ def _through_proxy(swarm: Swarm, hub: Hub):
         except (docker.errors.DockerException, OSError):
             assert time.monotonic() < deadline, proxy.logs().decode(errors="replace")
             time.sleep(0.3)
+
+
+def _hub_network(swarm: Swarm) -> tuple[str, str]:
+    """The hub's network as the swarm runtime will make it: an attachable overlay whose servers
+    get addresses from the lower half, the hub a fixed one at the top; (its ID, the hub's
+    address). Made once."""
+    name = names.network(swarm.hub)
+    found = [n for n in swarm.manager.networks.list(names=[name]) if n.name == name]
+    if not found:
+        probe = swarm.manager.networks.create(f"{name}-probe", driver="overlay")
+        subnet = ipaddress.ip_network(probe.attrs["IPAM"]["Config"][0]["Subnet"])
+        probe.remove()
+        pool = docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]),
+                                     iprange=str(next(subnet.subnets(prefixlen_diff=1))))  # fmt: skip
+        found = [swarm.manager.networks.create(
+            name, driver="overlay", attachable=True,
+            ipam=docker.types.IPAMConfig(pool_configs=[pool]))]  # fmt: skip
+    network = swarm.manager.networks.get(found[0].id)
+    subnet = ipaddress.ip_network(network.attrs["IPAM"]["Config"][0]["Subnet"])
+    return str(network.id), str(subnet[-2])
 
 
 def _create(api: docker.APIClient, spec: dict):
@@ -433,3 +454,117 @@ def test_the_proxy_lets_the_hub_make_a_hardened_students_service_and_nothing_els
         for leftover in swarm.manager.services.list():
             leftover.remove()
         proxy.remove(force=True)
+
+
+def _serve(swarm: Swarm, name: str, image: str, node: str, network: str) -> None:
+    """A stand-in for a student's server: the class's Python serving HTTP on 8888, pinned to
+    `node`, on the hub's network (by the manager: the proxy would not let a test pin it)."""
+    swarm.manager.services.create(
+        image, ["python3", "-m", "http.server", "8888"], name=name, user="1000:100",
+        networks=[network], constraints=[f"node.hostname=={node}"],
+        endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
+        labels=names.user_labels(swarm.hub, name),
+    )  # fmt: skip
+
+
+def _reaches(swarm: Swarm, service: str, address: str, port: int) -> bool:
+    """Whether the service's container opens a TCP connection to address:port within 3 s."""
+    (task,) = [t for t in swarm.manager.services.get(service).tasks()
+               if t["Status"]["State"] == "running"]  # fmt: skip
+    node = swarm.manager.nodes.get(task["NodeID"]).attrs["Description"]["Hostname"]
+    container = swarm.nodes[node].engine.containers.get(
+        task["Status"]["ContainerStatus"]["ContainerID"]
+    )
+    probe = (
+        "import socket,sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)"
+        "\n print('open')\nexcept OSError as e:\n print('refused', e)"
+    )
+    said = container.exec_run(["python3", "-c", probe, address, str(port)]).output.decode()
+    return said.strip() == "open"
+
+
+def test_students_reach_the_hub_but_not_each_other_on_one_node_or_across_nodes(
+    hub: Hub, swarm: Swarm
+):
+    """The swarm firewall (hub/classhub_hub/swarmguard.py) as a global service on every node,
+    guarding the hub's overlay: what a student's server reaches, with and without it."""
+    network_id, hub_ip = _hub_network(swarm)
+    image = hub.client.images.get(hub.image).id  # the class's Python, on every node
+    images.spread(hub.client, swarm.members, image, lambda line: None)
+    hub_image = swarm.manager.images.get(names.hub_image(swarm.hub)).id
+    network = names.network(swarm.hub)
+    stand_in = swarm.manager.containers.run(  # the hub, at its fixed address: API 8081, proxy 8000
+        image, ["sh", "-c", "python3 -m http.server 8081 & python3 -m http.server 8000"],
+        entrypoint=[], detach=True, name=f"{swarm.hub}-hub", user="1000:100", network=network,
+        networking_config={network: swarm.manager.api.create_endpoint_config(ipv4_address=hub_ip)},
+        labels=names.labels(swarm.hub, "hub"),
+    )  # fmt: skip
+    students = {"s1": WORKERS[0], "s2": WORKERS[0], "s3": WORKERS[1]}
+    try:
+        for name, node in students.items():
+            _serve(swarm, name, image, node, network)
+        for name in students:
+            _wait_running(swarm.manager.services.get(name))
+        # Without the firewall, students reach each other: what it must stop.
+        assert _reaches(swarm, "s1", "s2", 8888) and _reaches(swarm, "s1", "s3", 8888)
+        swarm.manager.services.create(
+            hub_image,
+            ["python3", "-m", "classhub_hub.swarmguard", "--table", f"classhub_{swarm.hub}",
+             "--network-id", network_id, "--hub-ip", hub_ip, "--port", "8081"],
+            name="guard", mode=docker.types.ServiceMode("global"), networks=["host"],
+            cap_add=["NET_ADMIN", "SYS_ADMIN"], cap_drop=["ALL"], read_only=True,
+            mounts=[docker.types.Mount("/var/run/docker/netns", "/var/run/docker/netns",
+                                       type="bind", propagation="rslave")],
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not all(_guarded(swarm, node) for node in ("manager", *WORKERS)):
+            assert time.monotonic() < deadline, _guard_logs(swarm)
+            time.sleep(1)
+        for source, target in [("s1", "s2"), ("s1", "s3"), ("s3", "s1"), ("s2", "s1")]:
+            assert not _reaches(swarm, source, target, 8888), (source, target)
+        for name in students:
+            assert _reaches(swarm, name, hub_ip, 8081), name  # the hub's API
+            assert not _reaches(swarm, name, hub_ip, 8000), name  # its proxy port: from outside
+        said = stand_in.exec_run(["python3", "-c", "import urllib.request as u; "
+                                  "print(u.urlopen('http://s3:8888/', timeout=5).status)"])  # fmt: skip
+        assert said.output.decode().strip() == "200"  # the hub reaches every server
+        # The table removed from a node's namespace (a firewall reload, say) is put back, and a
+        # server that starts meanwhile on that node is cut off once it is.
+        worker = swarm.nodes[WORKERS[1]].container
+        before = _loads(swarm, WORKERS[1])
+        where = f"/var/run/docker/netns/1-{network_id[:10]}"
+        removed = worker.exec_run(["nsenter", f"--net={where}", "nft", "delete", "table", "inet",
+                                   f"classhub_{swarm.hub}"])  # fmt: skip
+        assert removed.exit_code == 0, removed.output
+        deadline = time.monotonic() + 30
+        while _loads(swarm, WORKERS[1]) == before:
+            assert time.monotonic() < deadline, _guard_logs(swarm)
+            time.sleep(0.5)
+        assert not _reaches(swarm, "s3", "s1", 8888)
+        _serve(swarm, "s4", image, WORKERS[1], network)
+        _wait_running(swarm.manager.services.get("s4"))
+        assert not _reaches(swarm, "s4", "s3", 8888) and _reaches(swarm, "s4", hub_ip, 8081)
+    finally:
+        for service in swarm.manager.services.list():
+            service.remove()
+        stand_in.remove(force=True)
+
+
+def _loads(swarm: Swarm, node: str) -> int:
+    """How often the node's firewall has said it loaded its table."""
+    return sum(
+        c.logs().decode(errors="replace").count("firewall: table inet")
+        for c in swarm.nodes[node].engine.containers.list(filters={"name": "guard"})
+    )
+
+
+def _guard_logs(swarm: Swarm) -> str:
+    return "\n".join(
+        f"{node}: {c.logs().decode(errors='replace')}"
+        for node in ("manager", *WORKERS)
+        for c in swarm.nodes[node].engine.containers.list(all=True, filters={"name": "guard"})
+    )
+
+
+def _guarded(swarm: Swarm, node: str) -> bool:
+    return _loads(swarm, node) > 0

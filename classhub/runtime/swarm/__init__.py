@@ -7,8 +7,12 @@ What is here so far:
 - `images`: every node runs the same build without a registry: an image is loaded into each
   node by its ID, streamed from the engine that built it (`docker save | docker load`), and a
   node that lacks it is named.
-Not yet: the Runtime itself (students' servers as services, files that follow them, isolation
-across nodes). Until then hubs run on this server alone and nodes stand ready.
+On the hub's side (hub/classhub_hub): `services` (a student's server as a hardened service, and
+the socket proxy's allowlist for it) and `swarmguard` (the firewall's table in every node's
+namespace of the hub's overlay network).
+Not yet: the Runtime itself (ENGINE=swarm: the hub's network as that overlay, the spawner, the
+guard deployed, files on the shared storage, egress out of the overlay). Until then hubs run on
+this server alone and nodes stand ready.
 
 The functions below are what the tasks call: each reaches the manager (DOCKER_HOST, else the
 local socket) and the node named over SSH.
@@ -25,10 +29,6 @@ from ..single_host import engine
 from . import nodes, ssh
 
 
-def known_hosts(paths: Paths):
-    return paths.state_dir / "known_hosts"
-
-
 def add_node(
     environ: Mapping[str, str], paths: Paths, settings: Settings, raw: str, echo: Echo
 ) -> str:
@@ -36,7 +36,7 @@ def add_node(
     target = ssh.parse(raw)
     manager = engine.connect(environ)
     echo(f"-> reaching {target}'s Docker engine over SSH")
-    with ssh.engine(target, known_hosts(paths), settings.node_ssh_key) as node:
+    with ssh.engine(target, paths.known_hosts, settings.node_ssh_key) as node:
         return nodes.add(manager, node, target, settings, echo)
 
 
@@ -48,5 +48,5 @@ def remove_node(
     environ: Mapping[str, str], paths: Paths, settings: Settings, raw: str, echo: Echo
 ) -> str:
     return nodes.remove(
-        engine.connect(environ), raw, known_hosts(paths), settings.node_ssh_key, echo
+        engine.connect(environ), raw, paths.known_hosts, settings.node_ssh_key, echo
     )
