@@ -32,6 +32,7 @@ from tests.conftest import PROJECT, clean_environ, make_checkout
 )
 def test_a_node_is_named_as_ssh_names_a_server(raw: str, target: ssh.Target):
     assert ssh.parse(raw) == target
+    assert ssh.parse(str(target)) == target  # as the node's label keeps it
 
 
 @pytest.mark.parametrize(
@@ -60,7 +61,10 @@ def test_the_ssh_command_forwards_the_docker_socket_and_never_asks(tmp_path: Pat
 
 def test_an_unreachable_node_says_how_to_check_it(tmp_path: Path):
     with (
-        pytest.raises(UserError, match=r"cannot reach 127.0.0.1:1 over SSH: .*ssh 127.0.0.1:1"),
+        pytest.raises(
+            UserError,
+            match=r"cannot reach 127.0.0.1:1 over SSH: .*`ssh -p 1 127.0.0.1 docker version`",
+        ),
         ssh.engine(ssh.Target("127.0.0.1", port=1), tmp_path / "known_hosts"),
     ):
         pass

@@ -43,8 +43,16 @@ class Target:
     port: int = 0
 
     def __str__(self) -> str:
-        who = f"{self.user}@{self.host}" if self.user else self.host
+        """As add-node takes it (and parses it back: an IPv6 address in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        who = f"{self.user}@{host}" if self.user else host
         return f"{who}:{self.port}" if self.port else who
+
+    @property
+    def ssh(self) -> str:
+        """The ssh command line that reaches it, for messages."""
+        port = f"-p {self.port} " if self.port else ""
+        return f"ssh {port}{self.user + '@' if self.user else ''}{self.host}"
 
 
 def parse(raw: str) -> Target:
@@ -121,7 +129,7 @@ def _wait(
             raise UserError(
                 f"cannot reach {target} over SSH: "
                 f"{said.strip().splitlines()[-1] if said.strip() else 'ssh stopped'}. "
-                f"Check that `ssh {target} docker version` works from this server as this user "
+                f"Check that `{target.ssh} docker version` works from this server as this user "
                 "(a key it accepts: NODE_SSH_KEY in .env or your ssh settings)"
             )
         if time.monotonic() > deadline:
