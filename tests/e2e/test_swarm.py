@@ -568,3 +568,27 @@ def _guard_logs(swarm: Swarm) -> str:
 
 def _guarded(swarm: Swarm, node: str) -> bool:
     return _loads(swarm, node) > 0
+
+
+def test_a_dead_node_reads_down_and_remove_node_takes_it_off_the_list(swarm: Swarm):
+    """Last: it stops a worker's server for good."""
+    host = WORKERS[1]
+    (swarm.storage / "still-here.txt").write_text("kept\n")
+    swarm.nodes[host].container.kill()
+    deadline = time.monotonic() + 90
+    while True:
+        (node,) = [n for n in swarm.manager.nodes.list()
+                   if n.attrs["Description"]["Hostname"] == host]  # fmt: skip
+        if node.attrs["Status"]["State"] == "down":
+            break
+        assert time.monotonic() < deadline, node.attrs["Status"]
+        time.sleep(1)
+    status = swarm.invoke("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert plan_rows(status.stdout)[f"images on node {host}"][0] == "down: not looked at"
+    assert any(line.split()[:3] == [host, "worker", "down"] for line in status.stdout.splitlines())
+    removed = swarm.invoke("remove-node", host)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert f"{host} is no longer a node" in removed.stdout
+    assert host not in {n.attrs["Description"]["Hostname"] for n in swarm.manager.nodes.list()}
+    assert (swarm.storage / "still-here.txt").read_text() == "kept\n"
