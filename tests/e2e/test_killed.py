@@ -39,13 +39,16 @@ def kill_when(hub: Hub, args: list[str], when: Callable[[dict], bool], timeout: 
     """Run `invoke ARGS` in the hub's checkout and SIGKILL its process group the moment the engine
     reports an event `when` accepts; what it printed until then. Fails if the task ends before
     such an event."""
+    # Only what happens once the task has begun: the stream starts a second early (its `since`
+    # is whole seconds), and the step just before (a backup's helpers, say) must not count.
+    begun = time.time_ns()
     events = hub.client.events(decode=True, since=int(time.time()) - 1)
     matched = threading.Event()
 
     def watch() -> None:
         try:
             for event in events:
-                if when(event):
+                if event.get("timeNano", 0) >= begun and when(event):
                     matched.set()
                     return
         except Exception:  # the stream closed below
