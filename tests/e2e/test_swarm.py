@@ -363,16 +363,28 @@ def _hub_network(swarm: Swarm) -> tuple[str, str]:
     found = [n for n in swarm.manager.networks.list(names=[name]) if n.name == name]
     if not found:
         probe = swarm.manager.networks.create(f"{name}-probe", driver="overlay")
-        subnet = ipaddress.ip_network(probe.attrs["IPAM"]["Config"][0]["Subnet"])
-        probe.remove()
+        try:
+            subnet = _subnet(probe)
+        finally:
+            probe.remove()
         pool = docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]),
                                      iprange=str(next(subnet.subnets(prefixlen_diff=1))))  # fmt: skip
         found = [swarm.manager.networks.create(
             name, driver="overlay", attachable=True,
             ipam=docker.types.IPAMConfig(pool_configs=[pool]))]  # fmt: skip
     network = swarm.manager.networks.get(found[0].id)
-    subnet = ipaddress.ip_network(network.attrs["IPAM"]["Config"][0]["Subnet"])
-    return str(network.id), str(subnet[-2])
+    return str(network.id), str(_subnet(network)[-2])
+
+
+def _subnet(network) -> ipaddress.IPv4Network:
+    """An overlay network's subnet, once the swarm's allocator has given it one: that happens
+    after the create returns (CI at 7d5397c read None)."""
+    deadline = time.monotonic() + 30
+    while not (network.attrs.get("IPAM") or {}).get("Config"):
+        assert time.monotonic() < deadline, network.attrs.get("IPAM")
+        time.sleep(0.2)
+        network.reload()
+    return ipaddress.ip_network(network.attrs["IPAM"]["Config"][0]["Subnet"])
 
 
 def _create(api: docker.APIClient, spec: dict):
