@@ -6,6 +6,11 @@ subvolume refers to (a qgroup limit); the Docker volume binds that folder (the l
 `type=none, o=bind`). A write past the limit fails with EDQUOT, "Disk quota exceeded", in that
 folder alone: the student sees an ordinary error, the hub and everyone else keep their space.
 
+A limit of 0 asks for a plain folder instead, with no limit and on any filesystem: on a swarm
+every home and group folder is one, in the shared storage (`<SWARM_STORAGE>/<HUB_NAME>`, which
+every node mounts at the same path), bound on the manager by a Docker volume all the same, so
+that backups, status and destroy find it as on one host.
+
 It runs as `python3 -m classhub_hub.diskstore STORE ACTION ...` in a throwaway container that the
 host starts from the hub image (the store mounted at its own path, with CAP_SYS_ADMIN for the
 limits and CAP_CHOWN for the owner), and inside the Docker socket proxy, which makes a newcomer's
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -53,9 +59,19 @@ def is_subvolume(folder: str) -> bool:
 
 def make(store: str, volume: str, limit: int, kind: str) -> bool:
     """The volume's folder, a subvolume owned by jovyan with the kind's mode and the limit `limit`
-    (bytes); one already there keeps its files and gets the limit. True when it was made."""
+    (bytes), or with limit 0 a plain folder; one already there keeps its files (and gets the
+    limit). True when it was made."""
     folder = path(store, volume)
     made = not os.path.lexists(folder)
+    if limit == 0:
+        if made:
+            os.makedirs(store, exist_ok=True)
+            os.mkdir(folder, 0o700)
+            os.chmod(folder, hubfile.FOLDER_MODES[kind])  # while root owns it (as above)
+            os.chown(folder, *hubfile.FOLDER_OWNER)
+        elif not os.path.isdir(folder) or os.path.islink(folder):
+            raise StoreError(f"{folder} exists and is not a folder")
+        return made
     if made:
         _btrfs("subvolume", "create", folder)
         os.chmod(folder, hubfile.FOLDER_MODES[kind])  # while root owns it (no CAP_FOWNER here)
@@ -82,12 +98,16 @@ def usage(store: str, volume: str) -> dict[str, int | None]:
 
 
 def remove(store: str, volume: str) -> bool:
-    """Delete the volume's folder and every file in it. True when there was one."""
+    """Delete the volume's folder (a subvolume, or a plain folder) and every file in it. True
+    when there was one."""
     folder = path(store, volume)
-    if not is_subvolume(folder):
-        return False
-    _btrfs("subvolume", "delete", folder)
-    return True
+    if is_subvolume(folder):
+        _btrfs("subvolume", "delete", folder)
+        return True
+    if os.path.isdir(folder) and not os.path.islink(folder):
+        shutil.rmtree(folder)
+        return True
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:

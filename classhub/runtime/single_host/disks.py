@@ -24,6 +24,9 @@ from . import engine
 # What a container that makes folders in the store needs (the helper here, and the socket proxy
 # for a newcomer's home): the btrfs size limits, and the owner of a new folder.
 STORE_CAPS = ["SYS_ADMIN", "CHOWN"]
+# Deleting a plain folder (a swarm's, diskstore.py) reaches into what students made, as root
+# without CAP_DAC_OVERRIDE may not.
+REMOVE_CAPS = [*STORE_CAPS, "DAC_OVERRIDE"]
 
 
 def store_of(volume) -> str | None:
@@ -31,7 +34,9 @@ def store_of(volume) -> str | None:
     return hubfile.volume_store(volume.name, volume.attrs.get("Options"))
 
 
-def helper(client: docker.DockerClient, hub: str, store: str, *args: str):
+def helper(
+    client: docker.DockerClient, hub: str, store: str, *args: str, caps: list[str] = STORE_CAPS
+):
     """Run `python3 -m classhub_hub.diskstore STORE ARGS...` in a throwaway hub-image container
     with the store mounted at its own path; its JSON answer."""
     try:
@@ -43,7 +48,7 @@ def helper(client: docker.DockerClient, hub: str, store: str, *args: str):
             network_disabled=True,
             read_only=True,
             **hubfile.HARDENING,
-            cap_add=STORE_CAPS,
+            cap_add=caps,
             labels=names.labels(hub, "disk-store"),
             remove=True,
         )
@@ -83,7 +88,7 @@ def make(
         for volume in made:
             volume.remove(force=True)
         if new_folders:  # made just now, so empty: nothing is lost (a folder already there stays)
-            helper(client, hub, store, "remove", *new_folders)
+            helper(client, hub, store, "remove", *new_folders, caps=REMOVE_CAPS)
         raise
     return made, new_folders
 
@@ -114,4 +119,4 @@ def remove(client: docker.DockerClient, volume) -> None:
     volume.remove(force=True)
     if store is not None:
         hub = (volume.attrs.get("Labels") or {}).get(names.LABEL_HUB, "")
-        helper(client, hub, store, "remove", volume.name)
+        helper(client, hub, store, "remove", volume.name, caps=REMOVE_CAPS)
