@@ -95,6 +95,23 @@ def store_volume_options(store: str, volume: str) -> dict[str, str]:
     return {"type": "none", "o": "bind", "device": f"{store.rstrip('/')}/{volume}"}
 
 
+# In swarm_folders: where each node's firewall (swarmguard) says its table is loaded, one file a
+# node; not a volume's name, so no home or group folder can be called so.
+GUARD_WORDS = ".firewall"
+
+
+def swarm_folders(storage: str, hub: str) -> str:
+    """On a swarm, the folder of the shared storage (SWARM_STORAGE, the same path on every node)
+    that holds this hub's homes and group folders, each named as its volume on one server."""
+    return f"{storage.rstrip('/')}/{hub}"
+
+
+def swarm_source(storage: str, hub: str, source: str) -> str:
+    """Where a folder a server binds (a key of `mounts`: a volume's name, or SHARED_DATA's
+    absolute folder, which every node has at that path) is on a swarm's nodes."""
+    return source if source.startswith("/") else f"{swarm_folders(storage, hub)}/{source}"
+
+
 def volume_store(volume: str, options: dict | None) -> str | None:
     """The store a volume's folder is in, read back from its options; None: Docker's storage."""
     options = options or {}

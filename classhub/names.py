@@ -91,6 +91,12 @@ def network(hub: str) -> str:
     return f"{hub}-net"
 
 
+def front_network(hub: str) -> str:
+    """On a swarm, the hub container's own bridge on the manager, where its port is published
+    (a container on an overlay loses its published port once it joins an internal network)."""
+    return f"{hub}-front"
+
+
 def socket_network(hub: str) -> str:
     """The network only the hub and its Docker socket proxy join (internal: no way out)."""
     return f"{hub}-socket"

@@ -33,6 +33,9 @@ def hub_settings(settings: Settings) -> dict:
         "db_host": names.db_container(hub),
         "notebook_image": settings.notebook_image,
         "network": names.network(hub),
+        # On a swarm, students' servers are services with their folders in the shared storage.
+        "engine": settings.engine,
+        "swarm_storage": settings.swarm_storage,
         "limits": {
             "mem_limit": settings.mem_limit,
             "cpu_limit": settings.cpu_limit,
@@ -63,6 +66,14 @@ def hub_settings(settings: Settings) -> dict:
             "groups_claim": settings.groups_claim,
         },
     }
+
+
+def folders_store(settings: Settings) -> str:
+    """On a swarm, where the hub's homes and group folders are: `<SWARM_STORAGE>/<HUB_NAME>`,
+    every node's same path (hub/classhub_hub/services.py's `folder`); "" on one server."""
+    if settings.engine != "swarm":
+        return ""
+    return hubfile.swarm_folders(settings.swarm_storage, settings.hub_name)
 
 
 def user_entry(settings: Settings, roster: Roster, user: User, password_hash: str) -> dict:
@@ -117,8 +128,10 @@ def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -
         "images": sorted(
             {settings.notebook_image} | {image for _, image, _ in roster.group_images}
         ),
-        "disk_store": settings.disk_store,
-        "disk_limit": settings.disk_limit,  # a newcomer's home, made in the store by the proxy
+        # A newcomer's home, made in the store by the proxy: size-limited in DISK_STORE, or on
+        # a swarm a plain folder (limit 0) in the shared storage.
+        "disk_store": folders_store(settings) or settings.disk_store,
+        "disk_limit": 0 if folders_store(settings) else settings.disk_limit,
     }
     # What the firewall lets students reach past its egress policy (each group's is with the
     # group); the exams it reads from their own file (state/exams.json).

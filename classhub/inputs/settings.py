@@ -78,6 +78,7 @@ class Settings:
     login_attempts: int  # native: failed logins before a name is locked out; 0 never locks
     lockout: int  # native: seconds a locked-out name waits
     oidc_issuer: str  # oidc: the provider's issuer URL (its endpoints come from discovery)
+    engine: str  # "docker" (one server) or "swarm" (students' servers on the swarm's nodes)
     swarm_storage: str  # "" or the shared filesystem's folder, at this path on every swarm node
     swarm_address: str  # "" (Docker picks) or the address other servers reach this one at
     node_ssh_key: Path | None  # the private key add-node's SSH uses (None: ssh's own choice)
@@ -327,6 +328,20 @@ def _backup_dir(raw: str, ctx: Context) -> Path:
             "name a folder, e.g. BACKUP_DIR=backups",
         )
     return path
+
+
+def _engine(raw: str, _: Context) -> str:
+    value = raw.lower() or "docker"
+    if value not in ENGINES:
+        raise Invalid(
+            "is not a known engine",
+            "use docker (everything on this server) or swarm (students' servers on the nodes "
+            "invoke add-node joins; docs/swarm.md)",
+        )
+    return value
+
+
+ENGINES = ("docker", "swarm")
 
 
 def _swarm_storage(raw: str, _: Context) -> str:
@@ -600,6 +615,7 @@ FIELDS: tuple[Field, ...] = (
     Field("USERNAME_CLAIM", "username_claim", "", _claim("USERNAME_CLAIM", "preferred_username")),
     Field("ALLOWED_DOMAINS", "allowed_domains", "", _domains),
     Field("GROUPS_CLAIM", "groups_claim", "", _claim("GROUPS_CLAIM", "groups")),
+    Field("ENGINE", "engine", "docker", _engine),
     Field("SWARM_STORAGE", "swarm_storage", "", _swarm_storage),
     Field("SWARM_ADDRESS", "swarm_address", "", _swarm_address),
     Field("NODE_SSH_KEY", "node_ssh_key", "", _ssh_key),
@@ -781,6 +797,26 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
         problems.append(Problem(sources["OAUTH_CLIENT_ID"], f"AUTHENTICATOR={auth} needs OAUTH_CLIENT_ID",
                                 "register this hub with the provider (docs/sign-in.md says how) and "
                                 "write the client id it gives"))  # fmt: skip
+    if values["engine"] == "swarm" and not values["swarm_storage"]:
+        problems.append(
+            Problem(sources["SWARM_STORAGE"], "ENGINE=swarm needs SWARM_STORAGE",
+                    "mount the shared filesystem (NFS) at the same path on this server and every "
+                    "node and name it, e.g. SWARM_STORAGE=/srv/classhub-shared (docs/swarm.md)")
+        )  # fmt: skip
+    if values["engine"] == "swarm" and values["proxy"] == "nginx":
+        problems.append(
+            Problem(sources["PROXY"], "PROXY=nginx is not yet there on a swarm (the bundled nginx "
+                    "reaches the hub on its network, which on a swarm this server's own programs "
+                    "cannot)",
+                    "use PROXY=none with this server's own nginx in front (invoke nginx prints "
+                    "its block), or ENGINE=docker")
+        )  # fmt: skip
+    if values["engine"] == "swarm" and values["disk_store"]:
+        problems.append(
+            Problem(sources["DISK_STORE"], "DISK_STORE is for one server: on a swarm students' "
+                    "folders are in SWARM_STORAGE, without size limits",
+                    "leave DISK_STORE empty with ENGINE=swarm")
+        )  # fmt: skip
     if values["proxy"] == "nginx" and values["https_port"] == values["http_port"]:
         problems.append(
             Problem(sources["HTTPS_PORT"], f"HTTPS_PORT and HTTP_PORT are both {values['http_port']}",

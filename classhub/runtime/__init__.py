@@ -1,14 +1,15 @@
 """The seam between classhub's plans and a container engine: what a plan asks of an engine.
 
 The plans (`deploy`, and the tasks in `commands`) decide what a hub needs and in which order;
-a `Runtime` looks at and changes one hub's objects on one engine. Two implementations:
+a `Runtime` looks at and changes one hub's objects on one engine. Three implementations:
 
-- `single_host.SingleHost`: one Docker engine (today's hubs), through docker-py;
+- `single_host.SingleHost`: one Docker engine, through docker-py;
+- `swarm.runtime.Swarm` (ENGINE=swarm): the hub on a swarm's manager, its students' servers as
+  services on the nodes; the one-server runtime where the two are alike;
 - `fake.FakeEngine`: an in-memory engine whose hub answers its API, for unit tests of the plans
   (what is made, in which order, and that a second run makes nothing).
 
-A second real engine (Docker Swarm) is a third implementation of the same protocol. What the
-protocol speaks: names from `names` and `components`, `ImageSpec`s, `Service` recipes (an
+What the protocol speaks: names from `names` and `components`, `ImageSpec`s, `Service` recipes (an
 engine's own recipe for a component) and the small records below, never an engine's objects.
 """
 
@@ -68,6 +69,7 @@ class Service:
     component: Component
     kwargs: dict[str, Any]
     join: tuple[str, ...] = ()  # networks joined after create, before start
+    addresses: tuple[tuple[str, str], ...] = ()  # (network, fixed address) of those joined
     inputs: str = ""  # what else it is made from, for its spec hash
     files: tuple[tuple[Path, str], ...] = ()  # host files it mounts, written when it is made
 
@@ -84,6 +86,8 @@ def spec_hash(service: Service) -> str:
     """The hash of everything a component is made from (its recipe, networks, inputs)."""
     digest = hashlib.sha256(json.dumps(service.kwargs, sort_keys=True, default=str).encode())
     digest.update(f"\0{service.join}\0{service.inputs}".encode())
+    if service.addresses:  # (so that the hashes of services without any stay as they were)
+        digest.update(f"\0{service.addresses}".encode())
     return digest.hexdigest()[:32]
 
 

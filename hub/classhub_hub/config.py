@@ -24,7 +24,8 @@ Pure and set-only: it reads nothing and starts nothing, so tests check it agains
   hub reaches Docker only through the socket proxy (`DOCKER_HOST`, classhub_hub/dockerproxy.py),
   which refuses any container made otherwise;
 - servers start through `spawner.ClasshubSpawner` (DockerSpawner tuned for a class starting at
-  once) and the spawn page shows its progress after a second;
+  once), on a swarm through `swarmspawner.ClasshubSwarmSpawner` (the same, as services), and the
+  spawn page shows its progress after a second;
 - user containers are removed on stop (data lives only in volumes), and restarting the hub keeps
   user servers running (`cleanup_servers = False`);
 - the idle culler and the host's `classhub` service hold only the scopes they use; activity is
@@ -109,6 +110,7 @@ def make_pre_spawn_hook(live: LiveRoster):
         # With GROUPS_CLAIM the sign-in provider adds groups the roster does not give (oauth.py).
         extra = tuple(g.name for g in spawner.user.groups) if hub.get("auth.groups_claim") else ()
         spawner.volumes = hubfile.mounts(hub, spawner.user.name, extra)
+        spawner.extra_groups = list(extra)  # the swarm's spawner works out its folders again
         spawner.image = user["image"]  # the hub's, or that of the user's group with one
         # The user's limits: their own, else their groups' largest, else the hub's (the host
         # worked it out); no swap beyond the memory limit.
@@ -246,6 +248,10 @@ def apply_config(c, hub: hubfile.HubFile, secrets: dict[str, str]) -> None:
         "pids_limit": int(hub.get("limits.pids_limit")),
         "memswap_limit": hub.get("limits.mem_limit"),  # no swap beyond the limit
     }
+    if hub.get("engine") == "swarm":  # servers as services on the swarm's nodes
+        c.JupyterHub.spawner_class = "classhub_hub.swarmspawner.ClasshubSwarmSpawner"
+        c.ClasshubSwarmSpawner.swarm_storage = hub.get("swarm_storage")
+        c.ClasshubSwarmSpawner.pids_limit = int(hub.get("limits.pids_limit"))
     c.Spawner.disable_user_config = True  # no server config from the student's own home
     c.Spawner.pre_spawn_hook = make_pre_spawn_hook(LiveRoster(hubfile.HUB_FILE_IN_HUB))
     c.Spawner.default_url = "/lab"

@@ -53,6 +53,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from classhub import hubfile, names
 
-from . import diskstore, services
+from . import diskstore, services, swarmguard
 from .roster import LiveRoster
 from .services import _in_home, _positive, _unknown
 
@@ -436,6 +437,37 @@ def firewall_loaded(folder: str) -> Callable[[], str | None]:
     return problem
 
 
+def guards_loaded(folder: str, docker, fresh: float) -> Callable[[], str | None]:
+    """On a swarm: why no server may start now, or None. Every node that takes servers (ready,
+    active) must have said within `fresh` seconds that its firewall's table is loaded
+    (swarmguard.py writes `<folder>/<hostname>.json`): a server lands on any of them."""
+
+    def problem() -> str | None:
+        status, _, data = docker("GET", "/nodes", None, {})
+        if status != 200:
+            return "the swarm's nodes could not be listed; try again in a moment"
+        waiting = []
+        for node in json.loads(data):
+            state = (node.get("Status") or {}).get("State")
+            if state != "ready" or (node.get("Spec") or {}).get("Availability") != "active":
+                continue
+            host = (node.get("Description") or {}).get("Hostname", "")
+            try:
+                said = json.loads((Path(folder) / f"{host}.json").read_text(encoding="utf-8"))
+                loaded = float(said["loaded"])
+            except (OSError, ValueError, KeyError, TypeError):
+                loaded = 0.0
+            if time.time() - loaded > fresh:
+                waiting.append(host)
+        if waiting:
+            return (f"the hub's firewall has not said lately that its rules are loaded on "
+                    f"{', '.join(sorted(waiting))}, so a new server there would reach the others; "
+                    "try again in a moment")  # fmt: skip
+        return None
+
+    return problem
+
+
 def make_handler(
     policy_now: Callable[[], Policy],
     socket_path: str,
@@ -552,10 +584,14 @@ def main(argv: list[str] | None = None) -> None:
     policy = policy_now()  # a hub file that cannot be read stops the proxy here
     addresses = Addresses(docker_caller(args.socket), policy_now, args.addresses_folder)
     threading.Thread(target=addresses.keep_written, daemon=True).start()
+    if args.swarm_storage:  # the firewall of every node (swarmguard.py) says so there
+        words = f"{hubfile.swarm_folders(args.swarm_storage, policy.hub)}/{hubfile.GUARD_WORDS}"
+        loaded = guards_loaded(words, docker_caller(args.socket), swarmguard.WORD_FRESH)
+    else:
+        loaded = firewall_loaded(args.addresses_folder)
     handler = make_handler(
-        policy_now, args.socket, started=addresses.refresh,
-        firewall_problem=firewall_loaded(args.addresses_folder),
-    )  # fmt: skip
+        policy_now, args.socket, started=addresses.refresh, firewall_problem=loaded
+    )
     server = http.server.ThreadingHTTPServer(("0.0.0.0", args.port), handler)
     server.daemon_threads = True
     sys.stderr.write(

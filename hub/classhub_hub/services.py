@@ -8,18 +8,19 @@ user container is on one host, as far as Docker 20.10's services allow:
   comes from each node's engine, which add-node checks (services cannot ask for it here);
 - this hub's labels on the service and on its container;
 - the image by its ID, so every node runs the same build;
+- on a worker, never the manager, which keeps its CPU for the hub;
 - one replica, never restarted by the swarm (`RestartPolicy: none`: a server that stops, or
   whose node dies, reads as stopped and its student starts it again), on the hub's network with
   DNS round-robin (no virtual IP: this kernel has no IPVS, and IPVS drops idle websockets);
 - its folders bound from the shared storage, at the same path on every node:
-  `<storage>/<hub>/<volume name>` (`folder`).
+  `<storage>/<hub>/<volume name>` (`folder`), and Jupyter's SQLite files kept off it.
 
 `service_refusal` is the socket proxy's allowlist for such a definition: every key must be one
 `user_service` writes, each holding what it writes for that user (its name, labels, network and
 mode exactly; the image the hub file gives them, by its current ID; limits above 0; mounts only of
 this hub's folders, in the home), so anything else is refused, known to Docker or not: published
-ports, added capabilities, secrets, configs, privileges, another network, more replicas, a
-placement, a restart policy that retries.
+ports, added capabilities, secrets, configs, privileges, another network, more replicas,
+another placement, a restart policy that retries.
 
 Standard library only: the hub image runs it (the proxy and, later, the spawner).
 """
@@ -34,18 +35,26 @@ TMP = "/tmp"
 TMPFS = {"SizeBytes": 1024**3, "Mode": 0o1777}  # hubfile.USER_TMPFS: size=1g, mode=1777
 USER = "1000:100"
 SERVICE_KEYS = frozenset({"Name", "Labels", "TaskTemplate", "Mode", "EndpointSpec"})
-TASK_KEYS = frozenset({"ContainerSpec", "Resources", "RestartPolicy", "Networks"})
+TASK_KEYS = frozenset({"ContainerSpec", "Resources", "RestartPolicy", "Networks", "Placement"})
+# Students' servers run on the workers: the manager keeps its CPU for the hub, which every
+# student waits on when a class starts at once.
+ON_WORKERS = {"Constraints": ["node.role==worker"]}
 CONTAINER_KEYS = frozenset({
     "Image", "Labels", "Args", "Env", "User", "Mounts", "ReadOnly", "CapabilityDrop",
 })  # fmt: skip
 LIMIT_KEYS = frozenset({"NanoCPUs", "MemoryBytes", "Pids"})
+# Jupyter's SQLite files go to the server's tmpfs, off the shared storage (SQLite on NFS locks
+# and breaks): IPython's history (in the kernel's profile folder) and the notebooks' trust (in
+# Jupyter's data folder, with the kernels' connection files). Both last one session; a notebook
+# opened again is trusted again once its student runs it.
+OFF_STORAGE_ENV = {"IPYTHONDIR": f"{TMP}/.ipython", "JUPYTER_DATA_DIR": f"{TMP}/.jupyter-data"}
 MOUNT_KEYS = frozenset({"Type", "Source", "Target", "ReadOnly"})
 TMPFS_MOUNT_KEYS = frozenset({"Type", "Target", "TmpfsOptions"})
 
 
 def folder(storage: str, hub: str, volume: str) -> str:
     """Where a home or group folder (named as its volume on one host) is on the shared storage."""
-    return f"{storage.rstrip('/')}/{hub}/{volume}"
+    return f"{hubfile.swarm_folders(storage, hub)}/{volume}"
 
 
 def user_service(
@@ -65,7 +74,7 @@ def user_service(
     name = hub.get("hub_name")
     mounts: list[dict[str, Any]] = []
     for source, spec in hubfile.mounts(hub, user, extra_groups).items():
-        where = source if source.startswith("/") else folder(storage, name, source)
+        where = hubfile.swarm_source(storage, name, source)
         mounts.append({"Type": "bind", "Source": where, "Target": spec["bind"],
                        "ReadOnly": spec["mode"] == "ro"})  # fmt: skip
     mounts.append({"Type": "tmpfs", "Target": TMP, "TmpfsOptions": dict(TMPFS)})
@@ -79,7 +88,7 @@ def user_service(
                 "Image": image_id,
                 "Labels": dict(labels),
                 "Args": list(args),
-                "Env": [f"{key}={value}" for key, value in sorted(env.items())],
+                "Env": [f"{k}={v}" for k, v in sorted({**env, **OFF_STORAGE_ENV}.items())],
                 "User": USER,
                 "Mounts": mounts,
                 "ReadOnly": True,
@@ -94,6 +103,7 @@ def user_service(
             },
             "RestartPolicy": {"Condition": "none"},
             "Networks": [{"Target": hub.get("network")}],
+            "Placement": {"Constraints": list(ON_WORKERS["Constraints"])},
         },
         "Mode": {"Replicated": {"Replicas": 1}},
         "EndpointSpec": {"Mode": "dnsrr"},
@@ -132,6 +142,8 @@ def service_refusal(hub: hubfile.HubFile, storage: str, spec: Any, image_id_of) 
         return unknown
     if task.get("Networks") != [{"Target": hub.get("network")}]:
         return f"a student's server joins {hub.get('network')} alone"
+    if task.get("Placement") != ON_WORKERS:
+        return f"a student's server runs on a worker, nowhere else (Placement: {ON_WORKERS})"
     if task.get("RestartPolicy") != {"Condition": "none"}:
         return "a student's server is never restarted by the swarm (RestartPolicy: none)"
     resources = task.get("Resources")
@@ -205,7 +217,7 @@ def _mountable(hub: hubfile.HubFile, entry: dict, storage: str) -> tuple[set[str
     read_only = set()
     shared = hub.get("shared_data")
     if shared:
-        where = shared if shared.startswith("/") else folder(storage, name, shared)
+        where = hubfile.swarm_source(storage, name, shared)
         found.add(where)
         read_only = set() if entry["admin"] else {where}
     if entry["admin"] and hub.get("admin_sees_users"):

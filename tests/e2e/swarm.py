@@ -47,6 +47,9 @@ class NodeSpec:
     dockerd: tuple[str, ...] = ("--no-new-privileges",)  # the daemon's settings
     storage: object = SAME  # SAME, None (no folder there) or another host folder at that path
     ssh: bool = True  # an SSH server that takes the test's key
+    # Folders of this machine it sees at the same path: the manager, the checkout classhub runs
+    # from (on a real manager, where it is), for the files its containers bind from there.
+    also: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -103,6 +106,8 @@ def nested_nodes(
                 binds[str(storage)] = {"bind": str(storage), "mode": "rw"}
             elif spec.storage is not None:
                 binds[str(spec.storage)] = {"bind": str(storage), "mode": "rw"}
+            for folder in spec.also:
+                binds[str(folder)] = {"bind": str(folder), "mode": "rw"}
             if spec.ssh:
                 binds[str(public_key)] = {"bind": "/root/.ssh/authorized_keys", "mode": "ro"}
             host_config = client.api.create_host_config(

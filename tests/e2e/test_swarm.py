@@ -2,21 +2,25 @@
 machine (tests/e2e/swarm.py): a manager, which classhub reaches as DOCKER_HOST the way it reaches
 its own server's engine, two workers it joins over SSH, and three servers it must refuse.
 
-So far: nodes checked, joined, drained and removed (add-node, drain-node, remove-node, status),
+Here: nodes checked, joined, drained and removed (add-node, drain-node, remove-node, status),
 the same build on every node without a registry (classhub/runtime/swarm/images.py), the
-socket proxy's rules for students' services, sent through the real proxy to the real swarm, and
-the firewall agent of every node keeping students apart on the hub's overlay network.
+socket proxy's rules for students' services, sent through the real proxy to the real swarm, the
+firewall agent of every node keeping students apart on the hub's overlay network, `setup` with
+ENGINE=swarm running a class on the workers, and a worker that dies under its students.
 
 This kernel has no NFS: the shared storage is a folder of this machine mounted into every node at
 the same path (what an NFS mount at one path gives real servers); add-node's check reads it
-through each node's engine all the same.
+through each node's engine all the same. classhub runs on this machine, not on the manager: the
+manager sees the checkout at the same path too, as it would on a real manager, where classhub
+runs from it.
 """
 
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import ipaddress
-import json
 import os
 import shutil
 import subprocess
@@ -32,10 +36,11 @@ from classhub import hubfile, names
 from classhub import images as image_refs
 from classhub.paths import Paths
 from classhub.runtime.single_host import builder
-from classhub.runtime.swarm import images
+from classhub.runtime.swarm import guard, images
 from classhub.runtime.swarm import nodes as node_tasks
 from classhub.runtime.swarm.nodes import LABEL_ADDRESS, PROBE_IMAGE, STORAGE_MARK
-from classhub_hub import services
+from classhub.student import Browser
+from classhub_hub import services, swarmguard
 from tests.conftest import invoke, plan_rows
 
 from .conftest import Hub, engine_environ, free_port, new_checkout, set_env
@@ -63,6 +68,7 @@ class Swarm:
     env: dict[str, str]
     storage: Path
     key: Path
+    port: int  # the hub's, published on the manager's address
     added: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
 
     def invoke(self, *args: str) -> subprocess.CompletedProcess:
@@ -90,31 +96,31 @@ def swarm(hub: Hub, tmp_path_factory) -> Swarm:
     elsewhere.mkdir()
     key = root / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    name, port = f"{hub.name}sw", free_port()
+    paths = new_checkout(root / "clone", name, port)
     specs = {
         host: NodeSpec(spec.dockerd, elsewhere if spec.storage == "elsewhere" else spec.storage,
-                       spec.ssh)
+                       spec.ssh, (paths.root,) if host == "manager" else ())
         for host, spec in SPECS.items()
     }  # fmt: skip
-    name = f"{hub.name}sw"
     with nested_nodes(hub.client, name, specs, storage, key.with_suffix(".pub")) as nodes:
         manager = nodes["manager"]
-        paths = new_checkout(root / "clone", name, free_port())
         set_env(paths, {"SWARM_STORAGE": str(storage), "SWARM_ADDRESS": manager.address,
                         "NODE_SSH_KEY": str(key)})  # fmt: skip
         env = engine_environ()
         env["DOCKER_HOST"] = f"tcp://{manager.address}:2375"
-        # The manager holds what setup leaves: the base, the hub's image (the shared hub's build,
-        # of the same files) and a build under the class image's name (here the small base).
-        # add-node gives each node it joins the last two.
+        # The manager holds what setup leaves: the base, the hub's image and the class's (the
+        # shared hub's builds, of the same files, so setup finds them up to date). add-node gives
+        # each node it joins the last two.
         base, _ = image_refs.resolve_base(lambda ref: builder.find(hub.client, ref),
                                           "debian:bookworm-slim")  # fmt: skip
         built = {base: hub.client.images.get(base).id,
                  names.hub_image(name): hub.client.images.get(names.hub_image(hub.name)).id,
-                 names.notebook_image(name): hub.client.images.get(base).id}  # fmt: skip
+                 names.notebook_image(name): hub.client.images.get(hub.image).id}  # fmt: skip
         for ref, image_id in built.items():
             images.spread(hub.client, {"manager": manager.engine}, image_id, lambda line: None)
             manager.engine.images.get(image_id).tag(ref)
-        formed = Swarm(name, nodes, paths, env, storage, key)
+        formed = Swarm(name, nodes, paths, env, storage, key, port)
         for host in WORKERS:
             formed.added[host] = formed.invoke("add-node", formed.ssh_name(host))
         yield formed
@@ -187,9 +193,12 @@ def test_a_server_that_fails_a_check_is_refused_with_every_reason_and_nothing_ch
 def test_an_image_reaches_every_node_by_its_id_and_a_service_there_runs_that_build(
     hub: Hub, swarm: Swarm
 ):
-    image = hub.client.images.get(hub.image)
+    # The base: on the manager (setup's), never given to a node (add-node gives the class's and
+    # the hub's images).
+    base, _ = image_refs.resolve_base(lambda ref: builder.find(hub.client, ref),
+                                      "debian:bookworm-slim")  # fmt: skip
+    image = hub.client.images.get(base)
     members = swarm.members
-    images.spread(hub.client, {"manager": swarm.manager}, image.id, lambda line: None)
     assert images.missing(members, image.id) == sorted(WORKERS)
     said: list[str] = []
     assert sorted(images.spread(hub.client, members, image.id, said.append)) == sorted(WORKERS)
@@ -310,17 +319,14 @@ PROXY_PORT = 23750
 
 def _through_proxy(swarm: Swarm, hub: Hub):
     """The real socket proxy (the hub image, given --swarm-storage) on the manager, with its
-    socket, reading the hub file `setup --files-only` rendered; an API client of it. The swarm's
-    firewall is not built yet: the test writes the word the proxy waits for (firewall.json) as
-    the firewall does once its rules are loaded."""
+    socket and the shared storage, reading the hub file `setup --files-only` rendered; an API
+    client of it. No firewall runs: the test writes each node's word as the firewall would
+    (`_say_guarded`)."""
     files = swarm.invoke("setup", "--files-only")
     assert files.returncode == 0, files.stdout + files.stderr
     place = swarm.storage / "proxy"
     (place / "addresses").mkdir(parents=True, exist_ok=True)
     shutil.copy(swarm.paths.state_dir / "hub.json", place / "hub.json")
-    (place / "addresses" / hubfile.FIREWALL_FILE).write_text(
-        json.dumps({"boot_id": hubfile.boot_id()})
-    )
     hub_image = swarm.manager.images.get(names.hub_image(swarm.hub))
     _hub_network(swarm)
     for volume in ("student1", "student2"):  # the homes setup will make on the storage
@@ -341,7 +347,8 @@ def _through_proxy(swarm: Swarm, hub: Hub):
         entrypoint=[], detach=True, name="proxy", ports={"2375/tcp": PROXY_PORT},
         volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
                  str(place): {"bind": "/hub", "mode": "ro"},
-                 str(place / "addresses"): {"bind": "/addresses", "mode": "rw"}},
+                 str(place / "addresses"): {"bind": "/addresses", "mode": "rw"},
+                 str(swarm.storage): {"bind": str(swarm.storage), "mode": "ro"}},
     )  # fmt: skip
     api = docker.APIClient(base_url=f"tcp://{swarm.nodes['manager'].address}:{PROXY_PORT}",
                            version="1.41", timeout=60)  # fmt: skip
@@ -353,6 +360,14 @@ def _through_proxy(swarm: Swarm, hub: Hub):
         except (docker.errors.DockerException, OSError):
             assert time.monotonic() < deadline, proxy.logs().decode(errors="replace")
             time.sleep(0.3)
+
+
+def _say_guarded(swarm: Swarm) -> None:
+    """Each node's word that its firewall's table is loaded, as swarmguard writes it."""
+    words = Path(hubfile.swarm_folders(str(swarm.storage), swarm.hub)) / hubfile.GUARD_WORDS
+    words.mkdir(parents=True, exist_ok=True)
+    for host in guard.ready_nodes(swarm.manager):
+        swarmguard.say(words, host)
 
 
 def _hub_network(swarm: Swarm) -> tuple[str, str]:
@@ -370,7 +385,7 @@ def _hub_network(swarm: Swarm) -> tuple[str, str]:
         pool = docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]),
                                      iprange=str(next(subnet.subnets(prefixlen_diff=1))))  # fmt: skip
         found = [swarm.manager.networks.create(
-            name, driver="overlay", attachable=True,
+            name, driver="overlay", attachable=True, labels=names.labels(swarm.hub, "net"),
             ipam=docker.types.IPAMConfig(pool_configs=[pool]))]  # fmt: skip
     network = swarm.manager.networks.get(found[0].id)
     return str(network.id), str(_subnet(network)[-2])
@@ -429,6 +444,11 @@ def test_the_proxy_lets_the_hub_make_a_hardened_students_service_and_nothing_els
             response = api.request(method, api._url(path))
             assert response.status_code == 403, (method, path, response.text)
         assert swarm.manager.services.list() == []  # nothing was made
+        # No node's firewall has said its table is loaded: the hub is told to try again.
+        waiting = _create(api, good)
+        assert waiting.status_code == 503, waiting.text
+        assert "on manager, worker1, worker2, so" in waiting.json()["message"], waiting.text
+        _say_guarded(swarm)
 
         created = _create(api, good)
         assert created.status_code == 201, created.text
@@ -582,12 +602,142 @@ def _guarded(swarm: Swarm, node: str) -> bool:
     return _loads(swarm, node) > 0
 
 
-def test_a_dead_node_reads_down_and_remove_node_takes_it_off_the_list(swarm: Swarm):
-    """Last: it stops a worker's server for good."""
+SWARM_CLASS = "hub-admin admin\ns1 team-a\ns2 team-a team-b\ns3 team-b\ns4 team-b\n"
+
+
+def _placed(swarm: Swarm, user: str) -> str:
+    """The hostname of the node the user's server runs on."""
+    service = swarm.manager.services.get(names.user_container(swarm.hub, user))
+    task = _wait_running(service)
+    return swarm.manager.nodes.get(task["NodeID"]).attrs["Description"]["Hostname"]
+
+
+def _address(swarm: Swarm, user: str) -> str:
+    """The user's server's address on the hub's network."""
+    service = swarm.manager.services.get(names.user_container(swarm.hub, user))
+    task = _wait_running(service)
+    (attached,) = [a for a in task["NetworksAttachments"]
+                   if a["Network"]["Spec"]["Name"] == names.network(swarm.hub)]  # fmt: skip
+    return attached["Addresses"][0].split("/")[0]
+
+
+def test_setup_on_the_swarm_runs_the_class_on_the_workers_with_files_that_follow_them(
+    swarm: Swarm,
+):
+    """ENGINE=swarm: setup from the roster makes the hub on the manager and the firewall on every
+    node; four students in two groups log in through the form and run code, their servers
+    services on both workers; a group folder written on one node is edited from the other."""
+    manager = swarm.nodes["manager"].address
+    (swarm.paths.root / "userlist").write_text(SWARM_CLASS)
+    set_env(swarm.paths, {"ENGINE": "swarm", "BIND_ADDRESS": manager})
+    overlay = _hub_network(swarm)[0]  # (the proxy's test made it as setup does)
+    done = swarm.invoke("setup")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert _hub_network(swarm)[0] == overlay  # kept: setup made the hub's bridge beside it
+    words = Path(hubfile.swarm_folders(str(swarm.storage), swarm.hub)) / hubfile.GUARD_WORDS
+    assert {p.stem for p in words.glob("*.json")} >= {"manager", *WORKERS}
+    firewall = swarm.manager.services.get(names.firewall_container(swarm.hub))
+    assert firewall.attrs["Spec"]["Mode"] == {"Global": {}}
+    # Every home and group folder is in the shared storage, with its owner and mode.
+    folders = Path(hubfile.swarm_folders(str(swarm.storage), swarm.hub))
+    for user in ("s1", "s2", "s3", "s4"):
+        home = folders / names.user_volume(swarm.hub, user)
+        assert (home.stat().st_uid, home.stat().st_gid) == (1000, 100), user
+    team = folders / names.group_volume(swarm.hub, "team-b")
+    assert oct(team.stat().st_mode & 0o7777) == "0o2775"
+
+    passwords = _passwords(swarm)
+    url = f"http://{manager}:{swarm.port}/{swarm.hub}/"
+    students = {user: Browser(url, user) for user in ("s1", "s2", "s3", "s4")}
+    for user, browser in students.items():
+        assert browser.login(passwords[user]).status_code == 302, user
+        browser.start()
+        assert browser.open_lab().status_code == 200, user  # through the hub's OAuth
+        assert browser.run("print(6 * 7)").strip() == "42", user
+    placed = {user: _placed(swarm, user) for user in students}
+    assert set(placed.values()) == set(WORKERS), placed  # both workers, never the manager
+    # s2 shares a group with every other student: one of them is on the other worker.
+    other = next(u for u in ("s1", "s3", "s4") if placed[u] != placed["s2"])
+    group = "team-a" if other == "s1" else "team-b"
+    students["s2"].run(f"open('/home/jovyan/{group}/notes.txt', 'w').write('from s2\\n')")
+    edited = students[other].run(
+        f"p = '/home/jovyan/{group}/notes.txt'\n"
+        f"open(p, 'a').write('and {other}\\n')\nprint(open(p).read())"
+    )
+    assert "from s2" in edited, edited
+    said = students["s2"].run(f"print(open('/home/jovyan/{group}/notes.txt').read())")
+    assert said.strip() == f"from s2\nand {other}", said
+    # The firewall on every node: a student reaches no other student's server, on the same
+    # worker or the other one, and reaches the hub's API.
+    probe = ("import socket\ntry:\n socket.create_connection(({!r}, {}), 3); print('open')\n"
+             "except OSError as e:\n print('refused', e)")  # fmt: skip
+    same = next((u for u in students if u != "s2" and placed[u] == placed["s2"]), None)
+    for target in [other, *([same] if same else [])]:
+        said = students["s2"].run(probe.format(_address(swarm, target), 8888))
+        assert said.startswith("refused"), (target, said)
+    said = students["s2"].run(probe.format(names.hub_container(swarm.hub), hubfile.HUB_API_PORT))
+    assert said.strip() == "open", said
+    # Nothing Jupyter keeps in SQLite (IPython's history, the notebooks' trust) is on the
+    # shared storage: those files are in each server's tmpfs.
+    said = students["s1"].run(
+        "import IPython, jupyter_core.paths as j\n"
+        "print(IPython.paths.get_ipython_dir(), j.jupyter_data_dir())"
+    )
+    assert said.split() == ["/tmp/.ipython", "/tmp/.jupyter-data"], said
+    assert not [p for p in folders.rglob("*") if p.suffix in (".sqlite", ".db")]
+    # The server's container is hardened as on one server, on its worker.
+    node = swarm.nodes[placed["s1"]].engine
+    (container,) = node.containers.list(filters={"label": f"{names.LABEL_USER}=s1"})
+    assert container.attrs["HostConfig"]["CapDrop"] == ["ALL"]
+    assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
+    status = swarm.invoke("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    servers = {line.split()[0]: int(line.split()[4]) for line in status.stdout.splitlines()
+               if line.split()[:1] in (["manager"], [WORKERS[0]], [WORKERS[1]])}  # fmt: skip
+    assert servers == {"manager": 0} | {w: list(placed.values()).count(w) for w in WORKERS}
+    # Stopped, the service goes (the files stay); started again, the same files are there.
+    students["s1"].run("open('before.txt', 'w').write('kept')")
+    students["s1"].stop()
+    assert names.user_container(swarm.hub, "s1") not in {
+        s.name for s in swarm.manager.services.list()
+    }
+    students["s1"].start()
+    assert students["s1"].open_lab().status_code == 200
+    assert students["s1"].run("print(open('before.txt').read())").strip() == "kept"
+
+
+def _passwords(swarm: Swarm) -> dict[str, str]:
+    logins = invoke(swarm.paths, "login", "--csv", env=swarm.env)
+    assert logins.returncode == 0, logins.stderr
+    return {row["username"]: row["password"] for row in csv.DictReader(io.StringIO(logins.stdout))}
+
+
+def _running_on(swarm: Swarm, user: str) -> str | None:
+    found = [s for s in swarm.manager.services.list()
+             if s.name == names.user_container(swarm.hub, user)]  # fmt: skip
+    tasks = [t for t in found[0].tasks() if t["Status"]["State"] == "running"] if found else []
+    if not tasks:
+        return None
+    return swarm.manager.nodes.get(tasks[0]["NodeID"]).attrs["Description"]["Hostname"]
+
+
+def test_a_dead_node_reads_down_its_students_start_again_elsewhere_and_remove_node_takes_it_off(
+    swarm: Swarm,
+):
+    """Last: it stops a worker's server for good. The class of the setup test runs on both."""
     host = WORKERS[1]
     (swarm.storage / "still-here.txt").write_text("kept\n")
+    passwords = _passwords(swarm)
+    url = f"http://{swarm.nodes['manager'].address}:{swarm.port}/{swarm.hub}/"
+    there = {u: Browser(url, u) for u in ("s1", "s2", "s3", "s4") if _running_on(swarm, u) == host}
+    assert there, "the setup test leaves servers on both workers"
+    for user, browser in there.items():
+        assert browser.login(passwords[user]).status_code == 302
+        assert browser.open_lab().status_code == 200
+        browser.run(f"open('mine.txt', 'w').write('{user} was here')")
     swarm.nodes[host].container.kill()
-    deadline = time.monotonic() + 90
+    killed = time.monotonic()
+    deadline = killed + 90
     while True:
         (node,) = [n for n in swarm.manager.nodes.list()
                    if n.attrs["Description"]["Hostname"] == host]  # fmt: skip
@@ -595,6 +745,18 @@ def test_a_dead_node_reads_down_and_remove_node_takes_it_off_the_list(swarm: Swa
             break
         assert time.monotonic() < deadline, node.attrs["Status"]
         time.sleep(1)
+    # The hub reads their servers stopped within about a minute (its poll of each server sees
+    # the swarm has given the task up), and they start again on the other worker, files there.
+    for user, browser in there.items():
+        while browser.hub_api("GET", f"/users/{user}").json().get("servers"):
+            assert time.monotonic() < killed + 120, f"{user}'s server still reads as running"
+            time.sleep(1)
+    print(f"servers on the dead node read as stopped {time.monotonic() - killed:.0f} s after")
+    for user, browser in there.items():
+        browser.start()
+        assert browser.open_lab().status_code == 200
+        assert browser.run("print(open('mine.txt').read())").strip() == f"{user} was here"
+        assert _running_on(swarm, user) == WORKERS[0]
     status = swarm.invoke("status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert plan_rows(status.stdout)[f"images on node {host}"][0] == "down: not looked at"

@@ -500,6 +500,40 @@ def urlsplit_path(target: str) -> str:
     return re.sub(r"^/v\d+(?:\.\d+)?(?=/)", "", unquote(urlsplit(target).path), count=1)
 
 
+def test_on_a_swarm_no_server_starts_until_every_ready_node_said_lately_its_rules_are_in(tmp_path):
+    """The nodes' list is what GET /nodes answers (trimmed); the words are swarmguard's own."""
+    import time
+
+    from classhub_hub import swarmguard
+    from classhub_hub.dockerproxy import guards_loaded
+
+    def node(host: str, state: str = "ready", availability: str = "active") -> dict:
+        return {"Description": {"Hostname": host}, "Status": {"State": state},
+                "Spec": {"Availability": availability}}  # fmt: skip
+
+    listed = [node("manager"), node("w1"), node("w2"), node("dead", "down"),
+              node("drained", availability="drain")]  # fmt: skip
+
+    def docker(method, target, body, headers):
+        assert (method, target) == ("GET", "/nodes")
+        return 200, [], json.dumps(listed).encode()
+
+    problem = guards_loaded(str(tmp_path), docker, fresh=20)
+    assert "on manager, w1, w2," in problem()  # nothing said yet; down and drained nodes aside
+    for host in ("manager", "w1"):
+        swarmguard.say(tmp_path, host)
+    assert "lately that its rules are loaded on w2, so" in problem()
+    (tmp_path / "w2.json").write_text(json.dumps({"loaded": time.time() - 60}))
+    assert "on w2," in problem()  # said, but not lately: its guard may be gone
+    (tmp_path / "w2.json").write_text("not json")
+    assert "on w2," in problem()
+    swarmguard.say(tmp_path, "w2")
+    assert problem() is None
+    assert not list(tmp_path.glob(".*partial"))  # each word written whole, then renamed
+    refusing = guards_loaded(str(tmp_path), lambda *_: (500, [], b"{}"), fresh=20)
+    assert "nodes could not be listed" in refusing()
+
+
 def test_no_server_starts_until_the_firewall_says_its_rules_are_in_this_kernel(tmp_path):
     from classhub import hubfile
     from classhub_hub.dockerproxy import _starts, firewall_loaded

@@ -70,6 +70,22 @@ def test_apply_config_sets_the_promised_behaviour():
     assert "admin" not in str(CULLER_SCOPES)
 
 
+def test_on_a_swarm_servers_start_as_services_with_their_folders_in_the_shared_storage(tmp_path):
+    c = Config()
+    hub = hub_file(f"HUB_NAME=physics\nENGINE=swarm\nSWARM_STORAGE={tmp_path}\nPIDS_LIMIT=300\n")
+    apply_config(c, hub, SECRETS)
+    assert c.JupyterHub.spawner_class == "classhub_hub.swarmspawner.ClasshubSwarmSpawner"
+    assert c.ClasshubSwarmSpawner.swarm_storage == str(tmp_path)
+    assert c.ClasshubSwarmSpawner.pids_limit == 300
+    assert c.DockerSpawner.network_name == "physics-net"  # the overlay, of the same name
+    # A newcomer's home is a plain folder (limit 0) there, made by the socket proxy.
+    assert hub.get("socket_proxy.disk_store") == f"{tmp_path}/physics"
+    assert hub.get("socket_proxy.disk_limit") == 0
+    one_host = Config()
+    apply_config(one_host, hub_file(), SECRETS)
+    assert "ClasshubSwarmSpawner" not in one_host
+
+
 def test_user_subdomains_give_every_server_an_origin_of_its_own():
     shared = Config()
     apply_config(shared, hub_file(), SECRETS)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from classhub.errors import Problem
+from classhub.inputs import settings as settings_mod
 from classhub.inputs.parsers import HOST_CA_STORES, Context
 from classhub.inputs.settings import FIELDS, KEYS, load_settings, read_env_text
 from tests.conftest import PROJECT
@@ -100,6 +101,7 @@ def test_environment_overrides_the_file():
         ("PIDS_LIMIT=10", "at least 64"),
         ("PIDS_LIMIT=many", "is not a whole number"),
         ("SHARED_DATA=/nonexistent/course", "is not a folder on this server"),
+        ("ENGINE=kubernetes", "use docker (everything on this server) or swarm"),
         ("SWARM_STORAGE=/nonexistent/shared", "mount the shared filesystem (NFS) at the same path"),
         ("SWARM_STORAGE=shared", "is not a folder on this server"),
         ("SWARM_ADDRESS=manager.example.edu", "the address the other servers reach this one at"),
@@ -334,6 +336,24 @@ def test_a_long_value_is_quoted_briefly():
         _, problems, warnings = load(text + "\n")
         shown = " ".join([*map(str, problems), *warnings])
         assert shown and len(shown) < 500 and "characters)" in shown, shown[:600]
+
+
+def test_a_swarm_needs_its_shared_storage_and_no_disk_store(tmp_path):
+    assert load("")[0].engine == "docker"
+    settings, problems, _ = load(f"ENGINE=Swarm\nSWARM_STORAGE={tmp_path}\n")
+    assert problems == [] and (settings.engine, settings.swarm_storage) == ("swarm", str(tmp_path))
+    problem = only_problem("ENGINE=swarm\n")
+    assert (problem.what, problem.where) == ("ENGINE=swarm needs SWARM_STORAGE", "default")
+    assert "docs/swarm.md" in problem.fix
+    _, problems, _ = load(
+        f"ENGINE=swarm\nSWARM_STORAGE={tmp_path}\nPROXY=nginx\n"
+        "PUBLIC_URL=https://jupyter.uni.edu/hub/\n"
+    )
+    assert [p.what.split(" (")[0] for p in problems] == ["PROXY=nginx is not yet there on a swarm"]
+    # A DISK_STORE must be on btrfs, which these tests' folders are not: the check alone.
+    values = {**vars(settings), "disk_store": "/srv/classhub-disks"}
+    (problem,) = settings_mod._cross_checks(values, {**settings.sources, "DISK_STORE": ".env:3"})
+    assert problem.what.startswith("DISK_STORE is for one server") and problem.where == ".env:3"
 
 
 def test_disk_settings(tmp_path):

@@ -66,27 +66,51 @@ def _pool(network) -> dict:
     return config[0] if config else {}
 
 
-def network_state(client: docker.DockerClient, hub: str) -> str:
-    """'missing', 'present', or 'without a fixed hub address' (made before the firewall was)."""
+def _allocated_pool(network, timeout: float = 30) -> dict:
+    """The network's address pool, once it has one: a swarm's allocator gives an overlay its
+    subnet after the create has returned (a bridge has it at once)."""
+    deadline = time.monotonic() + timeout
+    while not _pool(network).get("Subnet"):
+        if time.monotonic() > deadline:
+            raise UserError(f"Docker gave the network {network.name} no subnet within "
+                            f"{timeout:.0f} s; run invoke setup again")  # fmt: skip
+        time.sleep(0.2)
+        network.reload()
+    return _pool(network)
+
+
+# The hub's network: on one server a bridge; on a swarm an overlay, attachable so that the hub's
+# container (on the manager) joins it beside the students' services.
+DRIVERS: dict[bool, dict[str, Any]] = {
+    False: {"driver": "bridge"},
+    True: {"driver": "overlay", "attachable": True},
+}
+
+
+def network_state(client: docker.DockerClient, hub: str, overlay: bool = False) -> str:
+    """'missing', 'present', 'without a fixed hub address' (made before the firewall was), or
+    made for the other engine ('made as bridge, not overlay' once ENGINE changed)."""
     network = _network(client, names.network(hub))
     if network is None:
         return "missing"
-    pool = _pool(network)
-    return (
-        "present" if pool.get("Subnet") and pool.get("IPRange") else "without a fixed hub address"
-    )
+    driver, wanted = network.attrs.get("Driver"), DRIVERS[overlay]["driver"]
+    if driver != wanted:
+        return f"made as {driver}, not {wanted}"
+    pool = _allocated_pool(network)
+    return "present" if pool.get("IPRange") else "without a fixed hub address"
 
 
 def ensure_network(
-    client: docker.DockerClient, hub: str, echo: Echo, owner: dict[str, str] | None = None
-) -> None:
+    client: docker.DockerClient, hub: str, echo: Echo, owner: dict[str, str] | None = None,
+    overlay: bool = False,
+) -> None:  # fmt: skip
     """Make the hub's network with a subnet the engine picks and a fixed address for the hub.
 
     The engine chooses the subnet (honouring its default-address-pools) for a short-lived probe
     network; the real one reuses it with containers given addresses from its lower half only, so
     the hub's address at the top (`hub_address`) is never handed to a user container.
     """
-    state = network_state(client, hub)
+    state = network_state(client, hub, overlay)
     if state == "present":
         return
     name = names.network(hub)
@@ -94,25 +118,24 @@ def ensure_network(
         echo(f"   {name} is replaced: stopping this hub's containers first (volumes are kept)")
         stop_all(client, hub, echo)
         _network(client, name).remove()
-    probe = client.networks.create(
-        f"{name}-probe", driver="bridge", labels=names.labels(hub, "probe")
-    )
+    kind = DRIVERS[overlay]
+    probe = client.networks.create(f"{name}-probe", labels=names.labels(hub, "probe"), **kind)
     try:
-        subnet = ipaddress.ip_network(_pool(client.networks.get(str(probe.id)))["Subnet"])
+        subnet = ipaddress.ip_network(_allocated_pool(client.networks.get(str(probe.id)))["Subnet"])
     finally:
         probe.remove()
     lower = next(subnet.subnets(prefixlen_diff=1))
     pool = docker.types.IPAMPool(subnet=str(subnet), iprange=str(lower), gateway=str(subnet[1]))
     client.networks.create(
-        name, driver="bridge", ipam=docker.types.IPAMConfig(pool_configs=[pool]),
-        labels={**names.labels(hub, "net"), **(owner or {})},
+        name, ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+        labels={**names.labels(hub, "net"), **(owner or {})}, **kind,
     )  # fmt: skip
 
 
 def hub_address(client: docker.DockerClient, hub: str) -> str | None:
     """The hub container's fixed address on its network (None while the network is missing)."""
     network = _network(client, names.network(hub))
-    if network is None or not _pool(network).get("IPRange"):
+    if network is None or not _allocated_pool(network).get("IPRange"):
         return None
     return str(ipaddress.ip_network(_pool(network)["Subnet"])[-2])
 
@@ -214,8 +237,8 @@ def create_volumes(
     limited = {n: (k, sizes[n]) for n, k in todo.items() if store and sizes and n in sizes}
     if limited:
         disks.make(client, hub, store, limited)
-        echo(f"   created {len(limited)} volume(s) in {store}, each with its size limit, owned "
-             "by jovyan (1000:100)")  # fmt: skip
+        each = ", each with its size limit," if any(size for _, size in limited.values()) else ""
+        echo(f"   created {len(limited)} volume(s) in {store}{each} owned by jovyan (1000:100)")
     todo = {n: k for n, k in todo.items() if n not in limited}
     if not todo:
         return
@@ -303,18 +326,21 @@ ALWAYS = {"restart_policy": {"Name": "unless-stopped"}}
 FIRST = {"cpu_shares": 4096}
 
 
-def services(client: docker.DockerClient, paths: Paths, settings: Settings) -> list[Service]:
-    """The hub's containers in start order (components.of), each made as its part asks. Needs
-    the hub's network (its address, its bridge)."""
+def services(
+    client: docker.DockerClient, paths: Paths, settings: Settings,
+    makers: Mapping[Part, Maker] | None = None,
+) -> list[Service]:  # fmt: skip
+    """The hub's containers in start order (components.of), each made as its part asks (or as
+    `makers` makes that part instead: a swarm's runtime). Needs the hub's network."""
     hub = settings.hub_name
     address, bridge = hub_address(client, hub), bridge_name(client, hub)
     network = _network(client, names.network(hub))
     if address is None or bridge is None or network is None:
         raise UserError(f"the network {names.network(hub)} is missing; run invoke setup")
-    where = _Where(address, bridge, _pool(network)["IPRange"])
+    where = Where(address, bridge, _pool(network)["IPRange"], str(network.id))
     made = []
     for component in components.of(settings):
-        make = _MAKERS[component.part]
+        make = {**MAKERS, **(makers or {})}[component.part]
         made.append(make(client, paths, settings, component, where))
     return made
 
@@ -326,13 +352,18 @@ def service(client: docker.DockerClient, paths: Paths, settings: Settings, part:
 
 
 @dataclass(frozen=True)
-class _Where:
-    """Where the hub's containers find each other: the hub's fixed address, its bridge and the
-    range its servers' addresses come from."""
+class Where:
+    """Where the hub's containers find each other: the hub's fixed address, its bridge, the
+    range its servers' addresses come from, and the network's ID."""
 
     address: str
     bridge: str
     servers: str
+    network_id: str
+
+
+# How a part's component is made: (client, paths, settings, component, where) -> its Service.
+Maker = Callable[[docker.DockerClient, Paths, Settings, Component, Where], Service]
 
 
 def _kwargs(hub: str, component: Component, **more: Any) -> dict[str, Any]:
@@ -349,7 +380,7 @@ def _kwargs(hub: str, component: Component, **more: Any) -> dict[str, Any]:
 
 
 def _firewall_service(client, paths: Paths, settings: Settings, component: Component,
-                      where: _Where) -> Service:  # fmt: skip
+                      where: Where) -> Service:  # fmt: skip
     hub = settings.hub_name
     command = ["python3", "-m", "classhub_hub.firewall", "--table", names.firewall_table(hub),
                "--bridge", where.bridge, "--hub-ip", where.address, "--servers", where.servers,
@@ -367,7 +398,7 @@ def _firewall_service(client, paths: Paths, settings: Settings, component: Compo
 
 
 def _socket_proxy_service(client, paths: Paths, settings: Settings, component: Component,
-                          where: _Where) -> Service:  # fmt: skip
+                          where: Where) -> Service:  # fmt: skip
     hub, store = settings.hub_name, settings.disk_store
     (network,), (listed,) = component.networks, component.volumes
     kwargs = _kwargs(
@@ -390,7 +421,7 @@ DB_SECRET_IN_DB = "/run/classhub/postgres_password"
 
 
 def _db_service(client, paths: Paths, settings: Settings, component: Component,
-                where: _Where) -> Service:  # fmt: skip
+                where: Where) -> Service:  # fmt: skip
     """PostgreSQL on the hub's database network only; it runs as root just long enough to read
     the password file (root's, 0600) and then becomes postgres (db/start-postgres)."""
     (network,), (volume,), (secret,) = component.networks, component.volumes, component.secrets
@@ -407,7 +438,7 @@ def _db_service(client, paths: Paths, settings: Settings, component: Component,
 
 
 def _nginx_service(client, paths: Paths, settings: Settings, component: Component,
-                   where: _Where) -> Service:  # fmt: skip
+                   where: Where) -> Service:  # fmt: skip
     """The bundled front door (PROXY=nginx): nginx on the host's network, so it sees each
     student's own address (for the login rate limit) and reaches the hub at its fixed address;
     the hub's port is then not published at all. Its master starts as root to bind the ports
@@ -485,7 +516,7 @@ def wait_for_db(client: docker.DockerClient, hub: str, timeout: float = 60) -> N
 
 
 def _hub_service(client, paths: Paths, settings: Settings, component: Component,
-                 where: _Where) -> Service:  # fmt: skip
+                 where: Where) -> Service:  # fmt: skip
     hub = settings.hub_name
     (data,) = component.volumes
     volumes = {
@@ -526,7 +557,7 @@ def _hub_service(client, paths: Paths, settings: Settings, component: Component,
     return Service(component, kwargs, join=join, inputs="\0".join(inputs))
 
 
-_MAKERS: dict[Part, Callable[..., Service]] = {
+MAKERS: dict[Part, Maker] = {
     Part.FIREWALL: _firewall_service,
     Part.SOCKET_PROXY: _socket_proxy_service,
     Part.DATABASE: _db_service,
@@ -611,8 +642,9 @@ def ensure_service(client: docker.DockerClient, hub: str, service: Service, echo
     kwargs["labels"] = {**kwargs["labels"], names.LABEL_SPEC: spec_hash(service)}
     try:
         container = client.containers.create(**kwargs)
+        fixed = dict(service.addresses)
         for network in service.join:
-            client.networks.get(network).connect(container)
+            client.networks.get(network).connect(container, ipv4_address=fixed.get(network))
         container.start()
     except docker.errors.APIError as exc:
         leftover = find_container(client, service.name)

@@ -1,6 +1,8 @@
-"""Docker Swarm mode as classhub's engine (issue "Docker Swarm mode"), built up piece by piece.
+"""Docker Swarm mode as classhub's engine (issue "Docker Swarm mode"; docs/swarm.md).
 
-What is here so far:
+- `runtime`: ENGINE=swarm, the `Runtime` of a hub whose students' servers are services on the
+  swarm's nodes (`servers`), guarded by the firewall's global service (`guard`), with their
+  folders in the shared storage;
 - `nodes`: this server's engine as the swarm's manager, other servers checked and joined over
   SSH (`ssh`), drained and removed, and listed with this hub's servers on each (add-node,
   drain-node, remove-node, status);
@@ -8,14 +10,12 @@ What is here so far:
   node by its ID, streamed from the engine that built it (`docker save | docker load`), and a
   node that lacks it is named.
 On the hub's side (hub/classhub_hub): `services` (a student's server as a hardened service, and
-the socket proxy's allowlist for it) and `swarmguard` (the firewall's table in every node's
-namespace of the hub's overlay network).
-Not yet: the Runtime itself (ENGINE=swarm: the hub's network as that overlay, the spawner, the
-guard deployed, files on the shared storage, egress out of the overlay). Until then hubs run on
-this server alone and nodes stand ready.
+the socket proxy's allowlist for it), `swarmspawner` (the spawner that starts them) and
+`swarmguard` (the firewall's table in every node's namespace of the hub's overlay network).
+Not yet: students' traffic out of the overlay guarded on every node, exams, the bundled nginx.
 
-The functions below are what the tasks call: each reaches the manager (DOCKER_HOST, else the
-local socket) and the node named over SSH.
+The functions below are what the node tasks call: each reaches the manager (DOCKER_HOST, else
+the local socket) and the node named over SSH.
 """
 
 from __future__ import annotations
