@@ -19,16 +19,22 @@ engine is left as it was.
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
 import docker.errors
 
 from classhub import images, names
+from classhub.paths import Paths
 from classhub.runtime.single_host import builder
+from classhub.runtime.swarm import images as node_images
+from tests.conftest import invoke
+
+from .conftest import engine_environ, free_port, new_checkout, set_env
 
 NODE_IMAGE = "classhub-node:test"
 NODE_FOLDER = Path(__file__).parent / "node"
@@ -132,3 +138,76 @@ def nested_nodes(
         for volume in client.volumes.list(filters={"label": f"{names.LABEL_HUB}={name}"}):
             volume.remove(force=True)
         network.remove()
+
+
+@dataclass
+class Swarm:
+    """A checkout of classhub whose engine is a swarm of nested nodes (`class_swarm`)."""
+
+    hub: str
+    nodes: dict[str, Node]
+    paths: Paths
+    env: dict[str, str]
+    storage: Path
+    key: Path
+    port: int  # the hub's, published on the manager's address
+    added: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
+
+    def invoke(self, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+        return invoke(self.paths, *args, env=self.env, timeout=timeout)
+
+    @property
+    def manager(self) -> docker.DockerClient:
+        return self.nodes["manager"].engine
+
+    @property
+    def members(self) -> dict[str, docker.DockerClient]:
+        """The engines of the swarm's nodes, by hostname."""
+        hostnames = {n.attrs["Description"]["Hostname"] for n in self.manager.nodes.list()}
+        return {host: node.engine for host, node in self.nodes.items() if host in hostnames}
+
+    def ssh_name(self, host: str) -> str:
+        return f"root@{self.nodes[host].address}"
+
+
+@contextlib.contextmanager
+def class_swarm(
+    client: docker.DockerClient, built_by: str, root: Path, specs: Mapping[str, NodeSpec],
+    workers: tuple[str, ...],
+) -> Iterator[Swarm]:  # fmt: skip
+    """A new checkout under `root` whose engine is a swarm of `specs`' nested nodes ("manager"
+    among them; a spec's storage "elsewhere" is another folder at SWARM_STORAGE's path), with
+    `workers` joined by `invoke add-node` over SSH. The manager holds what setup leaves, the
+    builds of hub `built_by` of the same files (so setup finds them up to date): the base, the
+    hub's image and the class's; add-node gives each node it joins the last two. The manager sees
+    the checkout at its own path, as a real manager does where classhub runs."""
+    storage, elsewhere = root / "shared", root / "elsewhere"
+    storage.mkdir()
+    elsewhere.mkdir()
+    key = root / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    name, port = f"{built_by}sw", free_port()
+    paths = new_checkout(root / "clone", name, port)
+    made = {
+        host: NodeSpec(spec.dockerd, elsewhere if spec.storage == "elsewhere" else spec.storage,
+                       spec.ssh, (paths.root,) if host == "manager" else ())
+        for host, spec in specs.items()
+    }  # fmt: skip
+    with nested_nodes(client, name, made, storage, key.with_suffix(".pub")) as nodes:
+        manager = nodes["manager"]
+        set_env(paths, {"SWARM_STORAGE": str(storage), "SWARM_ADDRESS": manager.address,
+                        "NODE_SSH_KEY": str(key)})  # fmt: skip
+        env = engine_environ()
+        env["DOCKER_HOST"] = f"tcp://{manager.address}:2375"
+        base, _ = images.resolve_base(lambda ref: builder.find(client, ref),
+                                      "debian:bookworm-slim")  # fmt: skip
+        built = {base: client.images.get(base).id,
+                 names.hub_image(name): client.images.get(names.hub_image(built_by)).id,
+                 names.notebook_image(name): client.images.get(names.notebook_image(built_by)).id}  # fmt: skip
+        for ref, image_id in built.items():
+            node_images.spread(client, {"manager": manager.engine}, image_id, lambda line: None)
+            manager.engine.images.get(image_id).tag(ref)
+        formed = Swarm(name, nodes, paths, env, storage, key, port)
+        for host in workers:
+            formed.added[host] = formed.invoke("add-node", formed.ssh_name(host))
+        yield formed

@@ -21,11 +21,12 @@ import copy
 import csv
 import io
 import ipaddress
+import json
 import os
 import shutil
-import subprocess
+import tarfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -34,7 +35,6 @@ import pytest
 
 from classhub import hubfile, names
 from classhub import images as image_refs
-from classhub.paths import Paths
 from classhub.runtime.single_host import builder
 from classhub.runtime.swarm import guard, images
 from classhub.runtime.swarm import nodes as node_tasks
@@ -43,8 +43,8 @@ from classhub.student import Browser
 from classhub_hub import services, swarmguard
 from tests.conftest import invoke, plan_rows
 
-from .conftest import Hub, engine_environ, free_port, new_checkout, set_env
-from .swarm import Node, NodeSpec, nested_nodes
+from .conftest import Hub, set_env
+from .swarm import NodeSpec, Swarm, class_swarm
 
 WORKERS = ("worker1", "worker2")
 SPECS = {
@@ -60,69 +60,10 @@ SPECS = {
 }
 
 
-@dataclass
-class Swarm:
-    hub: str
-    nodes: dict[str, Node]
-    paths: Paths
-    env: dict[str, str]
-    storage: Path
-    key: Path
-    port: int  # the hub's, published on the manager's address
-    added: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
-
-    def invoke(self, *args: str) -> subprocess.CompletedProcess:
-        return invoke(self.paths, *args, env=self.env, timeout=600)
-
-    @property
-    def manager(self) -> docker.DockerClient:
-        return self.nodes["manager"].engine
-
-    @property
-    def members(self) -> dict[str, docker.DockerClient]:
-        """The engines of the swarm's nodes, by hostname."""
-        hostnames = {n.attrs["Description"]["Hostname"] for n in self.manager.nodes.list()}
-        return {host: node.engine for host, node in self.nodes.items() if host in hostnames}
-
-    def ssh_name(self, host: str) -> str:
-        return f"root@{self.nodes[host].address}"
-
-
 @pytest.fixture(scope="module")
-def swarm(hub: Hub, tmp_path_factory) -> Swarm:
-    root = tmp_path_factory.mktemp("swarm")
-    storage, elsewhere = root / "shared", root / "elsewhere"
-    storage.mkdir()
-    elsewhere.mkdir()
-    key = root / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    name, port = f"{hub.name}sw", free_port()
-    paths = new_checkout(root / "clone", name, port)
-    specs = {
-        host: NodeSpec(spec.dockerd, elsewhere if spec.storage == "elsewhere" else spec.storage,
-                       spec.ssh, (paths.root,) if host == "manager" else ())
-        for host, spec in SPECS.items()
-    }  # fmt: skip
-    with nested_nodes(hub.client, name, specs, storage, key.with_suffix(".pub")) as nodes:
-        manager = nodes["manager"]
-        set_env(paths, {"SWARM_STORAGE": str(storage), "SWARM_ADDRESS": manager.address,
-                        "NODE_SSH_KEY": str(key)})  # fmt: skip
-        env = engine_environ()
-        env["DOCKER_HOST"] = f"tcp://{manager.address}:2375"
-        # The manager holds what setup leaves: the base, the hub's image and the class's (the
-        # shared hub's builds, of the same files, so setup finds them up to date). add-node gives
-        # each node it joins the last two.
-        base, _ = image_refs.resolve_base(lambda ref: builder.find(hub.client, ref),
-                                          "debian:bookworm-slim")  # fmt: skip
-        built = {base: hub.client.images.get(base).id,
-                 names.hub_image(name): hub.client.images.get(names.hub_image(hub.name)).id,
-                 names.notebook_image(name): hub.client.images.get(hub.image).id}  # fmt: skip
-        for ref, image_id in built.items():
-            images.spread(hub.client, {"manager": manager.engine}, image_id, lambda line: None)
-            manager.engine.images.get(image_id).tag(ref)
-        formed = Swarm(name, nodes, paths, env, storage, key, port)
-        for host in WORKERS:
-            formed.added[host] = formed.invoke("add-node", formed.ssh_name(host))
+def swarm(hub: Hub, tmp_path_factory) -> Iterator[Swarm]:
+    with class_swarm(hub.client, hub.name, tmp_path_factory.mktemp("swarm"), SPECS,
+                     WORKERS) as formed:  # fmt: skip
         yield formed
 
 
@@ -329,7 +270,7 @@ def _through_proxy(swarm: Swarm, hub: Hub):
     shutil.copy(swarm.paths.state_dir / "hub.json", place / "hub.json")
     hub_image = swarm.manager.images.get(names.hub_image(swarm.hub))
     _hub_network(swarm)
-    for volume in ("student1", "student2"):  # the homes setup will make on the storage
+    for volume in ("student1", "student2"):  # homes as setup would make them on the storage
         home = Path(services.folder(str(swarm.storage), swarm.hub,
                                     names.user_volume(swarm.hub, volume)))  # fmt: skip
         home.mkdir(parents=True, exist_ok=True)
@@ -486,6 +427,8 @@ def test_the_proxy_lets_the_hub_make_a_hardened_students_service_and_nothing_els
         for leftover in swarm.manager.services.list():
             leftover.remove()
         proxy.remove(force=True)
+        # The folders made here by hand, which no volume of the hub binds: setup makes its own.
+        shutil.rmtree(hubfile.swarm_folders(str(swarm.storage), swarm.hub))
 
 
 def _serve(swarm: Swarm, name: str, image: str, node: str, network: str) -> None:
@@ -712,6 +655,41 @@ def _passwords(swarm: Swarm) -> dict[str, str]:
     return {row["username"]: row["password"] for row in csv.DictReader(io.StringIO(logins.stdout))}
 
 
+def _backup(swarm: Swarm) -> Path:
+    """Where the term's test backs the hub up, and the last test restores it from: in the
+    checkout (BACKUP_DIR's default), which the manager sees at the same path (the database's
+    copy is written there by a container on the manager, as on a real one)."""
+    return swarm.paths.root / "backups" / "term"
+
+
+def test_the_term_on_the_swarm_a_rehearsal_a_student_added_and_purged_and_a_backup(
+    swarm: Swarm, tmp_path
+):  # the backup is restored by the last test
+    """The class of the setup test runs on."""
+    folders = Path(hubfile.swarm_folders(str(swarm.storage), swarm.hub))
+    rehearsal = swarm.invoke("rehearse", "--users", "2", "--ramp", "0", "--out", str(tmp_path))
+    assert rehearsal.returncode == 0, rehearsal.stdout[-3000:] + rehearsal.stderr[-3000:]
+    assert "Failures: 0" in rehearsal.stdout, rehearsal.stdout
+    assert [p.name for p in folders.iterdir() if "_rehearse" in p.name] == []  # swept
+    assert not [s.name for s in swarm.manager.services.list() if "_rehearse" in s.name]
+    added = swarm.invoke("add-user", "s5", "--group", "team-a")
+    assert added.returncode == 0, added.stdout + added.stderr
+    home = folders / names.user_volume(swarm.hub, "s5")
+    assert (home.stat().st_uid, home.stat().st_gid) == (1000, 100)
+    (home / "draft.txt").write_text("s5's work\n")
+    purged = swarm.invoke("remove-user", "s5", "--purge", "--yes")
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert not home.exists()  # its folder on the shared storage, files and all
+    made = swarm.invoke("backup", "--to", str(_backup(swarm)))
+    assert made.returncode == 0, made.stdout + made.stderr
+    manifest = json.loads((_backup(swarm) / "manifest.json").read_text())
+    home = f"volumes/{names.user_volume(swarm.hub, 's1')}.tar.gz"
+    assert manifest["complete"] and home in manifest["files"], manifest["files"]
+    with tarfile.open(_backup(swarm) / home) as archive:  # the folder's files, owners kept
+        kept = archive.getmember("v/before.txt")
+    assert (kept.uid, kept.gid) == (1000, 100)
+
+
 def _running_on(swarm: Swarm, user: str) -> str | None:
     found = [s for s in swarm.manager.services.list()
              if s.name == names.user_container(swarm.hub, user)]  # fmt: skip
@@ -766,3 +744,30 @@ def test_a_dead_node_reads_down_its_students_start_again_elsewhere_and_remove_no
     assert f"{host} is no longer a node" in removed.stdout
     assert host not in {n.attrs["Description"]["Hostname"] for n in swarm.manager.nodes.list()}
     assert (swarm.storage / "still-here.txt").read_text() == "kept\n"
+
+
+def test_destroy_leaves_nothing_on_any_node_and_the_backup_brings_the_class_back(swarm: Swarm):
+    """After the dead node: what is left of the swarm is the manager and worker1."""
+    done = swarm.invoke("destroy", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for host in ("manager", WORKERS[0]):
+        engine = swarm.nodes[host].engine
+        flt = {"label": f"{names.LABEL_HUB}={swarm.hub}"}
+        left = [c.name for c in engine.containers.list(all=True, filters=flt)]
+        left += [v.name for v in engine.volumes.list(filters=flt)]
+        left += [n.name for n in engine.networks.list(filters=flt)]
+        assert left == [], (host, left)
+    assert swarm.manager.services.list() == []
+    folders = Path(hubfile.swarm_folders(str(swarm.storage), swarm.hub))
+    assert not folders.exists()
+    # The term's backup brings the hub back on the swarm, the students' files with it.
+    back = swarm.invoke("restore", str(_backup(swarm)), timeout=900)
+    assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
+    home = folders / names.user_volume(swarm.hub, "s1")
+    assert (home / "before.txt").read_text() == "kept"
+    assert ((home / "before.txt").stat().st_uid, home.stat().st_uid) == (1000, 1000)
+    s1 = Browser(f"http://{swarm.nodes['manager'].address}:{swarm.port}/{swarm.hub}/", "s1")
+    assert s1.login(_passwords(swarm)["s1"]).status_code == 302
+    s1.start()
+    assert s1.open_lab().status_code == 200
+    assert s1.run("print(open('before.txt').read())").strip() == "kept"

@@ -1,10 +1,11 @@
 """ENGINE=swarm: one hub whose students' servers are services on the nodes of a Docker swarm.
 
 This server's engine is the swarm's manager, and the hub's own parts (the socket proxy, the
-database, the hub and the bundled nginx) run on it as containers, as on one server:
+database and the hub; not yet the bundled nginx) run on it as containers, as on one server:
 `single_host.SingleHost` makes them, and this class changes what differs on a swarm:
 - the hub's network is an overlay (attachable: the hub's container joins it at its fixed
-  address, the students' services beside it, on any node);
+  address, the students' services beside it, on any node); the hub is made on a bridge of its
+  own, `<HUB_NAME>-front`, where its port is published, and joins the overlay after;
 - the firewall is `guard`'s global service, one task on every node;
 - the socket proxy is given the shared storage (`--swarm-storage`): it then lets the hub make
   students' services, and makes a newcomer's home as a folder there;

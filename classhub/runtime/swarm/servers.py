@@ -5,6 +5,7 @@ its student's files are in the shared storage, and the next start makes a new on
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 import docker
@@ -81,11 +82,17 @@ def every(client: docker.DockerClient, hub: str) -> list:
     return client.services.list(filters={"label": f"{names.LABEL_HUB}={hub}"})
 
 
-def remove_all(client: docker.DockerClient, hub: str) -> int:
-    """Every service of this hub, for destroy."""
-    count = 0
+def remove_all(client: docker.DockerClient, hub: str, timeout: float = 60) -> int:
+    """Every service of this hub, for destroy; returns once their tasks are gone from every
+    node (until then they hold the hub's network, which could not be removed)."""
+    removed = set()
     for service in every(client, hub):
         with contextlib.suppress(docker.errors.NotFound):
             service.remove()
-            count += 1
-    return count
+            removed.add(service.id)
+    deadline = time.monotonic() + timeout
+    while any(t["ServiceID"] in removed for t in client.api.tasks()):
+        if time.monotonic() > deadline:
+            break  # the network's removal then says what still holds it
+        time.sleep(0.5)
+    return len(removed)
