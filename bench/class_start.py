@@ -80,6 +80,14 @@ def rehearsal(paths, size: int, ramp: float, folder: Path, *extra: str) -> dict:
     started = time.monotonic()
     run(paths, "rehearse", "--users", str(size), "--ramp", str(ramp), "--out", str(folder),
         *extra)  # fmt: skip
+    return {
+        **summary(folder, size),
+        "wall time incl. cleanup (s)": round(time.monotonic() - started, 1),
+    }
+
+
+def summary(folder: Path, size: int) -> dict:
+    """The figures of a rehearsal of `size` students that wrote its timings to `folder`."""
     timings = json.loads((folder / "timings.json").read_text())["timings (s)"]
     totals = [t["total"] for t in timings if t["total"] is not None]
     done = [t["start"] + t["total"] for t in timings if t["total"] is not None]
@@ -91,7 +99,6 @@ def rehearsal(paths, size: int, ramp: float, folder: Path, *extra: str) -> dict:
         "waited in line": sum(bool(t.get("waited")) for t in timings),
         "failures": size - len(totals),
         "failures, each": sorted(t["failure"][:160] for t in timings if t["failure"]),
-        "wall time incl. cleanup (s)": round(time.monotonic() - started, 1),
     }
 
 
