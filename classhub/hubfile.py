@@ -95,9 +95,30 @@ def store_volume_options(store: str, volume: str) -> dict[str, str]:
     return {"type": "none", "o": "bind", "device": f"{store.rstrip('/')}/{volume}"}
 
 
-# In swarm_folders: where each node's firewall (swarmguard) says its table is loaded, one file a
-# node; not a volume's name, so no home or group folder can be called so.
+# In swarm_folders: where each node's firewall (swarmguard) says its tables are loaded, one file
+# a node and table; not a volume's name, so no home or group folder can be called so.
 GUARD_WORDS = ".firewall"
+# The tables of each node's firewall, each loaded by a guard of its own: between the hub's
+# servers (in the overlay's namespace), and out of the overlay (in the node's own namespace).
+GUARD_TABLES = ("overlay", "node")
+GUARD_NODE_ENV = "CLASSHUB_NODE"  # the guard's node's hostname (a service template), in its word
+
+
+def guard_word(folder: str | Path, host: str, table: str) -> Path:
+    """The file in which the guard of `table` on node `host` says it is loaded."""
+    return Path(folder) / f"{host}.{table}.json"
+
+
+def guard_said(folder: str | Path, host: str) -> float:
+    """When the node's guards last said, all of them, that their tables are loaded (epoch
+    seconds; 0: one never did, or its word cannot be read)."""
+    said = []
+    for table in GUARD_TABLES:
+        try:
+            said.append(float(json.loads(guard_word(folder, host, table).read_text())["loaded"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0
+    return min(said)
 
 
 def swarm_folders(storage: str, hub: str) -> str:

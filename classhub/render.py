@@ -109,7 +109,7 @@ def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -
         group: {
             "members": list(members),
             "volume": names.group_volume(hub, group),
-            "egress": _targets(opened.get(group, ())),
+            "egress": egress_targets(opened.get(group, ())),
         }
         for group, members in roster.groups().items()
     }
@@ -135,13 +135,14 @@ def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -
     }
     # What the firewall lets students reach past its egress policy (each group's is with the
     # group); the exams it reads from their own file (state/exams.json).
-    firewall = {"egress": _targets(settings.egress_allow)}
+    firewall = {"egress": egress_targets(settings.egress_allow)}
     data = {**hub_settings(settings), "users": users, "groups": groups, "newcomers": newcomers,
             "socket_proxy": socket_proxy, "firewall": firewall}  # fmt: skip
     return dump(data, "the rendered hub file")
 
 
-def _targets(targets) -> list[dict]:
+def egress_targets(targets) -> list[dict]:
+    """EGRESS_ALLOW's and egress='s targets as the hub file (and the swarm's firewall) lists them."""
     return [{"network": t.network, "port": t.port} for t in targets]
 
 

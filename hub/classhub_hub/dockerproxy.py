@@ -452,12 +452,7 @@ def guards_loaded(folder: str, docker, fresh: float) -> Callable[[], str | None]
             if state != "ready" or (node.get("Spec") or {}).get("Availability") != "active":
                 continue
             host = (node.get("Description") or {}).get("Hostname", "")
-            try:
-                said = json.loads((Path(folder) / f"{host}.json").read_text(encoding="utf-8"))
-                loaded = float(said["loaded"])
-            except (OSError, ValueError, KeyError, TypeError):
-                loaded = 0.0
-            if time.time() - loaded > fresh:
+            if time.time() - hubfile.guard_said(folder, host) > fresh:
                 waiting.append(host)
         if waiting:
             return (f"the hub's firewall has not said lately that its rules are loaded on "

@@ -116,7 +116,6 @@ def ruleset(
     """The nft script that replaces `table` in one transaction, its egress sets empty."""
     allowed = ", ".join(str(p) for p in ports)
     docker = ", ".join(str(p) for p in DOCKER_PORTS)
-    sets = "\n".join(f"  set {name} {{ {kind} }}" for name, kind in SETS.items())
     return f"""\
 add table inet {table}
 delete table inet {table}
@@ -124,7 +123,7 @@ table inet {table} {{
   set clients {{
     type ipv4_addr; flags dynamic; size 65535;
   }}
-{sets}
+{_sets()}
   chain forward {{
     type filter hook forward priority filter - 1; policy accept;
     iifname "{bridge}" oifname "{bridge}" jump between_containers
@@ -141,11 +140,7 @@ table inet {table} {{
     ct state established,related accept
     ip saddr {hub_ip} accept
     jump exam
-    jump exceptions
-    oifname "br-*" jump refuse
-    oifname "docker0" jump refuse
-    ip daddr {{ {", ".join(BLOCKED["ip"])} }} jump refuse
-    ip6 daddr {{ {", ".join(BLOCKED["ip6"])} }} jump refuse
+{_EGRESS_POLICY}
   }}
   chain input {{
     type filter hook input priority filter - 1; policy accept;
@@ -163,20 +158,71 @@ table inet {table} {{
     ip saddr @exam4 jump refuse
     ip saddr @guard4 ip saddr != @known4 jump refuse
   }}
-  chain exceptions {{
+{_EXCEPTIONS_AND_REFUSE}
+}}
+"""
+
+
+def node_ruleset(table: str, bridge: str) -> str:
+    """On a swarm's node, the nft script that replaces `table` in the node's own namespace: what
+    leaves an overlay through `bridge` (Docker's docker_gwbridge, through which every container
+    on an overlay that has no bridge of its own reaches anything beyond it) meets the egress
+    policy, and reaches nothing on the node itself. Its egress sets hold EGRESS_ALLOW alone."""
+    return f"""\
+add table inet {table}
+delete table inet {table}
+table inet {table} {{
+{_sets()}
+  chain forward {{
+    type filter hook forward priority filter - 1; policy accept;
+    iifname "{bridge}" jump egress
+  }}
+  chain egress {{
+    ct state established,related accept
+    oifname "{bridge}" jump refuse
+{_EGRESS_POLICY}
+  }}
+  chain input {{
+    type filter hook input priority filter - 1; policy accept;
+    iifname "{bridge}" jump to_this_server
+  }}
+  chain to_this_server {{
+    ct state established,related accept
+    tcp dport {{ {", ".join(str(p) for p in DOCKER_PORTS)} }} jump refuse
+    jump exceptions
+    jump refuse
+  }}
+{_EXCEPTIONS_AND_REFUSE}
+}}
+"""
+
+
+def _sets() -> str:
+    return "\n".join(f"  set {name} {{ {kind} }}" for name, kind in SETS.items())
+
+
+# What a student's server sends beyond its network: the exceptions, else never another Docker
+# network or a blocked range (the end of each `egress` chain).
+_EGRESS_POLICY = f"""\
+    jump exceptions
+    oifname "br-*" jump refuse
+    oifname "docker0" jump refuse
+    ip daddr {{ {", ".join(BLOCKED["ip"])} }} jump refuse
+    ip6 daddr {{ {", ".join(BLOCKED["ip6"])} }} jump refuse"""
+
+_EXCEPTIONS_AND_REFUSE = """\
+  chain exceptions {
     ip daddr @allow4 accept
     ip6 daddr @allow6 accept
     ip saddr . ip daddr @group4 accept
-    meta l4proto {{ tcp, udp }} ip daddr . th dport @allow4_port accept
-    meta l4proto {{ tcp, udp }} ip6 daddr . th dport @allow6_port accept
-    meta l4proto {{ tcp, udp }} ip saddr . ip daddr . th dport @group4_port accept
-  }}
-  chain refuse {{
+    meta l4proto { tcp, udp } ip daddr . th dport @allow4_port accept
+    meta l4proto { tcp, udp } ip6 daddr . th dport @allow6_port accept
+    meta l4proto { tcp, udp } ip saddr . ip daddr . th dport @group4_port accept
+  }
+  chain refuse {
     meta l4proto tcp reject with tcp reset
     reject with icmpx type admin-prohibited
-  }}
-}}
-"""
+  }"""
 
 
 @dataclass(frozen=True)
@@ -223,6 +269,31 @@ def egress(
         for group in groups_of(servers[address]):
             for target in (groups.get(group) or {}).get("egress", []):
                 _open(opened, target, source=address)
+    _elements(opened, found)
+    running = {g: e for g, e in (exams.get("groups") or {}).items() if _in_progress(e, now)}
+    said = []
+    for group, exam in sorted(running.items()):
+        cut = [a for a, user in servers.items() if group in groups_of(user)]
+        found["exam4"].update(cut)
+        said.append(f"{hubfile.exam_label(group, exam.get('until'))} ({len(cut)} server(s))")
+    if running:
+        found["guard4"].add(server_range)
+    return Egress({k: frozenset(v) for k, v in found.items()}, tuple(said))
+
+
+def allowed(targets: list[dict]) -> Egress:
+    """The sets that open `targets` (the hub file's `firewall.egress`: EGRESS_ALLOW) to every
+    server: a swarm node's table (`node_ruleset`), which tells no server from another."""
+    found: dict[str, set[str]] = {name: set() for name in SETS}
+    opened: dict[tuple[str | None, int | None], list] = {}
+    for target in targets:
+        _open(opened, target, source=None)
+    _elements(opened, found)
+    return Egress({k: frozenset(v) for k, v in found.items()})
+
+
+def _elements(opened: dict, found: dict[str, set[str]]) -> None:
+    """Add to `found` the sets' elements for what `opened` opens."""
     for (source, port), networks in opened.items():
         for version in (4, 6):
             # One element a network: overlapping ones merged, as nft refuses them in one set.
@@ -235,15 +306,6 @@ def egress(
                 if port is not None:
                     name, element = f"{name}_port", f"{element} . {port}"
                 found[name].add(element)
-    running = {g: e for g, e in (exams.get("groups") or {}).items() if _in_progress(e, now)}
-    said = []
-    for group, exam in sorted(running.items()):
-        cut = [a for a, user in servers.items() if group in groups_of(user)]
-        found["exam4"].update(cut)
-        said.append(f"{hubfile.exam_label(group, exam.get('until'))} ({len(cut)} server(s))")
-    if running:
-        found["guard4"].add(server_range)
-    return Egress({k: frozenset(v) for k, v in found.items()}, tuple(said))
 
 
 def _in_progress(exam: dict, now: float) -> bool:
@@ -335,11 +397,11 @@ def _json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def table_arguments(parser: argparse.ArgumentParser) -> None:
+def table_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """What `ruleset` is made from, as the firewall and the swarm's firewall take it."""
     parser.add_argument("--table", required=True)
-    parser.add_argument("--hub-ip", required=True)
-    parser.add_argument("--port", type=int, action="append", required=True)
+    parser.add_argument("--hub-ip", required=required)
+    parser.add_argument("--port", type=int, action="append", required=required)
     parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS)
 
 

@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from classhub import names
 from classhub.paths import Paths
 from classhub.runtime.single_host import stack
 from tests.conftest import PROJECT, clean_environ, invoke, make_checkout
+
+from .outside import Outside, stand_ins
 
 ROSTER = """\
 hub-admin admin
@@ -256,3 +259,11 @@ def pytest_runtest_makereport(item, call):
         hub = value if isinstance(value, Hub) else getattr(value, "hub", None)
         if isinstance(hub, Hub):  # the shared hub, a hub of a test's own, or one a fixture holds
             report.sections.append((f"{name}: hub and user container logs", hub.logs()))
+
+
+@pytest.fixture(scope="module")
+def outside() -> Iterator[Outside]:
+    """Stand-ins for the internet, a private network, the metadata endpoint and two exceptions,
+    on this machine (outside.py)."""
+    with stand_ins() as made:
+        yield made

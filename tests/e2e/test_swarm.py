@@ -44,6 +44,7 @@ from classhub_hub import services, swarmguard
 from tests.conftest import invoke, plan_rows
 
 from .conftest import Hub, set_env
+from .outside import PORT, Outside, reach, refused_at_once
 from .swarm import NodeSpec, Swarm, class_swarm
 
 WORKERS = ("worker1", "worker2")
@@ -304,11 +305,12 @@ def _through_proxy(swarm: Swarm, hub: Hub):
 
 
 def _say_guarded(swarm: Swarm) -> None:
-    """Each node's word that its firewall's table is loaded, as swarmguard writes it."""
+    """Each node's words that its firewall's tables are loaded, as swarmguard writes them."""
     words = Path(hubfile.swarm_folders(str(swarm.storage), swarm.hub)) / hubfile.GUARD_WORDS
     words.mkdir(parents=True, exist_ok=True)
     for host in guard.ready_nodes(swarm.manager):
-        swarmguard.say(words, host)
+        for table in hubfile.GUARD_TABLES:
+            swarmguard.say(words, host, table)
 
 
 def _hub_network(swarm: Swarm) -> tuple[str, str]:
@@ -565,22 +567,25 @@ def _address(swarm: Swarm, user: str) -> str:
 
 
 def test_setup_on_the_swarm_runs_the_class_on_the_workers_with_files_that_follow_them(
-    swarm: Swarm,
+    swarm: Swarm, outside: Outside
 ):
     """ENGINE=swarm: setup from the roster makes the hub on the manager and the firewall on every
     node; four students in two groups log in through the form and run code, their servers
-    services on both workers; a group folder written on one node is edited from the other."""
+    services on both workers; a group folder written on one node is edited from the other; what
+    they send beyond the overlay meets the egress policy on every node."""
     manager = swarm.nodes["manager"].address
     (swarm.paths.root / "userlist").write_text(SWARM_CLASS)
-    set_env(swarm.paths, {"ENGINE": "swarm", "BIND_ADDRESS": manager})
+    set_env(swarm.paths, {"ENGINE": "swarm", "BIND_ADDRESS": manager,
+                          "EGRESS_ALLOW": f"{outside.allowed}:{PORT}"})  # fmt: skip
     overlay = _hub_network(swarm)[0]  # (the proxy's test made it as setup does)
     done = swarm.invoke("setup")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert _hub_network(swarm)[0] == overlay  # kept: setup made the hub's bridge beside it
     words = Path(hubfile.swarm_folders(str(swarm.storage), swarm.hub)) / hubfile.GUARD_WORDS
-    assert {p.stem for p in words.glob("*.json")} >= {"manager", *WORKERS}
-    firewall = swarm.manager.services.get(names.firewall_container(swarm.hub))
-    assert firewall.attrs["Spec"]["Mode"] == {"Global": {}}
+    assert all(hubfile.guard_said(words, host) > 0 for host in ("manager", *WORKERS))
+    for table in hubfile.GUARD_TABLES:  # each guard a global service: one task on every node
+        firewall = swarm.manager.services.get(guard.name(swarm.hub, table))
+        assert firewall.attrs["Spec"]["Mode"] == {"Global": {}}
     # Every home and group folder is in the shared storage, with its owner and mode.
     folders = Path(hubfile.swarm_folders(str(swarm.storage), swarm.hub))
     for user in ("s1", "s2", "s3", "s4"):
@@ -620,6 +625,16 @@ def test_setup_on_the_swarm_runs_the_class_on_the_workers_with_files_that_follow
         assert said.startswith("refused"), (target, said)
     said = students["s2"].run(probe.format(names.hub_container(swarm.hub), hubfile.HUB_API_PORT))
     assert said.strip() == "open", said
+    # What leaves the overlay on a node (through its docker_gwbridge) meets the egress policy:
+    # the internet and EGRESS_ALLOW yes; a private network (a storage server's, say), the metadata
+    # endpoint, and every node's own ports no: Docker's API (2375, as these nested nodes serve
+    # it), the swarm's (2377, 7946), on the student's own node, the other worker and the manager.
+    own, away = swarm.nodes[placed["s2"]].address, swarm.nodes[placed[other]].address
+    found = reach(students["s2"], (outside.internet, PORT), (outside.allowed, PORT),
+                  (outside.private, PORT), (outside.metadata, PORT), (manager, 2375),
+                  (manager, 2377), (away, 2375), (away, 7946), (own, 2375), (own, 7946))  # fmt: skip
+    assert found[:2] == ["open", "open"], found
+    assert all(refused_at_once(result) for result in found[2:]), found
     # Nothing Jupyter keeps in SQLite (IPython's history, the notebooks' trust) is on the
     # shared storage: those files are in each server's tmpfs.
     said = students["s1"].run(

@@ -504,6 +504,7 @@ def test_on_a_swarm_no_server_starts_until_every_ready_node_said_lately_its_rule
     """The nodes' list is what GET /nodes answers (trimmed); the words are swarmguard's own."""
     import time
 
+    from classhub import hubfile
     from classhub_hub import swarmguard
     from classhub_hub.dockerproxy import guards_loaded
 
@@ -521,13 +522,18 @@ def test_on_a_swarm_no_server_starts_until_every_ready_node_said_lately_its_rule
     problem = guards_loaded(str(tmp_path), docker, fresh=20)
     assert "on manager, w1, w2," in problem()  # nothing said yet; down and drained nodes aside
     for host in ("manager", "w1"):
-        swarmguard.say(tmp_path, host)
-    assert "lately that its rules are loaded on w2, so" in problem()
-    (tmp_path / "w2.json").write_text(json.dumps({"loaded": time.time() - 60}))
+        for table in hubfile.GUARD_TABLES:
+            swarmguard.say(tmp_path, host, table)
+    swarmguard.say(tmp_path, "w2", "overlay")
+    assert "lately that its rules are loaded on w2, so" in problem()  # its node guard: not yet
+    swarmguard.say(tmp_path, "w2", "node")
+    assert problem() is None
+    word = hubfile.guard_word(tmp_path, "w2", "node")
+    word.write_text(json.dumps({"loaded": time.time() - 60}))
     assert "on w2," in problem()  # said, but not lately: its guard may be gone
-    (tmp_path / "w2.json").write_text("not json")
+    word.write_text("not json")
     assert "on w2," in problem()
-    swarmguard.say(tmp_path, "w2")
+    swarmguard.say(tmp_path, "w2", "node")
     assert problem() is None
     assert not list(tmp_path.glob(".*partial"))  # each word written whole, then renamed
     refusing = guards_loaded(str(tmp_path), lambda *_: (500, [], b"{}"), fresh=20)

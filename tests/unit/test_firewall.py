@@ -110,3 +110,19 @@ def test_nft_accepts_the_table_and_its_sets(tmp_path: Path):
     script += firewall.egress(hub, exams, SERVERS, RANGE, 0).script("classhub_check")
     checked = nft_accepts(script, tmp_path)  # nft -c: checked by the kernel, loaded nowhere
     assert checked.returncode == 0, checked.stderr
+
+
+def test_a_swarm_nodes_table_opens_egress_allow_to_every_server_and_nft_accepts_it(tmp_path: Path):
+    """On a swarm's node (swarmguard --node): the same sets from EGRESS_ALLOW alone, as the
+    hub file lists it; what leaves docker_gwbridge meets the egress policy."""
+    hub = hub_file("EGRESS_ALLOW=10.1.2.3:5432,10.0.0.0/8,10.1.0.0/16,[fd00::5]:443\n")
+    allowed = firewall.allowed(hub.get("firewall.egress"))
+    assert allowed.sets["allow4_port"] == {"10.1.2.3/32 . 5432"}
+    assert allowed.sets["allow4"] == {"10.0.0.0/8"}  # merged
+    assert allowed.sets["allow6_port"] == {"fd00::5/128 . 443"}
+    assert not allowed.sets["known4"] and not allowed.sets["group4"]
+    script = firewall.node_ruleset("classhub_check", "docker_gwbridge")
+    assert 'iifname "docker_gwbridge" jump egress' in script
+    assert 'iifname "docker_gwbridge" jump to_this_server' in script
+    checked = nft_accepts(script + allowed.script("classhub_check"), tmp_path)
+    assert checked.returncode == 0, checked.stderr

@@ -1,7 +1,7 @@
 """Docker Swarm mode as classhub's engine (issue "Docker Swarm mode"; docs/swarm.md).
 
 - `runtime`: ENGINE=swarm, the `Runtime` of a hub whose students' servers are services on the
-  swarm's nodes (`servers`), guarded by the firewall's global service (`guard`), with their
+  swarm's nodes (`servers`), guarded by the firewall's global services (`guard`), with their
   folders in the shared storage;
 - `nodes`: this server's engine as the swarm's manager, other servers checked and joined over
   SSH (`ssh`), drained and removed, and listed with this hub's servers on each (add-node,

@@ -1,26 +1,30 @@
-"""The hub's firewall on a swarm: `hub/classhub_hub/swarmguard.py` as a global service.
+"""The hub's firewall on a swarm: `hub/classhub_hub/swarmguard.py` as two global services.
 
-One task on every node (this server's too, and each node add-node joins later), attached to the
-hub's overlay network so that every node holds the network's namespace, with the firewall's
-table loaded, before a student's server lands there. With only NET_ADMIN and SYS_ADMIN (to enter
-that namespace), a read-only root, the hub image by its ID (every node has that build), and two
-folders bound: Docker's namespaces (`rslave`, so later ones appear) and, in the shared storage,
-the folder where each node's task says its table is loaded (`hubfile.GUARD_WORDS`). Setup waits
-for every node's word; the socket proxy starts no student's server while one is missing or stale.
+Each has one task on every node (this server's too, and each node add-node joins later), runs
+the hub image by its ID (every node has that build) with a read-only root, and binds the folder
+of the shared storage where each task says its table is loaded (`hubfile.GUARD_WORDS`):
+- `<hub>-firewall` guards between the hub's servers. It is attached to the hub's overlay, so that
+  every node holds the network's namespace, with the table loaded, before a student's server
+  lands there; with NET_ADMIN and SYS_ADMIN (to enter that namespace) and Docker's namespaces
+  bound (`rslave`, so later ones appear);
+- `<hub>-firewall-node` guards what leaves the overlay on the node (its docker_gwbridge), in the
+  node's own namespace: on the host's network, with NET_ADMIN alone, EGRESS_ALLOW its only
+  exceptions.
+Setup waits for every node's words; the socket proxy starts no student's server while one is
+missing or stale. The component's recipe (`Service.kwargs`) is both services' recipes, by
+`hubfile.GUARD_TABLES`: one spec hash, so both are made from the same settings and image.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from pathlib import Path
 
 import docker
 import docker.errors
 import docker.types
 
-from ... import hubfile, names
+from ... import hubfile, names, render
 from ...components import Component
 from ...console import Echo
 from ...errors import UserError
@@ -45,34 +49,58 @@ def service(
     client: docker.DockerClient, paths: Paths, settings: Settings, component: Component,
     where: stack.Where,
 ) -> Service:  # fmt: skip
-    """The guard's service as `services.create` takes it (a Maker for the FIREWALL part)."""
+    """The guards' services as `ensure` takes them (a Maker for the FIREWALL part)."""
     hub = settings.hub_name
     found = find_image(client, component.image.tag)  # every node has it, by its ID
     image = str(found.id) if found is not None else component.image.tag  # (still to be built)
-    command = ["python3", "-m", "classhub_hub.swarmguard", "--table", names.firewall_table(hub),
-               "--network-id", where.network_id, "--hub-ip", where.address,
-               "--port", str(hubfile.HUB_API_PORT), "--word", words(settings)]  # fmt: skip
+    guard = ["python3", "-m", "classhub_hub.swarmguard", "--table", names.firewall_table(hub),
+             "--word", words(settings)]  # fmt: skip
     labels = names.labels(hub, component.part.value)
-    kwargs = {
+    common = {
         "image": image,
-        "command": command,
-        "name": component.container,
         "mode": docker.types.ServiceMode("global"),
-        "networks": [names.network(hub)],
-        "hostname": "{{.Node.Hostname}}",  # its word is named after its node
+        "env": [
+            f"{hubfile.GUARD_NODE_ENV}={{{{.Node.Hostname}}}}"
+        ],  # its word is named after its node
         "cap_drop": ["ALL"],
-        "cap_add": CAPS,
         "read_only": True,
-        "mounts": [
-            docker.types.Mount(NETNS, NETNS, type="bind", propagation="rslave"),
-            docker.types.Mount(words(settings), words(settings), type="bind"),
-        ],
-        "endpoint_spec": docker.types.EndpointSpec(mode="dnsrr"),
         "restart_policy": docker.types.RestartPolicy(condition="any", delay=1_000_000_000),
         "labels": labels,
         "container_labels": labels,
     }
-    return Service(component, kwargs, inputs=image)
+    word = docker.types.Mount(words(settings), words(settings), type="bind")
+    overlay = {
+        **common,
+        "name": name(hub, "overlay"),
+        "command": [
+            *guard,
+            "--network-id",
+            where.network_id,
+            "--hub-ip",
+            where.address,
+            "--port",
+            str(hubfile.HUB_API_PORT),
+        ],
+        "networks": [names.network(hub)],
+        "cap_add": CAPS,
+        "mounts": [docker.types.Mount(NETNS, NETNS, type="bind", propagation="rslave"), word],
+        "endpoint_spec": docker.types.EndpointSpec(mode="dnsrr"),
+    }
+    allow = json.dumps(render.egress_targets(settings.egress_allow), separators=(",", ":"))
+    node = {
+        **common,
+        "name": name(hub, "node"),
+        "command": [*guard, "--node", "--allow", allow],
+        "networks": ["host"],
+        "cap_add": ["NET_ADMIN"],
+        "mounts": [word],
+    }
+    return Service(component, {"overlay": overlay, "node": node}, inputs=image)
+
+
+def name(hub: str, table: str) -> str:
+    """The service of the guard of `table` (hubfile.GUARD_TABLES)."""
+    return names.firewall_container(hub) + ("" if table == "overlay" else f"-{table}")
 
 
 def _find(client: docker.DockerClient, name: str):
@@ -80,9 +108,10 @@ def _find(client: docker.DockerClient, name: str):
     return found[0] if found else None
 
 
-def status(client: docker.DockerClient, name: str) -> str | None:
-    """'running' while the guard's service exists (its tasks run on every node), else None."""
-    return None if _find(client, name) is None else "running"
+def status(client: docker.DockerClient, hub: str) -> str | None:
+    """'running' while both guards' services exist (their tasks run on every node), else None."""
+    found = [_find(client, name(hub, table)) for table in hubfile.GUARD_TABLES]
+    return None if None in found else "running"
 
 
 def ready_nodes(client: docker.DockerClient) -> list[str]:
@@ -96,41 +125,49 @@ def ready_nodes(client: docker.DockerClient) -> list[str]:
 
 
 def state(client: docker.DockerClient, hub: str, made: Service) -> tuple[str, str]:
-    """(state, action) of the guard's service; action '' when nothing is to be done."""
-    found = _find(client, made.name)
-    if found is None:
+    """(state, action) of the guards' services; action '' when nothing is to be done."""
+    found = {table: _find(client, kwargs["name"]) for table, kwargs in made.kwargs.items()}
+    for service in found.values():
+        if (
+            service is not None
+            and (service.attrs["Spec"].get("Labels") or {}).get(names.LABEL_HUB) != hub
+        ):
+            raise UserError(
+                f"a swarm service named {service.name!r} exists that classhub did not make for "
+                "this hub; choose another HUB_NAME in .env, or remove that service yourself"
+            )
+    if None in found.values():
         return "missing", "create"
-    if (found.attrs["Spec"].get("Labels") or {}).get(names.LABEL_HUB) != hub:
-        raise UserError(
-            f"a swarm service named {made.name!r} exists that classhub did not make for this "
-            "hub; choose another HUB_NAME in .env, or remove that service yourself"
-        )
-    if (found.attrs["Spec"].get("Labels") or {}).get(names.LABEL_SPEC) != spec_hash(made):
+    if any((s.attrs["Spec"].get("Labels") or {}).get(names.LABEL_SPEC) != spec_hash(made)
+           for s in found.values()):  # fmt: skip
         return "made from other settings or image", "replace"
-    running = {t["NodeID"] for t in found.tasks({"desired-state": "running"})
+    running = {t["NodeID"] for t in found["overlay"].tasks({"desired-state": "running"})
                if t["Status"]["State"] == "running"}  # fmt: skip
     return f"running on {len(running)} node(s)", ""
 
 
 def ensure(client: docker.DockerClient, settings: Settings, made: Service, echo: Echo) -> bool:
-    """Make (or replace) the guard's service as its state asks; whether it did. The table stays
-    loaded in every namespace while an old guard goes and the new one starts."""
+    """Make (or replace) the guards' services as their state asks; whether it did. Each table
+    stays loaded in its namespace while an old guard goes and the new one starts."""
     _, action = state(client, settings.hub_name, made)
     if not action:
         return False
-    old = _find(client, made.name)
-    if old is not None:
-        echo(f"   replacing the {made.component.row} on every node")
-        old.remove()
     # The shared storage's folder for the words, made here (every node sees it).
     in_storage(client, settings, "mkdir", "-p", words(settings))
-    kwargs = dict(made.kwargs)
-    kwargs["labels"] = {**kwargs["labels"], names.LABEL_SPEC: spec_hash(made)}
-    try:
-        client.services.create(**kwargs)
-    except docker.errors.APIError as exc:
-        raise UserError(f"starting the {made.component.row} failed: "
-                        f"{exc.explanation or exc}") from None  # fmt: skip
+    for table, recipe in made.kwargs.items():
+        old = _find(client, recipe["name"])
+        labels = (old.attrs["Spec"].get("Labels") or {}) if old is not None else {}
+        if labels.get(names.LABEL_SPEC) == spec_hash(made):
+            continue
+        if old is not None:
+            echo(f"   replacing the {made.component.row} ({table}) on every node")
+            old.remove()
+        kwargs = {**recipe, "labels": {**recipe["labels"], names.LABEL_SPEC: spec_hash(made)}}
+        try:
+            client.services.create(**kwargs)
+        except docker.errors.APIError as exc:
+            raise UserError(f"starting the {made.component.row} ({table}) failed: "
+                            f"{exc.explanation or exc}") from None  # fmt: skip
     return True
 
 
@@ -149,14 +186,6 @@ def in_storage(client: docker.DockerClient, settings: Settings, *command: str) -
         raise UserError(f"{' '.join(command)} on the shared storage failed: {exc}") from None
 
 
-def said(folder: str, host: str) -> float:
-    """When the node's guard last said its table is loaded (epoch seconds; 0: never)."""
-    try:
-        return float(json.loads((Path(folder) / f"{host}.json").read_text())["loaded"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0.0
-
-
 def wait(client: docker.DockerClient, settings: Settings, since: float, timeout: float = 90):
     """Return once every node that takes servers has said, since `since`, that its table is
     loaded; stop setup before the hub starts if one does not (its students would reach each
@@ -164,7 +193,7 @@ def wait(client: docker.DockerClient, settings: Settings, since: float, timeout:
     folder = words(settings)
     deadline = time.monotonic() + timeout
     while True:
-        waiting = [host for host in ready_nodes(client) if said(folder, host) < since]
+        waiting = [h for h in ready_nodes(client) if hubfile.guard_said(folder, h) < since]
         if not waiting:
             return
         if time.monotonic() > deadline:
@@ -177,18 +206,16 @@ def wait(client: docker.DockerClient, settings: Settings, since: float, timeout:
 
 
 def logs(client: docker.DockerClient, hub: str, since: float, tail: int = 15) -> str:
-    found = _find(client, names.firewall_container(hub))
-    if found is None:
-        return "   (no firewall service)"
-    with contextlib.suppress(docker.errors.APIError):
-        lines = b"".join(found.logs(stdout=True, stderr=True, since=int(since), tail=tail))
-        return "\n".join("   " + line for line in lines.decode("utf-8", "replace").splitlines())
-    return "   (its log could not be read)"
-
-
-def remove(client: docker.DockerClient, hub: str) -> int:
-    found = _find(client, names.firewall_container(hub))
-    if found is None:
-        return 0
-    found.remove()
-    return 1
+    said = []
+    for table in hubfile.GUARD_TABLES:
+        found = _find(client, name(hub, table))
+        if found is None:
+            said.append(f"   (no firewall service {name(hub, table)})")
+            continue
+        try:
+            lines = b"".join(found.logs(stdout=True, stderr=True, since=int(since), tail=tail))
+        except docker.errors.APIError:
+            said.append(f"   (the log of {found.name} could not be read)")
+            continue
+        said += ["   " + line for line in lines.decode("utf-8", "replace").splitlines()]
+    return "\n".join(said)

@@ -6,7 +6,7 @@ database and the hub; not yet the bundled nginx) run on it as containers, as on 
 - the hub's network is an overlay (attachable: the hub's container joins it at its fixed
   address, the students' services beside it, on any node); the hub is made on a bridge of its
   own, `<HUB_NAME>-front`, where its port is published, and joins the overlay after;
-- the firewall is `guard`'s global service, one task on every node;
+- the firewall is `guard`'s two global services, one task each on every node;
 - the socket proxy is given the shared storage (`--swarm-storage`): it then lets the hub make
   students' services, and makes a newcomer's home as a folder there;
 - homes, group folders and the shared data are folders in the shared storage
@@ -113,7 +113,7 @@ class Swarm(SingleHost):
 
     def container_status(self, name: str) -> str | None:
         if name == names.firewall_container(self.hub):  # a service, not a container
-            return guard.status(self.client, name)
+            return guard.status(self.client, self.hub)
         return super().container_status(name)
 
     # --- students' servers: services ---
