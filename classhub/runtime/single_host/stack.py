@@ -200,20 +200,27 @@ def stale_servers(client: docker.DockerClient, hub: str, hub_file) -> dict[str, 
             continue
         have = {m.get("Name") or m["Source"]: m["Destination"] for m in container.attrs["Mounts"]}
         want = {source: spec["bind"] for source, spec in hubfile.mounts(hub_file, user).items()}
-        home = hubfile.HOME + "/"
-        changes = [f"+{p.removeprefix(home)}" for v, p in sorted(want.items()) if have.get(v) != p]
-        changes += [f"-{p.removeprefix(home)}" for v, p in sorted(have.items()) if want.get(v) != p]
         image = find_image(client, users[user]["image"])
-        if image is None or container.attrs["Image"] != image.id:
-            changes.append("new image")
         limits = users[user]["limits"]
         host = container.attrs["HostConfig"]
         quota = round(float(limits["cpu_limit"]) * (host.get("CpuPeriod") or 100_000))
-        if host.get("Memory") != limits["mem_limit"] or host.get("CpuQuota") != quota:
-            changes.append("new limits")
-        if changes:
-            stale[user] = ", ".join(changes)
+        changed = what_changed(
+            have, want, image is None or container.attrs["Image"] != image.id,
+            host.get("Memory") != limits["mem_limit"] or host.get("CpuQuota") != quota,
+        )  # fmt: skip
+        if changed:
+            stale[user] = changed
     return stale
+
+
+def what_changed(have: Mapping[str, str], want: Mapping[str, str], image: bool, limits: bool):
+    """What a running server lacks of what its user is given now, '' when nothing: folders
+    (mount source -> where in the server) to add (+) or to drop (-), a new image, new limits."""
+    home = hubfile.HOME + "/"
+    changes = [f"+{p.removeprefix(home)}" for v, p in sorted(want.items()) if have.get(v) != p]
+    changes += [f"-{p.removeprefix(home)}" for v, p in sorted(have.items()) if want.get(v) != p]
+    changes += ["new image"] * image + ["new limits"] * limits
+    return ", ".join(changes)
 
 
 PREPARE = "prepare-volumes"  # the kind of the one-off container that gives new volumes an owner

@@ -13,6 +13,7 @@ import docker.errors
 
 from ... import hubfile, names
 from ...console import Echo
+from ..single_host import stack
 from ..single_host.builder import find as find_image
 
 
@@ -60,20 +61,16 @@ def stale(client: docker.DockerClient, hub: str, hub_file: Any, storage: str) ->
                 if m.get("Type") == "bind"}  # fmt: skip
         want = {hubfile.swarm_source(storage, hub, source): bound["bind"]
                 for source, bound in hubfile.mounts(hub_file, user).items()}  # fmt: skip
-        home = hubfile.HOME + "/"
-        changes = [f"+{p.removeprefix(home)}" for v, p in sorted(want.items()) if have.get(v) != p]
-        changes += [f"-{p.removeprefix(home)}" for v, p in sorted(have.items()) if want.get(v) != p]
         image = find_image(client, users[user]["image"])
-        if image is None or container.get("Image") != image.id:
-            changes.append("new image")
         limits = (spec["TaskTemplate"].get("Resources") or {}).get("Limits") or {}
         wanted = users[user]["limits"]
-        if limits.get("MemoryBytes") != wanted["mem_limit"] or limits.get("NanoCPUs") != round(
-            float(wanted["cpu_limit"]) * 1e9
-        ):
-            changes.append("new limits")
-        if changes:
-            found[user] = ", ".join(changes)
+        changed = stack.what_changed(
+            have, want, image is None or container.get("Image") != image.id,
+            limits.get("MemoryBytes") != wanted["mem_limit"]
+            or limits.get("NanoCPUs") != round(float(wanted["cpu_limit"]) * 1e9),
+        )  # fmt: skip
+        if changed:
+            found[user] = changed
     return found
 
 
