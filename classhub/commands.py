@@ -397,7 +397,7 @@ def build(paths: Paths, environ: Mapping[str, str], out: Output, dry_run: bool =
     """Build the base, hub and notebook images when their inputs changed; nothing else."""
     cfg = load(paths, environ, out)
     rt = runtime(environ, cfg.settings)
-    steps, _ = deploy.image_steps(paths, cfg.settings, rt, out.info)
+    steps, _ = deploy.image_steps(paths, cfg.settings, rt, out.info, cfg.roster.image_refs())
     out.info(plan.table(steps))
     out.info()
     if dry_run:
@@ -654,7 +654,9 @@ def _restore(
         restored.append(load(paths, environ, out))
 
     def images() -> None:
-        plan.apply(deploy.image_steps(paths, restored[0].settings, rt, out.info)[0], out.info)
+        config = restored[0]
+        steps = deploy.image_steps(paths, config.settings, rt, out.info, config.roster.image_refs())
+        plan.apply(steps[0], out.info)
 
     def rest_of_setup() -> None:
         backup_mod.begin_restore(paths, source, manifest, backup_mod.ONLY_SETUP_LEFT)
@@ -866,7 +868,8 @@ def restart_server(
 def add_node(paths: Paths, environ: Mapping[str, str], out: Output, host: str) -> None:
     """Check another server and join it to this server's swarm as a node (docs/swarm.md)."""
     cfg = load(paths, environ, out)
-    hostname = swarm.add_node(environ, paths, cfg.settings, host, out.info)
+    hostname = swarm.add_node(environ, paths, cfg.settings, host, out.info,
+                              cfg.roster.image_refs())  # fmt: skip
     out.info(f"{hostname} is a node of this swarm. invoke status lists the nodes.")
 
 

@@ -11,6 +11,7 @@ container's mounts read the same list. How each is made and when it is ready is 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import hubfile, names
@@ -140,10 +141,11 @@ def images(settings: Settings) -> tuple[Image, ...]:
     return tuple({c.image.tag: c.image for c in of(settings)}.values())
 
 
-def node_images(settings: Settings) -> tuple[str, ...]:
+def node_images(settings: Settings, group_images: Iterable[str] = ()) -> tuple[str, ...]:
     """The images every node of a swarm holds (docs/swarm.md): the class's, which students'
-    servers run, and the hub's own."""
-    return (settings.notebook_image, names.hub_image(settings.hub_name))
+    servers run, the hub's own, and those the roster gives groups (`image=`)."""
+    first = (settings.notebook_image, names.hub_image(settings.hub_name))
+    return first + tuple(sorted(set(group_images) - set(first)))
 
 
 def networks(settings: Settings) -> tuple[Network, ...]:

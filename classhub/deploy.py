@@ -174,7 +174,8 @@ def docker_steps(
     """The engine's side of setup; `build=False` (invoke up) leaves out the base and the images."""
     settings, roster = config.settings, config.roster
     hub = settings.hub_name
-    steps, rebuilt = image_steps(paths, settings, rt, echo) if build else ([], frozenset())
+    steps, rebuilt = (image_steps(paths, settings, rt, echo, roster.image_refs()) if build
+                      else ([], frozenset()))  # fmt: skip
 
     # Networks and volumes.
     owner = neighbours.checkout_labels(paths.root)
@@ -488,10 +489,11 @@ def sync_steps(
 
 
 def image_steps(
-    paths: Paths, settings, rt: Runtime, echo: Echo
+    paths: Paths, settings, rt: Runtime, echo: Echo, group_images: tuple[str, ...] = ()
 ) -> tuple[list[Step], frozenset[str]]:
     """The base (only looked for here; pulling or building it is an action), then the images
-    of the hub's components and the notebook image.
+    of the hub's components and the notebook image; on a swarm, each node's (with the
+    roster's `group_images`).
 
     Also returns the tags of the images that will be built."""
     steps = []
@@ -519,17 +521,19 @@ def image_steps(
         steps.append(step)
         if step.changes:
             built.append(spec.tag)
-    steps += node_image_steps(paths, settings, rt, frozenset(built), echo)
+    steps += node_image_steps(paths, settings, rt, frozenset(built), echo, group_images)
     return steps, frozenset(built)
 
 
 def node_image_steps(
-    paths: Paths, settings, rt: Runtime, built: frozenset[str], echo: Echo
-) -> list[Step]:
-    """On a swarm, one step a node: the same builds as this server's, loaded by ID where it
-    lacks them (or will, once `built` are built). None without a swarm."""
-    refs = components.node_images(settings)
-    access = NodeAccess(paths.known_hosts, settings.node_ssh_key)
+    paths: Paths, settings, rt: Runtime, built: frozenset[str], echo: Echo,
+    group_images: tuple[str, ...] = (),
+) -> list[Step]:  # fmt: skip
+    """On a swarm, one step a node: the same builds as this server's, loaded by ID (or pulled
+    from SWARM_REGISTRY) where it lacks them (or will, once `built` are built). None without a
+    swarm."""
+    refs = components.node_images(settings, group_images)
+    access = NodeAccess(paths.known_hosts, settings.node_ssh_key, settings.swarm_registry)
     steps = []
     for hostname, lacks in rt.node_images(refs, access).items():
         label = f"images on node {hostname}"
@@ -545,7 +549,8 @@ def node_image_steps(
         def run(hostname: str = hostname) -> None:
             rt.load_node_images(hostname, refs, access, echo)
 
-        steps.append(Step(label, state, "load the images", run))
+        how = f"pull the images from {access.registry}" if access.registry else "load the images"
+        steps.append(Step(label, state, how, run))
     return steps
 
 

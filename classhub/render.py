@@ -125,9 +125,7 @@ def hub_file(settings: Settings, roster: Roster, creds: dict[str, Credential]) -
     }
     # What the Docker socket proxy allows (it re-reads this file: no restart when they change).
     socket_proxy = {
-        "images": sorted(
-            {settings.notebook_image} | {image for _, image, _ in roster.group_images}
-        ),
+        "images": sorted({settings.notebook_image, *roster.image_refs()}),
         # A newcomer's home, made in the store by the proxy: size-limited in DISK_STORE, or on
         # a swarm a plain folder (limit 0) in the shared storage.
         "disk_store": folders_store(settings) or settings.disk_store,

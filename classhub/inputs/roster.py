@@ -81,6 +81,10 @@ class Roster:
         """The first line of the roster that names `group` (None: not in the file)."""
         return dict(self.group_lines).get(group)
 
+    def image_refs(self) -> tuple[str, ...]:
+        """The images `group:` lines give (each once)."""
+        return tuple(sorted({image for _, image, _ in self.group_images}))
+
     def image_for(self, name: str | User, default: str) -> str:
         """The image their groups give the user (at most one, which several of their groups may
         give), or the hub's. `name` may be a User not on the roster (a newcomer with

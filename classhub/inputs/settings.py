@@ -81,6 +81,7 @@ class Settings:
     engine: str  # "docker" (one server) or "swarm" (students' servers on the swarm's nodes)
     swarm_storage: str  # "" or the shared filesystem's folder, at this path on every swarm node
     swarm_address: str  # "" (Docker picks) or the address other servers reach this one at
+    swarm_registry: str  # "" (images loaded into nodes over SSH) or a site's registry, host[:port]
     node_ssh_key: Path | None  # the private key add-node's SSH uses (None: ssh's own choice)
     oidc_authorize_url: str  # oidc without discovery: all three endpoints, or none
     oidc_token_url: str
@@ -370,6 +371,22 @@ def _swarm_address(raw: str, _: Context) -> str:
         ) from None
 
 
+_REGISTRY = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9._-]+)*", re.ASCII)
+
+
+def _swarm_registry(raw: str, _: Context) -> str:
+    if not raw:
+        return ""
+    if not _REGISTRY.fullmatch(raw.lower().rstrip("/")):
+        raise Invalid(
+            f"has {clipped(raw)}, which is not a registry's host, host:port or host:port/path",
+            "name your site's registry as Docker does, without https://, e.g. "
+            "SWARM_REGISTRY=registry.uni.edu:5000, or leave it empty (images go to the nodes "
+            "over SSH)",
+        )
+    return raw.lower().rstrip("/")
+
+
 def _ssh_key(raw: str, ctx: Context) -> Path | None:
     if not raw:
         return None
@@ -618,6 +635,7 @@ FIELDS: tuple[Field, ...] = (
     Field("ENGINE", "engine", "docker", _engine),
     Field("SWARM_STORAGE", "swarm_storage", "", _swarm_storage),
     Field("SWARM_ADDRESS", "swarm_address", "", _swarm_address),
+    Field("SWARM_REGISTRY", "swarm_registry", "", _swarm_registry),
     Field("NODE_SSH_KEY", "node_ssh_key", "", _ssh_key),
 )  # fmt: skip
 

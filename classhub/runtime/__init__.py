@@ -54,10 +54,12 @@ class NodeInfo:
 
 @dataclass(frozen=True)
 class NodeAccess:
-    """How classhub reaches the swarm's nodes: over SSH, with these known hosts and key."""
+    """How classhub reaches the swarm's nodes: over SSH, with these known hosts and key; and
+    how the builds reach them: loaded over SSH, or through a site's registry (SWARM_REGISTRY)."""
 
     known_hosts: Path
     key: Path | None = None
+    registry: str = ""
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ polling (`spawner.ClasshubSpawner`), changed where SwarmSpawner falls short on t
   one host as far as a service can have them, labels on its container too, the image by its ID,
   one replica that the swarm never restarts, DNS round-robin (no virtual IP), and the student's
   folders bound from the shared storage. The socket proxy lets nothing else through;
-- a task the swarm rejects or that fails fails the start at once, with the task's own error
-  (SwarmSpawner waits the whole start timeout on a rejected task);
+- a task the swarm rejects or that fails fails the start at once, with the task's own error,
+  which the student sees, and its service is removed (SwarmSpawner waits the whole start
+  timeout on a rejected task);
 - the server's address is its task's on the hub's network, known as soon as it runs (no wait for
   the swarm's DNS);
 - a service already removed (by hand, or by `invoke down`) counts as stopped, and stopping it is
@@ -34,6 +35,16 @@ from .spawner import ClasshubSpawner
 # Task states on their way to running, and those that end a task (docker's swagger.yaml).
 STARTING = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
 ENDED = {"complete", "shutdown", "failed", "rejected", "remove", "orphaned"}
+
+
+class StartFailed(RuntimeError):
+    """A start the swarm cannot carry out, and why. JupyterHub shows an error's
+    `jupyterhub_message` to the student, on the spawn page, in its progress and in its API's
+    answer; without it a start that fails within a second reads "Internal Server Error"."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.jupyterhub_message = message
 
 
 class ClasshubSwarmSpawner(ClasshubSpawner, SwarmSpawner):
@@ -74,19 +85,29 @@ class ClasshubSwarmSpawner(ClasshubSpawner, SwarmSpawner):
         while True:
             task = await self.get_task()
             if task is None:
-                raise RuntimeError(f"the service {self.service_name} is gone")
+                raise StartFailed(f"the service {self.service_name} is gone")
             status = task["Status"]
             state = status["State"]
             if state == "running":
                 return
             said = status.get("Err") or status.get("Message") or "no reason given"
             if state in ENDED:
-                raise RuntimeError(f"the swarm could not start the server: its task is {state}: "
-                                   f"{said}")  # fmt: skip
+                await self._give_up()
+                raise StartFailed(f"the swarm could not start the server: its task is {state}: "
+                                  f"{said}")  # fmt: skip
             if state == "pending" and "no suitable node" in said:  # it would wait for one
-                raise RuntimeError(f"no node of the swarm can take the server ({said}); the hub's "
-                                   "administrator adds one with invoke add-node")  # fmt: skip
+                await self._give_up()
+                raise StartFailed(f"no node of the swarm can take the server ({said}); the hub's "
+                                  "administrator adds one with invoke add-node")  # fmt: skip
             await asyncio.sleep(interval)
+
+    async def _give_up(self) -> None:
+        """Remove a service the swarm will not run: the hub does not stop a server that never
+        ran, and the service would stay behind (counted by status, its task retried by none)."""
+        try:
+            await self.remove_object()
+        except docker.errors.APIError as exc:  # the start's own error is what the student reads
+            self.log.warning("service %s could not be removed: %s", self.service_name, exc)
 
     async def get_ip_and_port(self):
         task = await self.get_task()

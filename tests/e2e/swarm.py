@@ -50,7 +50,10 @@ SAME = object()  # NodeSpec.storage: the shared folder itself
 
 @dataclass(frozen=True)
 class NodeSpec:
-    dockerd: tuple[str, ...] = ("--no-new-privileges",)  # the daemon's settings
+    # The daemon's settings. A site's registry on this machine (test_swarm's) speaks plain HTTP:
+    # trusted on Docker's private ranges, where the nodes reach this machine.
+    dockerd: tuple[str, ...] = ("--no-new-privileges", "--insecure-registry=172.16.0.0/12",
+                                "--insecure-registry=192.168.0.0/16")  # fmt: skip
     storage: object = SAME  # SAME, None (no folder there) or another host folder at that path
     ssh: bool = True  # an SSH server that takes the test's key
     # Folders of this machine it sees at the same path: the manager, the checkout classhub runs
@@ -64,6 +67,7 @@ class Node:
     container: object
     engine: docker.DockerClient  # its API, as the tests look at it
     address: str  # on the nodes' network
+    gateway: str = ""  # this machine's address there
 
 
 def node_image(client: docker.DockerClient) -> str:
@@ -127,8 +131,10 @@ def nested_nodes(
             container = client.containers.get(created["Id"])
             container.start()
             container.reload()
-            address = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
-            made[host] = Node(host, container, _engine(container, address), address)
+            attached = container.attrs["NetworkSettings"]["Networks"][network.name]
+            address = attached["IPAddress"]
+            made[host] = Node(host, container, _engine(container, address), address,
+                              attached["Gateway"])  # fmt: skip
         yield made
     finally:
         for container in client.containers.list(

@@ -24,6 +24,7 @@ import ipaddress
 import json
 import os
 import shutil
+import subprocess
 import tarfile
 import time
 from collections.abc import Iterator
@@ -32,18 +33,20 @@ from pathlib import Path
 import docker
 import docker.types
 import pytest
+import requests
 
 from classhub import hubfile, names
 from classhub import images as image_refs
+from classhub.runtime import NodeAccess
 from classhub.runtime.single_host import builder
 from classhub.runtime.swarm import guard, images
 from classhub.runtime.swarm import nodes as node_tasks
 from classhub.runtime.swarm.nodes import LABEL_ADDRESS, PROBE_IMAGE, STORAGE_MARK
-from classhub.student import Browser
+from classhub.student import Browser, StudentError
 from classhub_hub import services, swarmguard
 from tests.conftest import invoke, plan_rows
 
-from .conftest import Hub, set_env
+from .conftest import Hub, free_port, set_env
 from .outside import PORT, Outside, reach, refused_at_once
 from .swarm import NodeSpec, Swarm, class_swarm
 
@@ -179,11 +182,79 @@ def test_status_names_a_node_whose_build_drifted_and_loading_gives_it_back(swarm
     state, action = plan_rows(swarm.invoke("status").stdout)[row]
     assert state.replace(" ", "") == f"lacks{ref}" and action == "load the images"  # wrapped
     said: list[str] = []
-    node_tasks.load_images(swarm.manager, WORKERS[0], (ref,), swarm.paths.known_hosts,
-                      swarm.key, said.append)  # fmt: skip
+    node_tasks.load_images(
+        swarm.manager,
+        WORKERS[0],
+        (ref,),
+        NodeAccess(swarm.paths.known_hosts, swarm.key),
+        said.append,
+    )
     assert images.has(swarm.nodes[WORKERS[0]].engine, class_image.id)
     assert plan_rows(swarm.invoke("status").stdout)[row][0] == "up to date"
     assert f"images on node {WORKERS[1]}" in plan_rows(swarm.invoke("status").stdout)
+
+
+@pytest.fixture(scope="module")
+def site_registry(swarm: Swarm, tmp_path_factory) -> Iterator[tuple[str, int]]:
+    """A site's registry: Debian's docker-registry on this machine, plain HTTP (the nested nodes
+    trust it on Docker's private ranges), reached by the nodes at this machine's address on their
+    network; (that address:port as SWARM_REGISTRY names it, the port)."""
+    root = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    config = root / "config.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+                      f"http:\n  addr: 0.0.0.0:{port}\n")  # fmt: skip
+    with (root / "log").open("w") as log:
+        server = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log,
+                                  stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, (root / "log").read_text()
+            time.sleep(0.2)
+        yield f"{swarm.nodes['manager'].gateway}:{port}", port
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_a_sites_registry_brings_a_node_the_build_it_lacks(
+    swarm: Swarm, site_registry: tuple[str, int]
+):
+    """SWARM_REGISTRY: the build pushed there once, pulled by the node by its digest, the same
+    build by ID; a registry that does not answer is named, and nothing is half done."""
+    registry, port = site_registry
+    ref = names.notebook_image(swarm.hub)
+    row = f"images on node {WORKERS[0]}"
+    class_image = swarm.manager.images.get(ref)
+    worker = swarm.nodes[WORKERS[0]].engine
+    worker.images.remove(class_image.id, force=True)
+    closed = f"{swarm.nodes['manager'].gateway}:{free_port()}"
+    try:
+        set_env(swarm.paths, {"SWARM_REGISTRY": closed})
+        failed = swarm.invoke("build")
+        assert failed.returncode != 0
+        said = failed.stdout + failed.stderr
+        assert f"pushing {ref} to the registry {closed} (SWARM_REGISTRY) failed" in said, said
+        assert not images.has(worker, class_image.id)
+        set_env(swarm.paths, {"SWARM_REGISTRY": registry})
+        state, action = plan_rows(swarm.invoke("status").stdout)[row]
+        assert state.replace(" ", "") == f"lacks{ref}", state
+        assert action.replace(" ", "") == f"pulltheimagesfrom{registry}", action
+        built = swarm.invoke("build")
+        assert built.returncode == 0, built.stdout + built.stderr
+        assert f"pulled into node {WORKERS[0]}" in built.stdout, built.stdout
+        assert images.has(worker, class_image.id)  # the same build, by its ID
+        listed = requests.get(f"http://127.0.0.1:{port}/v2/_catalog", timeout=5).json()
+        assert ref.split(":")[0] in listed["repositories"], listed
+        assert plan_rows(swarm.invoke("status").stdout)[row][0] == "up to date"
+    finally:
+        set_env(swarm.paths, {"SWARM_REGISTRY": ""})
 
 
 def test_drain_node_moves_what_runs_there_and_remove_node_takes_it_out_keeping_files(
@@ -574,7 +645,14 @@ def test_setup_on_the_swarm_runs_the_class_on_the_workers_with_files_that_follow
     services on both workers; a group folder written on one node is edited from the other; what
     they send beyond the overlay meets the egress policy on every node."""
     manager = swarm.nodes["manager"].address
-    (swarm.paths.root / "userlist").write_text(SWARM_CLASS)
+    # And s6, whose group has an image of its own: a build only the manager has, until setup.
+    base, _ = image_refs.resolve_base(lambda ref: builder.find(swarm.manager, ref),
+                                      "debian:bookworm-slim")  # fmt: skip
+    made = swarm.manager.containers.create(base, ["true"], entrypoint=[])
+    late = made.commit("classhub-late", "only-here")
+    made.remove()
+    roster = SWARM_CLASS + "s6 late\ngroup: late image=classhub-late:only-here\n"
+    (swarm.paths.root / "userlist").write_text(roster)
     set_env(swarm.paths, {"ENGINE": "swarm", "BIND_ADDRESS": manager,
                           "EGRESS_ALLOW": f"{outside.allowed}:{PORT}"})  # fmt: skip
     overlay = _hub_network(swarm)[0]  # (the proxy's test made it as setup does)
@@ -602,6 +680,25 @@ def test_setup_on_the_swarm_runs_the_class_on_the_workers_with_files_that_follow
         browser.start()
         assert browser.open_lab().status_code == 200, user  # through the hub's OAuth
         assert browser.run("print(6 * 7)").strip() == "42", user
+    # A student's server's log comes from its service, on whichever worker it runs.
+    said = swarm.invoke("logs", "--user", "s1")
+    assert said.returncode == 0, said.stdout + said.stderr
+    assert "ServerApp]" in said.stdout and f"/{swarm.hub}/user/s1/" in said.stdout, said.stdout
+    # Setup gave every worker the group's image too. A worker that lost it (drift) cannot start
+    # s6's server: the start fails at once, and the student reads the swarm's own reason
+    # (SwarmSpawner would wait the whole start timeout, 600 s here, then say "timeout").
+    for worker in WORKERS:
+        assert images.has(swarm.nodes[worker].engine, late.id), worker
+        swarm.nodes[worker].engine.images.remove(late.id, force=True)
+    student, began = Browser(url, "s6"), time.monotonic()
+    assert student.login(passwords["s6"]).status_code == 302
+    with pytest.raises(StudentError, match="the swarm could not start the server: its task is "
+                       r"(rejected|failed): \w"):  # fmt: skip
+        student.start()
+    assert time.monotonic() - began < 60
+    while names.user_container(swarm.hub, "s6") in {s.name for s in swarm.manager.services.list()}:
+        assert time.monotonic() - began < 90, "the hub did not remove what it could not start"
+        time.sleep(0.5)
     placed = {user: _placed(swarm, user) for user in students}
     assert set(placed.values()) == set(WORKERS), placed  # both workers, never the manager
     # s2 shares a group with every other student: one of them is on the other worker.
@@ -703,6 +800,52 @@ def test_the_term_on_the_swarm_a_rehearsal_a_student_added_and_purged_and_a_back
     with tarfile.open(_backup(swarm) / home) as archive:  # the folder's files, owners kept
         kept = archive.getmember("v/before.txt")
     assert (kept.uid, kept.gid) == (1000, 100)
+
+
+def test_a_group_added_the_roster_synced_a_server_restarted_down_up_and_prewarm_on_the_swarm(
+    swarm: Swarm,
+):
+    """The rest of a term's tasks on the swarm, on the setup test's class. It leaves the class's
+    servers running again, prewarmed, on both workers: the next test kills one."""
+    folders = Path(hubfile.swarm_folders(str(swarm.storage), swarm.hub))
+    url = f"http://{swarm.nodes['manager'].address}:{swarm.port}/{swarm.hub}/"
+    added = swarm.invoke("add-group", "team-c", "--members", "s1")
+    assert added.returncode == 0, added.stdout + added.stderr
+    team = folders / names.group_volume(swarm.hub, "team-c")
+    assert (team.stat().st_uid, oct(team.stat().st_mode & 0o7777)) == (1000, "0o2775")
+    # The roster edited by hand: s6 (whose image no worker has) off it, s7 on it; sync follows.
+    roster = swarm.paths.root / "userlist"
+    roster.write_text(roster.read_text().replace("s6 late\n", "") + "s7 team-c\n")
+    synced = swarm.invoke("sync")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    home = folders / names.user_volume(swarm.hub, "s7")
+    assert (home.stat().st_uid, home.stat().st_gid) == (1000, 100)
+    assert (folders / names.user_volume(swarm.hub, "s6")).exists()  # off the roster, home kept
+    # restart-server: s1's server is a new service, with its new group's folder and its files.
+    s1 = Browser(url, "s1")
+    assert s1.login(_passwords(swarm)["s1"]).status_code == 302
+    s1.start()
+    service = names.user_container(swarm.hub, "s1")
+    before = swarm.manager.services.get(service).id
+    restarted = swarm.invoke("restart-server", "--name", "s1")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    _wait_running(swarm.manager.services.get(service))
+    assert swarm.manager.services.get(service).id != before
+    assert s1.open_lab().status_code == 200
+    said = s1.run("import os\nprint(os.path.isdir('team-c'), open('before.txt').read())")
+    assert said.split() == ["True", "kept"], said
+    # down: every student's service goes, the firewall's stay; up: the hub is back.
+    down = swarm.invoke("down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    left = {s.name for s in swarm.manager.services.list()}
+    assert left == {guard.name(swarm.hub, table) for table in hubfile.GUARD_TABLES}, left
+    up = swarm.invoke("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    # prewarm: the class's servers start, each with a kernel ready, on the workers.
+    warmed = swarm.invoke("prewarm", "--users", "s1,s2,s3,s4")
+    assert warmed.returncode == 0, warmed.stdout + warmed.stderr
+    placed = {user: _running_on(swarm, user) for user in ("s1", "s2", "s3", "s4")}
+    assert set(placed.values()) == set(WORKERS), placed
 
 
 def _running_on(swarm: Swarm, user: str) -> str | None:

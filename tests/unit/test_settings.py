@@ -356,6 +356,18 @@ def test_a_swarm_needs_its_shared_storage_and_no_disk_store(tmp_path):
     assert problem.what.startswith("DISK_STORE is for one server") and problem.where == ".env:3"
 
 
+def test_a_sites_registry_is_named_as_docker_names_one():
+    for raw, kept in [("", ""), ("Registry.Uni.EDU:5000", "registry.uni.edu:5000"),
+                      ("reg.uni.edu/classhub/", "reg.uni.edu/classhub"), ("10.0.0.5:5000", "10.0.0.5:5000")]:  # fmt: skip
+        settings, problems, _ = load(f"SWARM_REGISTRY={raw}\n")
+        assert problems == [] and settings.swarm_registry == kept, raw
+    for raw in ("https://reg.uni.edu", "reg uni", "reg.uni.edu:port"):
+        problem = only_problem(f"SWARM_REGISTRY={raw}\n")
+        assert (
+            "which is not a registry's host" in problem.what and "without https://" in problem.fix
+        )
+
+
 def test_disk_settings(tmp_path):
     settings, problems, _ = load("DISK_LIMIT=20G\nGROUP_DISK_LIMIT=512M\n")
     assert problems == [] and settings.disk_store == ""

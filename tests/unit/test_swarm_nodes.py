@@ -16,7 +16,7 @@ from classhub.errors import UserError
 from classhub.paths import Paths
 from classhub.runtime import NodeInfo
 from classhub.runtime.fake import FakeEngine
-from classhub.runtime.swarm import nodes, ssh
+from classhub.runtime.swarm import images, nodes, ssh
 from tests.conftest import PROJECT, clean_environ, make_checkout
 
 
@@ -97,6 +97,19 @@ def test_every_engine_problem_is_named_at_once_with_its_fix():
     ]
 
 
+def test_the_hardening_probe_refuses_a_node_without_no_new_privileges_or_with_swap():
+    """What nodes.PROBE prints on a node (its engine's no-new-privileges, then /proc/swaps
+    without its header). The end-to-end tests run it on real nodes: with no-new-privileges and
+    without (refused); this machine has no swap, so a node with swap is this output alone."""
+    assert nodes.probe_problems("NoNewPrivs:\t1\n") == []
+    (found,) = nodes.probe_problems("NoNewPrivs:\t0\n")
+    assert "no-new-privileges" in found and "daemon.json" in found
+    swap = "/swapfile  file  2097148  0  -2\n/dev/sda3  partition  1000  0  -3\n"
+    (found,) = nodes.probe_problems("NoNewPrivs:\t1\n" + swap)
+    assert "it has swap on (/swapfile, /dev/sda3)" in found and "swapoff -a" in found
+    assert len(nodes.probe_problems("")) == 1  # nothing said: not shown to be hardened
+
+
 def test_status_lists_the_swarm_nodes_with_this_hubs_servers_on_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -129,3 +142,17 @@ def test_status_lists_the_swarm_nodes_with_this_hubs_servers_on_each(
         "20.10.24",
         "root@10.0.0.6",
     ]
+
+
+@pytest.mark.parametrize(
+    ("ref", "there"),
+    [
+        ("classhub-notebook:e2e1", ("reg.uni.edu:5000/classhub-notebook", "e2e1")),
+        ("classhub-base:bookworm", ("reg.uni.edu:5000/classhub-base", "bookworm")),
+        ("quay.io/jupyter/scipy:2024", ("reg.uni.edu:5000/jupyter/scipy", "2024")),
+        ("other:5000/ds", ("reg.uni.edu:5000/ds", "latest")),
+        ("team/ds", ("reg.uni.edu:5000/team/ds", "latest")),
+    ],
+)
+def test_a_build_is_named_in_the_sites_registry_without_a_registry_of_its_own(ref, there):
+    assert images.in_registry("reg.uni.edu:5000", ref) == there

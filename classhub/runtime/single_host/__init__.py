@@ -275,7 +275,7 @@ class SingleHost:
     def load_node_images(
         self, hostname: str, refs: tuple[str, ...], access: NodeAccess, echo: Echo
     ) -> None:
-        swarm_nodes.load_images(self.client, hostname, refs, access.known_hosts, access.key, echo)
+        swarm_nodes.load_images(self.client, hostname, refs, access, echo)
 
     # --- inventory and destroy ---
     def inventory(self) -> dict[str, list[tuple[str, str]]]:

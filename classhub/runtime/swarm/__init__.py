@@ -12,7 +12,7 @@
 On the hub's side (hub/classhub_hub): `services` (a student's server as a hardened service, and
 the socket proxy's allowlist for it), `swarmspawner` (the spawner that starts them) and
 `swarmguard` (the firewall's table in every node's namespace of the hub's overlay network).
-Not yet: students' traffic out of the overlay guarded on every node, exams, the bundled nginx.
+Not yet: exams, a group's own egress=, the bundled nginx.
 
 The functions below are what the node tasks call: each reaches the manager (DOCKER_HOST, else
 the local socket) and the node named over SSH.
@@ -30,14 +30,16 @@ from . import nodes, ssh
 
 
 def add_node(
-    environ: Mapping[str, str], paths: Paths, settings: Settings, raw: str, echo: Echo
-) -> str:
-    """`invoke add-node HOST`: the node's hostname once it is checked, joined and has the images."""
+    environ: Mapping[str, str], paths: Paths, settings: Settings, raw: str, echo: Echo,
+    group_images: tuple[str, ...] = (),
+) -> str:  # fmt: skip
+    """`invoke add-node HOST`: the node's hostname once it is checked, joined and has the images
+    (the roster's `group_images` among them)."""
     target = ssh.parse(raw)
     manager = engine.connect(environ)
     echo(f"-> reaching {target}'s Docker engine over SSH")
     with ssh.engine(target, paths.known_hosts, settings.node_ssh_key) as node:
-        return nodes.add(manager, node, target, settings, echo)
+        return nodes.add(manager, node, target, settings, echo, group_images)
 
 
 def drain_node(environ: Mapping[str, str], raw: str, echo: Echo) -> tuple[str, str]:

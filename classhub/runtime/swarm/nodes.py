@@ -11,10 +11,12 @@ all of them reported at once, before anything changes:
   see the folder, from an empty image's container that never runs (imported there and removed).
 Those are reported together, and nothing has changed. Then the images nodes run that this server
 holds are loaded into it by ID (`images.spread`): once the first is there, one short container of
-it shows whether its engine gives containers `no-new-privileges` (a service cannot ask for it on
-Docker 20.10, and the API does not say), and a node without it is refused before the others are
-loaded. Only then does it join. The node carries the label `classhub.address` (how add-node reached it), by
-which drain-node and remove-node reach it again.
+it shows whether its engine gives containers `no-new-privileges` and whether the node has swap
+(a service can neither ask for the one nor refuse the other on Docker 20.10, and the API does not
+say), and a node without the one or with the other is refused before the others are loaded. Only
+then does it join. The node carries the label `classhub.address` (how add-node reached it), by
+which drain-node and remove-node reach it again. With SWARM_REGISTRY the images go through the
+site's registry instead (`images`).
 
 Draining and removing never delete a file: a node's servers stop, and students' files live on
 the shared storage.
@@ -39,7 +41,7 @@ from ...console import Echo
 from ...errors import UserError, quoted
 from ...files import write_atomic
 from ...inputs.settings import Settings
-from .. import NodeInfo
+from .. import NodeAccess, NodeInfo
 from . import images, ssh
 
 STORAGE_MARK = ".classhub-storage"
@@ -146,21 +148,40 @@ def storage_problem(node: docker.DockerClient, storage: str, mark: str) -> str |
     return None
 
 
-def hardening_problem(node: docker.DockerClient, image_id: str) -> str | None:
-    """Whether a container there gets no-new-privileges from the engine (a service cannot ask
-    for it on this Docker version); what to do when it does not. Runs the image's grep once, as
-    a student's server runs: uid 1000, no network, no capabilities, read-only."""
+# Run once on a node, as a student's server runs: whether its engine gives containers
+# no-new-privileges, and the kernel's swap areas (/proc/swaps is the kernel's, in a container too).
+PROBE = "grep NoNewPrivs /proc/self/status; tail -n +2 /proc/swaps"
+
+
+def hardening_problems(node: docker.DockerClient, image_id: str) -> list[str]:
+    """What keeps a node from running students' servers hardened as on one server, which a
+    service cannot ask for on this Docker version; each with what to do. Runs the image's shell
+    once, as a student's server runs: uid 1000, no network, no capabilities, read-only."""
     said = node.containers.run(
-        image_id, ["grep", "NoNewPrivs", "/proc/self/status"], entrypoint=[], user="1000:100",
+        image_id, ["sh", "-c", PROBE], entrypoint=[], user="1000:100",
         network_disabled=True, cap_drop=["ALL"], read_only=True, remove=True,
         labels={names.LABEL_KIND: "probe"},
     )  # fmt: skip
-    if said.split() == [b"NoNewPrivs:", b"1"]:
-        return None
-    return (
-        'its Docker engine runs without no-new-privileges: add "no-new-privileges": true to '
-        "/etc/docker/daemon.json there and restart Docker (systemctl restart docker)"
-    )
+    return probe_problems(said.decode("utf-8", "replace"))
+
+
+def probe_problems(said: str) -> list[str]:
+    """What PROBE's output says is missing on the node."""
+    lines = said.splitlines()
+    problems = []
+    if not lines or lines[0].split() != ["NoNewPrivs:", "1"]:
+        problems.append(
+            'its Docker engine runs without no-new-privileges: add "no-new-privileges": true to '
+            "/etc/docker/daemon.json there and restart Docker (systemctl restart docker)"
+        )
+    swaps = [line.split()[0] for line in lines[1:] if line.strip()]
+    if swaps:
+        problems.append(
+            f"it has swap on ({', '.join(swaps)}): a swarm service cannot keep a student's "
+            "server off swap on this Docker version, so each could use twice its memory "
+            "limit; turn swap off there (swapoff -a, and take it out of /etc/fstab)"
+        )
+    return problems
 
 
 def _refused(target: ssh.Target, info: dict, problems: list[str], changed: str) -> UserError:
@@ -238,6 +259,7 @@ def add(
     target: ssh.Target,
     settings: Settings,
     echo: Echo,
+    group_images: tuple[str, ...] = (),
 ) -> str:
     """Check `node` and join it as a worker (once: a node of this swarm is checked again and
     gets the images it lacks); its hostname."""
@@ -256,16 +278,17 @@ def add(
         problems += [wrong] if wrong else []
     if problems:
         raise _refused(target, theirs, problems, "nothing was changed")
-    builds = _builds(manager, components.node_images(settings))
+    builds = _builds(manager, components.node_images(settings, group_images))
     if not builds:
         raise UserError("this server holds none of the images nodes run (the class's and the "
                         "hub's): run invoke setup first, then add-node")  # fmt: skip
     for index, (ref, image_id) in enumerate(builds.items()):
-        if images.spread(manager, {str(target): node}, image_id, echo):
+        if images.spread(manager, {str(target): node}, image_id, echo,
+                         settings.swarm_registry, ref):  # fmt: skip
             echo(f"   ({ref})")
-        wrong = hardening_problem(node, image_id) if index == 0 else None
-        if wrong:  # seen with the first image: the others are not loaded for nothing
-            raise _refused(target, theirs, [wrong], "it was not joined (the image loaded there "
+        unhardened = hardening_problems(node, image_id) if index == 0 else []
+        if unhardened:  # seen with the first image: the others are not loaded for nothing
+            raise _refused(target, theirs, unhardened, "it was not joined (the image loaded there "
                            "stays, for the next try)")  # fmt: skip
     node_id = (theirs.get("Swarm") or {}).get("NodeID") or ""
     if node_id in ours:
@@ -463,16 +486,16 @@ def load_images(
     manager: docker.DockerClient,
     hostname: str,
     refs: tuple[str, ...],
-    known_hosts: Path,
-    key: Path | None,
+    access: NodeAccess,
     echo: Echo,
 ) -> None:
-    """Load into the node the builds of `refs` it lacks, as this server has them now."""
+    """Give the node the builds of `refs` it lacks, as this server has them now (loaded, or
+    through the site's registry)."""
     (node,) = [n for n in workers(manager) if n.attrs["Description"]["Hostname"] == hostname]
     address = (node.attrs["Spec"].get("Labels") or {}).get(LABEL_ADDRESS)
     if not address:
         raise UserError(f"node {hostname} was not added by classhub (invoke add-node adds it)")
-    with ssh.engine(ssh.parse(address), known_hosts, key) as there:
+    with ssh.engine(ssh.parse(address), access.known_hosts, access.key) as there:
         for ref, image_id in _builds(manager, refs).items():
-            if images.spread(manager, {hostname: there}, image_id, echo):
+            if images.spread(manager, {hostname: there}, image_id, echo, access.registry, ref):
                 echo(f"   ({ref})")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,26 @@ class Swarm(SingleHost):
     def container_status(self, name: str) -> str | None:
         if name == names.firewall_container(self.hub):  # a service, not a container
             return guard.status(self.client, self.hub)
+        if self._server(name) is not None:
+            return "running"
         return super().container_status(name)
+
+    # --- a student's server's log: its service's, from whichever node it runs on ---
+    def _server(self, name: str):
+        return next((s for s in servers.of(self.client, self.hub) if s.name == name), None)
+
+    def logs(self, name: str, tail: int = 60) -> str:
+        found = self._server(name)
+        if found is None:
+            return super().logs(name, tail)
+        return b"".join(found.logs(stdout=True, stderr=True, tail=tail)).decode("utf-8", "replace")
+
+    def follow_logs(self, name: str, tail: int) -> Iterator[bytes]:
+        found = self._server(name)
+        if found is None:
+            yield from super().follow_logs(name, tail)
+        else:
+            yield from found.logs(stdout=True, stderr=True, tail=tail, follow=True)
 
     # --- students' servers: services ---
     def stale_servers(self, hub_file: Any) -> dict[str, str]:
@@ -144,11 +163,11 @@ class Swarm(SingleHost):
         their folders, then the firewall's words and the hub's folder in the shared storage."""
         count = servers.remove_all(self.client, self.hub)
         count += super().destroy(echo)
-        disks.helper(self.client, self.hub, self.folders, "remove", hubfile.GUARD_WORDS,
-                     caps=disks.REMOVE_CAPS)  # fmt: skip
-        # The hub's folder goes too if nothing is left in it (what rmdir removes).
-        guard.in_storage(self.client, self.settings, "sh", "-c",
-                         f"rmdir {shlex.quote(self.folders)} 2>/dev/null; true")  # fmt: skip
+        # The guards' words (root's, as the folder is), then the hub's folder if nothing else
+        # is left in it (what rmdir removes).
+        words, folder = f"{self.folders}/{hubfile.GUARD_WORDS}", self.folders
+        script = f"rm -rf {shlex.quote(words)}; rmdir {shlex.quote(folder)} 2>/dev/null; true"
+        guard.in_storage(self.client, self.settings, "sh", "-c", script)
         return count
 
 
