@@ -115,7 +115,7 @@ def ruleset(
 ) -> str:
     """The nft script that replaces `table` in one transaction, its egress sets empty."""
     allowed = ", ".join(str(p) for p in ports)
-    docker = ", ".join(str(p) for p in DOCKER_PORTS)
+    hub_first = f"    ip saddr {hub_ip} accept\n    jump exam\n"  # the hub, then exams
     return f"""\
 add table inet {table}
 delete table inet {table}
@@ -142,18 +142,7 @@ table inet {table} {{
     jump exam
 {_EGRESS_POLICY}
   }}
-  chain input {{
-    type filter hook input priority filter - 1; policy accept;
-    iifname "{bridge}" jump to_this_server
-  }}
-  chain to_this_server {{
-    ct state established,related accept
-    tcp dport {{ {docker} }} jump refuse
-    ip saddr {hub_ip} accept
-    jump exam
-    jump exceptions
-    jump refuse
-  }}
+{_input(bridge, hub_first)}
   chain exam {{
     ip saddr @exam4 jump refuse
     ip saddr @guard4 ip saddr != @known4 jump refuse
@@ -182,19 +171,27 @@ table inet {table} {{
     oifname "{bridge}" jump refuse
 {_EGRESS_POLICY}
   }}
+{_input(bridge)}
+{_EXCEPTIONS_AND_REFUSE}
+}}
+"""
+
+
+def _input(bridge: str, first: str = "") -> str:
+    """The chains for what `bridge` sends to this server itself: replies, what `first` accepts
+    (the hub's own), the exceptions; never Docker's TCP ports, nothing else."""
+    docker = ", ".join(str(p) for p in DOCKER_PORTS)
+    return f"""\
   chain input {{
     type filter hook input priority filter - 1; policy accept;
     iifname "{bridge}" jump to_this_server
   }}
   chain to_this_server {{
     ct state established,related accept
-    tcp dport {{ {", ".join(str(p) for p in DOCKER_PORTS)} }} jump refuse
-    jump exceptions
+    tcp dport {{ {docker} }} jump refuse
+{first}    jump exceptions
     jump refuse
-  }}
-{_EXCEPTIONS_AND_REFUSE}
-}}
-"""
+  }}"""
 
 
 def _sets() -> str:
