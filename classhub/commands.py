@@ -193,6 +193,8 @@ def setup(
         return 0
     if not files_only:
         backup_mod.end_restore(paths)  # its last step, or all that was left of it
+        if cfg.settings.engine == "swarm":
+            _warn_without_workers(runtime(environ, cfg.settings), out)
     out.info()
     if changed or verbose:
         out.info("For your nginx site (also printed by: invoke nginx):")
@@ -210,6 +212,16 @@ def setup(
         for warning in out.warnings:
             out.info(f"  - {warning}")
     return changed
+
+
+def _warn_without_workers(rt: Runtime, out: Output) -> None:
+    """On a swarm, students' servers run on workers only: with none ready to take them, every
+    start fails at once (with that reason, on the student's page); say so once setup is done."""
+    takers = [n for n in rt.nodes()
+              if (n.role, n.state, n.availability) == ("worker", "ready", "active")]  # fmt: skip
+    if not takers:
+        out.warn("no node of the swarm takes students' servers yet, so no student's server can "
+                 "start: join one with invoke add-node HOST (docs/swarm.md)")  # fmt: skip
 
 
 def how_students_reach(settings: Settings) -> str:

@@ -365,6 +365,31 @@ def test_setup_finishes_the_volumes_a_killed_run_made_without_their_owner(
     assert "Nothing to change" in run(commands.setup, clone, env())
 
 
+def test_setup_on_a_swarm_warns_while_no_worker_takes_students_servers(
+    clone: Paths, engine: FakeEngine, tmp_path: Path
+):
+    swarm = env(ENGINE="swarm", SWARM_STORAGE=str(tmp_path))
+    engine.swarm_nodes = [NodeInfo("lab1", "manager", "ready", "active", "", "20.10.24", 0)]
+    warned = io.StringIO()
+    commands.setup(clone, swarm, Output(io.StringIO(), warned))
+    assert "no node of the swarm takes students' servers yet" in warned.getvalue()
+    assert "invoke add-node HOST" in warned.getvalue()
+    engine.swarm_nodes.append(NodeInfo("lab2", "worker", "drain", "drain", "root@10.0.0.6",
+                                       "20.10.24", 0))  # fmt: skip
+    engine.node_holds = {"lab2": set()}
+    warned = io.StringIO()
+    commands.setup(clone, swarm, Output(io.StringIO(), warned))
+    assert "takes students' servers" in warned.getvalue()  # drained: takes none
+    engine.swarm_nodes[1] = NodeInfo("lab2", "worker", "ready", "active", "root@10.0.0.6",
+                                     "20.10.24", 0)  # fmt: skip
+    warned = io.StringIO()
+    commands.setup(clone, swarm, Output(io.StringIO(), warned))
+    assert "takes students' servers" not in warned.getvalue()
+    warned = io.StringIO()
+    commands.setup(clone, env(), Output(io.StringIO(), warned))  # one server: nothing to say
+    assert "takes students' servers" not in warned.getvalue()
+
+
 def test_on_a_swarm_setup_and_build_give_each_node_the_builds_and_status_shows_drift(
     clone: Paths, engine: FakeEngine
 ):
