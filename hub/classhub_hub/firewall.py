@@ -20,7 +20,9 @@ What a student's server sends out of the bridge (the egress policy) goes to the 
   (2375, 2376) above all, and every other Docker network (`br-*`, `docker0`);
 unless EGRESS_ALLOW (the hub file's `firewall.egress`) or the user's group (`egress=` on a
 `group:` line) lists the address, network or port. The Docker daemon's ports stay refused whatever
-those say. Name resolution is Docker's, inside each container, and keeps working.
+those say. Name resolution is Docker's, inside each container: it forwards what it does not
+know from inside the container to the name servers this server uses, which may well be on a
+private network (a cloud's resolver), so those, on port 53 alone, are open (`resolvers`).
 
 Exams (state/exams.json, written by `invoke exam`): a server of a user in a group in an exam
 reaches the hub alone, exceptions included, until the exam's end. Which server is whose comes
@@ -107,6 +109,8 @@ SETS = {
     "allow6_port": "type ipv6_addr . inet_service; flags interval;",
     "group4": "type ipv4_addr . ipv4_addr; flags interval;",  # a server . what its group opens
     "group4_port": "type ipv4_addr . ipv4_addr . inet_service; flags interval;",
+    "dns4": "type ipv4_addr;",  # the resolvers Docker's DNS in each container forwards to
+    "dns6": "type ipv6_addr;",
 }
 
 
@@ -209,6 +213,8 @@ _EGRESS_POLICY = f"""\
 
 _EXCEPTIONS_AND_REFUSE = """\
   chain exceptions {
+    meta l4proto { tcp, udp } th dport 53 ip daddr @dns4 accept
+    meta l4proto { tcp, udp } th dport 53 ip6 daddr @dns6 accept
     ip daddr @allow4 accept
     ip6 daddr @allow6 accept
     ip saddr . ip daddr @group4 accept
@@ -245,10 +251,12 @@ def egress(
     servers: dict[str, str],
     server_range: str,
     now: float,
+    resolvers: tuple[str, ...] = (),
 ) -> Egress:
-    """The sets from the hub file's exceptions, the exams in progress at `now`, and which server
-    (address) is whose (`servers`, from the socket proxy)."""
+    """The sets from the hub file's exceptions, the exams in progress at `now`, which server
+    (address) is whose (`servers`, from the socket proxy) and the name servers (`resolvers`)."""
     found: dict[str, set[str]] = {name: set() for name in SETS}
+    _resolvers(resolvers, found)
     users = hub.get("users") if hub is not None else {}
     groups = hub.get("groups") if hub is not None else {}
     newcomers = hub.get("newcomers.groups") if hub is not None else []
@@ -278,15 +286,44 @@ def egress(
     return Egress({k: frozenset(v) for k, v in found.items()}, tuple(said))
 
 
-def allowed(targets: list[dict]) -> Egress:
-    """The sets that open `targets` (the hub file's `firewall.egress`: EGRESS_ALLOW) to every
-    server: a swarm node's table (`node_ruleset`), which tells no server from another."""
+def allowed(targets: list[dict], resolvers: tuple[str, ...] = ()) -> Egress:
+    """The sets that open `targets` (the hub file's `firewall.egress`: EGRESS_ALLOW) and the
+    name servers to every server: a swarm node's table (`node_ruleset`), which tells no server
+    from another."""
     found: dict[str, set[str]] = {name: set() for name in SETS}
+    _resolvers(resolvers, found)
     opened: dict[tuple[str | None, int | None], list] = {}
     for target in targets:
         _open(opened, target, source=None)
     _elements(opened, found)
     return Egress({k: frozenset(v) for k, v in found.items()})
+
+
+RESOLV_CONF = Path("/etc/resolv.conf")
+
+
+def resolvers(text: str) -> tuple[str, ...]:
+    """The name servers a resolv.conf lists, but loopback ones. A container's own DNS (Docker's,
+    at 127.0.0.11) forwards a name it does not know to these from inside the container, so its
+    queries meet the egress policy; a resolver on loopback Docker reaches from the host's side.
+    The firewall, on the host's network, reads the file Docker gives it: the one Docker's DNS
+    uses (systemd-resolved's upstream list where the host runs it)."""
+    found = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            try:
+                address = ipaddress.ip_address(words[1].split("%", 1)[0])
+            except ValueError:
+                continue
+            if not address.is_loopback and str(address) not in found:
+                found.append(str(address))
+    return tuple(found)
+
+
+def _resolvers(addresses: tuple[str, ...], found: dict[str, set[str]]) -> None:
+    for address in addresses:
+        found[f"dns{ipaddress.ip_address(address).version}"].add(address)
 
 
 def _elements(opened: dict, found: dict[str, set[str]]) -> None:
@@ -350,6 +387,7 @@ class Inputs:
     hub_file: Path
     exams_file: Path
     addresses_file: Path
+    resolv_conf: Path = RESOLV_CONF
     seen: dict[Path, float] = field(default_factory=dict)
     values: dict[Path, object] = field(default_factory=dict)
 
@@ -371,6 +409,9 @@ class Inputs:
 
     def exams(self) -> dict:
         return self._read(self.exams_file, _json) or {}
+
+    def resolvers(self) -> tuple[str, ...]:
+        return self._read(self.resolv_conf, lambda p: resolvers(p.read_text())) or ()
 
     def servers(self) -> dict[str, str]:
         data = self._read(self.addresses_file, _json) or {}
@@ -432,7 +473,8 @@ def main(argv: list[str] | None = None) -> None:
     wanted, listed, checked, failed = Egress(), "", time.monotonic(), ""
     while True:
         try:
-            now = egress(inputs.hub(), inputs.exams(), inputs.servers(), args.servers, time.time())
+            now = egress(inputs.hub(), inputs.exams(), inputs.servers(), args.servers, time.time(),
+                         inputs.resolvers())  # fmt: skip
             if now != wanted:
                 apply(args.table, now.script(args.table))
                 listed = current_sets(args.table)

@@ -25,10 +25,11 @@ the node's `docker_gwbridge`, in the node's own namespace: the internet, but als
 ports (the swarm's 2377, 7946 and 4789, Docker's API if it listens on TCP, SSH), the storage
 server and every private network the node reaches. There it loads `firewall.node_ruleset`: the
 egress policy of one server (the internet yes; private, link-local and reserved ranges, other
-Docker networks and the node itself no), opened only by EGRESS_ALLOW (--allow). It runs then as
-a second global service, on the host's network, with NET_ADMIN alone. It tells no server from
-another: a group's egress= and exams are not there yet on a swarm, and the whole bridge (other
-overlays' containers on the node too) meets the policy.
+Docker networks and the node itself no), opened only by EGRESS_ALLOW (--allow) and, on port 53,
+the node's name servers (its resolv.conf: Docker's DNS forwards to them from inside each
+container). It runs then as a second global service, on the host's network, with NET_ADMIN
+alone. It tells no server from another: a group's egress= and exams are not there yet on a
+swarm, and the whole bridge (other overlays' containers on the node too) meets the policy.
 
 With --word, each guard says so: while its table is loaded it writes its word
 (`hubfile.guard_word`: `<word>/<node's hostname>.<overlay|node>.json`, {"loaded": epoch seconds,
@@ -118,8 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     where: Path | None
     if args.node:  # the table with its sets' elements, listed whole: both are checked
         kind, where, terse, shown = "node", None, False, f"this node's {GATEWAY}"
+        resolvers = firewall.resolvers(firewall.RESOLV_CONF.read_text())  # the node's own
         script = (firewall.node_ruleset(args.table, GATEWAY)
-                  + firewall.allowed(args.allow).script(args.table))  # fmt: skip
+                  + firewall.allowed(args.allow, resolvers).script(args.table))  # fmt: skip
     else:
         where = namespace(args.network_id)
         kind, terse, shown = "overlay", True, f"{BRIDGE} in {where.name}"

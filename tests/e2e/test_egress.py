@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from classhub import exams, names
 from tests.conftest import invoke
 
 from .conftest import Hub, engine_environ, hub_beside
-from .outside import PORT, Outside, reach, refused_at_once
+from .outside import DNS_PORT, PORT, Outside, reach, refused_at_once
 from .test_hub import running_server
 
 ROSTER = "hub-admin admin\nann team-a\nbob team-b\ncid team-a\n"
@@ -102,6 +103,30 @@ def test_an_exam_cuts_a_group_off_at_once_without_a_restart_and_stop_gives_it_ba
     assert "Exam over for group team-a" in said
     assert reach(ann, (outside.internet, PORT), (outside.group_allowed, PORT)) == ["open", "open"]
     assert ann.run_in(kernel, "print(answer)").strip() == "41"
+
+
+def test_students_reach_the_name_servers_this_server_uses_on_port_53_alone(
+    walled: Hub, outside: Outside
+):
+    """Docker's DNS in a student's container forwards a name it does not know from inside the
+    container, to the name servers the firewall's resolv.conf lists (Docker gives it this
+    server's): on a cloud those are private addresses, which the egress policy refuses. Here the
+    stand-in name server is added to the firewall container's resolv.conf (the file Docker
+    binds there), as if this server used it: the test reaches nothing beyond this machine."""
+    ann = running_server(walled, "ann")
+    assert refused_at_once(reach(ann, (outside.resolver, DNS_PORT))[0])  # not a resolver yet
+    firewall = walled.client.containers.get(names.firewall_container(walled.name))
+    conf = Path(firewall.attrs["ResolvConfPath"])
+    before = conf.read_text()
+    try:
+        conf.write_text(before + f"nameserver {outside.resolver}\n")
+        deadline = time.monotonic() + 10
+        while reach(ann, (outside.resolver, DNS_PORT)) != ["open"]:
+            assert time.monotonic() < deadline, firewall.logs(tail=20).decode()
+            time.sleep(0.5)
+        assert refused_at_once(reach(ann, (outside.resolver, PORT))[0])  # port 53 alone
+    finally:
+        conf.write_text(before)
 
 
 def test_an_exam_ends_by_itself_at_its_until(walled: Hub, outside: Outside):

@@ -126,3 +126,26 @@ def test_a_swarm_nodes_table_opens_egress_allow_to_every_server_and_nft_accepts_
     assert 'iifname "docker_gwbridge" jump to_this_server' in script
     checked = nft_accepts(script + allowed.script("classhub_check"), tmp_path)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_the_name_servers_docker_forwards_to_are_open_on_port_53_alone(tmp_path: Path):
+    """Docker's DNS in a container forwards from inside it, so a resolver on a private network
+    (a cloud's, this machine's) would be refused with the rest: students could resolve no name."""
+    conf = (
+        "# made by a cloud\nnameserver 10.255.255.53\nnameserver 127.0.0.53\n"
+        "nameserver fd00::53%eth0 # a comment\nnameserver not-an-address\n"
+        "nameserver 10.255.255.53\nsearch example.org\noptions edns0\n"
+    )
+    found = firewall.resolvers(conf)
+    assert found == ("10.255.255.53", "fd00::53")  # loopback: Docker asks from the host's side
+    egress = firewall.egress(hub_file(), {}, SERVERS, RANGE, 0, found)
+    assert (egress.sets["dns4"], egress.sets["dns6"]) == ({"10.255.255.53"}, {"fd00::53"})
+    assert firewall.allowed([], found).sets["dns4"] == {"10.255.255.53"}  # a swarm node's
+    script = firewall.ruleset("classhub_check", "br-check", "172.30.127.254", [8081])
+    assert "th dport 53 ip daddr @dns4 accept" in script
+    checked = nft_accepts(script + egress.script("classhub_check"), tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    inputs = firewall.Inputs(tmp_path / "h", tmp_path / "e", tmp_path / "a", tmp_path / "r")
+    assert inputs.resolvers() == ()  # no file: none
+    (tmp_path / "r").write_text(conf)
+    assert inputs.resolvers() == found
