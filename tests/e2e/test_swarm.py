@@ -242,6 +242,7 @@ def test_a_sites_registry_brings_a_node_the_build_it_lacks(
         said = failed.stdout + failed.stderr
         assert f"pushing {ref} to the registry {closed} (SWARM_REGISTRY) failed" in said, said
         assert not images.has(worker, class_image.id)
+        assert not [t for t in swarm.manager.images.get(class_image.id).tags if closed in t]
         set_env(swarm.paths, {"SWARM_REGISTRY": registry})
         state, action = plan_rows(swarm.invoke("status").stdout)[row]
         assert state.replace(" ", "") == f"lacks{ref}", state

@@ -12,6 +12,7 @@ none.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 
@@ -82,7 +83,7 @@ def in_registry(registry: str, ref: str) -> tuple[str, str]:
 
 def pushed(source: docker.DockerClient, image_id: str, registry: str, ref: str, echo: Echo) -> str:
     """Push the build to the site's registry as `ref` names it there; `<repository>@<digest>`,
-    what nodes pull. An error says what the registry answered."""
+    what nodes pull. An error says what the registry answered, and takes the tag off again."""
     repository, tag = in_registry(registry, ref)
     started = time.monotonic()
     source.images.get(image_id).tag(repository, tag)
@@ -94,6 +95,8 @@ def pushed(source: docker.DockerClient, image_id: str, registry: str, ref: str, 
     digests = [line["aux"]["Digest"] for line in said
                if isinstance(line, dict) and "Digest" in (line.get("aux") or {})]  # fmt: skip
     if errors or not digests:
+        with contextlib.suppress(docker.errors.APIError):  # the tag alone: the build stays
+            source.images.remove(f"{repository}:{tag}", noprune=True)
         raise UserError(
             f"pushing {ref or image_id[:19]} to the registry {registry} (SWARM_REGISTRY) failed: "
             f"{'; '.join(errors) or 'it gave no digest'}; check that this server reaches it and "
