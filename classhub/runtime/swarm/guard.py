@@ -59,9 +59,7 @@ def service(
     common = {
         "image": image,
         "mode": docker.types.ServiceMode("global"),
-        "env": [
-            f"{hubfile.GUARD_NODE_ENV}={{{{.Node.Hostname}}}}"
-        ],  # its word is named after its node
+        "env": [f"{hubfile.GUARD_NODE_ENV}={{{{.Node.Hostname}}}}"],  # its word's name
         "cap_drop": ["ALL"],
         "read_only": True,
         "restart_policy": docker.types.RestartPolicy(condition="any", delay=1_000_000_000),
@@ -69,18 +67,12 @@ def service(
         "container_labels": labels,
     }
     word = docker.types.Mount(words(settings), words(settings), type="bind")
+    between = [*guard, "--network-id", where.network_id, "--hub-ip", where.address,
+               "--port", str(hubfile.HUB_API_PORT)]  # fmt: skip
     overlay = {
         **common,
         "name": name(hub, "overlay"),
-        "command": [
-            *guard,
-            "--network-id",
-            where.network_id,
-            "--hub-ip",
-            where.address,
-            "--port",
-            str(hubfile.HUB_API_PORT),
-        ],
+        "command": between,
         "networks": [names.network(hub)],
         "cap_add": CAPS,
         "mounts": [docker.types.Mount(NETNS, NETNS, type="bind", propagation="rslave"), word],

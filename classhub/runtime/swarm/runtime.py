@@ -27,7 +27,7 @@ from typing import Any
 
 import docker
 
-from ... import hubfile, names, render
+from ... import names, render
 from ...components import Component, Part
 from ...console import Echo
 from ...errors import UserError
@@ -165,7 +165,7 @@ class Swarm(SingleHost):
         count += super().destroy(echo)
         # The guards' words (root's, as the folder is), then the hub's folder if nothing else
         # is left in it (what rmdir removes).
-        words, folder = f"{self.folders}/{hubfile.GUARD_WORDS}", self.folders
+        words, folder = guard.words(self.settings), self.folders
         script = f"rm -rf {shlex.quote(words)}; rmdir {shlex.quote(folder)} 2>/dev/null; true"
         guard.in_storage(self.client, self.settings, "sh", "-c", script)
         return count
