@@ -927,9 +927,6 @@ def exam(
         raise UserError(f"invoke exam {action}: say start or stop, e.g. invoke exam start "
                         "--group team-1 --until 11:30")  # fmt: skip
     cfg = load(paths, environ, out)
-    if cfg.settings.engine == "swarm":
-        raise UserError("exams are not yet there on a swarm (ENGINE=swarm): the firewall of each "
-                        "node does not cut a group off yet (docs/swarm.md). Nothing was changed")  # fmt: skip
     name = group.strip().lower()
     if not name:
         raise UserError(f"name the group: invoke exam {action} --group NAME")
@@ -971,23 +968,26 @@ _EXAM_ENTRY = re.compile(r"(?P<label>.+) \((?P<servers>\d+) server\(s\)\)")
 
 
 def _exam_ack(rt: Runtime, since: float, running: dict[str, float | None]) -> dict[str, int]:
-    """Once the firewall's last word on exams is exactly `running`: each group's servers cut off."""
+    """Once the firewall's last word on exams is exactly `running` wherever it runs (on every
+    node of a swarm): each group's servers cut off, so many of them in all."""
     wanted = {hubfile.exam_label(group, until): group for group, until in running.items()}
     found: dict[str, int] = {}
 
     def applied() -> bool:
-        lines = [line for line in rt.firewall_said(since - 1)
-                 if line.startswith(hubfile.EXAMS_APPLIED)]  # fmt: skip
-        if not lines:
-            return False
-        listed = lines[-1].removeprefix(hubfile.EXAMS_APPLIED).strip()
-        entries = [] if listed == "none" else [_EXAM_ENTRY.fullmatch(e) for e in listed.split("; ")]
-        if any(e is None for e in entries):
-            return False
-        now = {e["label"]: int(e["servers"]) for e in entries if e is not None}
-        if set(now) != set(wanted):
-            return False
-        found.update({wanted[label]: count for label, count in now.items()})
+        counts: dict[str, int] = dict.fromkeys(wanted.values(), 0)
+        for listed in rt.exams_applied(since - 1):
+            if listed is None:
+                return False
+            entries = [] if listed == "none" else [_EXAM_ENTRY.fullmatch(e)
+                                                   for e in listed.split("; ")]  # fmt: skip
+            if any(e is None for e in entries):
+                return False
+            now = {e["label"]: int(e["servers"]) for e in entries if e is not None}
+            if set(now) != set(wanted):
+                return False
+            for label, count in now.items():
+                counts[wanted[label]] += count
+        found.update(counts)
         return True
 
     wait.until("the hub's firewall to apply the exams", applied, EXAM_ACK_TIMEOUT, interval=0.2)

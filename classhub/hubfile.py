@@ -102,6 +102,7 @@ GUARD_WORDS = ".firewall"
 # servers (in the overlay's namespace), and out of the overlay (in the node's own namespace).
 GUARD_TABLES = ("overlay", "node")
 GUARD_NODE_ENV = "CLASSHUB_NODE"  # the guard's node's hostname (a service template), in its word
+GUARD_WORD_FRESH = 20.0  # seconds a word is taken as true (a guard says it every 5 s)
 
 
 def guard_word(folder: str | Path, host: str, table: str) -> Path:
@@ -119,6 +120,14 @@ def guard_said(folder: str | Path, host: str) -> float:
         except (OSError, ValueError, KeyError, TypeError):
             return 0.0
     return min(said)
+
+
+def guard_inputs(folder: str | Path) -> tuple[Path, Path, Path]:
+    """On a swarm, where in the guards' words folder the socket proxy keeps, for every node's
+    guard, what the one firewall reads on one server: a copy of the hub file and of the exams,
+    and its list of servers (`{"servers": {address on the overlay: user}}`)."""
+    return (Path(folder) / Path(HUB_FILE_IN_HUB).name, Path(folder) / EXAMS_FILE,
+            Path(folder) / ADDRESSES_FILE)  # fmt: skip
 
 
 def swarm_folders(storage: str, hub: str) -> str:

@@ -73,7 +73,6 @@ def load(paths: Paths, environ: Mapping[str, str], cpu_count: int | None = None)
     if settings is not None and roster is not None:
         problems += _folder_clashes(settings, roster, users_shown, env_shown)
         problems += _unknown_default_groups(settings, roster, users_shown)
-        problems += _group_egress_on_a_swarm(settings, roster, users_shown)
     if problems:
         raise ConfigError(problems, warnings)
     assert settings is not None and roster is not None
@@ -114,21 +113,4 @@ def _unknown_default_groups(settings: Settings, roster: Roster, users_shown: str
         )
         for group in settings.default_groups
         if group not in known
-    ]
-
-
-def _group_egress_on_a_swarm(settings: Settings, roster: Roster, users_shown: str):
-    """On a swarm each node's firewall opens EGRESS_ALLOW to every server: it cannot tell one
-    group's servers from another's yet (swarmguard.py)."""
-    if settings.engine != "swarm":
-        return []
-    return [
-        Problem(
-            f"{users_shown}:{line}",
-            f"group {group!r} has egress=, which is not yet there on a swarm (ENGINE=swarm in "
-            f"{settings.sources['ENGINE']}): the firewall of each node opens only EGRESS_ALLOW",
-            "take egress= off the group's line, or open those addresses to every student with "
-            "EGRESS_ALLOW in .env",
-        )
-        for group, line in roster.egress_lines
     ]

@@ -75,7 +75,6 @@ class Roster:
     group_lines: tuple[tuple[str, int], ...] = ()  # each group with the first line naming it
     # (group, what it may reach past the egress policy) from `group:` lines' egress=
     group_egress: tuple[tuple[str, tuple[parsers.EgressTarget, ...]], ...] = ()
-    egress_lines: tuple[tuple[str, int], ...] = ()  # group -> the first line giving it egress=
 
     def group_line(self, group: str) -> int | None:
         """The first line of the roster that names `group` (None: not in the file)."""
@@ -244,7 +243,6 @@ def parse_userlist(
     group_limits: dict[str, tuple[Limits, int]] = {}  # group -> (limits, line)
     group_images: list[tuple[str, str, int]] = []
     group_egress: dict[str, list[parsers.EgressTarget]] = {}
-    egress_lines: dict[str, int] = {}
     first_line: dict[str, tuple[int, str]] = {}  # lowercased name -> (line, name as written)
     group_lines: dict[str, int] = {}  # group -> the first line that names it
     mentions: dict[str, int] = {}  # group -> how many lines name it
@@ -294,8 +292,6 @@ def parse_userlist(
                     group_limits[word] = (Limits(**limits), lineno)
                 if image:
                     group_images.append((word, image, lineno))
-                if egress:
-                    egress_lines.setdefault(word, lineno)
                 for target in egress:  # several lines may each open something for a group
                     if target not in group_egress.setdefault(word, []):
                         group_egress[word].append(target)
@@ -382,8 +378,7 @@ def parse_userlist(
     limits_by_group = tuple((g, lim) for g, (lim, _) in sorted(group_limits.items()))
     roster = Roster(tuple(users), tuple(declared), limits_by_group, tuple(group_images),
                     tuple(sorted(group_lines.items())),
-                    tuple((g, tuple(t)) for g, t in sorted(group_egress.items())),
-                    tuple(sorted(egress_lines.items())))  # fmt: skip
+                    tuple((g, tuple(t)) for g, t in sorted(group_egress.items())))  # fmt: skip
     return roster, [], warnings
 
 

@@ -178,8 +178,10 @@ class Runtime(Protocol):
     def ensure_service(self, service: Service, echo: Echo) -> bool:
         """Start, make or replace the component as its state now asks; whether it did."""
 
-    def firewall_said(self, since: float) -> list[str]:
-        """The lines the hub's firewall has printed since `since` (epoch seconds)."""
+    def exams_applied(self, since: float) -> list[str | None]:
+        """What the hub's firewall last said it enforces (`hubfile.EXAMS_APPLIED`'s words), in
+        each place it runs (one server; each node of a swarm that takes servers); None where
+        it said nothing since `since` (epoch seconds)."""
 
     def wait_ready(self, part: Part, since: int) -> None:
         """Return once the component (started at `since`) is ready; the hub itself answers

@@ -260,8 +260,8 @@ class FakeEngine:
             if container.status != "running":
                 raise UserError(f"{container.name} stopped")
 
-    def firewall_said(self, since: float) -> list[str]:
-        return []  # the fake has no firewall process: it enforces nothing
+    def exams_applied(self, since: float) -> list[str | None]:
+        return [None]  # the fake has no firewall process: it enforces nothing
 
     def container_status(self, name: str) -> str | None:
         found = self.containers.get(name)

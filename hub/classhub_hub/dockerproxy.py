@@ -28,7 +28,11 @@ addresses on the hub's network (`Addresses`, in `hubfile.ADDRESSES_FILE`, on a v
 with the firewall), listed every second and again as soon as a server starts, before the hub
 hears that it did. And it starts no server until the firewall has said, in the same volume, that
 its rules are loaded in the running kernel (`hubfile.FIREWALL_FILE`): after a reboot they are gone
-until the firewall is back.
+until the firewall is back. On a swarm (--swarm-storage) the same list, of its students' services'
+tasks by their addresses on the overlay, goes to the guards' words folder on the shared storage,
+beside copies of the hub file and the exams (`Copies`): every node's guard reads them there
+(`hubfile.guard_inputs`); and it starts no server until every node's guards have said lately that
+their tables are loaded (`guards_loaded`).
 
 What it allows comes from the hub file (`hub_name`, `network`, `shared_data` and `socket_proxy`:
 the images, DISK_STORE and DISK_LIMIT), mounted read-only and re-read whenever setup replaces it,
@@ -61,7 +65,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from classhub import hubfile, names
 
-from . import diskstore, services, swarmguard
+from . import diskstore, services
 from .roster import LiveRoster
 from .services import _in_home, _positive, _unknown
 
@@ -371,18 +375,23 @@ def docker_caller(socket_path: str, timeout: float = 120.0):
 
 class Addresses:
     """This hub's running user containers and their addresses on its network, written to
-    `folder`/ADDRESSES_FILE for the firewall whenever they change."""
+    `folder`/ADDRESSES_FILE for the firewall whenever they change. On a swarm (`swarm`): its
+    students' services' running tasks, on any node, by their addresses on the overlay."""
 
-    def __init__(self, docker, policy_now: Callable[[], Policy], folder: str):
+    def __init__(self, docker, policy_now: Callable[[], Policy], folder: str, swarm: bool = False):
         self._docker = docker
         self._policy_now = policy_now
         self._path = Path(folder) / hubfile.ADDRESSES_FILE
+        self._swarm = swarm
         self._lock = threading.Lock()
         self._written: dict[str, str] | None = None
+        self._failed = ""
 
     def listed(self) -> dict[str, str] | None:
         """{address: user} now, or None when Docker does not answer."""
         policy = self._policy_now()
+        if self._swarm:
+            return self._tasks(policy)
         mine = {"label": [f"{names.LABEL_HUB}={policy.hub}", f"{names.LABEL_KIND}=user"]}
         status, _, data = self._docker(
             "GET", "/containers/json?filters=" + quote(json.dumps(mine)), None, {}
@@ -398,6 +407,26 @@ class Addresses:
                 found[address] = user
         return found
 
+    def _tasks(self, policy: Policy) -> dict[str, str] | None:
+        running = {"desired-state": ["running"]}
+        status, _, data = self._docker(
+            "GET", "/tasks?filters=" + quote(json.dumps(running)), None, {}
+        )
+        if status != 200:
+            return None
+        found: dict[str, str] = {}
+        for task in json.loads(data):
+            labels = ((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels") or {}
+            user = labels.get(names.LABEL_USER)
+            if not user or not names.is_user_container(policy.hub, labels):
+                continue
+            for attached in task.get("NetworksAttachments") or []:
+                if ((attached.get("Network") or {}).get("Spec") or {}).get(
+                    "Name"
+                ) == policy.network:
+                    found.update((a.split("/")[0], user) for a in attached.get("Addresses") or [])
+        return found
+
     def refresh(self) -> None:
         """List the servers again and write the file if that changed anything."""
         with self._lock:
@@ -410,14 +439,57 @@ class Addresses:
                 return
             text = json.dumps({"format": 1, "servers": found}, sort_keys=True)
             partial = self._path.with_name(self._path.name + ".partial")
-            partial.write_text(text, encoding="utf-8")
-            os.replace(partial, self._path)
-            self._written = found
+            try:
+                partial.write_text(text, encoding="utf-8")
+                os.replace(partial, self._path)
+            except OSError as exc:  # said once; written when it can be
+                if self._failed != str(exc):
+                    sys.stderr.write(f"writing {self._path} for the firewall failed: {exc}\n")
+                self._failed = str(exc)
+                return
+            self._written, self._failed = found, ""
 
-    def keep_written(self, every: float = 1.0) -> None:
-        while True:
-            self.refresh()
-            threading.Event().wait(every)
+
+class Copies:
+    """On a swarm: the hub file and the exams (`sources`, in this server's state folder) copied
+    into the guards' words folder, on the shared storage, whenever they change, for every node's
+    guard (hubfile.guard_inputs); a copy whose source is gone goes too (no exams: none)."""
+
+    def __init__(self, sources: dict[Path, Path]):
+        self._sources = sources  # source: copy
+        self._seen: dict[Path, tuple[int, int] | None] = {}
+        self._failed: dict[Path, str] = {}
+
+    def refresh(self) -> None:
+        for source, copy in self._sources.items():
+            try:
+                stat = source.stat()
+                stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+            except OSError:
+                stamp = None
+            if source in self._seen and self._seen[source] == stamp:
+                continue
+            try:
+                if stamp is None:
+                    copy.unlink(missing_ok=True)
+                else:
+                    partial = copy.with_name(f".{copy.name}.partial")
+                    partial.write_bytes(source.read_bytes())
+                    partial.chmod(0o600)
+                    os.replace(partial, copy)
+                self._seen[source] = stamp
+            except OSError as exc:  # said once; tried again next time
+                if self._failed.get(source) != str(exc):
+                    sys.stderr.write(f"copying {source} to {copy} for the firewall failed: {exc}\n")
+                self._failed[source] = str(exc)
+
+
+def keep(refreshers: list[Callable[[], None]], every: float = 1.0) -> None:
+    """Call each of `refreshers` every `every` seconds, for ever (a thread's)."""
+    while True:
+        for refresh in refreshers:
+            refresh()
+        threading.Event().wait(every)
 
 
 def firewall_loaded(folder: str) -> Callable[[], str | None]:
@@ -577,13 +649,20 @@ def main(argv: list[str] | None = None) -> None:
         return Policy.of(live.hub(), args.swarm_storage)
 
     policy = policy_now()  # a hub file that cannot be read stops the proxy here
-    addresses = Addresses(docker_caller(args.socket), policy_now, args.addresses_folder)
-    threading.Thread(target=addresses.keep_written, daemon=True).start()
-    if args.swarm_storage:  # the firewall of every node (swarmguard.py) says so there
+    refreshers: list[Callable[[], None]] = []
+    if args.swarm_storage:  # the firewall of every node (swarmguard.py) reads and says there
         words = f"{hubfile.swarm_folders(args.swarm_storage, policy.hub)}/{hubfile.GUARD_WORDS}"
-        loaded = guards_loaded(words, docker_caller(args.socket), swarmguard.WORD_FRESH)
+        hub_copy, exams_copy, _ = hubfile.guard_inputs(words)
+        state = Path(args.hub_file).parent
+        refreshers.append(Copies({Path(args.hub_file): hub_copy,
+                                  state / hubfile.EXAMS_FILE: exams_copy}).refresh)  # fmt: skip
+        addresses = Addresses(docker_caller(args.socket), policy_now, words, swarm=True)
+        loaded = guards_loaded(words, docker_caller(args.socket), hubfile.GUARD_WORD_FRESH)
     else:
+        addresses = Addresses(docker_caller(args.socket), policy_now, args.addresses_folder)
         loaded = firewall_loaded(args.addresses_folder)
+    refreshers.append(addresses.refresh)
+    threading.Thread(target=keep, args=(refreshers,), daemon=True).start()
     handler = make_handler(
         policy_now, args.socket, started=addresses.refresh, firewall_problem=loaded
     )

@@ -147,10 +147,7 @@ table inet {table} {{
 {_EGRESS_POLICY}
   }}
 {_input(bridge, hub_first)}
-  chain exam {{
-    ip saddr @exam4 jump refuse
-    ip saddr @guard4 ip saddr != @known4 jump refuse
-  }}
+{_EXAM}
 {_EXCEPTIONS_AND_REFUSE}
 }}
 """
@@ -160,7 +157,9 @@ def node_ruleset(table: str, bridge: str) -> str:
     """On a swarm's node, the nft script that replaces `table` in the node's own namespace: what
     leaves an overlay through `bridge` (Docker's docker_gwbridge, through which every container
     on an overlay that has no bridge of its own reaches anything beyond it) meets the egress
-    policy, and reaches nothing on the node itself. Its egress sets hold EGRESS_ALLOW alone."""
+    policy and the exams, and reaches nothing on the node itself. A server there is known by its
+    address on that bridge (swarmguard.py finds it), not on the overlay: its sets hold those."""
+    exam_first = "    jump exam\n"
     return f"""\
 add table inet {table}
 delete table inet {table}
@@ -173,9 +172,11 @@ table inet {table} {{
   chain egress {{
     ct state established,related accept
     oifname "{bridge}" jump refuse
+    jump exam
 {_EGRESS_POLICY}
   }}
-{_input(bridge)}
+{_input(bridge, exam_first)}
+{_EXAM}
 {_EXCEPTIONS_AND_REFUSE}
 }}
 """
@@ -210,6 +211,14 @@ _EGRESS_POLICY = f"""\
     oifname "docker0" jump refuse
     ip daddr {{ {", ".join(BLOCKED["ip"])} }} jump refuse
     ip6 daddr {{ {", ".join(BLOCKED["ip6"])} }} jump refuse"""
+
+# A server of a group in an exam, or one too new to be known while an exam runs (in `guard4`,
+# not in `known4`), reaches nothing but the hub (what comes before the jump to it).
+_EXAM = """\
+  chain exam {
+    ip saddr @exam4 jump refuse
+    ip saddr @guard4 ip saddr != @known4 jump refuse
+  }"""
 
 _EXCEPTIONS_AND_REFUSE = """\
   chain exceptions {
@@ -252,10 +261,14 @@ def egress(
     server_range: str,
     now: float,
     resolvers: tuple[str, ...] = (),
+    others: frozenset[str] = frozenset(),
 ) -> Egress:
     """The sets from the hub file's exceptions, the exams in progress at `now`, which server
-    (address) is whose (`servers`, from the socket proxy) and the name servers (`resolvers`)."""
+    (address) is whose (`servers`, from the socket proxy) and the name servers (`resolvers`).
+    While an exam runs, an address in `server_range` that is neither a server nor one of
+    `others` (on a swarm's node: the containers there that are not this hub's) is cut off."""
     found: dict[str, set[str]] = {name: set() for name in SETS}
+    found["known4"].update(others)
     _resolvers(resolvers, found)
     users = hub.get("users") if hub is not None else {}
     groups = hub.get("groups") if hub is not None else {}
@@ -281,22 +294,9 @@ def egress(
         cut = [a for a, user in servers.items() if group in groups_of(user)]
         found["exam4"].update(cut)
         said.append(f"{hubfile.exam_label(group, exam.get('until'))} ({len(cut)} server(s))")
-    if running:
+    if running and server_range:
         found["guard4"].add(server_range)
     return Egress({k: frozenset(v) for k, v in found.items()}, tuple(said))
-
-
-def allowed(targets: list[dict], resolvers: tuple[str, ...] = ()) -> Egress:
-    """The sets that open `targets` (the hub file's `firewall.egress`: EGRESS_ALLOW) and the
-    name servers to every server: a swarm node's table (`node_ruleset`), which tells no server
-    from another."""
-    found: dict[str, set[str]] = {name: set() for name in SETS}
-    _resolvers(resolvers, found)
-    opened: dict[tuple[str | None, int | None], list] = {}
-    for target in targets:
-        _open(opened, target, source=None)
-    _elements(opened, found)
-    return Egress({k: frozenset(v) for k, v in found.items()})
 
 
 RESOLV_CONF = Path("/etc/resolv.conf")

@@ -362,7 +362,7 @@ def _through_proxy(swarm: Swarm, hub: Hub):
         volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
                  str(place): {"bind": "/hub", "mode": "ro"},
                  str(place / "addresses"): {"bind": "/addresses", "mode": "rw"},
-                 str(swarm.storage): {"bind": str(swarm.storage), "mode": "ro"}},
+                 str(swarm.storage): {"bind": str(swarm.storage), "mode": "rw"}},
     )  # fmt: skip
     api = docker.APIClient(base_url=f"tcp://{swarm.nodes['manager'].address}:{PROXY_PORT}",
                            version="1.41", timeout=60)  # fmt: skip
@@ -490,6 +490,20 @@ def test_the_proxy_lets_the_hub_make_a_hardened_students_service_and_nothing_els
                                     names.user_volume(swarm.hub, "student1")))  # fmt: skip
         assert (home / "work.txt").read_text() == "kept\n"
         assert (home / "work.txt").stat().st_uid == 1000
+        # For every node's firewall, the proxy lists the service's task by its address on the
+        # overlay, and copies the hub file, in the shared storage (hubfile.guard_inputs).
+        words = Path(hubfile.swarm_folders(str(swarm.storage), swarm.hub)) / hubfile.GUARD_WORDS
+        hub_copy, _, listed = hubfile.guard_inputs(words)
+        (attached,) = [a for a in task["NetworksAttachments"]
+                       if a["Network"]["Spec"]["Name"] == names.network(swarm.hub)]  # fmt: skip
+        address = attached["Addresses"][0].split("/")[0]
+        deadline = time.monotonic() + 10
+        while not listed.exists() or json.loads(listed.read_text())["servers"] != {
+            address: "student1"
+        }:
+            assert time.monotonic() < deadline, proxy.logs().decode(errors="replace")
+            time.sleep(0.3)
+        assert hub_copy.read_bytes() == (swarm.storage / "proxy" / "hub.json").read_bytes()
         # Looking and removing go through the proxy too; another name's tasks do not.
         assert api.inspect_service(good["Name"])["Spec"]["Labels"] == good["Labels"]
         assert len(api.tasks(filters={"service": good["Name"]})) == 1
@@ -615,6 +629,23 @@ def _guard_logs(swarm: Swarm) -> str:
     )
 
 
+def _node_guard_state(swarm: Swarm, node: str) -> str:
+    """For a failure's message: the node guard's log on `node`, its table there, and what the
+    proxy and the guards wrote in the shared storage."""
+    engine = swarm.nodes[node].engine
+    found = engine.containers.list(filters={"name": guard.name(swarm.hub, "node")})
+    said = [c.logs(tail=30).decode(errors="replace") for c in found]
+    table = swarm.nodes[node].container.exec_run(
+        ["nft", "list", "table", "inet", names.firewall_table(swarm.hub)]
+    )
+    words = Path(hubfile.swarm_folders(str(swarm.storage), swarm.hub)) / hubfile.GUARD_WORDS
+    files = {p.name: p.read_text()[:600] for p in sorted(words.glob("*.json"))} if (
+        words.is_dir()) else {}  # fmt: skip
+    state = f"log: {said}\ntable: {table.output.decode(errors='replace')}\nfiles: {files}"
+    print(f"--- the node guard on {node} ---\n{state}")  # whole, where pytest cuts the message
+    return state
+
+
 def _guarded(swarm: Swarm, node: str) -> bool:
     return _loads(swarm, node) > 0
 
@@ -644,7 +675,8 @@ def test_setup_on_the_swarm_runs_the_class_on_the_workers_with_files_that_follow
     """ENGINE=swarm: setup from the roster makes the hub on the manager and the firewall on every
     node; four students in two groups log in through the form and run code, their servers
     services on both workers; a group folder written on one node is edited from the other; what
-    they send beyond the overlay meets the egress policy on every node."""
+    they send beyond the overlay meets the egress policy on every node, a group's egress= its
+    members' alone."""
     manager = swarm.nodes["manager"].address
     # And s6, whose group has an image of its own: a build only the manager has, until setup.
     base, _ = image_refs.resolve_base(lambda ref: builder.find(swarm.manager, ref),
@@ -652,7 +684,8 @@ def test_setup_on_the_swarm_runs_the_class_on_the_workers_with_files_that_follow
     made = swarm.manager.containers.create(base, ["true"], entrypoint=[])
     late = made.commit("classhub-late", "only-here")
     made.remove()
-    roster = SWARM_CLASS + "s6 late\ngroup: late image=classhub-late:only-here\n"
+    roster = (SWARM_CLASS + "s6 late\ngroup: late image=classhub-late:only-here\n"
+              f"group: team-a egress={outside.group_allowed}\n")  # fmt: skip
     (swarm.paths.root / "userlist").write_text(roster)
     set_env(swarm.paths, {"ENGINE": "swarm", "BIND_ADDRESS": manager,
                           "EGRESS_ALLOW": f"{outside.allowed}:{PORT}"})  # fmt: skip
@@ -724,15 +757,22 @@ def test_setup_on_the_swarm_runs_the_class_on_the_workers_with_files_that_follow
     said = students["s2"].run(probe.format(names.hub_container(swarm.hub), hubfile.HUB_API_PORT))
     assert said.strip() == "open", said
     # What leaves the overlay on a node (through its docker_gwbridge) meets the egress policy:
-    # the internet and EGRESS_ALLOW yes; a private network (a storage server's, say), the metadata
-    # endpoint, and every node's own ports no: Docker's API (2375, as these nested nodes serve
-    # it), the swarm's (2377, 7946), on the student's own node, the other worker and the manager.
+    # the internet, EGRESS_ALLOW and team-a's egress= yes; a private network (a storage
+    # server's, say), the metadata endpoint, and every node's own ports no: Docker's API (2375,
+    # as these nested nodes serve it), the swarm's (2377, 7946), on the student's own node, the
+    # other worker and the manager.
     own, away = swarm.nodes[placed["s2"]].address, swarm.nodes[placed[other]].address
     found = reach(students["s2"], (outside.internet, PORT), (outside.allowed, PORT),
-                  (outside.private, PORT), (outside.metadata, PORT), (manager, 2375),
-                  (manager, 2377), (away, 2375), (away, 7946), (own, 2375), (own, 7946))  # fmt: skip
-    assert found[:2] == ["open", "open"], found
-    assert all(refused_at_once(result) for result in found[2:]), found
+                  (outside.group_allowed, PORT), (outside.private, PORT),
+                  (outside.metadata, PORT), (manager, 2375), (manager, 2377), (away, 2375),
+                  (away, 7946), (own, 2375), (own, 7946))  # fmt: skip
+    assert found[:3] == ["open", "open", "open"], (found, _node_guard_state(swarm, placed["s2"]))
+    assert all(refused_at_once(result) for result in found[3:]), found
+    # team-a's egress= is its members' alone, on either worker: s3 and s4 are in team-b only.
+    for user in ("s3", "s4"):
+        found = reach(students[user], (outside.internet, PORT), (outside.group_allowed, PORT))
+        assert found[0] == "open" and refused_at_once(found[1]), (
+            user, found, _node_guard_state(swarm, placed[user]))  # fmt: skip
     # Nothing Jupyter keeps in SQLite (IPython's history, the notebooks' trust) is on the
     # shared storage: those files are in each server's tmpfs.
     said = students["s1"].run(

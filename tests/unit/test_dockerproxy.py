@@ -457,6 +457,58 @@ def test_the_proxy_lists_this_hubs_running_servers_and_their_addresses_for_the_f
     assert json.loads(written.read_text())["servers"] == {"172.30.0.5": "ann", "172.30.0.6": "bob"}
 
 
+def test_on_a_swarm_the_proxy_lists_its_students_tasks_by_address_on_the_overlay(tmp_path):
+    """Every node's guard pairs these with the servers' addresses on its docker_gwbridge."""
+    from classhub import names
+    from classhub_hub.dockerproxy import Addresses
+
+    def task(labels, network, *addresses):
+        attached = [{"Network": {"Spec": {"Name": network}}, "Addresses": list(addresses)}]
+        return {"Spec": {"ContainerSpec": {"Labels": labels}}, "NetworksAttachments": attached}
+
+    listing = [
+        task(names.user_labels(HUB, "ann"), "math-net", "10.0.1.5/24"),
+        task(names.user_labels(HUB, "bob"), "math-net"),  # placed: no address yet
+        task(names.user_labels("other", "cid"), "other-net", "10.0.2.5/24"),  # another hub's
+        task(names.labels(HUB, "firewall"), "math-net", "10.0.1.3/24"),  # not a server
+        task(names.user_labels(HUB, "dan"), "math-net", "10.0.1.7/24"),
+    ]
+    asked = []
+
+    def docker_call(method, target, body, headers):
+        asked.append((method, target))
+        return 200, [], json.dumps(listing).encode()
+
+    addresses = Addresses(docker_call, lambda: POLICY, str(tmp_path), swarm=True)
+    addresses.refresh()
+    written = json.loads((tmp_path / "addresses.json").read_text())["servers"]
+    assert written == {"10.0.1.5": "ann", "10.0.1.7": "dan"}
+    assert asked[0][1].startswith("/tasks?filters=")  # the running tasks, on every node
+    # A folder it cannot write to (the storage gone): said, and the proxy goes on serving.
+    Addresses(docker_call, lambda: POLICY, str(tmp_path / "gone"), swarm=True).refresh()
+
+
+def test_on_a_swarm_the_hub_file_and_the_exams_are_copied_for_every_nodes_guard(tmp_path):
+    """A copy follows its source whenever it changes, and goes when it goes (no exams: none)."""
+    from classhub_hub.dockerproxy import Copies
+
+    state, words = tmp_path / "state", tmp_path / "words"
+    state.mkdir()
+    words.mkdir()
+    (state / "hub.json").write_text('{"hub_name": "math"}')
+    copies = Copies({state / "hub.json": words / "hub.json", state / "exams.json": words / "x"})
+    copies.refresh()
+    assert (words / "hub.json").read_text() == '{"hub_name": "math"}'
+    assert not (words / "x").exists() and oct((words / "hub.json").stat().st_mode)[-3:] == "600"
+    (state / "exams.json").write_text('{"groups": {"team-1": {}}}')
+    copies.refresh()
+    assert (words / "x").read_text() == '{"groups": {"team-1": {}}}'
+    (state / "exams.json").unlink()
+    copies.refresh()
+    assert not (words / "x").exists()
+    assert sorted(p.name for p in words.iterdir()) == ["hub.json"]  # no partial file left
+
+
 # Property (issue "Faults" 6): any request at all, whatever its method, path, query and body, gets
 # a reason or passes; it never crashes the proxy, and what passes is one of DockerSpawner's calls.
 _METHODS = st.sampled_from(["GET", "POST", "DELETE", "PUT", "HEAD", "PATCH", "get", ""])

@@ -112,19 +112,27 @@ def test_nft_accepts_the_table_and_its_sets(tmp_path: Path):
     assert checked.returncode == 0, checked.stderr
 
 
-def test_a_swarm_nodes_table_opens_egress_allow_to_every_server_and_nft_accepts_it(tmp_path: Path):
-    """On a swarm's node (swarmguard --node): the same sets from EGRESS_ALLOW alone, as the
-    hub file lists it; what leaves docker_gwbridge meets the egress policy."""
+def test_a_swarm_nodes_table_takes_the_same_sets_by_bridge_address_and_nft_accepts_it(
+    tmp_path: Path,
+):
+    """On a swarm's node (swarmguard --node): what leaves docker_gwbridge meets the egress
+    policy and the exams, its servers known by their addresses on that bridge; the containers
+    there that are not this hub's are known too, so that an exam cuts off only this hub's."""
     hub = hub_file("EGRESS_ALLOW=10.1.2.3:5432,10.0.0.0/8,10.1.0.0/16,[fd00::5]:443\n")
-    allowed = firewall.allowed(hub.get("firewall.egress"))
-    assert allowed.sets["allow4_port"] == {"10.1.2.3/32 . 5432"}
-    assert allowed.sets["allow4"] == {"10.0.0.0/8"}  # merged
-    assert allowed.sets["allow6_port"] == {"fd00::5/128 . 443"}
-    assert not allowed.sets["known4"] and not allowed.sets["group4"]
+    exams = {"groups": {"team-1": {"until": None}}}
+    on_bridge = {"172.18.0.3": "ann", "172.18.0.4": "bob"}
+    found = firewall.egress(hub, exams, on_bridge, "172.18.0.0/16", 0,
+                            others=frozenset({"172.18.0.9"}))  # fmt: skip
+    assert found.sets["allow4_port"] == {"10.1.2.3/32 . 5432"}
+    assert found.sets["allow4"] == {"10.0.0.0/8"}  # merged
+    assert found.sets["exam4"] == {"172.18.0.3"}
+    assert found.sets["known4"] == {"172.18.0.3", "172.18.0.4", "172.18.0.9"}
+    assert found.sets["guard4"] == {"172.18.0.0/16"}
     script = firewall.node_ruleset("classhub_check", "docker_gwbridge")
     assert 'iifname "docker_gwbridge" jump egress' in script
     assert 'iifname "docker_gwbridge" jump to_this_server' in script
-    checked = nft_accepts(script + allowed.script("classhub_check"), tmp_path)
+    assert script.count("jump exam") == 2  # leaving the node, and to the node itself
+    checked = nft_accepts(script + found.script("classhub_check"), tmp_path)
     assert checked.returncode == 0, checked.stderr
 
 
@@ -140,7 +148,6 @@ def test_the_name_servers_docker_forwards_to_are_open_on_port_53_alone(tmp_path:
     assert found == ("10.255.255.53", "fd00::53")  # loopback: Docker asks from the host's side
     egress = firewall.egress(hub_file(), {}, SERVERS, RANGE, 0, found)
     assert (egress.sets["dns4"], egress.sets["dns6"]) == ({"10.255.255.53"}, {"fd00::53"})
-    assert firewall.allowed([], found).sets["dns4"] == {"10.255.255.53"}  # a swarm node's
     script = firewall.ruleset("classhub_check", "br-check", "172.30.127.254", [8081])
     assert "th dport 53 ip daddr @dns4 accept" in script
     checked = nft_accepts(script + egress.script("classhub_check"), tmp_path)

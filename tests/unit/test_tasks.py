@@ -245,21 +245,6 @@ def test_default_groups_must_be_groups_of_the_roster(checkout: Paths):
     ok(invoke(checkout, "check"))
 
 
-def test_a_groups_egress_is_refused_on_a_swarm_naming_its_line(checkout: Paths, tmp_path):
-    """Each node's firewall on a swarm opens EGRESS_ALLOW to every server: one group's egress=
-    cannot be kept there yet, so it is refused rather than silently not opened."""
-    (checkout.root / ".env").write_text(f"ENGINE=swarm\nSWARM_STORAGE={tmp_path}\n")
-    (checkout.root / "userlist").write_text("ann team-1\ngroup: team-1 egress=10.1.2.3:5432\n")
-    err = fails(invoke(checkout, "check"))
-    assert "userlist:2: group 'team-1' has egress=, which is not yet there on a swarm" in err
-    assert "(ENGINE=swarm in .env:1)" in err and "EGRESS_ALLOW" in err
-    (checkout.root / ".env").write_text(
-        f"ENGINE=swarm\nSWARM_STORAGE={tmp_path}\nEGRESS_ALLOW=10.1.2.3:5432\n"
-    )
-    (checkout.root / "userlist").write_text("ann team-1\n")
-    ok(invoke(checkout, "check"))
-
-
 def test_single_sign_on_hubs_hand_out_no_passwords(checkout: Paths):
     """With oidc or github the hub takes no passwords: login says where to sign in instead, and
     the tasks that hand out or make passwords say why they do not apply (rehearse before it

@@ -138,11 +138,12 @@ class SingleHost:
         elif part is Part.FRONT_DOOR:
             stack.wait_for_nginx(self.client, self.hub)
 
-    def firewall_said(self, since: float) -> list[str]:
+    def exams_applied(self, since: float) -> list[str | None]:
         found = stack.find_container(self.client, names.firewall_container(self.hub))
-        if found is None:
-            return []
-        return found.logs(since=int(since)).decode("utf-8", "replace").splitlines()
+        said = found.logs(since=int(since)).decode("utf-8", "replace") if found else ""
+        lines = [line.removeprefix(hubfile.EXAMS_APPLIED).strip() for line in said.splitlines()
+                 if line.startswith(hubfile.EXAMS_APPLIED)]  # fmt: skip
+        return [lines[-1] if lines else None]
 
     def container_status(self, name: str) -> str | None:
         found = stack.find_container(self.client, name)

@@ -11,8 +11,8 @@
   node that lacks it is named.
 On the hub's side (hub/classhub_hub): `services` (a student's server as a hardened service, and
 the socket proxy's allowlist for it), `swarmspawner` (the spawner that starts them) and
-`swarmguard` (the firewall's table in every node's namespace of the hub's overlay network).
-Not yet: exams, a group's own egress=, the bundled nginx.
+`swarmguard` (on every node: the firewall's table in the namespace of the hub's overlay
+network, and the egress policy, groups' egress= and exams in the node's own).
 
 The functions below are what the node tasks call: each reaches the manager (DOCKER_HOST, else
 the local socket) and the node named over SSH.

@@ -8,8 +8,9 @@ of the shared storage where each task says its table is loaded (`hubfile.GUARD_W
   lands there; with NET_ADMIN and SYS_ADMIN (to enter that namespace) and Docker's namespaces
   bound (`rslave`, so later ones appear);
 - `<hub>-firewall-node` guards what leaves the overlay on the node (its docker_gwbridge), in the
-  node's own namespace: on the host's network, with NET_ADMIN alone, EGRESS_ALLOW its only
-  exceptions.
+  node's own namespace: on the host's network, with the same capabilities (SYS_ADMIN to enter
+  each container's namespace, where it finds a server's address on that bridge) and bind. The
+  exceptions, groups' and exams it reads in the words folder, where the socket proxy copies them.
 Setup waits for every node's words; the socket proxy starts no student's server while one is
 missing or stale. The component's recipe (`Service.kwargs`) is both services' recipes, by
 `hubfile.GUARD_TABLES`: one spec hash, so both are made from the same settings and image.
@@ -24,7 +25,7 @@ import docker
 import docker.errors
 import docker.types
 
-from ... import hubfile, names, render
+from ... import hubfile, names
 from ...components import Component
 from ...console import Echo
 from ...errors import UserError
@@ -35,7 +36,7 @@ from ..single_host import stack
 from ..single_host.builder import find as find_image
 
 NETNS = "/var/run/docker/netns"
-# The guard's caps: nftables in the namespace (NET_ADMIN), and entering it (SYS_ADMIN).
+# The guards' caps: nftables in a namespace (NET_ADMIN), and entering one (SYS_ADMIN).
 CAPS = ["NET_ADMIN", "SYS_ADMIN"]
 
 
@@ -66,7 +67,8 @@ def service(
         "labels": labels,
         "container_labels": labels,
     }
-    word = docker.types.Mount(words(settings), words(settings), type="bind")
+    mounts = [docker.types.Mount(NETNS, NETNS, type="bind", propagation="rslave"),
+              docker.types.Mount(words(settings), words(settings), type="bind")]  # fmt: skip
     between = [*guard, "--network-id", where.network_id, "--hub-ip", where.address,
                "--port", str(hubfile.HUB_API_PORT)]  # fmt: skip
     overlay = {
@@ -75,17 +77,16 @@ def service(
         "command": between,
         "networks": [names.network(hub)],
         "cap_add": CAPS,
-        "mounts": [docker.types.Mount(NETNS, NETNS, type="bind", propagation="rslave"), word],
+        "mounts": mounts,
         "endpoint_spec": docker.types.EndpointSpec(mode="dnsrr"),
     }
-    allow = json.dumps(render.egress_targets(settings.egress_allow), separators=(",", ":"))
     node = {
         **common,
         "name": name(hub, "node"),
-        "command": [*guard, "--node", "--allow", allow],
+        "command": [*guard, "--node", "--servers", where.servers],
         "networks": ["host"],
-        "cap_add": ["NET_ADMIN"],
-        "mounts": [word],
+        "cap_add": CAPS,
+        "mounts": mounts,
     }
     return Service(component, {"overlay": overlay, "node": node}, inputs=image)
 
@@ -195,6 +196,20 @@ def wait(client: docker.DockerClient, settings: Settings, since: float, timeout:
                 "is not started. What it said:\n" + logs(client, settings.hub_name, since)
             )
         time.sleep(0.5)
+
+
+def exams_applied(client: docker.DockerClient, settings: Settings) -> list[str | None]:
+    """What the guard of each node that takes servers says it enforces (its word's "exams", as
+    hubfile.EXAMS_APPLIED's line words it); None where its word is missing or stale."""
+    folder, found = words(settings), []
+    for host in ready_nodes(client):
+        try:
+            said = json.loads(hubfile.guard_word(folder, host, "node").read_text())
+            fresh = time.time() - float(said["loaded"]) < hubfile.GUARD_WORD_FRESH
+            found.append(str(said["exams"]) if fresh else None)
+        except (OSError, ValueError, KeyError, TypeError):
+            found.append(None)
+    return found
 
 
 def logs(client: docker.DockerClient, hub: str, since: float, tail: int = 15) -> str:

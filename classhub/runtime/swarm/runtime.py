@@ -108,8 +108,8 @@ class Swarm(SingleHost):
         else:
             super().wait_ready(part, since)
 
-    def firewall_said(self, since: float) -> list[str]:
-        return guard.logs(self.client, self.hub, since, tail=200).splitlines()
+    def exams_applied(self, since: float) -> list[str | None]:
+        return guard.exams_applied(self.client, self.settings)
 
     def container_status(self, name: str) -> str | None:
         if name == names.firewall_container(self.hub):  # a service, not a container
