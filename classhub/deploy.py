@@ -218,8 +218,22 @@ def docker_steps(
                 steps += _schema_steps(paths, config, rt, echo, deferred=deferred)
         hub_action = hub_action or step.run is not None
         steps.append(step)
+    steps += _front_door_left_step(rt, settings)
     steps.append(hub_sync_step(rt, settings, roster, api, echo, hub_changes=hub_action))
     return steps
+
+
+def _front_door_left_step(rt: Runtime, settings) -> list[Step]:
+    """The bundled nginx of an earlier PROXY=nginx, which PROXY no longer asks for: it would
+    keep HTTPS_PORT and HTTP_PORT from the site's own nginx. It goes (it holds no data)."""
+    if components.has(settings, Part.FRONT_DOOR):
+        return []
+    name = names.nginx_container(settings.hub_name)
+    found = rt.container_status(name)
+    if found is None:
+        return []
+    return [Step(f"front door {name} (nginx)", found, f"remove (PROXY={settings.proxy})",
+                 partial(rt.remove_container, name))]  # fmt: skip
 
 
 def _component_step(

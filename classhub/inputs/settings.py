@@ -821,13 +821,12 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
                     "mount the shared filesystem (NFS) at the same path on this server and every "
                     "node and name it, e.g. SWARM_STORAGE=/srv/classhub-shared (docs/swarm.md)")
         )  # fmt: skip
-    if values["engine"] == "swarm" and values["proxy"] == "nginx":
+    front = {values["https_port"]: "HTTPS_PORT", values["http_port"]: "HTTP_PORT"}
+    if values["engine"] == "swarm" and values["proxy"] == "nginx" and values["port"] in front:
         problems.append(
-            Problem(sources["PROXY"], "PROXY=nginx is not yet there on a swarm (the bundled nginx "
-                    "reaches the hub on its network, which on a swarm this server's own programs "
-                    "cannot)",
-                    "use PROXY=none with this server's own nginx in front (invoke nginx prints "
-                    "its block), or ENGINE=docker")
+            Problem(sources["PORT"], f"PORT is {values['port']}, as {front[values['port']]} is: "
+                    "on a swarm the bundled nginx reaches the hub at PORT on this server's "
+                    "loopback", "give PORT another port, e.g. PORT=8000")
         )  # fmt: skip
     if values["engine"] == "swarm" and values["disk_store"]:
         problems.append(

@@ -192,6 +192,9 @@ class Runtime(Protocol):
 
     def stop_container(self, name: str) -> None: ...
 
+    def remove_container(self, name: str) -> None:
+        """Stop and remove one of the hub's containers (none: nothing to do)."""
+
     def hub_api(self, paths: Paths, settings: Settings) -> HubAPI:
         """The hub's REST API as this host reaches it on this engine."""
 

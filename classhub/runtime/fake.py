@@ -272,6 +272,10 @@ class FakeEngine:
             self.containers[name].status = "exited"
             self._did(f"stop container {name}")
 
+    def remove_container(self, name: str) -> None:
+        if self.containers.pop(name, None) is not None:
+            self._did(f"remove container {name}")
+
     def hub_api(self, paths: Paths, settings: Settings) -> hubapi.HubAPI:
         return FakeHubAPI(settings, self)
 

@@ -802,6 +802,91 @@ def test_setup_on_the_swarm_runs_the_class_on_the_workers_with_files_that_follow
     assert students["s1"].run("print(open('before.txt').read())").strip() == "kept"
 
 
+def test_an_exam_on_the_swarm_cuts_its_group_off_on_every_node_and_stop_gives_it_back(
+    swarm: Swarm, outside: Outside
+):
+    """The setup test's class, its servers on both workers: team-b (s2, s3, s4) in an exam
+    reaches the hub alone, whichever node its servers are on, with no restart; s1 (team-a alone)
+    is untouched; a server started during the exam starts cut off; stop gives them back."""
+    url = f"http://{swarm.nodes['manager'].address}:{swarm.port}/{swarm.hub}/"
+    passwords = _passwords(swarm)
+    students = {user: Browser(url, user) for user in ("s1", "s2", "s3", "s4")}
+    for user, student in students.items():
+        assert student.login(passwords[user]).status_code == 302, user
+        student.start()
+        assert student.open_lab().status_code == 200, user
+    placed = {user: _placed(swarm, user) for user in students}
+    # The swarm spreads the four over the two workers: team-b's three are on both.
+    assert {placed[u] for u in ("s2", "s3", "s4")} == set(WORKERS), placed
+    before = {u: swarm.manager.services.get(names.user_container(swarm.hub, u)).id for u in placed}
+    kernel = students["s3"].new_kernel()
+    students["s3"].run_in(kernel, "answer = 41")
+    hub = (names.hub_container(swarm.hub), hubfile.HUB_API_PORT)
+    try:
+        said = swarm.invoke("exam", "start", "--group", "team-b")
+        assert said.returncode == 0, said.stdout + said.stderr
+        # Counted by the guards of both workers together.
+        assert "Exam mode for group team-b until invoke exam stop: its 3 running server(s)" in (
+            said.stdout), said.stdout  # fmt: skip
+        for user in ("s2", "s3", "s4"):
+            cut = reach(students[user], (outside.internet, PORT), (outside.allowed, PORT),
+                        (outside.group_allowed, PORT), hub)  # fmt: skip
+            assert all(refused_at_once(r) for r in cut[:3]) and cut[3] == "open", (user, cut)
+        assert reach(students["s1"], (outside.internet, PORT), (outside.group_allowed, PORT)) == [
+            "open", "open"]  # fmt: skip
+        assert students["s3"].run_in(kernel, "print(answer + 1)").strip() == "42"
+        status = swarm.invoke("status")
+        assert "In an exam (their servers reach the hub alone): team-b until invoke exam stop" in (
+            status.stdout), status.stdout  # fmt: skip
+        # s2's server started again during the exam starts cut off, wherever it lands.
+        students["s2"].stop()
+        students["s2"].start()
+        assert students["s2"].open_lab().status_code == 200
+        assert refused_at_once(reach(students["s2"], (outside.internet, PORT))[0])
+        before["s2"] = swarm.manager.services.get(names.user_container(swarm.hub, "s2")).id
+    finally:
+        stopped = swarm.invoke("exam", "stop", "--group", "team-b")
+    assert stopped.returncode == 0 and "Exam over for group team-b" in stopped.stdout, (
+        stopped.stdout + stopped.stderr)  # fmt: skip
+    for user in ("s2", "s3", "s4"):
+        assert reach(students[user], (outside.internet, PORT)) == ["open"], user
+    assert reach(students["s2"], (outside.group_allowed, PORT)) == ["open"]  # team-a's again
+    assert students["s3"].run_in(kernel, "print(answer)").strip() == "41"
+    after = {u: swarm.manager.services.get(names.user_container(swarm.hub, u)).id for u in placed}
+    assert after == before  # no server was restarted by the exam
+
+
+def test_the_bundled_nginx_fronts_the_hub_on_the_swarm(swarm: Swarm):
+    """PROXY=nginx on the swarm: nginx, on the manager's own network, serves HTTPS and reaches
+    the hub at its port published at BIND_ADDRESS (loopback by default; here the manager's
+    address, which the tests reach), as a site's own nginx would; a student logs in through it
+    and runs code on a worker. PROXY=none again after, for the tests that follow."""
+    manager = swarm.nodes["manager"].address
+    https, http = free_port(), free_port()
+    set_env(swarm.paths, {"PROXY": "nginx", "HTTPS_PORT": str(https), "HTTP_PORT": str(http)})
+    try:
+        done = swarm.invoke("setup")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        hub = swarm.manager.containers.get(names.hub_container(swarm.hub))
+        assert hub.attrs["HostConfig"]["PortBindings"] == {
+            f"{hubfile.PROXY_PORT}/tcp": [{"HostIp": manager, "HostPort": str(swarm.port)}]
+        }
+        conf = (swarm.paths.state_dir / "nginx.conf").read_text()
+        assert f"proxy_pass http://{manager}:{swarm.port};" in conf, conf
+        s3 = Browser(f"https://{manager}:{https}/{swarm.hub}/", "s3")
+        assert s3.login(_passwords(swarm)["s3"]).status_code == 302
+        s3.start()
+        assert s3.open_lab().status_code == 200
+        assert s3.run("print(6 * 7)").strip() == "42"
+        assert _placed(swarm, "s3") in WORKERS
+    finally:
+        set_env(swarm.paths, {"PROXY": "none"})
+        done = swarm.invoke("setup")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    front = {"name": names.nginx_container(swarm.hub)}
+    assert swarm.manager.containers.list(all=True, filters=front) == []  # setup took it away
+
+
 def _passwords(swarm: Swarm) -> dict[str, str]:
     logins = invoke(swarm.paths, "login", "--csv", env=swarm.env)
     assert logins.returncode == 0, logins.stderr

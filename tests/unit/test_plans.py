@@ -109,6 +109,22 @@ def test_postgres_and_the_bundled_nginx_come_in_their_places_around_the_hub(
     assert (clone.secrets_dir / "postgres_password").exists()
 
 
+def test_the_bundled_nginx_goes_when_proxy_no_longer_asks_for_it(clone: Paths, engine: FakeEngine):
+    """It would keep HTTPS_PORT and HTTP_PORT from the site's own nginx; the hub's port is
+    published again in its place (the hub replaced)."""
+    shutil.copytree(PROJECT / "nginx", clone.root / "nginx", dirs_exist_ok=True)
+    run(commands.setup, clone, env(PROXY="nginx", PUBLIC_URL="https://hub.example.edu/math/"))
+    assert names.nginx_container(HUB) in engine.containers
+    before = len(engine.events)
+    printed = run(commands.setup, clone, env(PROXY="none"))
+    row = f"front door {names.nginx_container(HUB)} (nginx)"
+    assert plan_rows(printed)[row] == ("running", "remove (PROXY=none)")
+    assert f"remove container {names.nginx_container(HUB)}" in made(engine, before)
+    assert names.nginx_container(HUB) not in engine.containers
+    again = run(commands.setup, clone, env(PROXY="none"))
+    assert row not in again  # gone: nothing to do
+
+
 def test_sync_after_a_roster_edit_makes_only_the_new_volumes_and_hub_users(
     clone: Paths, engine: FakeEngine
 ):

@@ -338,18 +338,21 @@ def test_a_long_value_is_quoted_briefly():
         assert shown and len(shown) < 500 and "characters)" in shown, shown[:600]
 
 
-def test_a_swarm_needs_its_shared_storage_and_no_disk_store(tmp_path):
+def test_a_swarm_needs_its_shared_storage_no_disk_store_and_a_port_of_its_own_behind_nginx(
+    tmp_path,
+):
     assert load("")[0].engine == "docker"
     settings, problems, _ = load(f"ENGINE=Swarm\nSWARM_STORAGE={tmp_path}\n")
     assert problems == [] and (settings.engine, settings.swarm_storage) == ("swarm", str(tmp_path))
     problem = only_problem("ENGINE=swarm\n")
     assert (problem.what, problem.where) == ("ENGINE=swarm needs SWARM_STORAGE", "default")
     assert "docs/swarm.md" in problem.fix
-    _, problems, _ = load(
-        f"ENGINE=swarm\nSWARM_STORAGE={tmp_path}\nPROXY=nginx\n"
-        "PUBLIC_URL=https://jupyter.uni.edu/hub/\n"
+    nginx = (
+        f"ENGINE=swarm\nSWARM_STORAGE={tmp_path}\nPROXY=nginx\nPUBLIC_URL=https://j.uni.edu/hub/\n"
     )
-    assert [p.what.split(" (")[0] for p in problems] == ["PROXY=nginx is not yet there on a swarm"]
+    assert load(nginx)[1] == []  # the bundled nginx reaches the hub at PORT on loopback
+    (problem,) = load(nginx + "PORT=443\n")[1]
+    assert problem.what.startswith("PORT is 443, as HTTPS_PORT is") and problem.where == ".env:5"
     # A DISK_STORE must be on btrfs, which these tests' folders are not: the check alone.
     values = {**vars(settings), "disk_store": "/srv/classhub-disks"}
     (problem,) = settings_mod._cross_checks(values, {**settings.sources, "DISK_STORE": ".env:3"})

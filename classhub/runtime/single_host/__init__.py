@@ -154,6 +154,11 @@ class SingleHost:
         if found is not None:
             found.stop(timeout=20)
 
+    def remove_container(self, name: str) -> None:
+        found = stack.find_container(self.client, name)
+        if found is not None:
+            found.remove(force=True)
+
     def hub_api(self, paths: Paths, settings: Settings) -> HubAPI:
         """On the published port, or (behind the bundled nginx, where nothing is published) at
         the hub's own address on its network."""

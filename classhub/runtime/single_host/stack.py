@@ -446,14 +446,21 @@ def _db_service(client, paths: Paths, settings: Settings, component: Component,
 
 def _nginx_service(client, paths: Paths, settings: Settings, component: Component,
                    where: Where) -> Service:  # fmt: skip
-    """The bundled front door (PROXY=nginx): nginx on the host's network, so it sees each
-    student's own address (for the login rate limit) and reaches the hub at its fixed address;
-    the hub's port is then not published at all. Its master starts as root to bind the ports
-    and read the key, its workers run as www-data."""
+    """The bundled front door (PROXY=nginx), reaching the hub at its fixed address; the hub's
+    port is then not published at all."""
+    upstream = f"{where.address}:{hubfile.PROXY_PORT}"
+    return nginx_service(client, paths, settings, component, upstream)
+
+
+def nginx_service(client, paths: Paths, settings: Settings, component: Component,
+                  upstream: str) -> Service:  # fmt: skip
+    """The bundled front door: nginx on the host's network, so it sees each student's own
+    address (for the login rate limit), reaching the hub at `upstream` (HOST:PORT). Its master
+    starts as root to bind the ports and read the key, its workers run as www-data."""
     hub = settings.hub_name
     cert, key = tls.cert_paths(paths, settings)
     conf_path = paths.state_dir / "nginx.conf"
-    conf = render.nginx_bundled(paths, settings, f"{where.address}:{hubfile.PROXY_PORT}")
+    conf = render.nginx_bundled(paths, settings, upstream)
     pair = hashlib.sha256()
     for path in (cert, key):
         with contextlib.suppress(OSError):  # made by an earlier step when missing at planning

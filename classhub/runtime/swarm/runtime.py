@@ -1,11 +1,13 @@
 """ENGINE=swarm: one hub whose students' servers are services on the nodes of a Docker swarm.
 
 This server's engine is the swarm's manager, and the hub's own parts (the socket proxy, the
-database and the hub; not yet the bundled nginx) run on it as containers, as on one server:
+database, the hub and the bundled nginx) run on it as containers, as on one server:
 `single_host.SingleHost` makes them, and this class changes what differs on a swarm:
 - the hub's network is an overlay (attachable: the hub's container joins it at its fixed
   address, the students' services beside it, on any node); the hub is made on a bridge of its
-  own, `<HUB_NAME>-front`, where its port is published, and joins the overlay after;
+  own, `<HUB_NAME>-front`, where its port is published (at BIND_ADDRESS:PORT, behind the
+  bundled nginx too: this server's programs, nginx and classhub, cannot reach the overlay),
+  and joins the overlay after;
 - the firewall is `guard`'s two global services, one task each on every node;
 - the socket proxy is given the shared storage (`--swarm-storage`): it then lets the hub make
   students' services, and makes a newcomer's home as a folder there;
@@ -27,10 +29,11 @@ from typing import Any
 
 import docker
 
-from ... import names, render
+from ... import hubfile, names, render, secrets
 from ...components import Component, Part
 from ...console import Echo
 from ...errors import UserError
+from ...hubapi import HubAPI
 from ...inputs.settings import Settings
 from ...paths import Paths
 from .. import Service
@@ -89,6 +92,7 @@ class Swarm(SingleHost):
             Part.FIREWALL: guard.service,
             Part.SOCKET_PROXY: _socket_proxy_service,
             Part.HUB: _hub_service,
+            Part.FRONT_DOOR: _nginx_service,
         }
         return stack.services(self.client, paths, settings, makers)
 
@@ -107,6 +111,10 @@ class Swarm(SingleHost):
             guard.wait(self.client, self.settings, since)
         else:
             super().wait_ready(part, since)
+
+    def hub_api(self, paths: Paths, settings: Settings) -> HubAPI:
+        """At its published port, behind the bundled nginx too (`_hub_service`)."""
+        return HubAPI(settings, lambda: secrets.api_token(paths))
 
     def exams_applied(self, since: float) -> list[str | None]:
         return guard.exams_applied(self.client, self.settings)
@@ -197,8 +205,20 @@ def _hub_service(
     network, front = names.network(settings.hub_name), names.front_network(settings.hub_name)
     kwargs = {k: v for k, v in made.kwargs.items() if k != "networking_config"}
     kwargs["network"] = front
+    # Published at BIND_ADDRESS:PORT behind the bundled nginx too (below).
+    kwargs["ports"] = {f"{hubfile.PROXY_PORT}/tcp": (settings.bind_address, settings.port)}
     return dataclasses.replace(made, kwargs=kwargs, join=(network, *made.join),
                                addresses=((network, where.address),))  # fmt: skip
+
+
+def _nginx_service(
+    client: docker.DockerClient, paths: Paths, settings: Settings, component: Component,
+    where: stack.Where,
+) -> Service:  # fmt: skip
+    """The one-server bundled nginx, reaching the hub at its published port (BIND_ADDRESS, on
+    loopback by default) as a site's own nginx would: this server's own programs cannot reach
+    the hub's overlay."""
+    return stack.nginx_service(client, paths, settings, component, settings.upstream)
 
 
 def connect(environ: Mapping[str, str], settings: Settings) -> Swarm:
