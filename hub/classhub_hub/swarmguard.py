@@ -211,9 +211,10 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"guard what leaves the overlays through {GATEWAY}")  # fmt: skip
     parser.add_argument("--servers", help="with --node: the range of the servers' addresses on "
                         "the overlay")  # fmt: skip
-    parser.add_argument("--every", type=float, default=0.5, help="seconds between checks")
+    parser.add_argument("--every", type=float, default=0.5,
+                        help="seconds between checks of the inputs and namespaces")  # fmt: skip
     parser.add_argument("--check-every", type=float, default=5.0,
-                        help="with --node: seconds between checks of the table")  # fmt: skip
+                        help="seconds between checks of the table itself")  # fmt: skip
     parser.add_argument("--word", type=Path, help="the folder it writes its word to")
     parser.add_argument("--say-every", type=float, default=WORD_EVERY,
                         help="seconds between words while loaded")  # fmt: skip
@@ -237,18 +238,19 @@ def guard_overlay(args: argparse.Namespace, node: str) -> None:
     shown = f"{BRIDGE} in {where.name}"
     script = firewall.ruleset(args.table, BRIDGE, args.hub_ip, args.port, args.max_connections)
     print(f"swarm firewall on {node}: guarding {shown} (table inet {args.table})", flush=True)
-    loaded, seen, failed, said = "", None, "", 0.0
+    loaded, seen, failed, said, checked = "", None, "", 0.0, 0.0
     while True:
         try:  # a namespace made anew is another file
             made: int | None = where.stat().st_ino
         except OSError:
             made = None
+        due = time.monotonic() - checked >= args.check_every  # the table itself, less often
         if made is None:
             if seen is not None:
                 print(f"swarm firewall on {node}: {shown} is gone (no container of the "
                       "network here); waiting for it", flush=True)  # fmt: skip
             seen = None
-        elif made != seen or listed(where, args.table) != loaded:
+        elif made != seen or (due and listed(where, args.table) != loaded):
             try:
                 loaded = load(where, args.table, script)
                 seen, failed = made, ""
@@ -259,6 +261,8 @@ def guard_overlay(args: argparse.Namespace, node: str) -> None:
                     print(f"swarm firewall on {node}: error: {exc}", flush=True)
                 failed = str(exc)
                 seen = None
+        if due:
+            checked = time.monotonic()
         if args.word and seen is not None and time.monotonic() - said >= args.say_every:
             said = _say(args.word, node, "overlay", {}) or said
         time.sleep(args.every)
