@@ -9,8 +9,9 @@ of the shared storage where each task says its table is loaded (`hubfile.GUARD_W
   bound (`rslave`, so later ones appear);
 - `<hub>-firewall-node` guards what leaves the overlay on the node (its docker_gwbridge), in the
   node's own namespace: on the host's network, with the same capabilities (SYS_ADMIN to enter
-  each container's namespace, where it finds a server's address on that bridge) and bind. The
-  exceptions, groups' and exams it reads in the words folder, where the socket proxy copies them.
+  each container's namespace, where it finds a server's address on that bridge) and bind; it
+  reads the hub file (the exceptions, the groups), the exams and which server is whose in the
+  words folder, where the socket proxy keeps them.
 Setup waits for every node's words; the socket proxy starts no student's server while one is
 missing or stale. The component's recipe (`Service.kwargs`) is both services' recipes, by
 `hubfile.GUARD_TABLES`: one spec hash, so both are made from the same settings and image.
@@ -198,15 +199,17 @@ def wait(client: docker.DockerClient, settings: Settings, since: float, timeout:
         time.sleep(0.5)
 
 
-def exams_applied(client: docker.DockerClient, settings: Settings) -> list[str | None]:
+def exams_applied(
+    client: docker.DockerClient, settings: Settings, since: float
+) -> list[str | None]:
     """What the guard of each node that takes servers says it enforces (its word's "exams", as
-    hubfile.EXAMS_APPLIED's line words it); None where its word is missing or stale."""
+    hubfile.EXAMS_APPLIED's line words it); None where it has said nothing since `since` (it
+    says it at once when its exams change, else every 5 s)."""
     folder, found = words(settings), []
     for host in ready_nodes(client):
         try:
             said = json.loads(hubfile.guard_word(folder, host, "node").read_text())
-            fresh = time.time() - float(said["loaded"]) < hubfile.GUARD_WORD_FRESH
-            found.append(str(said["exams"]) if fresh else None)
+            found.append(str(said["exams"]) if float(said["loaded"]) >= since else None)
         except (OSError, ValueError, KeyError, TypeError):
             found.append(None)
     return found

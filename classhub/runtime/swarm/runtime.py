@@ -117,7 +117,7 @@ class Swarm(SingleHost):
         return HubAPI(settings, lambda: secrets.api_token(paths))
 
     def exams_applied(self, since: float) -> list[str | None]:
-        return guard.exams_applied(self.client, self.settings)
+        return guard.exams_applied(self.client, self.settings, since)
 
     def container_status(self, name: str) -> str | None:
         if name == names.firewall_container(self.hub):  # a service, not a container
