@@ -42,6 +42,17 @@ FIREWALL_FILE = "firewall.json"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"  # the kernel's, the same in every container
 
 
+def replace_whole(path: Path, data: str | bytes, mode: int | None = None) -> None:
+    """Write `path` as its readers must see it, whole or not at all: beside it first (a hidden
+    `.partial` file, given `mode`), then renamed over it. On the hub's side, where files the
+    firewall and the proxies read each other's words in are written."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    if mode is not None:
+        partial.chmod(mode)
+    partial.replace(path)
+
+
 def boot_id() -> str:
     """This kernel's boot: it changes at every reboot, and the firewall's table goes with it."""
     try:

@@ -52,7 +52,6 @@ import argparse
 import http.client
 import http.server
 import json
-import os
 import re
 import socket
 import sys
@@ -438,10 +437,8 @@ class Addresses:
             if found is None or found == self._written:
                 return
             text = json.dumps({"format": 1, "servers": found}, sort_keys=True)
-            partial = self._path.with_name(self._path.name + ".partial")
             try:
-                partial.write_text(text, encoding="utf-8")
-                os.replace(partial, self._path)
+                hubfile.replace_whole(self._path, text)
             except OSError as exc:  # said once; written when it can be
                 if self._failed != str(exc):
                     sys.stderr.write(f"writing {self._path} for the firewall failed: {exc}\n")
@@ -473,10 +470,7 @@ class Copies:
                 if stamp is None:
                     copy.unlink(missing_ok=True)
                 else:
-                    partial = copy.with_name(f".{copy.name}.partial")
-                    partial.write_bytes(source.read_bytes())
-                    partial.chmod(0o600)
-                    os.replace(partial, copy)
+                    hubfile.replace_whole(copy, source.read_bytes(), mode=0o600)
                 self._seen[source] = stamp
             except OSError as exc:  # said once; tried again next time
                 if self._failed.get(source) != str(exc):

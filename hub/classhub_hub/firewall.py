@@ -423,10 +423,8 @@ def loaded_here(table: str) -> None:
     student's server until then (hubfile.FIREWALL_FILE)."""
     path = Path(hubfile.ADDRESSES_IN_HUB) / hubfile.FIREWALL_FILE
     text = json.dumps({"boot_id": hubfile.boot_id(), "table": table, "loaded": time.time()})
-    partial = path.with_name(path.name + ".partial")
     try:
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)
+        hubfile.replace_whole(path, text)
     except OSError as exc:  # the proxy then refuses to start servers: it says so, and so do we
         print(f"firewall: error: {path} cannot be written ({exc})", flush=True)
 

@@ -102,11 +102,8 @@ def load(where: Path | None, table: str, script: str) -> str:
 def say(folder: Path, node: str, table: str, more: dict | None = None) -> None:
     """The word that the guard's table (hubfile.GUARD_TABLES) is loaded on this node now, with
     `more` (written whole, then renamed)."""
-    word = hubfile.guard_word(folder, node, table)
-    partial = folder / f".{word.name}.partial"
     said = {"loaded": time.time(), "boot_id": hubfile.boot_id(), **(more or {})}
-    partial.write_text(json.dumps(said))
-    os.replace(partial, word)
+    hubfile.replace_whole(hubfile.guard_word(folder, node, table), json.dumps(said))
 
 
 def local_addresses(fib_trie: str) -> frozenset[str]:
