@@ -19,6 +19,7 @@ engine is left as it was.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -59,6 +60,7 @@ class NodeSpec:
     # Folders of this machine it sees at the same path: the manager, the checkout classhub runs
     # from (on a real manager, where it is), for the files its containers bind from there.
     also: tuple[Path, ...] = ()
+    shared_mounts: bool = True  # as systemd makes them (start-node); False: a slave root alone
 
 
 @dataclass
@@ -127,6 +129,7 @@ def nested_nodes(
             created = client.api.create_container(
                 image, list(spec.dockerd), name=f"{name}-{host}", hostname=host, labels=labels,
                 host_config=host_config,
+                environment={"SHARED_MOUNTS": "yes" if spec.shared_mounts else "no"},
             )  # fmt: skip
             container = client.containers.get(created["Id"])
             container.start()
@@ -195,8 +198,9 @@ def class_swarm(
     name, port = f"{built_by}sw", free_port()
     paths = new_checkout(root / "clone", name, port)
     made = {
-        host: NodeSpec(spec.dockerd, elsewhere if spec.storage == "elsewhere" else spec.storage,
-                       spec.ssh, (paths.root,) if host == "manager" else ())
+        host: dataclasses.replace(
+            spec, storage=elsewhere if spec.storage == "elsewhere" else spec.storage,
+            also=(paths.root,) if host == "manager" else ())
         for host, spec in specs.items()
     }  # fmt: skip
     with nested_nodes(client, name, made, storage, key.with_suffix(".pub")) as nodes:

@@ -57,10 +57,11 @@ SPECS = {
     "worker2": NodeSpec(),
     # Servers add-node must refuse: an engine with live-restore and no shared storage at
     # SWARM_STORAGE (both said at once); another folder at that path; an engine that does not
-    # give containers no-new-privileges (seen once the images are there).
+    # give containers no-new-privileges, on a server whose mounts are not shared (both seen
+    # once the images are there).
     "odd": NodeSpec(dockerd=("--no-new-privileges", "--live-restore"), storage=None),
     "elsewhere": NodeSpec(storage="elsewhere"),
-    "nonnp": NodeSpec(dockerd=("--no-new-privileges=false",)),
+    "nonnp": NodeSpec(dockerd=("--no-new-privileges=false",), shared_mounts=False),
 }
 
 
@@ -117,7 +118,8 @@ def test_a_server_that_fails_a_check_is_refused_with_every_reason_and_nothing_ch
         swarm.ssh_name("odd"): ["cannot join", "nothing was changed", "live-restore",
                                 f"has no folder {swarm.storage} (SWARM_STORAGE)"],
         swarm.ssh_name("elsewhere"): ["is not the shared filesystem", STORAGE_MARK],
-        swarm.ssh_name("nonnp"): ["no-new-privileges", "daemon.json",
+        swarm.ssh_name("nonnp"): ["no-new-privileges", "daemon.json", "mounts are not shared",
+                                  "mount --make-rshared /",
                                   "it was not joined (the image loaded there stays"],
     }  # fmt: skip
     for host, said in cases.items():

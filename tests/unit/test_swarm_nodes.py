@@ -97,17 +97,38 @@ def test_every_engine_problem_is_named_at_once_with_its_fix():
     ]
 
 
+# The node's mounts as /proc/1/mountinfo lists them: systemd's (every mount shared), and a node
+# whose root is a slave alone (a container's, or a system without systemd) with /run apart.
+SHARED = "--- mounts\n27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+SLAVE = (
+    "--- mounts\n27 1 254:0 / / rw,relatime shared:1 master:1 - ext4 /dev/vda rw\n"
+    "30 27 0:25 / /run rw,nosuid master:7 - tmpfs tmpfs rw\n"
+    "41 30 0:4 net:[4026532184] /run/docker/netns/7e032390b829 rw shared:9 - nsfs nsfs rw\n"
+)
+
+
 def test_the_hardening_probe_refuses_a_node_without_no_new_privileges_or_with_swap():
     """What nodes.PROBE prints on a node (its engine's no-new-privileges, then /proc/swaps
-    without its header). The end-to-end tests run it on real nodes: with no-new-privileges and
-    without (refused); this machine has no swap, so a node with swap is this output alone."""
-    assert nodes.probe_problems("NoNewPrivs:\t1\n") == []
-    (found,) = nodes.probe_problems("NoNewPrivs:\t0\n")
+    without its header, then the node's mounts). The end-to-end tests run it on real nodes: with
+    no-new-privileges and without, mounts shared and not (refused); this machine has no swap,
+    so a node with swap is this output alone."""
+    assert nodes.probe_problems("NoNewPrivs:\t1\n" + SHARED) == []
+    (found,) = nodes.probe_problems("NoNewPrivs:\t0\n" + SHARED)
     assert "no-new-privileges" in found and "daemon.json" in found
     swap = "/swapfile  file  2097148  0  -2\n/dev/sda3  partition  1000  0  -3\n"
-    (found,) = nodes.probe_problems("NoNewPrivs:\t1\n" + swap)
+    (found,) = nodes.probe_problems("NoNewPrivs:\t1\n" + swap + SHARED)
     assert "it has swap on (/swapfile, /dev/sda3)" in found and "swapoff -a" in found
-    assert len(nodes.probe_problems("")) == 1  # nothing said: not shown to be hardened
+    assert len(nodes.probe_problems("")) == 2  # nothing said: not shown to be hardened
+
+
+def test_a_node_whose_docker_namespaces_would_not_reach_its_firewall_is_refused():
+    """The mount that holds /run/docker/netns must be shared: the closest one above it, here
+    /run (a slave alone), not / (shared) nor a namespace's own mount below it."""
+    (found,) = nodes.probe_problems("NoNewPrivs:\t1\n" + SLAVE)
+    assert "mount --make-rshared /" in found and "not shared" in found
+    assert nodes.shared_netns(SHARED.split("\n", 1)[1])
+    assert not nodes.shared_netns(SLAVE.split("\n", 1)[1])
+    assert not nodes.shared_netns("")  # nothing read: not shown to be shared
 
 
 def test_status_lists_the_swarm_nodes_with_this_hubs_servers_on_each(

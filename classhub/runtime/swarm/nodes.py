@@ -149,16 +149,23 @@ def storage_problem(node: docker.DockerClient, storage: str, mark: str) -> str |
 
 
 # Run once on a node, as a student's server runs: whether its engine gives containers
-# no-new-privileges, and the kernel's swap areas (/proc/swaps is the kernel's, in a container too).
-PROBE = "grep NoNewPrivs /proc/self/status; tail -n +2 /proc/swaps"
+# no-new-privileges, and the kernel's swap areas (/proc/swaps is the kernel's, in a container too);
+# then, seen from the node's own first process (the probe shares the node's process IDs), its mounts.
+MOUNTS = "--- mounts"
+PROBE = f"grep NoNewPrivs /proc/self/status; tail -n +2 /proc/swaps; echo '{MOUNTS}'; " + (
+    "cat /proc/1/mountinfo"
+)
+# Where Docker keeps its containers' network namespaces on a node (/var/run is /run).
+NETNS_PATHS = ("/run/docker/netns", "/var/run/docker/netns")
 
 
 def hardening_problems(node: docker.DockerClient, image_id: str) -> list[str]:
     """What keeps a node from running students' servers hardened as on one server, which a
-    service cannot ask for on this Docker version; each with what to do. Runs the image's shell
-    once, as a student's server runs: uid 1000, no network, no capabilities, read-only."""
+    service cannot ask for on this Docker version, or its firewall from seeing them; each with
+    what to do. Runs the image's shell once, as a student's server runs (uid 1000, no network,
+    no capabilities, read-only), but beside the node's own processes, to read their mounts."""
     said = node.containers.run(
-        image_id, ["sh", "-c", PROBE], entrypoint=[], user="1000:100",
+        image_id, ["sh", "-c", PROBE], entrypoint=[], user="1000:100", pid_mode="host",
         network_disabled=True, cap_drop=["ALL"], read_only=True, remove=True,
         labels={names.LABEL_KIND: "probe"},
     )  # fmt: skip
@@ -167,6 +174,7 @@ def hardening_problems(node: docker.DockerClient, image_id: str) -> list[str]:
 
 def probe_problems(said: str) -> list[str]:
     """What PROBE's output says is missing on the node."""
+    said, _, mounts = said.partition(MOUNTS + "\n")
     lines = said.splitlines()
     problems = []
     if not lines or lines[0].split() != ["NoNewPrivs:", "1"]:
@@ -181,7 +189,29 @@ def probe_problems(said: str) -> list[str]:
             "server off swap on this Docker version, so each could use twice its memory "
             "limit; turn swap off there (swapoff -a, and take it out of /etc/fstab)"
         )
+    if not shared_netns(mounts):
+        problems.append(
+            "its mounts are not shared (findmnt -o PROPAGATION / does not say shared), so the "
+            "firewall there would not see the students' servers Docker starts after it; run "
+            "mount --make-rshared / there at boot, before Docker (systemd does it itself)"
+        )
     return problems
+
+
+def shared_netns(mountinfo: str) -> bool:
+    """Whether the mount that holds Docker's folder of network namespaces (the longest mount
+    point above it, in /proc/1/mountinfo's lines) is shared: a mount Docker makes there then
+    reaches the firewall's tasks, which bind that folder."""
+    best: tuple[int, bool] = (-1, False)
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if "-" not in fields or len(fields) < 7:
+            continue
+        point, optional = fields[4], fields[6 : fields.index("-")]
+        above = any(p == point or p.startswith(point.rstrip("/") + "/") for p in NETNS_PATHS)
+        if above and len(point) > best[0]:
+            best = (len(point), any(f.startswith("shared:") for f in optional))
+    return best[1]
 
 
 def _refused(target: ssh.Target, info: dict, problems: list[str], changed: str) -> UserError:
