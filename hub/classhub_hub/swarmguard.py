@@ -129,16 +129,17 @@ class Sandboxes:
     """The containers on this node (Docker's sandboxes, one namespace each in NETNS) and their
     IPv4 addresses, each namespace read (entered) while new, then remembered while it lasts. A
     file that is no namespace (yet: Docker makes the file, then mounts the namespace on it,
-    which gives it another inode; or left by a killed Docker) is tried while new, then again
-    only once its inode changes. A namespace Docker mounts later reaches this guard only where
+    which gives it another inode; or left by a killed Docker, which may leave hundreds) is
+    tried once, then again only once its inode changes. A namespace Docker mounts later reaches this guard only where
     the node's root is a shared mount (systemd's default; docs/swarm.md)."""
 
     def __init__(self, folder: Path = NETNS):
         self.folder = folder
-        self.known: dict[str, tuple[int, float, frozenset[str]]] = {}  # name: inode, seen, found
+        # name: inode, first seen, its addresses (None: no namespace there)
+        self.known: dict[str, tuple[int, float, frozenset[str] | None]] = {}
 
     def scan(self) -> list[frozenset[str]]:
-        now: dict[str, tuple[int, float, frozenset[str]]] = {}
+        now: dict[str, tuple[int, float, frozenset[str] | None]] = {}
         try:
             entries = list(os.scandir(self.folder))
         except OSError:
@@ -151,15 +152,17 @@ class Sandboxes:
             except OSError:
                 continue
             old = self.known.get(entry.name)
-            seen = old[1] if old is not None and old[0] == inode else time.monotonic()
-            if old is not None and old[0] == inode and time.monotonic() - seen > SETTLING:
+            if old is not None and old[0] != inode:
+                old = None  # another file by that name now: new
+            if old is not None and (old[2] is None or time.monotonic() - old[1] > SETTLING):
                 now[entry.name] = old
                 continue
+            seen = old[1] if old is not None else time.monotonic()
             done = inside(Path(entry.path), "cat", "/proc/net/fib_trie")
-            found = local_addresses(done.stdout) if done.returncode == 0 else frozenset()
+            found = local_addresses(done.stdout) if done.returncode == 0 else None
             now[entry.name] = (inode, seen, found)
         self.known = now
-        return [found for _, _, found in now.values()]
+        return [found for _, _, found in now.values() if found is not None]
 
 
 def on_bridge(

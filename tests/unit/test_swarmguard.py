@@ -53,6 +53,32 @@ def test_the_hubs_servers_here_are_known_by_their_bridge_address_and_other_conta
     assert others == {"10.0.2.5", "172.18.0.5", "172.17.0.2"}  # never cut by this hub's exams
 
 
+def test_a_file_that_is_no_namespace_is_entered_once_and_a_new_namespace_until_it_settles(
+    tmp_path, monkeypatch
+):
+    """Docker leaves files of killed containers' namespaces behind, hundreds on a busy node: each
+    is tried once, not twice a second. A container's namespace is read again while Docker may
+    still be adding its interfaces."""
+    import subprocess
+
+    (tmp_path / "stale").touch()
+    (tmp_path / "ann").touch()
+    (tmp_path / "1-abcdef0123").touch()  # the overlay's own: never entered
+    entered = []
+
+    def inside(where, *command, script=None):
+        entered.append(where.name)
+        ok = where.name == "ann"
+        return subprocess.CompletedProcess(command, 0 if ok else 1, FIB_TRIE if ok else "", "")
+
+    monkeypatch.setattr(swarmguard, "inside", inside)
+    sandboxes = swarmguard.Sandboxes(tmp_path)
+    for _ in range(3):
+        assert sandboxes.scan() == [frozenset({"10.0.1.5", "172.18.0.3"})]
+    assert entered.count("stale") == 1 and entered.count("ann") == 3
+    assert "1-abcdef0123" not in entered
+
+
 def test_the_network_of_an_interface_this_namespace_has_and_none_of_one_it_lacks():
     assert swarmguard.interface_network("lo") == "127.0.0.0/8"
     assert swarmguard.interface_network("no-such-if") == ""
