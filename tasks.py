@@ -285,3 +285,48 @@ def prewarm(c, group="", users="", at="", hold=""):
     """Start a class's servers, each with a kernel ready, before it begins (now or --at 08:50)."""
     with user_errors():
         commands.prewarm(PATHS, os.environ, Output(), group, users, at, hold)
+
+
+@task(
+    help={
+        "source": "the material: a folder on this server, or a git repository (address or path)",
+        "to": "hand out to this group's members (with --to-group-folder: into its folder)",
+        "users": "comma-separated users to hand out to (default: every user who is not an admin)",
+        "as": "the folder's name in their homes (default: SOURCE's own name)",
+        "to_group_folder": "into group folders instead of homes (every group's, or --to GROUP's)",
+        "dry_run": "print what each student would get and write nothing",
+    },
+)
+def handout(c, source, to="", users="", as_="", to_group_folder=False, dry_run=False):
+    """Hand SOURCE out into students' homes as NAME/ (again: new files arrive, theirs are kept)."""
+    with user_errors():
+        commands.handout(PATHS, os.environ, Output(), source, to, users, as_, to_group_folder,
+                         dry_run)  # fmt: skip
+
+
+@task(
+    help={
+        "name": "the handed-out folder (handout's --as NAME)",
+        "due": "mark files changed after this as late: 'YYYY-MM-DD HH:MM' or HH:MM today",
+        "groups": "collect the group folders it was handed into, one submission a group",
+        "max_size": "skip (and list) files larger than this (default 100M)",
+    },
+)
+def collect(c, name, due="", groups=False, max_size=""):
+    """Copy every student's NAME/ into assignments/NAME/collected-<time>/ with CSV tables."""
+    with user_errors():
+        commands.collect(PATHS, os.environ, Output(), name, due, groups, max_size)
+
+
+@task(
+    name="return",
+    help={
+        "name": "the handed-out folder (handout's --as NAME)",
+        "folder": "a folder on this server holding <student>/... (e.g. nbgrader's feedback)",
+        "groups": "FOLDER holds <group>/...: return into the group folders",
+    },
+)
+def return_(c, name, folder, groups=False):
+    """Put FOLDER/<student>/... into each student's NAME/feedback/, to read in JupyterLab."""
+    with user_errors():
+        commands.return_feedback(PATHS, os.environ, Output(), name, folder, groups)

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from . import backup as backup_mod
 from . import (
+    assignments,
     components,
     credentials,
     deploy,
@@ -36,6 +36,7 @@ from . import (
     render,
     wait,
 )
+from . import backup as backup_mod
 from . import exams as exams_mod
 from . import prewarm as prewarm_mod
 from . import rehearse as rehearse_mod
@@ -1230,3 +1231,116 @@ def _roster_csv(paths: Paths, roster: Roster) -> str:
     for user in roster.users:
         writer.writerow([user.name, creds[user.name].password])
     return buffer.getvalue()
+
+
+# --- course materials (assignments.py; docs/assignments.md) -----------------------------------
+
+
+@changes("handout")
+def handout(
+    paths: Paths, environ: Mapping[str, str], out: Output, source: str, to: str = "",
+    users: str = "", name: str = "", group_folder: bool = False, dry_run: bool = False,
+) -> list[assignments.Delivery]:  # fmt: skip
+    """Hand SOURCE (a folder or a git repository) into the chosen homes or group folders."""
+    cfg = load(paths, environ, out)
+    return _handout(paths, cfg, runtime(environ, cfg.settings), out, source, to, users, name,
+                    group_folder, dry_run)  # fmt: skip
+
+
+def _handout(
+    paths: Paths, cfg: Config, rt: Runtime, out: Output, source: str, to: str = "",
+    users: str = "", name: str = "", group_folder: bool = False, dry_run: bool = False,
+) -> list[assignments.Delivery]:  # fmt: skip
+    hub = cfg.settings.hub_name
+    chosen = assignments.targets(cfg.roster, hub, to, users.split(","), group_folder)
+    given_name = name or Path(source.rstrip("/")).name.removesuffix(".git")
+    assignments.check_name(given_name, "--as" if name else "SOURCE's folder name (or --as NAME)")
+    material = assignments.read_source(source, Path.cwd())
+    assignments.missing_volumes(rt, chosen)
+    where = "group folders" if group_folder else "homes"
+    out.info(f"{'Would hand' if dry_run else 'Handing'} out {len(material.files)} file(s) from "
+             f"{source} as {given_name}/ into {len(chosen)} {where}:")  # fmt: skip
+    for left in material.left_out:
+        out.warn(f"{source}: {left} is a link or not a regular file; not handed out")
+    done = assignments.handout(paths, rt, material, given_name, chosen, dry_run, out.progress)
+    assignments.report(done, given_name, out.info)
+    failed = [d.target.key for d in done if d.problem]
+    if dry_run:
+        out.info("Dry run: nothing was written.")
+    else:
+        out.info(f"Done: {len(done) - len(failed)} of {len(done)} {where} have {given_name}/ "
+                 f"(record: {paths.show(assignments.folder_of(paths, given_name))}/"
+                 f"{assignments.RECORD}).")  # fmt: skip
+    if failed:
+        raise UserError(f"nothing was handed to {', '.join(failed)}: see above why")
+    return done
+
+
+def collect(
+    paths: Paths, environ: Mapping[str, str], out: Output, name: str, due: str = "",
+    groups: bool = False, max_size: str = "",
+) -> Path:  # fmt: skip
+    """Copy every `~/NAME` handed out into assignments/NAME/collected-<time>/, with tables."""
+    cfg = load(paths, environ, out)
+    return _collect(paths, cfg, runtime(environ, cfg.settings), out, name, due, groups, max_size)
+
+
+def _collect(
+    paths: Paths, cfg: Config, rt: Runtime, out: Output, name: str, due: str = "",
+    groups: bool = False, max_size: str = "",
+) -> Path:  # fmt: skip
+    assignments.check_name(name)
+    now = dt.datetime.now().astimezone()
+    due_at = assignments.parse_due(due, now) if due else None
+    limit = assignments.MAX_FILE
+    if max_size:
+        try:
+            limit = parsers.size_with_unit(max_size, "e.g. --max-size 200M")
+        except parsers.Invalid as bad:
+            raise UserError(f"--max-size {max_size} {bad.reason}; {bad.fix}") from None
+    record = assignments.handed_out(paths, name)
+    chosen = assignments.collect_targets(record, cfg.roster, cfg.settings.hub_name, name, groups)
+    folder = assignments.folder_of(paths, name) / f"collected-{now:%Y%m%d-%H%M%S}"
+    out.info(f"Collecting {name}/ from {len(chosen)} {'group folders' if groups else 'homes'} "
+             f"into {paths.show(folder)} (read-only: nothing of theirs changes) ...")  # fmt: skip
+    handed = assignments.collect(rt, chosen, name, folder, limit, record.given, out.progress)
+    assignments.write_tables(folder, handed, due_at)
+    for h in handed:
+        line = f"  {h.target.who}: " + (
+            f"{len(h.changed)} file(s) changed" if h.changed else "nothing handed in"
+        )
+        line += " (late)" if h.late(due_at) else ""
+        line += "".join(f"; {p or '~'}: {why}" for p, why in h.skipped)
+        out.info(line)
+    missing = sum(1 for h in handed if not h.changed)
+    late_count = sum(1 for h in handed if h.late(due_at))
+    out.info(f"Collected from {len(handed) - missing} of {len(handed)}" +
+             (f"; {late_count} late against {due_at:%Y-%m-%d %H:%M}" if due_at else "") +
+             f". Tables: {paths.show(folder)}/submissions.csv and files.csv.")  # fmt: skip
+    return folder
+
+
+@changes("return")
+def return_feedback(
+    paths: Paths, environ: Mapping[str, str], out: Output, name: str, folder: str,
+    groups: bool = False,
+) -> None:  # fmt: skip
+    """Put FOLDER/<student>/... into each student's ~/NAME/feedback/."""
+    cfg = load(paths, environ, out)
+    _return_feedback(paths, cfg, runtime(environ, cfg.settings), out, name, folder, groups)
+
+
+def _return_feedback(
+    paths: Paths, cfg: Config, rt: Runtime, out: Output, name: str, folder: str,
+    groups: bool = False,
+) -> None:  # fmt: skip
+    assignments.check_name(name)
+    assignments.handed_out(paths, name)
+    feedback = assignments.feedback_from(Path(folder).expanduser().resolve(), cfg.roster,
+                                         cfg.settings.hub_name, groups)  # fmt: skip
+    assignments.missing_volumes(rt, list(feedback))
+    out.info(f"Returning feedback into {name}/{assignments.FEEDBACK}/ of {len(feedback)} "
+             f"{'group folders' if groups else 'homes'} ...")  # fmt: skip
+    given = assignments.give_back(rt, feedback, name, out.progress)
+    for target, count in given.items():
+        out.info(f"  {target.key}: {count} file(s)")

@@ -86,6 +86,11 @@ def _bytes(raw: str, fix: str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
+def size_with_unit(raw: str, example: str) -> int:
+    """A size a task's option gives, e.g. 200M (K, M, G and T are units of 1024)."""
+    return _bytes(raw.strip(), f"use a number with K, M, G or T, {example}")
+
+
 def mem_limit(raw: str, _: Context) -> int:
     size = _bytes(
         raw, "use a size with a unit, e.g. MEM_LIMIT=2G or MEM_LIMIT=512M (M and G are MiB and GiB)"

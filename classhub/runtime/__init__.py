@@ -18,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ..components import Component, Part
 from ..console import Echo
@@ -232,6 +233,16 @@ class Runtime(Protocol):
         fill it from `archive`; removed again when that fails. Never writes over a folder,
         except with `again`: a volume this same restore made before it was interrupted is
         filled again (the archive's files over the part it had written)."""
+
+    def read_folder(
+        self, volume: str, folder: str
+    ) -> AbstractContextManager[tuple[str, BinaryIO | None]]:
+        """`folder` of the volume, read-only: ("folder", a tar stream whose entries start with
+        `folder/`), ("missing", None), or ("other", None) when it is a file or a link there."""
+
+    def write_files(self, volume: str, tar: bytes) -> None:
+        """Unpack `tar` at the volume's root, with the owners, modes and times it gives, while
+        its student's server may be running."""
 
     # --- user servers ---
     def missing_group_images(self, roster: Roster) -> list[str]:

@@ -16,6 +16,7 @@ proof that a hub works; this proves the plans' order and idempotence.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -24,7 +25,7 @@ import tarfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .. import backup, components, hubapi, hubfile, names, render
 from ..components import Part
@@ -56,6 +57,7 @@ class Volume:
     files: dict[str, bytes] = field(default_factory=dict)
     limit: int | None = None  # bytes, in DISK_STORE; None: the engine's own storage
     owned: bool = True  # False: made by a run killed before it gave the volume its owner
+    times: dict[str, float] = field(default_factory=dict)  # a file's last change (0 unless set)
 
 
 class FakeEngine:
@@ -347,6 +349,43 @@ class FakeEngine:
         self.volumes[name] = Volume(name, kind, self.hub, files, size if store else None)
         self._did(f"restore volume {name}")
 
+    @contextlib.contextmanager
+    def read_folder(self, volume: str, folder: str) -> Iterator[tuple[str, BinaryIO | None]]:
+        files = self.volumes[volume].files
+        if folder in files:
+            yield "other", None
+            return
+        below = {p: d for p, d in files.items() if p.startswith(f"{folder}/")}
+        if not below:
+            yield "missing", None
+            return
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.addfile(_folder_info(folder))
+            made: set[str] = set()
+            for path, data in sorted(below.items()):
+                parts = path.split("/")[:-1]
+                for end in range(2, len(parts) + 1):
+                    above = "/".join(parts[:end])
+                    if above not in made:
+                        made.add(above)
+                        tar.addfile(_folder_info(above))
+                info = tarfile.TarInfo(path)
+                info.size, info.mtime = len(data), self.volumes[volume].times.get(path, 0)
+                tar.addfile(info, io.BytesIO(data))
+        buffer.seek(0)
+        yield "folder", buffer
+
+    def write_files(self, volume: str, tar: bytes) -> None:
+        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+            for member in archive.getmembers():
+                if member.isfile():
+                    handle = archive.extractfile(member)
+                    assert handle is not None
+                    self.volumes[volume].files[member.name] = handle.read()
+                    self.volumes[volume].times[member.name] = member.mtime
+        self._did(f"write files into {volume}")
+
     # --- user servers ---
     def missing_group_images(self, roster: Roster) -> list[str]:
         return [
@@ -433,6 +472,12 @@ class FakeEngine:
             self.remove_volume(name)
         echo(f"Removed {count} Docker object(s) of hub {self.hub}.")
         return count
+
+
+def _folder_info(path: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(path)
+    info.type = tarfile.DIRTYPE
+    return info
 
 
 def _id(seed: str) -> str:

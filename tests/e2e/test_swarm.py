@@ -793,6 +793,22 @@ def test_setup_on_the_swarm_runs_the_class_on_the_workers_with_files_that_follow
     servers = {line.split()[0]: int(line.split()[4]) for line in status.stdout.splitlines()
                if line.split()[:1] in (["manager"], [WORKERS[0]], [WORKERS[1]])}  # fmt: skip
     assert servers == {"manager": 0} | {w: list(placed.values()).count(w) for w in WORKERS}
+    # Course materials reach a student whose server runs on a worker, through the shared
+    # storage, and collect reads them back from there (docs/assignments.md).
+    material = swarm.paths.root.parent / "hw"
+    material.mkdir(exist_ok=True)
+    (material / "task.txt").write_text("do this\n")
+    given = swarm.invoke("handout", str(material), "--users", "s1,s3")
+    assert given.returncode == 0, given.stdout + given.stderr
+    said = students["s1"].run("p = 'hw/task.txt'\nprint(open(p).read().strip())\n"
+                              "open(p, 'a').write('done\\n')")  # fmt: skip
+    assert said.strip() == "do this", said
+    collected = swarm.invoke("collect", "hw")
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    (snapshot,) = (swarm.paths.root / "assignments" / "hw").glob("collected-*")
+    assert (snapshot / "s1" / "task.txt").read_text() == "do this\ndone\n"
+    rows = {r["who"]: r["handed_in"] for r in csv.DictReader((snapshot / "submissions.csv").open())}
+    assert rows == {"s1": "yes", "s3": "no"}, rows
     # Stopped, the service goes (the files stay); started again, the same files are there.
     students["s1"].run("open('before.txt', 'w').write('kept')")
     students["s1"].stop()

@@ -10,10 +10,12 @@ package beside this one, not an `if` in them.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import docker
 
@@ -253,6 +255,29 @@ class SingleHost:
             disks.remove(client, made)
             raise
 
+    @contextlib.contextmanager
+    def read_folder(self, volume: str, folder: str) -> Iterator[tuple[str, BinaryIO | None]]:
+        with database.volume_helper(self.client, self.hub, volume, "ro") as container:
+            try:
+                stream, stat = container.get_archive(f"/v/{folder}", chunk_size=CHUNK)
+            except docker.errors.NotFound:
+                yield "missing", None
+                return
+            chunks = iter(stream)
+            try:
+                if int(stat.get("mode", 0)) & _GO_DIR and not stat.get("linkTarget"):
+                    yield "folder", io.BufferedReader(_Chunks(chunks), CHUNK)
+                else:
+                    yield "other", None
+            finally:
+                for _ in chunks:  # read to the end so the connection is released
+                    pass
+
+    def write_files(self, volume: str, tar: bytes) -> None:
+        with database.volume_helper(self.client, self.hub, volume, "rw") as container:
+            if not container.put_archive("/v", tar):
+                raise UserError(f"volume {volume}: Docker did not accept the files")
+
     # --- user servers ---
     def missing_group_images(self, roster: Roster) -> list[str]:
         return stack.missing_group_images(self.client, roster)
@@ -296,6 +321,28 @@ class SingleHost:
 
     def destroy(self, echo: Echo) -> int:
         return stack.destroy(self.client, self.hub, echo)
+
+
+_GO_DIR = 1 << 31  # a folder, in the mode Docker's archive API gives (Go's os.FileMode)
+
+
+class _Chunks(io.RawIOBase):
+    """The chunks of a Docker archive as a file, for `tarfile`'s stream mode."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks, self._left = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._left:
+            self._left = next(self._chunks, b"")
+            if not self._left:
+                return 0
+        count = min(len(buffer), len(self._left))
+        buffer[:count], self._left = self._left[:count], self._left[count:]
+        return count
 
 
 def _labels(thing) -> dict[str, str]:

@@ -1,0 +1,266 @@
+"""Hand out, collect and return against the in-memory engine: what each student gets, what is
+kept, what a collect copies and lists, and that bad input changes nothing.
+
+tests/e2e/test_assignments.py proves the same tasks on a real engine, with real students' servers.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from classhub import assignments, commands, names
+from classhub.console import Output
+from classhub.errors import UserError
+from classhub.paths import Paths
+from classhub.runtime.fake import FakeEngine
+from tests.conftest import clean_environ, make_checkout
+
+HUB = "math"
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> Paths:
+    paths = make_checkout(tmp_path / "clone")
+    (paths.root / "userlist").write_text("ann teamA\nbob teamA\ncy\nteach admin\n")
+    return paths
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch, clone: Paths) -> FakeEngine:
+    fake = FakeEngine(HUB)
+    for user in ("ann", "bob", "cy", "teach"):
+        fake.ensure_volume(names.user_volume(HUB, user), "user")
+    fake.ensure_volume(names.group_volume(HUB, "teama"), "group")
+    monkeypatch.setattr(commands, "runtime", lambda environ, settings: fake)
+    return fake
+
+
+@pytest.fixture
+def material(tmp_path: Path) -> Path:
+    folder = tmp_path / "week1"
+    (folder / "data").mkdir(parents=True)
+    (folder / "lab.ipynb").write_text("v1")
+    (folder / "data" / "points.csv").write_text("x,y\n")
+    (folder / ".ipynb_checkpoints").mkdir()
+    (folder / ".ipynb_checkpoints" / "lab-checkpoint.ipynb").write_text("not material")
+    return folder
+
+
+def run(task, paths: Paths, *args, **kwargs) -> str:
+    printed = io.StringIO()
+    task(paths, clean_environ(HUB_NAME=HUB), Output(printed, io.StringIO()), *args, **kwargs)
+    return printed.getvalue()
+
+
+def home(engine: FakeEngine, user: str) -> dict[str, bytes]:
+    return engine.volumes[names.user_volume(HUB, user)].files
+
+
+def test_a_handout_reaches_every_student_but_admins_and_a_second_keeps_their_edits(
+    clone: Paths, engine: FakeEngine, material: Path
+):
+    said = run(commands.handout, clone, str(material))
+    for user in ("ann", "bob", "cy"):
+        assert home(engine, user) == {"week1/lab.ipynb": b"v1", "week1/data/points.csv": b"x,y\n"}
+    assert home(engine, "teach") == {}
+    assert "ann: 2 new" in said
+
+    home(engine, "ann")["week1/lab.ipynb"] = b"ann's answers"
+    (material / "lab.ipynb").write_text("v2")
+    (material / "extra.ipynb").write_text("bonus")
+    said = run(commands.handout, clone, str(material))
+
+    ann = home(engine, "ann")
+    assert ann["week1/lab.ipynb"] == b"ann's answers"  # never overwritten
+    beside = [p for p in ann if p.startswith("week1/lab.updated-")]
+    assert len(beside) == 1 and beside[0].endswith(".ipynb") and ann[beside[0]] == b"v2"
+    assert ann["week1/extra.ipynb"] == b"bonus"
+    assert home(engine, "bob")["week1/lab.ipynb"] == b"v2"  # untouched: updated
+    assert "ann: 1 new, 1 kept yours, 1 unchanged" in said
+    assert f"the new version is beside it as {beside[0].removeprefix('week1/')}" in said
+    assert "bob: 1 new, 1 updated, 1 unchanged" in said
+
+    before = list(engine.events)
+    said = run(commands.handout, clone, str(material))  # nothing new: nothing written
+    assert engine.events == before
+    assert "ann: 3 unchanged" in said
+
+
+def test_a_deleted_file_comes_back_and_a_late_student_gets_everything(
+    clone: Paths, engine: FakeEngine, material: Path
+):
+    run(commands.handout, clone, str(material), users="ann")
+    del home(engine, "ann")["week1/data/points.csv"]
+    said = run(commands.handout, clone, str(material), users="ann,cy")
+    assert home(engine, "ann")["week1/data/points.csv"] == b"x,y\n"
+    assert "week1/data/points.csv: restored" in said
+    assert set(home(engine, "cy")) == {"week1/lab.ipynb", "week1/data/points.csv"}
+
+
+def test_dry_run_writes_nothing_and_no_record(clone: Paths, engine: FakeEngine, material: Path):
+    said = run(commands.handout, clone, str(material), dry_run=True)
+    assert home(engine, "ann") == {}
+    assert not (clone.root / "assignments").exists()
+    assert "ann: 2 new" in said and "nothing was written" in said
+
+
+def test_a_file_of_theirs_named_like_the_folder_stops_them_alone(
+    clone: Paths, engine: FakeEngine, material: Path
+):
+    home(engine, "bob")["week1"] = b"bob's own file"
+    with pytest.raises(UserError, match="nothing was handed to bob"):
+        run(commands.handout, clone, str(material))
+    assert home(engine, "bob") == {"week1": b"bob's own file"}
+    assert home(engine, "ann")["week1/lab.ipynb"] == b"v1"
+
+
+def test_group_folders_get_it_once_for_the_group(clone: Paths, engine: FakeEngine, material: Path):
+    run(commands.handout, clone, str(material), to="teamA", group_folder=True)
+    team = engine.volumes[names.group_volume(HUB, "teama")].files
+    assert team["week1/lab.ipynb"] == b"v1"
+    assert home(engine, "ann") == {}
+
+
+def test_a_git_repository_is_handed_out_at_its_newest_commit(
+    clone: Paths, engine: FakeEngine, tmp_path: Path
+):
+    repo = tmp_path / "course"
+    repo.mkdir()
+    (repo / "intro.ipynb").write_text("from git")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    bare = tmp_path / "course.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
+    run(commands.handout, clone, str(bare), users="cy")
+    assert home(engine, "cy") == {"course/intro.ipynb": b"from git"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"source": "no/such/folder"}, "SOURCE no/such/folder: no such folder on this server"),
+        ({"source": "file:///no/such/repo.git"}, "git could not clone it"),
+        ({"to": "nosuch"}, "--to nosuch: no such group in userlist (groups: teama)"),
+        ({"users": "ann,zed"}, "--users: zed not on the roster"),
+        ({"name": "../up"}, "--as '../up': not a folder name"),
+        ({"users": "ann", "group_folder": True}, "takes --to GROUP, not --users"),
+    ],
+)
+def test_bad_input_is_one_clear_message_and_changes_nothing(
+    clone: Paths, engine: FakeEngine, material: Path, kwargs: dict, says: str
+):
+    kwargs.setdefault("source", str(material))
+    source = kwargs.pop("source")
+    before = list(engine.events)
+    with pytest.raises(UserError) as raised:
+        run(commands.handout, clone, source, **kwargs)
+    assert says in str(raised.value)
+    assert engine.events == before
+    assert not (clone.root / "assignments").exists()
+
+
+def test_a_home_not_made_yet_is_named_before_anything_is_written(
+    clone: Paths, engine: FakeEngine, material: Path
+):
+    del engine.volumes[names.user_volume(HUB, "cy")]
+    before = list(engine.events)
+    with pytest.raises(UserError, match="no home or group folder yet for cy: run invoke sync"):
+        run(commands.handout, clone, str(material))
+    assert engine.events == before
+
+
+def test_collect_copies_each_folder_lists_who_is_late_and_changes_nothing(
+    clone: Paths, engine: FakeEngine, material: Path
+):
+    run(commands.handout, clone, str(material), users="ann,bob,cy")
+    due = dt.datetime(2026, 12, 1, 17, 0).astimezone()
+    volume = engine.volumes[names.user_volume(HUB, "ann")]
+    volume.files["week1/lab.ipynb"] = b"ann's"
+    volume.times["week1/lab.ipynb"] = due.timestamp() - 60
+    volume.times["week1/data/points.csv"] = due.timestamp() - 120
+    bob = engine.volumes[names.user_volume(HUB, "bob")]
+    bob.files["week1/lab.ipynb"] = b"bob's, late"
+    bob.times["week1/lab.ipynb"] = due.timestamp() + 60
+    bob.times["week1/data/points.csv"] = due.timestamp() + 90  # as handed out: not late
+    bob.files["week1/big.bin"] = b"x" * 2048
+    bob.files["week1/feedback/old.html"] = b"ours"
+    bob.files["week1/.ipynb_checkpoints/lab-checkpoint.ipynb"] = b"JupyterLab's"
+    engine.volumes[names.user_volume(HUB, "cy")].files.clear()
+    before = {n: dict(v.files) for n, v in engine.volumes.items()}
+
+    folder = commands.collect(
+        clone, clean_environ(HUB_NAME=HUB), Output(io.StringIO(), io.StringIO()), "week1",
+        due="2026-12-01 17:00", max_size="1K",
+    )  # fmt: skip
+    assert {n: v.files for n, v in engine.volumes.items()} == before
+    assert (folder / "ann" / "lab.ipynb").read_bytes() == b"ann's"
+    assert not (folder / "bob" / "big.bin").exists()
+    assert not (folder / "bob" / "feedback").exists()
+    assert not (folder / "bob" / ".ipynb_checkpoints").exists()
+    assert folder.stat().st_mode & 0o777 == 0o700
+    rows = {r["who"]: r for r in csv.DictReader((folder / "submissions.csv").open())}
+    assert (rows["ann"]["late"], rows["bob"]["late"]) == ("no", "yes")
+    assert rows["cy"]["handed_in"] == "no" and "nothing handed in" in rows["cy"]["note"]
+    assert (rows["ann"]["files_changed"], rows["bob"]["files_changed"]) == ("1", "1")
+    assert "big.bin: larger than 1.0 KB (2.0 KB)" in rows["bob"]["note"]
+    files = list(csv.DictReader((folder / "files.csv").open()))
+    points = next(r for r in files if (r["who"], r["file"]) == ("bob", "data/points.csv"))
+    assert (points["changed"], points["late"]) == ("no (as handed out)", "")
+    assert {(r["who"], r["file"]) for r in files if r["collected"] == "yes"} == {
+        ("ann", "lab.ipynb"), ("ann", "data/points.csv"),
+        ("bob", "lab.ipynb"), ("bob", "data/points.csv"),
+    }  # fmt: skip
+
+
+def test_collect_before_any_handout_names_the_fix_and_makes_nothing(
+    clone: Paths, engine: FakeEngine
+):
+    with pytest.raises(
+        UserError, match=r"no handout named week9 .*invoke handout SOURCE --as week9"
+    ):
+        run(commands.collect, clone, "week9")
+    assert not (clone.root / "assignments").exists()
+
+
+def test_return_puts_feedback_in_each_named_home_and_refuses_unknown_names_first(
+    clone: Paths, engine: FakeEngine, material: Path, tmp_path: Path
+):
+    run(commands.handout, clone, str(material), users="ann,bob")
+    feedback = tmp_path / "feedback"
+    (feedback / "ann").mkdir(parents=True)
+    (feedback / "ann" / "lab.html").write_text("well done")
+    (feedback / "zed").mkdir()
+    (feedback / "zed" / "lab.html").write_text("?")
+    with pytest.raises(UserError, match=r"no handout named week2 .handed out so far: week1."):
+        run(commands.return_feedback, clone, "week2", str(feedback))
+    before = list(engine.events)
+    with pytest.raises(UserError, match="zed not users on the roster"):
+        run(commands.return_feedback, clone, "week1", str(feedback))
+    assert engine.events == before
+    (feedback / "zed" / "lab.html").unlink()
+    (feedback / "zed").rmdir()
+    run(commands.return_feedback, clone, "week1", str(feedback))
+    assert home(engine, "ann")["week1/feedback/lab.html"] == b"well done"
+    assert "week1/feedback/lab.html" not in home(engine, "bob")
+
+
+def test_the_archive_gives_new_files_to_the_students_user_and_leaves_their_folders_alone():
+    tar = assignments.archive("week1", "user", ("", "data"), {"data/a.csv": b"1"})
+    with tarfile.open(fileobj=io.BytesIO(tar)) as opened:
+        members = {m.name: m for m in opened}
+    assert set(members) == {"week1", "week1/data", "week1/data/a.csv"}
+    assert all((m.uid, m.gid) == (1000, 100) for m in members.values())
+    assert members["week1/data/a.csv"].mode == 0o644
+    again = assignments.archive("week1", "group", (), {"b.ipynb": b"2"})
+    with tarfile.open(fileobj=io.BytesIO(again)) as opened:
+        (only,) = opened.getmembers()
+    assert (only.name, only.mode) == ("week1/b.ipynb", 0o664)
