@@ -330,3 +330,18 @@ def return_(c, name, folder, groups=False):
     """Put FOLDER/<student>/... into each student's NAME/feedback/, to read in JupyterLab."""
     with user_errors():
         commands.return_feedback(PATHS, os.environ, Output(), name, folder, groups)
+
+
+@task(
+    help={
+        "name": "the handed-out folder whose newest collect is graded",
+        "key": "the instructor's version: nbgrader source notebooks, or a folder with grade.py",
+        "timeout": "seconds a cell (or grade.py) may run (default 60)",
+        "memory": "memory each sandbox may use (default 512M)",
+        "cpus": "cores each sandbox may use (default 1)",
+    },
+)
+def autograde(c, name, key, timeout=60, memory="", cpus=1.0):
+    """Grade NAME's newest collect, each submission in its own sandbox: grades.csv, feedback."""
+    with user_errors():
+        commands.autograde(PATHS, os.environ, Output(), name, key, timeout, memory, cpus)

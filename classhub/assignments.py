@@ -582,8 +582,8 @@ def collect(rt: Runtime, chosen: list[Target], name: str, folder: Path, max_size
                 files[path] = entry
         if found.state == "other":
             skipped.append(("", f"~/{name} is a file or a link, not a folder"))
-        handed_out = given.get(target.key, {})
-        changed = frozenset(p for p, e in files.items() if handed_out.get(p) != e.sha256)
+        given_to = given.get(target.key, {})
+        changed = frozenset(p for p, e in files.items() if given_to.get(p) != e.sha256)
         handed.append(Handed(target, files, tuple(skipped), found.state, changed))
         progress("collecting", number, len(chosen))
     return handed

@@ -14,6 +14,7 @@ import functools
 import inspect
 import io
 import ipaddress
+import os
 import re
 import sys
 import time
@@ -28,6 +29,7 @@ from . import (
     credentials,
     deploy,
     disks,
+    grading,
     hubfile,
     locks,
     names,
@@ -1344,3 +1346,55 @@ def _return_feedback(
     given = assignments.give_back(rt, feedback, name, out.progress)
     for target, count in given.items():
         out.info(f"  {target.key}: {count} file(s)")
+
+
+@changes("autograde")
+def autograde(
+    paths: Paths, environ: Mapping[str, str], out: Output, name: str, key: str,
+    timeout: int = grading.TIMEOUT, memory: str = "", cpus: float = grading.CPUS,
+) -> Path:  # fmt: skip
+    """Grade NAME's newest collect against KEY, each submission in its own sandbox."""
+    cfg = load(paths, environ, out)
+    return _autograde(paths, cfg, runtime(environ, cfg.settings), out, name, key, timeout,
+                      memory, cpus)  # fmt: skip
+
+
+def _autograde(
+    paths: Paths, cfg: Config, rt: Runtime, out: Output, name: str, key: str,
+    timeout: int = grading.TIMEOUT, memory: str = "", cpus: float = grading.CPUS,
+) -> Path:  # fmt: skip
+    assignments.check_name(name)
+    if timeout < 1:
+        raise UserError(f"--timeout {timeout}: give the seconds a cell may run, e.g. 60")
+    size = grading.MEMORY
+    if memory:
+        try:
+            size = parsers.size_with_unit(memory, "e.g. --memory 1G")
+        except parsers.Invalid as bad:
+            raise UserError(f"--memory {memory} {bad.reason}; {bad.fix}") from None
+    if not 0.1 <= cpus <= (os.cpu_count() or 1):
+        raise UserError(f"--cpus {cpus}: give between 0.1 and this server's {os.cpu_count()} cores")
+    collected = grading.latest_collect(paths, name)
+    the_key = grading.read_key(key, Path.cwd())
+    box = grading.limits(timeout, size, cpus)
+    image = grading.ensure_image(paths, cfg.settings, rt, out.info)
+    submissions = [p.name for p in collected.iterdir() if p.is_dir()]
+    nobody = []
+    table = collected / "submissions.csv"
+    if table.exists():
+        with table.open(newline="") as rows:
+            nobody = [r["who"] for r in csv.DictReader(rows) if r["who"] not in submissions]
+    out.info(f"Grading {len(submissions)} submission(s) of {name} from "
+             f"{paths.show(collected)}, each in its own sandbox (no network; "
+             f"{human_size(box.memory)}, {cpus:g} core(s), {box.pids} processes, "
+             f"{timeout}s a cell) ...")  # fmt: skip
+    grades = grading.grade_all(rt, image, name, the_key, collected, timeout, box, out.progress)
+    folder = assignments.folder_of(paths, name) / f"autograded-{grading.stamp()}"
+    grading.write_results(folder, grades, nobody)
+    for g in grades:
+        score = "no score" if g.score is None else f"{g.score:g}" + (
+            f"/{g.max_score:g}" if g.max_score is not None else "")  # fmt: skip
+        out.info(f"  {g.who}: {score}" + (f" ({'; '.join(g.reasons)})" if g.reasons else ""))
+    out.info(f"Grades: {paths.show(folder)}/grades.csv. To give the feedback back: "
+             f"invoke return {name} {paths.show(folder)}/feedback")  # fmt: skip
+    return folder

@@ -98,6 +98,15 @@ def notebook_spec(paths: Paths, settings: Settings) -> ImageSpec:
     )
 
 
+def grading_spec(paths: Paths, hub_name: str) -> ImageSpec:
+    """The grading image (`invoke autograde`), built FROM the class's image."""
+    folder = paths.root / "grading"
+    files = (("grading/Dockerfile", folder / "Dockerfile"),
+             ("grading/requirements.txt", folder / "requirements.txt"),
+             ("grading/classhub-grade", folder / "classhub-grade"))  # fmt: skip
+    return ImageSpec("grading image", names.grading_image(hub_name), "grading/Dockerfile", files)
+
+
 def _db_files(paths: Paths) -> tuple[tuple[str, Path], ...]:
     """The PostgreSQL image's (HUB_DB=postgres)."""
     folder = paths.root / "db"

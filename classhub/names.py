@@ -189,6 +189,16 @@ def notebook_image(hub: str) -> str:
     return f"classhub-notebook:{hub}"
 
 
+def grading_image(hub: str) -> str:
+    """The class's image with nbgrader, from grading/: `invoke autograde`'s sandboxes run it."""
+    return f"classhub-grading:{hub}"
+
+
+def sandbox(hub: str, token: str) -> str:
+    """One grading sandbox's container and its volume (a submission and what it is graded by)."""
+    return f"{hub}-sandbox-{token}"
+
+
 def db_image(hub: str) -> str:
     return f"classhub-db:{hub}"
 

@@ -64,6 +64,29 @@ class NodeAccess:
 
 
 @dataclass(frozen=True)
+class SandboxLimits:
+    """What a grading sandbox may use (`Runtime.run_sandbox`)."""
+
+    memory: int  # bytes, swap included
+    cpus: float
+    pids: int  # processes and threads
+    seconds: float  # then it is killed
+    tmp: int  # bytes of its memory-backed /tmp
+
+
+@dataclass(frozen=True)
+class SandboxRun:
+    """How a sandbox ended: "exited" or "timeout" (killed at its limit), whether the kernel's
+    out-of-memory killer stopped something in it, and what it left in its out/ folder (a tar)."""
+
+    ended: str
+    exit_code: int | None
+    out_of_memory: bool
+    out: bytes
+    log: str
+
+
+@dataclass(frozen=True)
 class Service:
     """One of the hub's components as an engine makes it: `kwargs` is that engine's recipe (on
     Docker, `containers.create`'s keyword arguments), its spec hash what the made object is
@@ -243,6 +266,11 @@ class Runtime(Protocol):
     def write_files(self, volume: str, tar: bytes) -> None:
         """Unpack `tar` at the volume's root, with the owners, modes and times it gives, while
         its student's server may be running."""
+
+    def run_sandbox(self, image: str, files: bytes, limits: SandboxLimits) -> SandboxRun:
+        """Run `image` once as the students' user with `files` (a tar) in /grading: no network,
+        no other volume, read-only but for /grading and /tmp, within `limits`; then remove it
+        and everything it was given."""
 
     # --- user servers ---
     def missing_group_images(self, roster: Roster) -> list[str]:

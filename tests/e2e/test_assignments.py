@@ -139,3 +139,136 @@ def test_group_folders_and_bad_input(hub: Hub, tmp_path: Path):
         assert says in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
     assert not (hub.paths.root / "assignments" / "never-handed").exists()
     assert not (hub.paths.root / "assignments" / "nothing-here").exists()
+
+
+def nbgrader_notebook(answer: str) -> dict:
+    """The assignment as nbgrader's Create Assignment toolbar marks it: an answer cell, two
+    tests worth 2 and 1 points. `answer` is the body of add(a, b)."""
+
+    def cell(cell_id: str, source: str, **nbgrader) -> dict:
+        meta = {"grade": False, "locked": False, "schema_version": 3, "solution": False,
+                "task": False, "grade_id": cell_id, **nbgrader}  # fmt: skip
+        return {"cell_type": "code", "execution_count": None, "id": cell_id,
+                "metadata": {"nbgrader": meta}, "outputs": [], "source": source}  # fmt: skip
+
+    cells = [
+        cell("answer", answer, solution=True),
+        cell("test_small", "assert add(1, 2) == 3", grade=True, locked=True, points=2),
+        cell("test_negative", "assert add(-1, 1) == 0", grade=True, locked=True, points=1),
+    ]
+    kernel = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    return {"cells": cells, "metadata": {"kernelspec": kernel}, "nbformat": 4,
+            "nbformat_minor": 5}  # fmt: skip
+
+
+SOLUTION = "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION\n"
+HANDED_OUT = "def add(a, b):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
+# What each student hands in. hub-admin's is the malicious one: it looks for the other
+# submissions wherever data lives, tries the network, and forks as often as it can; add()
+# then fails with what it found, which the grade's reason shows.
+ANSWERS = {
+    "student1": "def add(a, b):\n    return a + b\n",
+    "student2": "def add(a, b):\n    return abs(a) + b\n",
+    "student3": "def add(a, b):\n    while True:\n        pass\n",
+    "student4": "hoard = bytearray(4 * 1024**3)\ndef add(a, b):\n    return a + b\n",
+    "hub-admin": (
+        "import os, socket\n"
+        "leaked = []\n"
+        "places = ['/grading', '/tmp', '/home', '/root', '/srv', '/mnt', '/media', '/var', '/run']\n"
+        "for top, _, files in (found for place in places for found in os.walk(place)):\n"
+        "    for name in files:\n"
+        "        try:\n"
+        "            if name.endswith('.ipynb'):\n"
+        "                text = open(os.path.join(top, name), errors='replace').read()\n"
+        "                if 'ab' + 's(a)' in text:  # in student2's alone\n"
+        "                    leaked.append(os.path.join(top, name))\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "try:\n"
+        "    socket.create_connection(('172.17.0.1', 2375), timeout=3)\n"
+        "    network = 'reached the Docker engine'\n"
+        "except OSError as exc:\n"
+        "    network = str(exc)\n"
+        "forks = 0\n"
+        "try:\n"
+        "    for _ in range(2000):\n"
+        "        if os.fork() == 0:\n"
+        "            os.execv('/bin/sleep', ['sleep', '30'])\n"
+        "        forks += 1\n"
+        "except OSError as exc:\n"
+        "    forks = f'{forks} then {exc}'\n"
+        "def add(a, b):\n"
+        "    raise RuntimeError(f'leaked={leaked} network={network} forks={forks}')\n"
+    ),
+}
+
+
+# The convention for a class without nbgrader (docs/assignments.md): grade.py runs in a copy of
+# the submission, and its last line of output is the score.
+GRADE_PY = """\
+import json
+cells = json.load(open("sums.ipynb"))["cells"]
+space = {}
+exec("".join(cells[0]["source"]), space)
+score = int(space["add"](1, 2) == 3) + int(space["add"](-1, 1) == 0)
+print("checked add")
+print(json.dumps({"score": score, "max_score": 2}))
+"""
+
+
+def test_autograde_grades_each_submission_in_its_own_sandbox(hub: Hub, tmp_path: Path):
+    key = tmp_path / "key"
+    key.mkdir()
+    (key / "sums.ipynb").write_text(json.dumps(nbgrader_notebook(SOLUTION)))
+    release = tmp_path / "sums"
+    release.mkdir()
+    (release / "sums.ipynb").write_text(json.dumps(nbgrader_notebook(HANDED_OUT)))
+    given = hub.invoke("handout", str(release), "--users", ",".join(ANSWERS))
+    assert given.returncode == 0, given.stdout + given.stderr
+    for user, answer in ANSWERS.items():
+        student = signed_in(hub, user)
+        model = {"type": "notebook", "format": "json", "content": nbgrader_notebook(answer)}
+        saved = student.server_api("PUT", "/contents/sums/sums.ipynb", json=model)
+        assert saved.status_code == 200, saved.text
+    collected = hub.invoke("collect", "sums")
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+
+    graded = hub.invoke("autograde", "sums", "--key", str(key), "--timeout", "5",
+                        "--memory", "300M", timeout=1800)  # fmt: skip
+    assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-3000:]
+    (folder,) = (hub.paths.root / "assignments" / "sums").glob("autograded-*")
+    rows = {r["who"]: r for r in csv.DictReader((folder / "grades.csv").open())}
+    assert set(rows) == set(ANSWERS), rows
+    scores = {who: (r["score"], r["max_score"]) for who, r in rows.items()}
+    assert scores["student1"] == ("3", "3"), rows["student1"]
+    assert scores["student2"] == ("2", "3"), rows["student2"]
+    assert "test_negative: AssertionError" in rows["student2"]["reasons"]
+    assert scores["student3"] == ("0", "3") and "CellTimeoutError" in rows["student3"]["reasons"]
+    assert rows["student4"]["score"] == "0" and "memory" in rows["student4"]["reasons"]
+    bad = rows["hub-admin"]
+    assert bad["score"] == "0" and "leaked=[]" in bad["reasons"], bad
+    assert "network=[Errno 101] Network is unreachable" in bad["reasons"], bad
+    assert "then [Errno 11] Resource temporarily unavailable" in bad["reasons"], bad
+    assert (folder / "feedback" / "student1" / "sums.html").exists()
+
+    # The same submissions, graded by a grade.py of the instructor's instead of nbgrader.
+    script = tmp_path / "script-key"
+    script.mkdir()
+    (script / "grade.py").write_text(GRADE_PY)
+    graded = hub.invoke("autograde", "sums", "--key", str(script), "--timeout", "5",
+                        "--memory", "300M", timeout=1800)  # fmt: skip
+    assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-3000:]
+    newest = sorted((hub.paths.root / "assignments" / "sums").glob("autograded-*"))[-1]
+    rows = {r["who"]: r for r in csv.DictReader((newest / "grades.csv").open())}
+    scores = {who: (r["score"], r["max_score"]) for who, r in rows.items()}
+    assert scores["student1"] == ("2", "2") and scores["student2"] == ("1", "2"), rows
+    assert "grade.py ran longer than 5s" in rows["student3"]["reasons"], rows["student3"]
+    assert rows["student4"]["score"] == rows["hub-admin"]["score"] == "0", rows
+    assert "checked add" in (newest / "feedback" / "student1" / "feedback.txt").read_text()
+
+    returned = hub.invoke("return", "sums", str(folder / "feedback"))
+    assert returned.returncode == 0, returned.stdout + returned.stderr
+    student1 = signed_in(hub, "student1")
+    got = student1.server_api("GET", "/contents/sums/feedback/sums.html")
+    assert got.status_code == 200 and "test_small" in got.json()["content"]
+    assert not hub.client.containers.list(all=True, filters={"name": f"{hub.name}-sandbox-"})

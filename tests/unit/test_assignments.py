@@ -9,18 +9,21 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from classhub import assignments, commands, names
+from classhub import assignments, commands, grading, names
 from classhub.console import Output
 from classhub.errors import UserError
 from classhub.paths import Paths
+from classhub.runtime import SandboxRun
 from classhub.runtime.fake import FakeEngine
-from tests.conftest import clean_environ, make_checkout
+from tests.conftest import PROJECT, clean_environ, make_checkout
 
 HUB = "math"
 
@@ -28,6 +31,7 @@ HUB = "math"
 @pytest.fixture
 def clone(tmp_path: Path) -> Paths:
     paths = make_checkout(tmp_path / "clone")
+    shutil.copytree(PROJECT / "grading", paths.root / "grading")  # what autograde builds
     (paths.root / "userlist").write_text("ann teamA\nbob teamA\ncy\nteach admin\n")
     return paths
 
@@ -264,3 +268,73 @@ def test_the_archive_gives_new_files_to_the_students_user_and_leaves_their_folde
     with tarfile.open(fileobj=io.BytesIO(again)) as opened:
         (only,) = opened.getmembers()
     assert (only.name, only.mode) == ("week1/b.ipynb", 0o664)
+
+
+# --- autograde's host side (the sandboxes themselves: tests/e2e/test_assignments.py) ----------
+
+
+def result_tar(result: dict | None, feedback: dict[str, bytes] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        files = {f"out/feedback/{p}": d for p, d in (feedback or {}).items()}
+        if result is not None:
+            files["out/result.json"] = json.dumps(result).encode()
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+BOX = grading.limits(5, 256 * 1024**2, 1.0)
+
+
+def test_a_sandboxs_end_becomes_a_grade_with_its_reasons():
+    done = SandboxRun("exited", 0, False, result_tar(
+        {"score": 2, "max_score": 3, "reasons": ["lab/test_b: AssertionError"]},
+        {"lab.html": b"<p>"}), "")  # fmt: skip
+    grade = grading.read_run("ann", done, BOX, 5)
+    assert (grade.score, grade.max_score, grade.reasons) == (2, 3, ("lab/test_b: AssertionError",))
+    assert grade.feedback == {"lab.html": b"<p>"}
+
+    killed = grading.read_run("bob", SandboxRun("timeout", None, False, b"", ""), BOX, 5)
+    assert killed.score == 0 and "stopped after 75s" in killed.reasons[0]
+    hungry = grading.read_run("cy", SandboxRun("exited", 137, True, b"", "Killed"), BOX, 5)
+    assert hungry.score == 0 and "used more than 256.0 MB of memory" in hungry.reasons[0]
+    silent = grading.read_run("dee", SandboxRun("exited", 1, False, b"", "boom\n"), BOX, 5)
+    assert silent.reasons == ("the grader left no result (exit code 1): boom",)
+
+
+def test_autograde_grades_every_submission_of_the_newest_collect_once(
+    clone: Paths, engine: FakeEngine, material: Path, tmp_path: Path, monkeypatch
+):
+    key = tmp_path / "key"
+    key.mkdir()
+    (key / "grade.py").write_text('print(\'{"score": 1, "max_score": 1}\')')
+    with pytest.raises(UserError, match="nothing collected for week1 yet: run invoke collect"):
+        run(commands.autograde, clone, "week1", str(key))
+    run(commands.handout, clone, str(material), users="ann,bob")
+    home(engine, "ann")["week1/lab.ipynb"] = b"ann's"
+    run(commands.collect, clone, "week1")
+    seen: list[bytes] = []
+
+    def graded(files: bytes) -> SandboxRun:
+        seen.append(files)
+        return SandboxRun("exited", 0, False, result_tar({"score": 1, "max_score": 1}), "")
+
+    engine.sandbox_result = graded  # type: ignore[method-assign]
+    engine.images[names.notebook_image(HUB)] = engine.images["debian:bookworm-slim"]
+    with pytest.raises(
+        UserError, match=r"holds neither nbgrader source notebooks .* nor a grade.py"
+    ):
+        run(commands.autograde, clone, "week1", str(material))
+    said = run(commands.autograde, clone, "week1", str(key), timeout=5)
+    assert len(seen) == 2 and "ann: 1/1" in said
+    with tarfile.open(fileobj=io.BytesIO(seen[0])) as sent:
+        members = {m.name: m for m in sent}
+    assert {"job.json", "key/grade.py", "submission/lab.ipynb", "out"} <= set(members)
+    assert members["submission/lab.ipynb"].uid == 0  # the submission's code cannot change it
+    assert (members["out"].uid, members["out"].gid) == (1000, 100)
+    (folder,) = (clone.root / "assignments" / "week1").glob("autograded-*")
+    rows = {r["who"]: r for r in csv.DictReader((folder / "grades.csv").open())}
+    assert set(rows) == {"ann", "bob"} and rows["ann"]["score"] == "1"

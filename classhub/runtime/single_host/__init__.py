@@ -35,9 +35,9 @@ from ...inputs.roster import Roster
 from ...inputs.settings import Settings
 from ...neighbours import HubInfo, conflicts
 from ...paths import Paths
-from .. import ImageInfo, NodeAccess, NodeInfo, Service
+from .. import ImageInfo, NodeAccess, NodeInfo, SandboxLimits, SandboxRun, Service
 from ..swarm import nodes as swarm_nodes
-from . import builder, database, disks, engine, neighbours, stack
+from . import builder, database, disks, engine, neighbours, sandbox, stack
 
 CHUNK = 1024 * 1024  # what the engine sends of a volume's archive at a time
 
@@ -277,6 +277,9 @@ class SingleHost:
         with database.volume_helper(self.client, self.hub, volume, "rw") as container:
             if not container.put_archive("/v", tar):
                 raise UserError(f"volume {volume}: Docker did not accept the files")
+
+    def run_sandbox(self, image: str, files: bytes, limits: SandboxLimits) -> SandboxRun:
+        return sandbox.run(self.client, self.hub, image, files, limits)
 
     # --- user servers ---
     def missing_group_images(self, roster: Roster) -> list[str]:
