@@ -339,9 +339,11 @@ def return_(c, name, folder, groups=False):
         "timeout": "seconds a cell (or grade.py) may run (default 60)",
         "memory": "memory each sandbox may use (default 512M)",
         "cpus": "cores each sandbox may use (default 1)",
+        "parallel": "sandboxes at once (default: this server's cores / --cpus)",
     },
 )
-def autograde(c, name, key, timeout=60, memory="", cpus=1.0):
+def autograde(c, name, key, timeout=60, memory="", cpus=1.0, parallel=0):
     """Grade NAME's newest collect, each submission in its own sandbox: grades.csv, feedback."""
     with user_errors():
-        commands.autograde(PATHS, os.environ, Output(), name, key, timeout, memory, cpus)
+        commands.autograde(PATHS, os.environ, Output(), name, key, timeout, memory, cpus,
+                           parallel)  # fmt: skip

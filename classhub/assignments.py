@@ -101,9 +101,10 @@ def read_source(text: str, cwd: Path) -> Source:
         raise UserError(f"SOURCE {text}: is a file, not a folder; give the folder that holds it")
     with tempfile.TemporaryDirectory(prefix="classhub-handout-") as scratch:
         target = Path(scratch) / "material"
+        where = str(folder) if folder.exists() else text
         try:
             done = subprocess.run(
-                ["git", "clone", "--quiet", "--depth", "1", "--", str(folder) if folder.exists() else text, str(target)],
+                ["git", "clone", "--quiet", "--depth", "1", "--", where, str(target)],
                 capture_output=True, text=True, timeout=CLONE_TIMEOUT, check=False,
                 env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
             )  # fmt: skip
@@ -147,7 +148,14 @@ def _read_folder(folder: Path, shown: str) -> Source:
             if path.is_symlink() or not path.is_file():
                 left_out.append(_relative(folder, path))
                 continue
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                unreadable = _relative(folder, path)
+                raise UserError(
+                    f"SOURCE {shown}: {unreadable} cannot be read ({exc.strerror}); make it "
+                    "readable, then hand out again"
+                ) from None
             total += len(data)
             if total > MAX_SOURCE:
                 raise UserError(

@@ -1294,12 +1294,7 @@ def _collect(
     assignments.check_name(name)
     now = dt.datetime.now().astimezone()
     due_at = assignments.parse_due(due, now) if due else None
-    limit = assignments.MAX_FILE
-    if max_size:
-        try:
-            limit = parsers.size_with_unit(max_size, "e.g. --max-size 200M")
-        except parsers.Invalid as bad:
-            raise UserError(f"--max-size {max_size} {bad.reason}; {bad.fix}") from None
+    limit = _size_option("--max-size", max_size, assignments.MAX_FILE, "200M")
     record = assignments.handed_out(paths, name)
     chosen = assignments.collect_targets(record, cfg.roster, cfg.settings.hub_name, name, groups)
     folder = assignments.folder_of(paths, name) / f"collected-{now:%Y%m%d-%H%M%S}"
@@ -1320,6 +1315,16 @@ def _collect(
              (f"; {late_count} late against {due_at:%Y-%m-%d %H:%M}" if due_at else "") +
              f". Tables: {paths.show(folder)}/submissions.csv and files.csv.")  # fmt: skip
     return folder
+
+
+def _size_option(option: str, raw: str, default: int, example: str) -> int:
+    """A size a task's option gives (`default` when not given); an error naming it."""
+    if not raw:
+        return default
+    try:
+        return parsers.size_with_unit(raw, f"e.g. {option} {example}")
+    except parsers.Invalid as bad:
+        raise UserError(f"{option} {raw} {bad.reason}; {bad.fix}") from None
 
 
 @changes("return")
@@ -1352,28 +1357,28 @@ def _return_feedback(
 def autograde(
     paths: Paths, environ: Mapping[str, str], out: Output, name: str, key: str,
     timeout: int = grading.TIMEOUT, memory: str = "", cpus: float = grading.CPUS,
+    parallel: int = 0,
 ) -> Path:  # fmt: skip
     """Grade NAME's newest collect against KEY, each submission in its own sandbox."""
     cfg = load(paths, environ, out)
     return _autograde(paths, cfg, runtime(environ, cfg.settings), out, name, key, timeout,
-                      memory, cpus)  # fmt: skip
+                      memory, cpus, parallel)  # fmt: skip
 
 
 def _autograde(
     paths: Paths, cfg: Config, rt: Runtime, out: Output, name: str, key: str,
     timeout: int = grading.TIMEOUT, memory: str = "", cpus: float = grading.CPUS,
+    parallel: int = 0,
 ) -> Path:  # fmt: skip
     assignments.check_name(name)
     if timeout < 1:
         raise UserError(f"--timeout {timeout}: give the seconds a cell may run, e.g. 60")
-    size = grading.MEMORY
-    if memory:
-        try:
-            size = parsers.size_with_unit(memory, "e.g. --memory 1G")
-        except parsers.Invalid as bad:
-            raise UserError(f"--memory {memory} {bad.reason}; {bad.fix}") from None
+    size = _size_option("--memory", memory, grading.MEMORY, "1G")
     if not 0.1 <= cpus <= (os.cpu_count() or 1):
         raise UserError(f"--cpus {cpus}: give between 0.1 and this server's {os.cpu_count()} cores")
+    if parallel < 0:
+        raise UserError(f"--parallel {parallel}: give how many sandboxes may run at once, e.g. 2")
+    at_once = parallel or grading.parallel_default(cpus)
     collected = grading.latest_collect(paths, name)
     the_key = grading.read_key(key, Path.cwd())
     box = grading.limits(timeout, size, cpus)
@@ -1387,8 +1392,9 @@ def _autograde(
     out.info(f"Grading {len(submissions)} submission(s) of {name} from "
              f"{paths.show(collected)}, each in its own sandbox (no network; "
              f"{human_size(box.memory)}, {cpus:g} core(s), {box.pids} processes, "
-             f"{timeout}s a cell) ...")  # fmt: skip
-    grades = grading.grade_all(rt, image, name, the_key, collected, timeout, box, out.progress)
+             f"{timeout}s a cell; {at_once} at a time) ...")  # fmt: skip
+    grades = grading.grade_all(rt, image, name, the_key, collected, timeout, box, at_once,
+                               out.progress)  # fmt: skip
     folder = assignments.folder_of(paths, name) / f"autograded-{grading.stamp()}"
     grading.write_results(folder, grades, nobody)
     for g in grades:

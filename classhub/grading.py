@@ -8,6 +8,7 @@ nbgrader (grading/), built here when missing, so students' servers stay as they 
 Rules that hold here:
 - Each submission is graded alone: its sandbox (`Runtime.run_sandbox`) holds that submission
   and the key, nothing else, and has no network and limits on memory, CPU, processes and time.
+  Several sandboxes may run at once (--parallel), each with its own limits.
 - Whatever a submission does (loop, eat memory, fork, reach for files or the network) ends as
   its grade with a reason; it never stops the grading of the others.
 - Output goes to `assignments/NAME/autograded-<time>/` (0700): grades.csv, feedback/<who>/ (the
@@ -20,7 +21,9 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import tarfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,15 +175,28 @@ def read_run(who: str, run: SandboxRun, box: SandboxLimits, timeout: int) -> Gra
 
 
 def grade_all(rt: Runtime, image: str, name: str, key: assignments.Source, collected: Path,
-              timeout: int, box: SandboxLimits, progress: Progress) -> list[Grade]:  # fmt: skip
-    """Every submission of `collected`, one sandbox after the other."""
+              timeout: int, box: SandboxLimits, parallel: int,
+              progress: Progress) -> list[Grade]:  # fmt: skip
+    """Every submission of `collected`, `parallel` sandboxes at a time."""
     whos = sorted(p.name for p in collected.iterdir() if p.is_dir())
-    grades = []
-    for number, who in enumerate(whos, 1):
+
+    def one(who: str) -> Grade:
         run = rt.run_sandbox(image, job(name, timeout, key, collected / who), box)
-        grades.append(read_run(who, run, box, timeout))
-        progress("grading", number, len(whos))
-    return grades
+        return read_run(who, run, box, timeout)
+
+    grades: dict[str, Grade] = {}
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        running = [pool.submit(one, who) for who in whos]
+        for future in as_completed(running):
+            grade = future.result()
+            grades[grade.who] = grade
+            progress("grading", len(grades), len(whos))
+    return [grades[who] for who in whos]
+
+
+def parallel_default(cpus: float) -> int:
+    """As many sandboxes at once as this server's cores hold at `cpus` each."""
+    return max(1, int((os.cpu_count() or 1) // cpus))
 
 
 def write_results(folder: Path, grades: list[Grade], nobody: list[str]) -> None:

@@ -338,3 +338,22 @@ def test_autograde_grades_every_submission_of_the_newest_collect_once(
     (folder,) = (clone.root / "assignments" / "week1").glob("autograded-*")
     rows = {r["who"]: r for r in csv.DictReader((folder / "grades.csv").open())}
     assert set(rows) == {"ann", "bob"} and rows["ann"]["score"] == "1"
+
+
+def test_bad_sizes_and_limits_name_the_option_and_change_nothing(
+    clone: Paths, engine: FakeEngine, material: Path, tmp_path: Path
+):
+    run(commands.handout, clone, str(material), users="ann")
+    with pytest.raises(UserError, match=r"--max-size lots is not a size; .* e.g. --max-size 200M"):
+        run(commands.collect, clone, "week1", max_size="lots")
+    with pytest.raises(UserError, match="--due tomorrow: not a time"):
+        run(commands.collect, clone, "week1", due="tomorrow")
+    assert not list((clone.root / "assignments" / "week1").glob("collected-*"))
+    run(commands.collect, clone, "week1")
+    for kwargs, says in [({"memory": "much"}, "--memory much is not a size"),
+                         ({"timeout": 0}, "--timeout 0: give the seconds"),
+                         ({"cpus": 99.0}, "--cpus 99.0: give between 0.1 and"),
+                         ({"parallel": -1}, "--parallel -1: give how many")]:  # fmt: skip
+        with pytest.raises(UserError, match=says):
+            run(commands.autograde, clone, "week1", str(tmp_path), **kwargs)
+    assert not list((clone.root / "assignments" / "week1").glob("autograded-*"))
