@@ -51,6 +51,9 @@ def listing(student: Browser, path: str) -> set[str]:
 
 
 def test_handout_edit_handout_again_collect_late_and_return_feedback(hub: Hub, tmp_path: Path):
+    """student1 and student2 edit what was handed out (one file each, while their servers run);
+    the material changes; a second handout keeps both edits and updates the rest; student3
+    comes late and gets everything, then works after the due time."""
     material = tmp_path / "lab1"
     (material / "data").mkdir(parents=True)
     (material / "lab.ipynb").write_text(notebook("answer = None"))
@@ -65,7 +68,11 @@ def test_handout_edit_handout_again_collect_late_and_return_feedback(hub: Hub, t
     assert got["writable"] and got["content"] == "x,y\n1,2\n"
 
     save(student1, "lab-e2e/lab.ipynb", "answer = 42  # student1's work")
+    student2 = signed_in(hub, "student2")
+    model = {"type": "file", "format": "text", "content": "x,y\n1,2\n3,4  # student2's point\n"}
+    assert student2.server_api("PUT", "/contents/lab-e2e/data/points.csv", json=model).ok
     (material / "lab.ipynb").write_text(notebook("answer = None  # fixed typo"))
+    (material / "data" / "points.csv").write_text("x,y\n1,2\n5,6\n")
     (material / "extra.ipynb").write_text(notebook("bonus = True"))
     dry = hub.invoke("handout", str(material), "--to", "team-1", "--as", "lab-e2e", "--dry-run")
     assert dry.returncode == 0 and "Dry run: nothing was written" in dry.stdout
@@ -73,9 +80,15 @@ def test_handout_edit_handout_again_collect_late_and_return_feedback(hub: Hub, t
 
     second = hub.invoke("handout", str(material), "--to", "team-1", "--as", "lab-e2e")
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "student1: 1 new, 1 kept yours, 1 unchanged" in second.stdout
-    assert "student2: 1 new, 1 updated, 1 unchanged" in second.stdout
+    # Each student's edit is kept, the new version beside it; what they left alone is updated.
+    assert "student1: 1 new, 1 updated, 1 kept yours" in second.stdout
+    assert "student2: 1 new, 1 updated, 1 kept yours" in second.stdout
     assert cell_of(student1, "lab-e2e/lab.ipynb") == "answer = 42  # student1's work"
+    assert cell_of(student2, "lab-e2e/lab.ipynb") == "answer = None  # fixed typo"
+    got = student2.server_api("GET", "/contents/lab-e2e/data/points.csv").json()
+    assert got["content"] == "x,y\n1,2\n3,4  # student2's point\n"
+    points = [f for f in listing(student2, "lab-e2e/data") if f.startswith("points.updated-")]
+    assert len(points) == 1 and points[0].endswith(".csv"), points
     files = listing(student1, "lab-e2e")
     beside = [f for f in files if f.startswith("lab.updated-") and f.endswith(".ipynb")]
     assert len(beside) == 1 and "extra.ipynb" in files, files
@@ -88,6 +101,8 @@ def test_handout_edit_handout_again_collect_late_and_return_feedback(hub: Hub, t
     due = dt.datetime.now()
     time.sleep(1.1)
     student3 = signed_in(hub, "student3")
+    got = student3.server_api("GET", "/contents/lab-e2e/data/points.csv").json()
+    assert got["content"] == "x,y\n1,2\n5,6\n"  # the late student has the newest version
     save(student3, "lab-e2e/lab.ipynb", "answer = 41  # after the due time")
     collected = hub.invoke("collect", "lab-e2e", "--due", f"{due:%Y-%m-%d %H:%M:%S}")
     assert collected.returncode == 0, collected.stdout + collected.stderr
@@ -97,8 +112,8 @@ def test_handout_edit_handout_again_collect_late_and_return_feedback(hub: Hub, t
     rows = {r["who"]: r for r in csv.DictReader((snapshot / "submissions.csv").open())}
     assert set(rows) == {"student1", "student2", "student3"}
     assert (rows["student1"]["handed_in"], rows["student1"]["late"]) == ("yes", "no")
+    assert (rows["student2"]["handed_in"], rows["student2"]["late"]) == ("yes", "no")
     assert (rows["student3"]["handed_in"], rows["student3"]["late"]) == ("yes", "yes")
-    assert rows["student2"]["handed_in"] == "no"
     assert "answer = 42" in (snapshot / "student1" / "lab.ipynb").read_text()
     assert (snapshot / "student2" / "extra.ipynb").exists()  # the whole folder, for a grader
     assert cell_of(student1, "lab-e2e/lab.ipynb") == "answer = 42  # student1's work"
