@@ -440,7 +440,13 @@ class Record:
         path = folder_of(paths, name) / RECORD
         if not path.exists():
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise UserError(
+                f"{path} is damaged (not JSON); move it away to hand {name} out afresh (every "
+                "file a student changed will then be kept, the new version beside it)"
+            ) from None
         return cls(name, data.get("source", ""), data.get("given", {}), data.get("when", {}))
 
     def write(self, paths: Paths) -> None:

@@ -357,3 +357,10 @@ def test_bad_sizes_and_limits_name_the_option_and_change_nothing(
         with pytest.raises(UserError, match=says):
             run(commands.autograde, clone, "week1", str(tmp_path), **kwargs)
     assert not list((clone.root / "assignments" / "week1").glob("autograded-*"))
+
+
+def test_a_damaged_record_is_named_with_the_way_out(clone: Paths, engine: FakeEngine, material):
+    run(commands.handout, clone, str(material), users="ann")
+    (clone.root / "assignments" / "week1" / "handout.json").write_text("{half")
+    with pytest.raises(UserError, match=r"handout.json is damaged .not JSON.; move it away"):
+        run(commands.handout, clone, str(material), users="ann")
