@@ -143,8 +143,17 @@ def sweep(client: docker.DockerClient, hub: str) -> None:
         volume.remove(force=True)
     stack.remove_firewall_rules(client, hub)
     for image in (names.hub_image, names.notebook_image, names.db_image, names.nginx_image):
-        with contextlib.suppress(docker.errors.ImageNotFound):  # its own tags; layers stay cached
+        # Its own tags; the layers stay cached. When this tag is the image's last and another
+        # hub's container still uses that image (made under that hub's tag before a rebuild
+        # moved it), Docker refuses, and the tag stays: a name, harmless.
+        try:
             client.images.remove(image(hub), noprune=True)
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            print(f"sweep {hub}: {image(hub)} stays tagged: {exc.explanation}")
 
 
 def wait_gone(client: docker.DockerClient, container_id: str, timeout: float = 60) -> None:
