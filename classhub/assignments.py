@@ -43,7 +43,7 @@ from .errors import UserError
 from .files import ensure_private_dir, write_atomic
 from .inputs.roster import Roster
 from .paths import Paths
-from .runtime import Runtime
+from .runtime import Folder, Runtime
 
 RECORD = "handout.json"
 FEEDBACK = "feedback"  # inside ~/NAME: what `return` puts there, never collected
@@ -245,10 +245,10 @@ class Entry:
 
 @dataclass(frozen=True)
 class Found:
-    """What a target's NAME/ holds: `state` "missing", "folder" or "other" (NAME itself is a
-    file or a link), and each entry below it."""
+    """What a target's NAME/ holds: whether it is a folder (MISSING, or OTHER: NAME itself is
+    a file or a link), and each entry below it."""
 
-    state: str
+    state: Folder
     entries: dict[str, Entry] = field(default_factory=dict)
 
 
@@ -257,9 +257,9 @@ def look(rt: Runtime, target: Target, name: str, keep: Path | None = None,
     """What `name/` in the target's volume holds; with `keep`, its regular files up to
     `max_size` are also copied there (collect)."""
     with rt.read_folder(target.volume, name) as (state, stream):
-        if state != "folder" or stream is None:
+        if state is not Folder.FOLDER or stream is None:
             return Found(state)
-        return Found("folder", dict(_entries(stream, keep, max_size)))
+        return Found(Folder.FOLDER, dict(_entries(stream, keep, max_size)))
 
 
 def _entries(stream: BinaryIO, keep: Path | None, max_size: int) -> Iterator[tuple[str, Entry]]:
@@ -337,7 +337,7 @@ class Delivery:
 def plan_delivery(source: Source, found: Found, given: dict[str, str], target: Target,
                   name: str, stamp: str) -> Delivery:  # fmt: skip
     """The pure decision, file by file (docs/assignments.md has the table)."""
-    if found.state == "other":
+    if found.state is Folder.OTHER:
         return Delivery(target, {}, (), given, (), problem=(
             f"~/{name} is a file or a link of theirs, not a folder; rename it, then hand out again"
         ))  # fmt: skip
@@ -368,7 +368,7 @@ def plan_delivery(source: Source, found: Found, given: dict[str, str], target: T
             writes[beside] = data
             outcomes.append((path, KEPT, f"the new version is beside it as {beside}"))
         record[path] = digest
-    folders = _new_folders(writes, entries, found.state == "folder")
+    folders = _new_folders(writes, entries, found.state is Folder.FOLDER)
     return Delivery(target, writes, tuple(outcomes), record, folders)
 
 
@@ -512,7 +512,7 @@ class Handed:
     target: Target
     files: dict[str, Entry]
     skipped: tuple[tuple[str, str], ...]  # (path, why)
-    state: str  # as Found.state
+    state: Folder
     changed: frozenset[str] = frozenset()  # the files that differ from what was handed out
 
     def newest(self) -> float | None:
@@ -594,7 +594,7 @@ def collect(rt: Runtime, chosen: list[Target], name: str, folder: Path, max_size
                 )
             else:
                 files[path] = entry
-        if found.state == "other":
+        if found.state is Folder.OTHER:
             skipped.append(("", f"~/{name} is a file or a link, not a folder"))
         given_to = given.get(target.key, {})
         changed = frozenset(p for p, e in files.items() if given_to.get(p) != e.sha256)
@@ -690,11 +690,11 @@ def give_back(rt: Runtime, feedback: dict[Target, Source], name: str,
     given: dict[Target, int] = {}
     for number, (target, source) in enumerate(feedback.items(), 1):
         found = look(rt, target, name)
-        if found.state == "other":
+        if found.state is Folder.OTHER:
             raise UserError(f"{target.key}: ~/{name} is a file or a link, not a folder; "
                             "nothing was returned to them")  # fmt: skip
         writes = {f"{FEEDBACK}/{p}": data for p, data in source.files.items()}
-        folders = _new_folders(writes, found.entries, found.state == "folder")
+        folders = _new_folders(writes, found.entries, found.state is Folder.FOLDER)
         rt.write_files(target.volume, archive(name, target.kind, folders, writes))
         given[target] = len(writes)
         progress("returning", number, len(feedback))

@@ -152,7 +152,7 @@ def read_run(who: str, run: SandboxRun, box: SandboxLimits, timeout: int) -> Gra
                     files[member.name] = handle.read()
     feedback = {p.removeprefix(FEEDBACK): d for p, d in files.items() if p.startswith(FEEDBACK)}
     reasons: list[str] = []
-    if run.ended == "timeout":
+    if run.timed_out:
         reasons.append(f"stopped after {box.seconds:.0f}s: the grading took longer than its "
                        f"time limit (a cell may run {timeout}s)")  # fmt: skip
     if run.out_of_memory:

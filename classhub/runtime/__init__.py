@@ -15,6 +15,7 @@ engine's own recipe for a component) and the small records below, never an engin
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -63,6 +64,14 @@ class NodeAccess:
     registry: str = ""
 
 
+class Folder(enum.Enum):
+    """What a path in a volume is, as `Runtime.read_folder` finds it."""
+
+    MISSING = "missing"
+    FOLDER = "folder"
+    OTHER = "other"  # a file, a link, ...: not a folder
+
+
 @dataclass(frozen=True)
 class SandboxLimits:
     """What a grading sandbox may use (`Runtime.run_sandbox`)."""
@@ -76,10 +85,10 @@ class SandboxLimits:
 
 @dataclass(frozen=True)
 class SandboxRun:
-    """How a sandbox ended: "exited" or "timeout" (killed at its limit), whether the kernel's
+    """How a sandbox ended: on its own or killed at its time limit, whether the kernel's
     out-of-memory killer stopped something in it, and what it left in its out/ folder (a tar)."""
 
-    ended: str
+    timed_out: bool
     exit_code: int | None
     out_of_memory: bool
     out: bytes
@@ -259,9 +268,9 @@ class Runtime(Protocol):
 
     def read_folder(
         self, volume: str, folder: str
-    ) -> AbstractContextManager[tuple[str, BinaryIO | None]]:
-        """`folder` of the volume, read-only: ("folder", a tar stream whose entries start with
-        `folder/`), ("missing", None), or ("other", None) when it is a file or a link there."""
+    ) -> AbstractContextManager[tuple[Folder, BinaryIO | None]]:
+        """`folder` of the volume, read-only: (FOLDER, a tar stream whose entries start with
+        `folder/`), (MISSING, None), or (OTHER, None) when it is a file or a link there."""
 
     def write_files(self, volume: str, tar: bytes) -> None:
         """Unpack `tar` at the volume's root, with the owners, modes and times it gives, while

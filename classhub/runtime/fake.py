@@ -22,7 +22,7 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,7 +35,16 @@ from ..images import ImageSpec, inputs_hash, local_base_tag, state_of
 from ..inputs.roster import Roster
 from ..inputs.settings import Settings
 from ..paths import Paths
-from . import ImageInfo, NodeAccess, NodeInfo, SandboxLimits, SandboxRun, Service, spec_hash
+from . import (
+    Folder,
+    ImageInfo,
+    NodeAccess,
+    NodeInfo,
+    SandboxLimits,
+    SandboxRun,
+    Service,
+    spec_hash,
+)
 
 HEAD = "fake-head"  # the schema revision of the fake hub image's JupyterHub
 PG_DATA = "pgdata"  # the fake PostgreSQL's one file in its volume
@@ -72,6 +81,10 @@ class FakeEngine:
         self.events: list[str] = []
         self.swarm_nodes: list[NodeInfo] = []  # the swarm it manages; none unless a test adds
         self.node_holds: dict[str, set[str]] = {}  # a node's hostname -> the image IDs it holds
+        # How a grading sandbox ends, from what it was given: a test's stand-in for the grader.
+        self.sandbox_result: Callable[[bytes], SandboxRun] = lambda files: SandboxRun(
+            False, 0, False, b"", ""
+        )
 
     # --- the hub's own users and groups, in its database file ---
     def _db_file(self) -> tuple[Volume, str] | None:
@@ -350,14 +363,14 @@ class FakeEngine:
         self._did(f"restore volume {name}")
 
     @contextlib.contextmanager
-    def read_folder(self, volume: str, folder: str) -> Iterator[tuple[str, BinaryIO | None]]:
+    def read_folder(self, volume: str, folder: str) -> Iterator[tuple[Folder, BinaryIO | None]]:
         files = self.volumes[volume].files
         if folder in files:
-            yield "other", None
+            yield Folder.OTHER, None
             return
         below = {p: d for p, d in files.items() if p.startswith(f"{folder}/")}
         if not below:
-            yield "missing", None
+            yield Folder.MISSING, None
             return
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -374,7 +387,7 @@ class FakeEngine:
                 info.size, info.mtime = len(data), self.volumes[volume].times.get(path, 0)
                 tar.addfile(info, io.BytesIO(data))
         buffer.seek(0)
-        yield "folder", buffer
+        yield Folder.FOLDER, buffer
 
     def write_files(self, volume: str, tar: bytes) -> None:
         with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
@@ -387,13 +400,9 @@ class FakeEngine:
         self._did(f"write files into {volume}")
 
     def run_sandbox(self, image: str, files: bytes, limits: SandboxLimits) -> SandboxRun:
-        """Runs nothing: `sandbox_result(files)` (a test's function) says how it ended."""
+        """Runs nothing: `sandbox_result(files)` (a test sets it) says how it ended."""
         self._did(f"grade in a sandbox of {image}")
         return self.sandbox_result(files)
-
-    @staticmethod
-    def sandbox_result(files: bytes) -> SandboxRun:
-        return SandboxRun("exited", 0, False, b"", "")
 
     # --- user servers ---
     def missing_group_images(self, roster: Roster) -> list[str]:

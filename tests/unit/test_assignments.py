@@ -290,18 +290,18 @@ BOX = grading.limits(5, 256 * 1024**2, 1.0)
 
 
 def test_a_sandboxs_end_becomes_a_grade_with_its_reasons():
-    done = SandboxRun("exited", 0, False, result_tar(
+    done = SandboxRun(False, 0, False, result_tar(
         {"score": 2, "max_score": 3, "reasons": ["lab/test_b: AssertionError"]},
         {"lab.html": b"<p>"}), "")  # fmt: skip
     grade = grading.read_run("ann", done, BOX, 5)
     assert (grade.score, grade.max_score, grade.reasons) == (2, 3, ("lab/test_b: AssertionError",))
     assert grade.feedback == {"lab.html": b"<p>"}
 
-    killed = grading.read_run("bob", SandboxRun("timeout", None, False, b"", ""), BOX, 5)
+    killed = grading.read_run("bob", SandboxRun(True, None, False, b"", ""), BOX, 5)
     assert killed.score == 0 and "stopped after 75s" in killed.reasons[0]
-    hungry = grading.read_run("cy", SandboxRun("exited", 137, True, b"", "Killed"), BOX, 5)
+    hungry = grading.read_run("cy", SandboxRun(False, 137, True, b"", "Killed"), BOX, 5)
     assert hungry.score == 0 and "used more than 256.0 MB of memory" in hungry.reasons[0]
-    silent = grading.read_run("dee", SandboxRun("exited", 1, False, b"", "boom\n"), BOX, 5)
+    silent = grading.read_run("dee", SandboxRun(False, 1, False, b"", "boom\n"), BOX, 5)
     assert silent.reasons == ("the grader left no result (exit code 1): boom",)
 
 
@@ -320,9 +320,9 @@ def test_autograde_grades_every_submission_of_the_newest_collect_once(
 
     def graded(files: bytes) -> SandboxRun:
         seen.append(files)
-        return SandboxRun("exited", 0, False, result_tar({"score": 1, "max_score": 1}), "")
+        return SandboxRun(False, 0, False, result_tar({"score": 1, "max_score": 1}), "")
 
-    engine.sandbox_result = graded  # type: ignore[method-assign]
+    engine.sandbox_result = graded
     engine.images[names.notebook_image(HUB)] = engine.images["debian:bookworm-slim"]
     with pytest.raises(
         UserError, match=r"holds neither nbgrader source notebooks .* nor a grade.py"

@@ -35,7 +35,7 @@ from ...inputs.roster import Roster
 from ...inputs.settings import Settings
 from ...neighbours import HubInfo, conflicts
 from ...paths import Paths
-from .. import ImageInfo, NodeAccess, NodeInfo, SandboxLimits, SandboxRun, Service
+from .. import Folder, ImageInfo, NodeAccess, NodeInfo, SandboxLimits, SandboxRun, Service
 from ..swarm import nodes as swarm_nodes
 from . import builder, database, disks, engine, neighbours, sandbox, stack
 
@@ -256,19 +256,19 @@ class SingleHost:
             raise
 
     @contextlib.contextmanager
-    def read_folder(self, volume: str, folder: str) -> Iterator[tuple[str, BinaryIO | None]]:
+    def read_folder(self, volume: str, folder: str) -> Iterator[tuple[Folder, BinaryIO | None]]:
         with database.volume_helper(self.client, self.hub, volume, "ro") as container:
             try:
                 stream, stat = container.get_archive(f"/v/{folder}", chunk_size=CHUNK)
             except docker.errors.NotFound:
-                yield "missing", None
+                yield Folder.MISSING, None
                 return
             chunks = iter(stream)
             try:
                 if int(stat.get("mode", 0)) & _GO_DIR and not stat.get("linkTarget"):
-                    yield "folder", io.BufferedReader(_Chunks(chunks), CHUNK)
+                    yield Folder.FOLDER, io.BufferedReader(_Chunks(chunks), CHUNK)
                 else:
-                    yield "other", None
+                    yield Folder.OTHER, None
             finally:
                 for _ in chunks:  # read to the end so the connection is released
                     pass

@@ -44,16 +44,16 @@ def run(client: docker.DockerClient, hub: str, image: str, files: bytes,
             **hubfile.HARDENING,
         )  # fmt: skip
         container.start()
-        ended, code = "exited", None
+        timed_out, code = False, None
         try:
             code = container.wait(timeout=limits.seconds).get("StatusCode")
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-            ended = "timeout"
+            timed_out = True
             container.kill()
         container.reload()
         oom = bool(container.attrs["State"].get("OOMKilled"))
         log = container.logs(tail=40).decode("utf-8", "replace")
-        return SandboxRun(ended, code, oom, _results(client, hub, name), log)
+        return SandboxRun(timed_out, code, oom, _results(client, hub, name), log)
     finally:
         if container is not None:
             container.remove(force=True)
