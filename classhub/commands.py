@@ -1382,6 +1382,10 @@ def _autograde(
     collected = grading.latest_collect(paths, name)
     the_key = grading.read_key(key, Path.cwd())
     box = grading.limits(timeout, size, cpus)
+    left = rt.sweep_sandboxes()
+    if left:
+        out.info(f"Removed {left} container(s) and volume(s) of sandboxes an earlier autograde "
+                 "left behind (it was stopped before it finished).")  # fmt: skip
     image = grading.ensure_image(paths, cfg.settings, rt, out.info)
     submissions = [p.name for p in collected.iterdir() if p.is_dir()]
     nobody = []

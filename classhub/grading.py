@@ -23,6 +23,7 @@ import io
 import json
 import os
 import tarfile
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,20 +178,30 @@ def read_run(who: str, run: SandboxRun, box: SandboxLimits, timeout: int) -> Gra
 def grade_all(rt: Runtime, image: str, name: str, key: assignments.Source, collected: Path,
               timeout: int, box: SandboxLimits, parallel: int,
               progress: Progress) -> list[Grade]:  # fmt: skip
-    """Every submission of `collected`, `parallel` sandboxes at a time."""
+    """Every submission of `collected`, `parallel` sandboxes at a time. Stopped (Ctrl-C), it
+    lets the sandboxes running finish, and so remove themselves, and starts no other."""
     whos = sorted(p.name for p in collected.iterdir() if p.is_dir())
+    stopping = threading.Event()
 
-    def one(who: str) -> Grade:
+    def one(who: str) -> Grade | None:
+        if stopping.is_set():
+            return None
         run = rt.run_sandbox(image, job(name, timeout, key, collected / who), box)
         return read_run(who, run, box, timeout)
 
     grades: dict[str, Grade] = {}
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        running = [pool.submit(one, who) for who in whos]
-        for future in as_completed(running):
+    pool = ThreadPoolExecutor(max_workers=max(1, parallel))
+    try:
+        for future in as_completed([pool.submit(one, who) for who in whos]):
             grade = future.result()
-            grades[grade.who] = grade
-            progress("grading", len(grades), len(whos))
+            if grade is not None:
+                grades[grade.who] = grade
+                progress("grading", len(grades), len(whos))
+    except BaseException:
+        stopping.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     return [grades[who] for who in whos]
 
 

@@ -281,6 +281,10 @@ class Runtime(Protocol):
         no other volume, read-only but for /grading and /tmp, within `limits`; then remove it
         and everything it was given."""
 
+    def sweep_sandboxes(self) -> int:
+        """Remove the sandboxes (containers and volumes) an autograde that was killed left
+        behind; how many objects it removed."""
+
     # --- user servers ---
     def missing_group_images(self, roster: Roster) -> list[str]:
         """`userlist:LINE: ...` for each group image the engine does not have."""

@@ -404,6 +404,9 @@ class FakeEngine:
         self._did(f"grade in a sandbox of {image}")
         return self.sandbox_result(files)
 
+    def sweep_sandboxes(self) -> int:
+        return 0  # its sandboxes leave nothing behind: they run nothing
+
     # --- user servers ---
     def missing_group_images(self, roster: Roster) -> list[str]:
         return [

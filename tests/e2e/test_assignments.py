@@ -13,6 +13,8 @@ import json
 import time
 from pathlib import Path
 
+from classhub import names
+from classhub.runtime.single_host import sandbox
 from classhub.student import Browser
 
 from .conftest import Hub
@@ -248,9 +250,18 @@ def test_autograde_grades_each_submission_in_its_own_sandbox(hub: Hub, tmp_path:
     collected = hub.invoke("collect", "sums")
     assert collected.returncode == 0, collected.stdout + collected.stderr
 
+    # What an autograde killed half way would leave: a sandbox's volume and container.
+    left = names.sandbox(hub.name, "killed")
+    labels = names.labels(hub.name, sandbox.KIND)
+    hub.client.volumes.create(left, labels=labels)
+    hub.client.containers.create(hub.image, ["true"], name=left, labels=labels,
+                                 volumes={left: {"bind": "/grading", "mode": "rw"}})  # fmt: skip
+
     graded = hub.invoke("autograde", "sums", "--key", str(key), "--timeout", "5",
                         "--memory", "300M", timeout=1800)  # fmt: skip
     assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-3000:]
+    assert "Removed 2 container(s) and volume(s) of sandboxes an earlier autograde" in graded.stdout
+    assert not hub.client.volumes.list(filters={"name": left})
     (folder,) = (hub.paths.root / "assignments" / "sums").glob("autograded-*")
     rows = {r["who"]: r for r in csv.DictReader((folder / "grades.csv").open())}
     assert set(rows) == set(ANSWERS), rows

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -364,3 +365,49 @@ def test_a_damaged_record_is_named_with_the_way_out(clone: Paths, engine: FakeEn
     (clone.root / "assignments" / "week1" / "handout.json").write_text("{half")
     with pytest.raises(UserError, match=r"handout.json is damaged .not JSON.; move it away"):
         run(commands.handout, clone, str(material), users="ann")
+
+
+def test_group_folders_are_collected_and_given_feedback_as_one_submission_each(
+    clone: Paths, engine: FakeEngine, material: Path, tmp_path: Path
+):
+    run(commands.handout, clone, str(material), group_folder=True)  # every group's folder
+    team = engine.volumes[names.group_volume(HUB, "teama")]
+    team.files["week1/lab.ipynb"] = b"the team's answers"
+    folder = commands.collect(clone, clean_environ(HUB_NAME=HUB),
+                              Output(io.StringIO(), io.StringIO()), "week1", groups=True)  # fmt: skip
+    assert (folder / "teama" / "lab.ipynb").read_bytes() == b"the team's answers"
+    with pytest.raises(UserError, match="was not handed into any homes still on the roster"):
+        run(commands.collect, clone, "week1")
+    feedback = tmp_path / "feedback"
+    (feedback / "teamA").mkdir(parents=True)
+    (feedback / "teamA" / "lab.html").write_text("good teamwork")
+    with pytest.raises(UserError, match="teamA not users on the roster"):
+        run(commands.return_feedback, clone, "week1", str(feedback))
+    run(commands.return_feedback, clone, "week1", str(feedback), groups=True)
+    assert team.files["week1/feedback/lab.html"] == b"good teamwork"
+    assert home(engine, "ann") == {}
+
+
+def test_an_autograde_stopped_starts_no_other_sandbox(
+    clone: Paths, engine: FakeEngine, material: Path, tmp_path: Path
+):
+    run(commands.handout, clone, str(material), users="ann,bob,cy")
+    run(commands.collect, clone, "week1")
+    key = tmp_path / "key"
+    key.mkdir()
+    (key / "grade.py").write_text('print(\'{"score": 1, "max_score": 1}\')')
+    engine.images[names.notebook_image(HUB)] = engine.images["debian:bookworm-slim"]
+    calls: list[int] = []
+
+    def interrupted(files: bytes) -> SandboxRun:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # Ctrl-C, as the first sandbox ends
+        time.sleep(0.3)  # one more may have started meanwhile; it finishes
+        return SandboxRun(False, 0, False, result_tar({"score": 1, "max_score": 1}), "")
+
+    engine.sandbox_result = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        run(commands.autograde, clone, "week1", str(key), parallel=1)
+    assert len(calls) <= 2  # of three submissions
+    assert not list((clone.root / "assignments" / "week1").glob("autograded-*"))

@@ -281,6 +281,9 @@ class SingleHost:
     def run_sandbox(self, image: str, files: bytes, limits: SandboxLimits) -> SandboxRun:
         return sandbox.run(self.client, self.hub, image, files, limits)
 
+    def sweep_sandboxes(self) -> int:
+        return sandbox.sweep(self.client, self.hub)
+
     # --- user servers ---
     def missing_group_images(self, roster: Roster) -> list[str]:
         return stack.missing_group_images(self.client, roster)

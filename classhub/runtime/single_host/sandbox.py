@@ -9,6 +9,7 @@ happened, so nothing a submission did outlives its grading.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 
 import docker
@@ -20,6 +21,7 @@ from ... import hubfile, names
 from .. import SandboxLimits, SandboxRun
 from . import database
 
+KIND = "sandbox"  # the classhub.kind of a sandbox's container and volume
 OUT_MAX = 64 * 1024**2  # bytes of results read back; a sandbox that left more is cut off there
 HOME = {"HOME": "/tmp", "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime", "LANG": "C.UTF-8"}
 
@@ -27,7 +29,7 @@ HOME = {"HOME": "/tmp", "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime", "LANG": "
 def run(client: docker.DockerClient, hub: str, image: str, files: bytes,
         limits: SandboxLimits) -> SandboxRun:  # fmt: skip
     name = names.sandbox(hub, secrets.token_hex(4))
-    labels = names.labels(hub, "sandbox")
+    labels = names.labels(hub, KIND)
     volume = client.volumes.create(name, labels=labels)
     container = None
     try:
@@ -58,6 +60,24 @@ def run(client: docker.DockerClient, hub: str, image: str, files: bytes,
         if container is not None:
             container.remove(force=True)
         volume.remove(force=True)
+
+
+def sweep(client: docker.DockerClient, hub: str) -> int:
+    """Remove the sandboxes an autograde that was killed left (containers, then volumes); how
+    many objects. Autograde runs one at a time per hub, so at its start every one is left over."""
+    wanted: dict[str, str | list[str] | bool] = {
+        "label": [f"{names.LABEL_HUB}={hub}", f"{names.LABEL_KIND}={KIND}"]
+    }
+    removed = 0
+    for container in client.containers.list(all=True, filters=wanted):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+            removed += 1
+    for volume in client.volumes.list(filters=wanted):
+        with contextlib.suppress(docker.errors.NotFound):
+            volume.remove(force=True)
+            removed += 1
+    return removed
 
 
 def _results(client: docker.DockerClient, hub: str, volume: str) -> bytes:
