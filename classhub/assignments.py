@@ -512,7 +512,6 @@ class Handed:
     target: Target
     files: dict[str, Entry]
     skipped: tuple[tuple[str, str], ...]  # (path, why)
-    state: Folder
     changed: frozenset[str] = frozenset()  # the files that differ from what was handed out
 
     def newest(self) -> float | None:
@@ -598,7 +597,7 @@ def collect(rt: Runtime, chosen: list[Target], name: str, folder: Path, max_size
             skipped.append(("", f"~/{name} is a file or a link, not a folder"))
         given_to = given.get(target.key, {})
         changed = frozenset(p for p, e in files.items() if given_to.get(p) != e.sha256)
-        handed.append(Handed(target, files, tuple(skipped), found.state, changed))
+        handed.append(Handed(target, files, tuple(skipped), changed))
         progress("collecting", number, len(chosen))
     return handed
 
@@ -662,9 +661,8 @@ def feedback_from(folder: Path, roster: Roster, hub: str, groups: bool) -> dict[
         else:
             unknown.append(sub.name)
             continue
-        source = _read_folder_or_none(sub)
-        if source is not None:
-            found[target] = source
+        if any(p.is_file() for p in sub.rglob("*")):  # an empty folder: nothing for them
+            found[target] = _read_folder(sub, str(sub))
     if unknown:
         kind = "groups" if groups else "users"
         raise UserError(
@@ -674,13 +672,6 @@ def feedback_from(folder: Path, roster: Roster, hub: str, groups: bool) -> dict[
     if not found:
         raise UserError(f"FOLDER {folder}: no folder named for a student with files in it")
     return found
-
-
-def _read_folder_or_none(folder: Path) -> Source | None:
-    try:
-        return _read_folder(folder, str(folder))
-    except UserError:
-        return None
 
 
 def give_back(rt: Runtime, feedback: dict[Target, Source], name: str,

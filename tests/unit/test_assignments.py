@@ -411,3 +411,22 @@ def test_an_autograde_stopped_starts_no_other_sandbox(
         run(commands.autograde, clone, "week1", str(key), parallel=1)
     assert len(calls) <= 2  # of three submissions
     assert not list((clone.root / "assignments" / "week1").glob("autograded-*"))
+
+
+def test_feedback_that_cannot_be_read_whole_stops_return_before_anything_is_written(
+    clone: Paths, engine: FakeEngine, material: Path, tmp_path: Path, monkeypatch
+):
+    run(commands.handout, clone, str(material), users="ann,bob")
+    feedback = tmp_path / "feedback"
+    for user, text in (("ann", "a long report"), ("bob", "ok"), ("cy", "")):
+        (feedback / user).mkdir(parents=True)
+        if text:
+            (feedback / user / "lab.html").write_text(text)
+    monkeypatch.setattr(assignments, "MAX_SOURCE", 5)  # ann's is too large
+    before = list(engine.events)
+    with pytest.raises(UserError, match=r"feedback/ann: more than 5 B of files"):
+        run(commands.return_feedback, clone, "week1", str(feedback))
+    assert engine.events == before
+    monkeypatch.setattr(assignments, "MAX_SOURCE", 500 * 1024**2)
+    run(commands.return_feedback, clone, "week1", str(feedback))  # cy's empty folder: skipped
+    assert home(engine, "bob")["week1/feedback/lab.html"] == b"ok"
