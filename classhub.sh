@@ -61,8 +61,11 @@ case "${1:-}" in
     test)
         shift
         # A real nginx and a real browser for the tests; Node.js for their sign-in provider; ssh to
-        # reach the test swarm's servers, and a registry to stand in for a site's.
-        apt_install nginx-light chromium chromium-driver ca-certificates python3-venv btrfs-progs openssh-client docker-registry
+        # reach the test swarm's servers, and a registry to stand in for a site's; Let's Encrypt's
+        # test CA (pebble), a DNS server that takes RFC 2136 updates (BIND) and certbot for the
+        # certificate tests.
+        apt_install nginx-light chromium chromium-driver ca-certificates python3-venv btrfs-progs openssh-client docker-registry \
+            pebble bind9 bind9-dnsutils certbot
         command -v npm >/dev/null || apt_install nodejs npm
         # The nginx package starts a server on port 80 where an init system exists; the tests
         # run their own.

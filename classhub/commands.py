@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from . import (
+    acme,
     assignments,
     components,
     credentials,
@@ -208,7 +209,7 @@ def setup(
     out.info("Log in as the admin (also printed by: invoke login):")
     out.info(_login_text(cfg.settings, admin, _password(paths, cfg.roster, admin)))
     out.info()
-    out.info(how_students_reach(cfg.settings))
+    out.info(how_students_reach(paths, cfg.settings))
     if out.warnings:  # the first ones may be far above by now
         out.info()
         out.info("Warnings (said above too):")
@@ -227,16 +228,19 @@ def _warn_without_workers(rt: Runtime, out: Output) -> None:
                  "start: join one with invoke add-node HOST (docs/swarm.md)")  # fmt: skip
 
 
-def how_students_reach(settings: Settings) -> str:
+def how_students_reach(paths: Paths, settings: Settings) -> str:
     """Which of the three front doors this hub has, the URL students open, and, when that URL
     works only on this server, the one change that opens it (setup's last lines)."""
     url = settings.public_url
     if components.has(settings, Part.FRONT_DOOR):
-        own = (
-            ""
-            if settings.tls_cert
-            else " (self-signed: browsers warn until TLS_CERT and TLS_KEY name a real certificate)"
-        )
+        if settings.tls_cert:
+            own = ""
+        elif settings.acme:
+            served = acme.serving(acme.read_status(paths), settings)
+            own = (f" (certificate from {settings.acme_directory}, renewed by itself)" if served
+                   else " (self-signed until the ACME CA issues a certificate: see above)")  # fmt: skip
+        else:
+            own = " (self-signed: browsers warn until TLS_CERT and TLS_KEY name a real certificate)"
         text = (
             f"Students open {url}: the bundled nginx, HTTPS on port {settings.https_port} of "
             f"every interface{own}."
@@ -1142,6 +1146,9 @@ def reset_password(
     out.info(_login_text(cfg.settings, who, _password(paths, cfg.roster, who)))
 
 
+CERTBOT_WEBROOT = "/var/www/letsencrypt"  # where `invoke nginx --server`'s certbot lines write
+
+
 def nginx(paths: Paths, environ: Mapping[str, str], out: Output, server: bool = False) -> None:
     """The location block for your nginx's server, or (`server`) a whole TLS site for it."""
     cfg = load(paths, environ, out)
@@ -1157,11 +1164,15 @@ def nginx(paths: Paths, environ: Mapping[str, str], out: Output, server: bool = 
         return
     if settings.tls_cert is not None and settings.tls_key is not None:
         cert, key = str(settings.tls_cert), str(settings.tls_key)
-    else:
-        host = settings.public_host or "example.edu"
-        cert = f"/etc/letsencrypt/live/{host}/fullchain.pem"
-        key = f"/etc/letsencrypt/live/{host}/privkey.pem"
-    out.info(render.nginx_site(paths, settings, settings.upstream, cert, key).rstrip("\n"))
+        out.info(render.nginx_site(paths, settings, settings.upstream, cert, key).rstrip("\n"))
+        return
+    # No certificate of yours yet: certbot's, with the lines that get it (ACME_DIRECTORY's CA).
+    host = settings.public_host or "example.edu"
+    cert = f"/etc/letsencrypt/live/{host}/fullchain.pem"
+    key = f"/etc/letsencrypt/live/{host}/privkey.pem"
+    out.info(acme.certbot_lines(settings, CERTBOT_WEBROOT))
+    site = render.nginx_site(paths, settings, settings.upstream, cert, key, CERTBOT_WEBROOT)
+    out.info(site.rstrip("\n"))
 
 
 def _not_an_option(name: str) -> None:

@@ -1,7 +1,7 @@
 """Which parts a hub has: decided here once, from the settings, and read by everything else.
 
 A hub always has its firewall, its Docker socket proxy and the hub itself; HUB_DB=postgres adds
-the database, PROXY=nginx the bundled front door. Each `Component` says what it is called, the
+the database, PROXY=nginx the bundled front door, and ACME=true beside it the certificate renewer. Each `Component` says what it is called, the
 container and image it runs, the internal network and data volumes it brings and the secrets it
 reads. Deploy makes them in `of`'s order; status, destroy, backup, secrets, images and the hub
 container's mounts read the same list. How each is made and when it is ready is the engine's side
@@ -26,6 +26,7 @@ class Part(enum.Enum):
     DATABASE = "db"
     HUB = "hub"
     FRONT_DOOR = "nginx"
+    CERTIFICATES = "acme"
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,15 @@ def of(settings: Settings) -> tuple[Component, ...]:
                 Image("nginx image", names.nginx_image(hub), "nginx"),
             )
         )
+        if settings.acme:  # after nginx, which answers the CA's HTTP-01 challenge
+            found.append(
+                Component(
+                    Part.CERTIFICATES,
+                    "certificate renewer",
+                    names.acme_container(hub),
+                    Image("certificate renewer image", names.acme_image(hub), "acme"),
+                )
+            )
     return tuple(found)
 
 

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from . import (
+    acme,
     backup,
     components,
     credentials,
@@ -58,6 +59,8 @@ def setup_steps(paths: Paths, config: Config, progress: Progress) -> list[Step]:
             if cert is None
             else _own_cert_step(paths, config.settings, cert)
         )
+    if components.has(config.settings, Part.CERTIFICATES):
+        steps += acme.setup_steps(paths, config.settings)
     steps.append(hub_file_step(paths, config, creds, pending=bool(todo)))
     return steps
 
@@ -218,22 +221,35 @@ def docker_steps(
                 steps += _schema_steps(paths, config, rt, echo, deferred=deferred)
         hub_action = hub_action or step.run is not None
         steps.append(step)
-    steps += _front_door_left_step(rt, settings)
+    steps += _left_steps(rt, settings)
     steps.append(hub_sync_step(rt, settings, roster, api, echo, hub_changes=hub_action))
+    if components.has(settings, Part.CERTIFICATES):  # last: the CA may take a while to answer
+        steps.append(acme.certificate_step(paths, settings, rt.restart_container, echo))
     return steps
 
 
-def _front_door_left_step(rt: Runtime, settings) -> list[Step]:
-    """The bundled nginx of an earlier PROXY=nginx, which PROXY no longer asks for: it would
-    keep HTTPS_PORT and HTTP_PORT from the site's own nginx. It goes (it holds no data)."""
-    if components.has(settings, Part.FRONT_DOOR):
-        return []
-    name = names.nginx_container(settings.hub_name)
-    found = rt.container_status(name)
-    if found is None:
-        return []
-    return [Step(f"front door {name} (nginx)", found, f"remove (PROXY={settings.proxy})",
-                 partial(rt.remove_container, name))]  # fmt: skip
+# The parts the settings can take away again, their containers and the setting that did.
+_OPTIONAL = (
+    (Part.FRONT_DOOR, names.nginx_container, "front door {} (nginx)", "PROXY"),
+    (Part.CERTIFICATES, names.acme_container, "certificate renewer {}", "ACME"),
+)
+
+
+def _left_steps(rt: Runtime, settings) -> list[Step]:
+    """The bundled nginx of an earlier PROXY=nginx, which PROXY no longer asks for (it would keep
+    HTTPS_PORT and HTTP_PORT from the site's own nginx), and the renewer of an earlier ACME=true
+    (certbot's state stays in secrets/acme/). They go: neither holds data of its own."""
+    steps = []
+    for part, container, what, key in _OPTIONAL:
+        if components.has(settings, part):
+            continue
+        name = container(settings.hub_name)
+        found = rt.container_status(name)
+        if found is not None:
+            now = str(settings.proxy if key == "PROXY" else settings.acme).lower()
+            steps.append(Step(what.format(name), found, f"remove ({key}={now})",
+                              partial(rt.remove_container, name)))  # fmt: skip
+    return steps
 
 
 def _component_step(

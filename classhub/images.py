@@ -116,10 +116,24 @@ def _db_files(paths: Paths) -> tuple[tuple[str, Path], ...]:
 
 def _nginx_files(paths: Paths) -> tuple[tuple[str, Path], ...]:
     """The bundled front door's image (PROXY=nginx); its configuration is mounted, not built in."""
-    return (("nginx/Dockerfile", paths.root / "nginx" / "Dockerfile"),)
+    folder = paths.root / "nginx"
+    return (("nginx/Dockerfile", folder / "Dockerfile"),
+            ("nginx/start-nginx", folder / "start-nginx"))  # fmt: skip
 
 
-_COMPONENT_FILES = {"hub": _hub_files, "db": _db_files, "nginx": _nginx_files}
+def _acme_files(paths: Paths) -> tuple[tuple[str, Path], ...]:
+    """The certificate renewer's image (ACME=true)."""
+    folder = paths.root / "acme"
+    return (("acme/Dockerfile", folder / "Dockerfile"),
+            ("acme/renew-certificates", folder / "renew-certificates"))  # fmt: skip
+
+
+_COMPONENT_FILES = {
+    "hub": _hub_files,
+    "db": _db_files,
+    "nginx": _nginx_files,
+    "acme": _acme_files,
+}
 
 
 def ca_bundle(settings: Settings) -> bytes:

@@ -125,6 +125,11 @@ def nginx_container(hub: str) -> str:
     return f"{hub}-nginx"
 
 
+def acme_container(hub: str) -> str:
+    """The certificate renewer (ACME=true), beside the bundled nginx on the host's network."""
+    return f"{hub}-acme"
+
+
 def db_container(hub: str) -> str:
     """The hub's PostgreSQL (HUB_DB=postgres)."""
     return f"{hub}-db"
@@ -205,6 +210,10 @@ def db_image(hub: str) -> str:
 
 def nginx_image(hub: str) -> str:
     return f"classhub-nginx:{hub}"
+
+
+def acme_image(hub: str) -> str:
+    return f"classhub-acme:{hub}"
 
 
 # Shared by every hub on this engine: the Debian base built when none can be pulled, and labels.

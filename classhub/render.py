@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from . import hubfile, names
+from . import acme, hubfile, names
 from .credentials import Credential
 from .inputs.roster import Limits, Roster, User
 from .inputs.settings import Settings
@@ -186,10 +186,14 @@ def nginx_server(paths: Paths, hubs: list[tuple[str, str]]) -> str:
     )
 
 
-def nginx_site(paths: Paths, settings: Settings, upstream: str, cert: str, key: str) -> str:
+def nginx_site(
+    paths: Paths, settings: Settings, upstream: str, cert: str, key: str,
+    challenges: str | None = None,
+) -> str:  # fmt: skip
     """The whole front door for one hub: an HTTP server that redirects, and the HTTPS server with
     TLS 1.2+, HSTS, the login rate limit and the hub's location block (`invoke nginx --server`,
-    and inside the bundled nginx's configuration)."""
+    and inside the bundled nginx's configuration). With `challenges`, the HTTP server also serves
+    an ACME CA's HTTP-01 files from that folder's .well-known/acme-challenge/."""
     hub = settings.hub_name
     location = location_block(paths, hub, upstream)
     location = "\n".join(line for line in location.splitlines() if not line.startswith("#"))
@@ -205,19 +209,30 @@ def nginx_site(paths: Paths, settings: Settings, upstream: str, cert: str, key: 
         "KEY": key,
         "UPSTREAM": upstream,
         "LOCATION": _indent(location),
+        "CHALLENGE": ""
+        if challenges is None
+        else (
+            "    # The ACME CA's HTTP-01 challenge files (certbot --webroot), served as they are.\n"
+            "    location /.well-known/acme-challenge/ {\n"
+            f"        root {challenges};\n"
+            "        default_type text/plain;\n"
+            "    }\n"
+        ),
     }
     template = (paths.nginx_dir / "site.conf.template").read_text(encoding="utf-8")
     return subdomain_note(settings) + _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
-NGINX_CERT_IN_CONTAINER = "/etc/classhub/tls/cert.pem"
-NGINX_KEY_IN_CONTAINER = "/etc/classhub/tls/key.pem"
+# The bundled nginx's pair, in the folder the renewer replaces it in (ACME=true; acme.py).
+NGINX_CERT_IN_CONTAINER = f"{acme.IN_SERVED}/cert.pem"
+NGINX_KEY_IN_CONTAINER = f"{acme.IN_SERVED}/key.pem"
 
 
 def nginx_bundled(paths: Paths, settings: Settings, upstream: str) -> str:
     """The bundled nginx's nginx.conf (PROXY=nginx): the site, with the certificate and key where
     the container mounts them and the hub's own address as the upstream."""
-    site = nginx_site(paths, settings, upstream, NGINX_CERT_IN_CONTAINER, NGINX_KEY_IN_CONTAINER)
+    site = nginx_site(paths, settings, upstream, NGINX_CERT_IN_CONTAINER, NGINX_KEY_IN_CONTAINER,
+                      acme.IN_WEBROOT if settings.acme else None)  # fmt: skip
     values = {
         "HUB_NAME": settings.hub_name,
         "SITE": "    " + site.rstrip("\n").replace("\n", "\n    "),

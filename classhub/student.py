@@ -215,6 +215,10 @@ class Browser:
         _execute(self, kernel_id, code, timeout, until_busy=True)
         return kernel_id
 
+    def channels(self, kernel_id: str, timeout: float = 60) -> Channels:
+        """My kernel's websocket, kept open (`Channels.run` runs code over it again and again)."""
+        return Channels(self, kernel_id, timeout)
+
     def run_in(self, kernel_id: str, code: str, timeout: float = 60) -> str:
         """Run `code` in my kernel `kernel_id` (from `new_kernel`); what it printed."""
         return _execute(self, kernel_id, code, timeout)
@@ -234,28 +238,47 @@ class Browser:
 def _execute(
     browser: Browser, kernel_id: str, code: str, timeout: float, until_busy: bool = False
 ) -> str:
-    session_id = uuid.uuid4().hex
-    server = urlsplit(browser.server_url)
-    path = f"{server.path}api/kernels/{kernel_id}/channels?session_id={session_id}"
-    secure = server.scheme == "https" and not browser.address
-    ws_url = f"{'wss' if secure else 'ws'}://{browser.address or server.netloc}{path}"
-    # The cookies a browser sends to the server's websocket (its own host and path).
-    sent = browser.cookies_for(f"{server.scheme}://{server.netloc}{path}")
-    cookies = "; ".join(f"{name}={value}" for name, value in sent.items())
-    ws = websocket.create_connection(
-        ws_url, timeout=timeout, cookie=cookies, origin=f"{server.scheme}://{server.netloc}",
-        host=server.netloc, sslopt={"cert_reqs": ssl.CERT_NONE},
-        header=[f"X-XSRFToken: {browser._server_xsrf()}"],
-    )  # fmt: skip
+    channels = Channels(browser, kernel_id, timeout)
     try:
+        return channels.run(code, timeout, until_busy)
+    finally:
+        channels.close()
+
+
+class Channels:
+    """A kernel's websocket, kept open as a notebook's browser tab keeps it: `run` sends code
+    over it, as often as asked, and reads what the kernel printed."""
+
+    def __init__(self, browser: Browser, kernel_id: str, timeout: float = 60):
+        self.user = browser.user
+        self.session_id = uuid.uuid4().hex
+        server = urlsplit(browser.server_url)
+        path = f"{server.path}api/kernels/{kernel_id}/channels?session_id={self.session_id}"
+        secure = server.scheme == "https" and not browser.address
+        ws_url = f"{'wss' if secure else 'ws'}://{browser.address or server.netloc}{path}"
+        # The cookies a browser sends to the server's websocket (its own host and path).
+        sent = browser.cookies_for(f"{server.scheme}://{server.netloc}{path}")
+        cookies = "; ".join(f"{name}={value}" for name, value in sent.items())
+        self.ws = websocket.create_connection(
+            ws_url, timeout=timeout, cookie=cookies, origin=f"{server.scheme}://{server.netloc}",
+            host=server.netloc, sslopt={"cert_reqs": ssl.CERT_NONE},
+            header=[f"X-XSRFToken: {browser._server_xsrf()}"],
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self.ws.close()
+
+    def run(self, code: str, timeout: float = 60, until_busy: bool = False) -> str:
+        """Run `code`; what it printed."""
+        ws = self.ws
         msg_id = uuid.uuid4().hex
         ws.send(
             json.dumps(
                 {
                     "header": {
                         "msg_id": msg_id,
-                        "username": browser.user,
-                        "session": session_id,
+                        "username": self.user,
+                        "session": self.session_id,
                         "msg_type": "execute_request",
                         "version": "5.3",
                     },
@@ -302,5 +325,3 @@ def _execute(
             if replied and idle:
                 return "".join(output)
         raise StudentError(f"no execute_reply in {timeout}s")
-    finally:
-        ws.close()

@@ -67,6 +67,14 @@ class Settings:
     http_port: int
     tls_cert: Path | None  # PEM files for the bundled nginx; None: a generated self-signed pair
     tls_key: Path | None
+    acme: bool  # the bundled nginx's certificate comes from an ACME CA, renewed by itself
+    acme_directory: str  # the ACME CA's directory URL (Let's Encrypt's by default)
+    acme_email: str  # "" or the address the CA writes to about the account
+    acme_challenge: str  # "http-01" (through the bundled nginx) or "dns-01" (RFC 2136)
+    acme_ca_bundle: (
+        Path | None
+    )  # the CA file the ACME server's HTTPS is checked with (None: public)
+    acme_dns_wait: int  # seconds from a DNS-01 record's update to the CA's look
     login_rate_limit: int  # login attempts per minute from one address, at nginx
     authenticator: str  # how people sign in: "roster", "native", "oidc" or "github"
     hub_title: str  # the login page's heading ("": HUB_NAME)
@@ -424,6 +432,50 @@ def _pem(kind: str, marker: str) -> Callable[[str, Context], Path | None]:
     return parse
 
 
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+def _acme_directory(raw: str, _: Context) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme != "https" or not parts.hostname or any(c.isspace() for c in raw):
+        raise Invalid(
+            "is not an ACME directory's https:// URL",
+            f"use the URL your CA gives, e.g. Let's Encrypt's {LETS_ENCRYPT} or its staging "
+            f"{LETS_ENCRYPT_STAGING}",
+        )
+    return raw
+
+
+def _email(raw: str, _: Context) -> str:
+    if raw and not re.fullmatch(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", raw):
+        raise Invalid(
+            "is not an e-mail address",
+            "write one, e.g. ACME_EMAIL=it@example.edu, or leave it empty",
+        )
+    return raw
+
+
+def _challenge(raw: str, _: Context) -> str:
+    value = raw.lower()
+    if value not in ("http-01", "dns-01"):
+        raise Invalid(
+            "is not a challenge classhub answers",
+            "use http-01 (the CA fetches a file through the bundled nginx on HTTP_PORT) or dns-01 "
+            "(a TXT record through RFC 2136 updates, secrets/acme-rfc2136.ini; needed for "
+            "USER_SUBDOMAINS' wildcard)",
+        )
+    return value
+
+
+def _acme_ca_bundle(raw: str, ctx: Context) -> Path | None:
+    if not raw:
+        return None
+    fix = ("name the PEM file of the CA that signed your ACME server's HTTPS certificate (a campus "
+           "CA's root), or leave it empty for a public CA such as Let's Encrypt")  # fmt: skip
+    return _pem_file(raw, ctx, "certificate", "-----BEGIN CERTIFICATE-----", fix)
+
+
 def _rate(raw: str, _: Context) -> int:
     value = parsers.whole_number(raw)
     if value is None or not 1 <= value <= 10_000:
@@ -616,6 +668,12 @@ FIELDS: tuple[Field, ...] = (
     Field("HTTP_PORT", "http_port", "80", _port),
     Field("TLS_CERT", "tls_cert", "", _pem("certificate", "-----BEGIN CERTIFICATE-----")),
     Field("TLS_KEY", "tls_key", "", _pem("private key", "PRIVATE KEY-----")),
+    Field("ACME", "acme", "false", _bool),
+    Field("ACME_DIRECTORY", "acme_directory", LETS_ENCRYPT, _acme_directory),
+    Field("ACME_EMAIL", "acme_email", "", _email),
+    Field("ACME_CHALLENGE", "acme_challenge", "http-01", _challenge),
+    Field("ACME_CA_BUNDLE", "acme_ca_bundle", "", _acme_ca_bundle),
+    Field("ACME_DNS_WAIT", "acme_dns_wait", "60s", parsers.duration),
     Field("LOGIN_RATE_LIMIT", "login_rate_limit", "10", _rate),
     Field("AUTHENTICATOR", "authenticator", "roster", _authenticator),
     Field("HUB_TITLE", "hub_title", "", _line("HUB_TITLE", 80, '"Physics 101"')),
@@ -754,6 +812,38 @@ def _subdomain_problems(values: dict[str, Any], sources: dict[str, str]) -> list
     ]  # fmt: skip
 
 
+def _acme_problems(values: dict[str, Any], sources: dict[str, str]) -> list[Problem]:
+    """ACME=true: the bundled nginx, no certificate of the administrator's, a DNS name, and the
+    DNS challenge for USER_SUBDOMAINS' wildcard."""
+    if not values["acme"]:
+        return []
+    where = sources["ACME"]
+    if values["proxy"] != "nginx":
+        return [Problem(where, "ACME=true gets the bundled nginx's certificate, but PROXY is not nginx",
+                        "set PROXY=nginx; with your own nginx (PROXY=none) set ACME=false and "
+                        "run invoke nginx --server, which prints the certbot lines for it")]  # fmt: skip
+    problems = []
+    if values["tls_cert"] is not None:
+        problems.append(Problem(sources["TLS_CERT"], "TLS_CERT is set, and ACME=true would get "
+                                "another certificate", "leave TLS_CERT and TLS_KEY empty with "
+                                "ACME=true, or set ACME=false to serve your own"))  # fmt: skip
+    host = urlsplit(values["public_url"]).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        problems.append(Problem(sources["PUBLIC_URL"], f"PUBLIC_URL names an IP address ({host}), "
+                                "and ACME CAs issue certificates for DNS names",
+                                "write the hub's DNS name in PUBLIC_URL, e.g. "
+                                f"PUBLIC_URL=https://jupyter.example.edu/{values['hub_name']}/"))  # fmt: skip
+    except ValueError:
+        pass
+    if values["user_subdomains"] and values["acme_challenge"] != "dns-01":
+        problems.append(Problem(sources["ACME_CHALLENGE"], "USER_SUBDOMAINS=true needs a wildcard "
+                                "certificate, which ACME CAs issue only through the DNS challenge",
+                                "set ACME_CHALLENGE=dns-01 and put your DNS server's RFC 2136 key in "
+                                "secrets/acme-rfc2136.ini (docs/nginx-and-tls.md)"))  # fmt: skip
+    return problems
+
+
 def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Problem]:
     problems = []
     url = values["public_url"]
@@ -789,6 +879,7 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str]) -> list[Probl
             Problem(sources[given], f"{given} is set but {missing} is not",
                     "set both (your certificate and its key), or neither for a self-signed pair")
         )  # fmt: skip
+    problems += _acme_problems(values, sources)
     if values["open_to_all"] and values["authenticator"] == "roster":
         problems.append(
             Problem(sources["OPEN_TO_ALL"],

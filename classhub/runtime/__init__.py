@@ -225,6 +225,9 @@ class Runtime(Protocol):
 
     def stop_container(self, name: str) -> None: ...
 
+    def restart_container(self, name: str) -> None:
+        """Stop and start one of the hub's containers again (the renewer: asks the CA at once)."""
+
     def remove_container(self, name: str) -> None:
         """Stop and remove one of the hub's containers (none: nothing to do)."""
 

@@ -287,6 +287,10 @@ class FakeEngine:
             self.containers[name].status = "exited"
             self._did(f"stop container {name}")
 
+    def restart_container(self, name: str) -> None:
+        self.containers[name].status = "running"
+        self._did(f"restart container {name}")
+
     def remove_container(self, name: str) -> None:
         if self.containers.pop(name, None) is not None:
             self._did(f"remove container {name}")

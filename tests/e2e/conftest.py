@@ -170,7 +170,7 @@ def wait_gone(client: docker.DockerClient, container_id: str, timeout: float = 6
 
 def new_checkout(root: Path, hub: str, port: int, roster: str = ROSTER) -> Paths:
     paths = make_checkout(root)
-    for folder in ("hub", "singleuser", "db", "grading"):
+    for folder in ("hub", "singleuser", "db", "grading", "acme"):
         shutil.copytree(
             PROJECT / folder,
             root / folder,

@@ -313,7 +313,7 @@ def test_single_sign_on_needs_its_issuer_and_client_id():
 # underscores, signs, exponents, special floats.
 NUMERIC = ["PORT", "HTTPS_PORT", "HTTP_PORT", "PIDS_LIMIT", "LOGIN_RATE_LIMIT",
            "PASSWORD_MIN_LENGTH", "LOGIN_ATTEMPTS", "MEM_LIMIT", "CPU_LIMIT",
-           "CULL_IDLE_TIMEOUT", "LOCKOUT", "DISK_LIMIT", "GROUP_DISK_LIMIT"]  # fmt: skip
+           "CULL_IDLE_TIMEOUT", "LOCKOUT", "DISK_LIMIT", "GROUP_DISK_LIMIT", "ACME_DNS_WAIT"]  # fmt: skip
 ODD_NUMBERS = ["\u00b2", "\uff18\uff10\uff10\uff10", "\u0663", "1_000", "1e3", "+5", "-1",
                "nan", "inf", "0x10", "\u00bd", "8\u00b2", "\uff12G", "\u0661h"]  # fmt: skip
 

@@ -394,7 +394,7 @@ def test_setup_ends_saying_how_students_reach_the_hub():
     def said(env: str) -> str:
         settings, problems, _ = load_settings(env, ".env", {}, Context(PROJECT, 2))
         assert not problems, problems
-        return how_students_reach(settings)
+        return how_students_reach(Paths(PROJECT), settings)
 
     default = said("")  # PROXY=none on 127.0.0.1: through the host's nginx, not yet opened
     assert "through your nginx: it answers only on this server (127.0.0.1:8000)" in default

@@ -156,6 +156,11 @@ class SingleHost:
         if found is not None:
             found.stop(timeout=20)
 
+    def restart_container(self, name: str) -> None:
+        found = stack.find_container(self.client, name)
+        if found is not None:
+            found.restart(timeout=20)
+
     def remove_container(self, name: str) -> None:
         found = stack.find_container(self.client, name)
         if found is not None:

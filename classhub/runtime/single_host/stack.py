@@ -38,7 +38,7 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
-from ... import components, hubfile, names, neighbours, render, tls, wait
+from ... import acme, components, hubfile, names, neighbours, render, tls, wait
 from ...components import Component, Part
 from ...console import Echo
 from ...errors import UserError
@@ -458,22 +458,26 @@ def nginx_service(client, paths: Paths, settings: Settings, component: Component
     address (for the login rate limit), reaching the hub at `upstream` (HOST:PORT). Its master
     starts as root to bind the ports and read the key, its workers run as www-data."""
     hub = settings.hub_name
-    cert, key = tls.cert_paths(paths, settings)
     conf_path = paths.state_dir / "nginx.conf"
     conf = render.nginx_bundled(paths, settings, upstream)
+    volumes = {str(conf_path): {"bind": "/etc/nginx/nginx.conf", "mode": "ro"}}
     pair = hashlib.sha256()
-    for path in (cert, key):
-        with contextlib.suppress(OSError):  # made by an earlier step when missing at planning
-            pair.update(path.read_bytes())
+    if settings.acme:
+        # The renewer replaces the pair in this folder and nginx reloads it by itself: a new
+        # pair is no reason to replace the container (and drop every open connection).
+        volumes.update(acme.nginx_mounts(paths))
+    else:
+        cert, key = tls.cert_paths(paths, settings)
+        for path in (cert, key):
+            with contextlib.suppress(OSError):  # made by an earlier step when missing at planning
+                pair.update(path.read_bytes())
+        volumes[str(cert)] = {"bind": render.NGINX_CERT_IN_CONTAINER, "mode": "ro"}
+        volumes[str(key)] = {"bind": render.NGINX_KEY_IN_CONTAINER, "mode": "ro"}
     kwargs = _kwargs(
         hub,
         component,
         network_mode="host",
-        volumes={
-            str(conf_path): {"bind": "/etc/nginx/nginx.conf", "mode": "ro"},
-            str(cert): {"bind": render.NGINX_CERT_IN_CONTAINER, "mode": "ro"},
-            str(key): {"bind": render.NGINX_KEY_IN_CONTAINER, "mode": "ro"},
-        },
+        volumes=volumes,
         cap_add=["NET_BIND_SERVICE", "SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE"],
         **FIRST,
     )
@@ -483,6 +487,23 @@ def nginx_service(client, paths: Paths, settings: Settings, component: Component
         inputs=_image_id(client, component.image.tag) + pair.hexdigest() + conf,
         files=((conf_path, conf),),
     )  # fmt: skip
+
+
+def _acme_service(client, paths: Paths, settings: Settings, component: Component,
+                  where: Where) -> Service:  # fmt: skip
+    """The certificate renewer (ACME=true): certbot on the host's network, as nginx is, so the CA
+    and the DNS server are reached as this server reaches them. It runs as root (certbot's state
+    in secrets/acme/ is root's) with no capability at all, on a read-only root."""
+    kwargs = _kwargs(
+        settings.hub_name,
+        component,
+        network_mode="host",
+        environment=acme.environment(paths, settings),
+        volumes=acme.mounts(paths, settings),
+        read_only=True,
+        tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"},
+    )
+    return Service(component, kwargs, inputs=_image_id(client, component.image.tag))
 
 
 def wait_for_nginx(client: docker.DockerClient, hub: str, timeout: float = 30) -> None:
@@ -577,6 +598,7 @@ MAKERS: dict[Part, Maker] = {
     Part.DATABASE: _db_service,
     Part.HUB: _hub_service,
     Part.FRONT_DOOR: _nginx_service,
+    Part.CERTIFICATES: _acme_service,
 }
 
 
