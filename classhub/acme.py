@@ -169,8 +169,18 @@ def setup_steps(paths: Paths, settings: Settings) -> list[Step]:
                         + "\nNothing was changed.")  # fmt: skip
     cert, key = served_pair(paths)
     label = paths.show(cert.parent)
-    if cert.exists() and key.exists() and webroot(paths).is_dir():
-        return [Step(label, "present")]
+    own_cert, own_key = tls.self_signed_paths(paths)
+    from_ca = isinstance((read_status(paths) or {}).get("served"), dict)
+
+    def current() -> bool:
+        """Served: the CA's pair, or else the self-signed one as it is now (its names change
+        with USER_SUBDOMAINS and PUBLIC_URL)."""
+        if not (cert.exists() and key.exists()):
+            return False
+        return from_ca or (own_cert.exists() and cert.read_bytes() == own_cert.read_bytes())
+
+    if current() and webroot(paths).is_dir():
+        return [Step(label, "present" + ("" if from_ca else " (the self-signed pair)"))]
 
     def seed() -> None:
         ensure_private_dir(state_dir(paths))
@@ -179,17 +189,17 @@ def setup_steps(paths: Paths, settings: Settings) -> list[Step]:
         ensure_private_dir(paths.state_dir)
         folder.mkdir(exist_ok=True)
         folder.chmod(0o755)  # nginx's workers (www-data) read the CA's challenge files
-        if cert.exists() and key.exists():
+        if current():
             return
-        own_cert, own_key = tls.self_signed_paths(paths)
         for source, target in ((own_key, key), (own_cert, cert)):
             new = target.with_suffix(".new")
             shutil.copyfile(source, new)
             new.chmod(0o600)
             new.replace(target)
 
-    return [Step(label, "missing", "create; nginx serves the self-signed pair until the CA "
-                 "has issued one", seed)]  # fmt: skip
+    state = "an older self-signed pair" if cert.exists() else "missing"
+    return [Step(label, state, "copy the self-signed pair in: nginx serves it until the CA has "
+                 "issued a certificate", seed)]  # fmt: skip
 
 
 # --- what the renewer says ---
@@ -247,12 +257,12 @@ def describe(status: dict | None, settings: Settings) -> str:
     if status.get("last_attempt"):
         text += f"; last attempt {_day(status['last_attempt'])}"
         error = status.get("error")
-        if isinstance(error, dict) and status.get("state") == "failed":
+        if status.get("state") == "asking":
+            text += ", in progress"
+        elif isinstance(error, dict):  # the renewer clears it on success
             text += f" failed: {explain(error, settings)}"
             if status.get("next_attempt"):
                 text += f"; next attempt {_day(status['next_attempt'])}"
-        elif status.get("state") == "asking":
-            text += ", in progress"
         else:
             text += ", succeeded"
     return text
@@ -271,6 +281,14 @@ def explain(error: dict, settings: Settings) -> str:
     kind, detail = str(error.get("type", "")), str(error.get("detail", ""))
     low, host, port = detail.lower(), settings.public_host, settings.http_port
     said = f" (the CA said: {detail})" if kind != "client" else f" ({detail})"
+    if kind == "client":  # certbot's own failure: the CA was not reached, or not trusted
+        if "certificate_verify_failed" in low:
+            return (f"the HTTPS certificate of ACME_DIRECTORY ({settings.acme_directory}) cannot "
+                    "be verified: for a campus CA name its root in ACME_CA_BUNDLE" + said)  # fmt: skip
+        if any(w in low for w in ("connection", "max retries", "name or service", "timed out")):
+            return (f"ACME_DIRECTORY ({settings.acme_directory}) cannot be reached: check the URL "
+                    "and that this server may make HTTPS connections out" + said)  # fmt: skip
+        return f"certbot failed{said}"
     if "external account" in low or kind == "externalAccountRequired":
         return (f"the CA requires external account binding, or refused the one sent: write the key "
                 f"id your CA gave in secrets/{EAB_KID} and its HMAC key in secrets/{EAB_HMAC}"
@@ -305,15 +323,6 @@ def explain(error: dict, settings: Settings) -> str:
     if kind == "badNonce":
         return ("the CA kept refusing requests (badNonce, its replay check), retries included: "
                 "it may be overloaded; the renewer tries again later" + said)  # fmt: skip
-    if "certificate_verify_failed" in low:
-        return (f"the HTTPS certificate of ACME_DIRECTORY ({settings.acme_directory}) cannot be "
-                "verified: for a campus CA name its root in ACME_CA_BUNDLE" + said)  # fmt: skip
-    if kind == "client" and any(w in low for w in ("connection", "max retries", "name or service",
-                                                   "failed to establish")):  # fmt: skip
-        return (f"ACME_DIRECTORY ({settings.acme_directory}) cannot be reached: check the URL and "
-                "that this server may make HTTPS connections out" + said)  # fmt: skip
-    if kind == "client":
-        return f"certbot failed{said}"
     if kind == "refused":
         return f"the CA refused{said}"
     return f"the CA refused ({kind}){said}"
@@ -332,7 +341,7 @@ def certificate_step(
     status = read_status(paths)
     state = describe(status, settings)
     served = serving(status, settings)
-    if served is not None and status is not None and status.get("state") != "failed":
+    if served is not None and status is not None and not status.get("error"):
         return Step(label, state)
     planned = time.time()
     container = names.acme_container(settings.hub_name)
@@ -347,14 +356,20 @@ def certificate_step(
             since = time.time()
             restart(container)
         echo(f"   asking {settings.acme_directory} ({how}) ...")
-        deadline = time.monotonic() + ANSWER_WAIT + settings.acme_dns_wait
+        dns_wait = settings.acme_dns_wait if settings.acme_challenge == "dns-01" else 0
+        deadline = time.monotonic() + ANSWER_WAIT + dns_wait
         while time.monotonic() < deadline:
             now = read_status(paths) or {}
             attempted = _when(now.get("last_attempt"))
+            # (the renewer writes its times to the millisecond)
             if (
                 attempted is not None
-                and attempted >= since - 1
-                and now.get("state") in ("ok", "failed")
+                and attempted > since - 0.001
+                and now.get("state")
+                in (
+                    "ok",
+                    "failed",
+                )
             ):
                 break
             time.sleep(1)

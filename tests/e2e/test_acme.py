@@ -174,6 +174,21 @@ def test_a_short_lived_certificate_renews_itself_while_a_kernels_websocket_keeps
     ann.stop()
 
 
+def test_a_closed_http_port_is_said_in_words_and_nginx_keeps_the_certificate_it_had(lab, site):
+    """A CA whose HTTP-01 connections find nothing listening, as when a firewall on the way
+    keeps port 80 closed: this pebble connects to a port nothing answers on."""
+    walled = lab.pebble(free_port())
+    set_env(site["paths"], {"ACME_DIRECTORY": walled.directory})
+    output = setup(site)
+    assert "NO CERTIFICATE" in output, output[-3000:]
+    said = f"the CA could not connect to http://{site['host']}:{site['http']}/"
+    assert said in output and f"port {site['http']} (HTTP_PORT) is open" in output
+    assert "connection refused" in output  # the CA's own words, after ours
+    assert "nginx keeps serving the certificate it had" in output
+    assert login_page(site) == 200
+    walled.process.terminate()
+
+
 def test_a_ca_that_refuses_is_said_in_words_and_nginx_keeps_the_certificate_it_had(lab, site):
     refusing = lab.pebble(site["http"], refuse=100)  # every request refused (badNonce)
     set_env(site["paths"], {"ACME_DIRECTORY": refusing.directory})

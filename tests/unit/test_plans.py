@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import io
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
-from classhub import commands, names
+from classhub import acme, commands, names
 from classhub.console import Output
 from classhub.errors import UserError
 from classhub.paths import Paths
 from classhub.runtime import NodeInfo
 from classhub.runtime.fake import FakeEngine
 from tests.conftest import PROJECT, clean_environ, make_checkout, plan_rows
+from tests.unit import test_acme
 
 HUB = "math"
 # What the images are built from, besides the checkout's files an administrator edits.
-BUILD_FOLDERS = ("hub", "singleuser", "db")
+BUILD_FOLDERS = ("hub", "singleuser", "db", "acme")
 
 
 @pytest.fixture
@@ -437,3 +439,77 @@ def test_on_a_swarm_setup_and_build_give_each_node_the_builds_and_status_shows_d
     before = len(engine.events)
     run(commands.build, clone, env())
     assert made(engine, before)[-1] == f"load classhub-notebook:{HUB} into node lab2"
+
+
+# --- ACME=true: the certificate renewer (tests/unit/test_acme.py has the rest) ---
+
+
+ACME_HOST = test_acme.HOST
+
+
+def acme_env(**extra: str) -> dict[str, str]:
+    return env(PROXY="nginx", PUBLIC_URL=test_acme.URL, **extra)
+
+
+def test_setup_runs_the_renewer_after_nginx_seeds_the_served_pair_and_says_the_cas_answer(
+    clone: Paths, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(engine, "restart_container", lambda name: None)
+    monkeypatch.setattr(acme, "ANSWER_WAIT", 3)
+    printed = run(commands.setup, clone, acme_env(ACME="true"))
+    assert f"build image {names.acme_image(HUB)}" in engine.events
+    made = [e.split()[-1] for e in engine.events if e.startswith("create container")]
+    assert made[-2:] == [names.nginx_container(HUB), names.acme_container(HUB)]
+    cert, key = acme.served_pair(clone)
+    assert cert.read_bytes() == (clone.secrets_dir / "tls" / "selfsigned.crt").read_bytes()
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert acme.webroot(clone).stat().st_mode & 0o777 == 0o755
+    assert "the CA has not answered yet" in printed  # the fake engine runs no renewer
+
+    # The renewer's answers, as setup reads them after asking it again.
+    monkeypatch.setattr(engine, "restart_container", lambda name: test_acme.answer(
+        clone, "failed", {"type": "dns", "detail": "NXDOMAIN"}))  # fmt: skip
+    printed = run(commands.setup, clone, acme_env(ACME="true"))
+    assert "NO CERTIFICATE" in printed and f"{ACME_HOST} does not resolve" in printed
+    assert "nginx keeps serving the self-signed certificate" in printed
+    got = {"directory": test_acme.settings_of(test_acme.ACME_ENV).acme_directory, "names": [ACME_HOST],
+           "issuer": "CN=R11,O=Let's Encrypt,C=US", "not_after": time.time() + 90 * 86400,
+           "renew_from": "2027-01-30T00:00:00+00:00"}  # fmt: skip
+    monkeypatch.setattr(
+        engine, "restart_container", lambda name: test_acme.answer(clone, "ok", None, got)
+    )
+    printed = run(commands.setup, clone, acme_env(ACME="true"))
+    assert "got a certificate from R11" in printed and "renews by itself from 2027-01-30" in printed
+    assert "certificate from https://acme-v02.api.letsencrypt.org/directory" in printed
+    again = run(commands.setup, clone, acme_env(ACME="true"))
+    assert "asking" not in again  # the certificate holds: nothing to ask
+    status = io.StringIO()
+    commands.status(clone, acme_env(ACME="true"), Output(status, io.StringIO()))
+    rows = plan_rows(status.getvalue())
+    state, action = rows[f"certificate for {ACME_HOST}"]
+    assert state.startswith("from R11, valid until") and action == "none"
+
+
+def test_the_renewer_goes_when_acme_is_turned_off_and_certbots_state_stays(
+    clone: Paths, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(engine, "restart_container", lambda name: None)
+    monkeypatch.setattr(acme, "ANSWER_WAIT", 0)
+    run(commands.setup, clone, acme_env(ACME="true"))
+    printed = run(commands.setup, clone, acme_env(ACME="false"))
+    row = f"certificate renewer {names.acme_container(HUB)}"
+    assert plan_rows(printed)[row] == ("running", "remove (ACME=false)")
+    assert names.acme_container(HUB) not in engine.containers
+    assert acme.served_pair(clone)[0].exists()  # nothing of secrets/acme/ is deleted
+
+
+def test_dns_01_without_its_key_stops_setup_before_anything_is_made(
+    clone: Paths, engine: FakeEngine
+):
+    with pytest.raises(UserError, match=r"secrets/acme-rfc2136\.ini"):
+        run(
+            commands.setup,
+            clone,
+            acme_env(ACME="true", ACME_CHALLENGE="dns-01", USER_SUBDOMAINS="true"),
+        )
+    assert engine.events == []
