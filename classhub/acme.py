@@ -218,7 +218,7 @@ def _when(stamp: str | None) -> float | None:
         return None
     try:
         return datetime.datetime.fromisoformat(stamp).timestamp()
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 
@@ -281,6 +281,11 @@ def explain(error: dict, settings: Settings) -> str:
     kind, detail = str(error.get("type", "")), str(error.get("detail", ""))
     low, host, port = detail.lower(), settings.public_host, settings.http_port
     said = f" (the CA said: {detail})" if kind != "client" else f" ({detail})"
+    # certbot refuses by itself when the directory says EAB is required: before "client"
+    if "external account" in low or kind == "externalAccountRequired":
+        return (f"the CA requires external account binding, or refused the one sent: write the key "
+                f"id your CA gave in secrets/{EAB_KID} and its HMAC key in secrets/{EAB_HMAC}"
+                + said)  # fmt: skip
     if kind == "client":  # certbot's own failure: the CA was not reached, or not trusted
         if "certificate_verify_failed" in low:
             return (f"the HTTPS certificate of ACME_DIRECTORY ({settings.acme_directory}) cannot "
@@ -289,10 +294,6 @@ def explain(error: dict, settings: Settings) -> str:
             return (f"ACME_DIRECTORY ({settings.acme_directory}) cannot be reached: check the URL "
                     "and that this server may make HTTPS connections out" + said)  # fmt: skip
         return f"certbot failed{said}"
-    if "external account" in low or kind == "externalAccountRequired":
-        return (f"the CA requires external account binding, or refused the one sent: write the key "
-                f"id your CA gave in secrets/{EAB_KID} and its HMAC key in secrets/{EAB_HMAC}"
-                + said)  # fmt: skip
     if settings.acme_challenge == "dns-01" and kind in ("dns", "unauthorized", "incorrectResponse"):
         return (f"the CA did not find the TXT record at _acme-challenge.{host}: check that "
                 f"secrets/{RFC2136} names the DNS server that holds {host}'s zone, that its key may "

@@ -1,9 +1,9 @@
 """Which parts a hub has: decided here once, from the settings, and read by everything else.
 
 A hub always has its firewall, its Docker socket proxy and the hub itself; HUB_DB=postgres adds
-the database, PROXY=nginx the bundled front door, and ACME=true beside it the certificate renewer. Each `Component` says what it is called, the
-container and image it runs, the internal network and data volumes it brings and the secrets it
-reads. Deploy makes them in `of`'s order; status, destroy, backup, secrets, images and the hub
+the database, PROXY=nginx the bundled front door, and ACME=true beside it the certificate
+renewer. Each `Component` says what it is called, the container and image it runs, the internal
+network and data volumes it brings and the secrets it reads. Deploy makes them in `of`'s order; status, destroy, backup, secrets, images and the hub
 container's mounts read the same list. How each is made and when it is ready is the engine's side
 (`runtime.Runtime.services`; on Docker `runtime/single_host/stack.py`), keyed by `Part`, never by a list position or a name compared as text.
 """

@@ -228,11 +228,14 @@ def docker_steps(
     return steps
 
 
-# The parts the settings can take away again, their containers and the setting that did.
+# The parts the settings can take away again: their containers, their rows, and the setting that
+# took them away, as it reads now.
 _OPTIONAL = (
-    (Part.FRONT_DOOR, names.nginx_container, "front door {} (nginx)", "PROXY"),
-    (Part.CERTIFICATES, names.acme_container, "certificate renewer {}", "ACME"),
-)
+    (Part.FRONT_DOOR, names.nginx_container, "front door {} (nginx)",
+     lambda settings: f"PROXY={settings.proxy}"),
+    (Part.CERTIFICATES, names.acme_container, "certificate renewer {}",
+     lambda settings: f"ACME={str(settings.acme).lower()}"),
+)  # fmt: skip
 
 
 def _left_steps(rt: Runtime, settings) -> list[Step]:
@@ -240,14 +243,13 @@ def _left_steps(rt: Runtime, settings) -> list[Step]:
     HTTPS_PORT and HTTP_PORT from the site's own nginx), and the renewer of an earlier ACME=true
     (certbot's state stays in secrets/acme/). They go: neither holds data of its own."""
     steps = []
-    for part, container, what, key in _OPTIONAL:
+    for part, container, what, setting in _OPTIONAL:
         if components.has(settings, part):
             continue
         name = container(settings.hub_name)
         found = rt.container_status(name)
         if found is not None:
-            now = str(settings.proxy if key == "PROXY" else settings.acme).lower()
-            steps.append(Step(what.format(name), found, f"remove ({key}={now})",
+            steps.append(Step(what.format(name), found, f"remove ({setting(settings)})",
                               partial(rt.remove_container, name)))  # fmt: skip
     return steps
 

@@ -205,7 +205,7 @@ def test_a_ca_that_refuses_is_said_in_words_and_nginx_keeps_the_certificate_it_h
     refusing.process.terminate()
 
 
-def test_external_account_binding_is_sent_when_configured(lab, site):
+def test_external_account_binding_is_sent_when_configured(lab, site, hub: Hub):
     kid, hmac = "classhub-kid", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
     strict = lab.pebble(site["http"], eab={kid: hmac})
     set_env(site["paths"], {"ACME_DIRECTORY": strict.directory})
@@ -220,6 +220,13 @@ def test_external_account_binding_is_sent_when_configured(lab, site):
     output = setup(site)
     assert "got a certificate from Pebble Intermediate CA" in output, output[-3000:]
     until_served_verified(site, strict.root())
+    # the HMAC key is in no log: certbot's own, the renewer's, setup's
+    logs = secrets / "acme" / "logs"
+    assert any(logs.glob("letsencrypt.log*"))
+    for log in logs.glob("letsencrypt.log*"):
+        assert hmac not in log.read_text(errors="replace"), log
+    renewer = hub.client.containers.get(f"{site['name']}-acme").logs().decode()
+    assert hmac not in renewer and hmac not in output + without
 
 
 def test_a_wildcard_for_user_subdomains_comes_through_dns_01(lab, site, hub: Hub):

@@ -136,6 +136,10 @@ def test_certbots_failures_are_read_as_the_cas_error_type_and_detail():
          ["rate limit", "staging"]),
         ({"type": "externalAccountRequired", "detail": "no EAB"},
          ["secrets/acme-eab-kid", "secrets/acme-eab-hmac"]),
+        ({"type": "client",  # certbot's own words, when the directory says EAB is required
+          "detail": "Server requires external account binding. Please use --eab-kid and "
+                    "--eab-hmac-key."},
+         ["secrets/acme-eab-kid", "secrets/acme-eab-hmac"]),
         ({"type": "badNonce", "detail": "JWS has an invalid anti-replay nonce"},
          ["badNonce", "tries again later"]),
         ({"type": "caa", "detail": "CAA record forbids"}, ["CAA record"]),
