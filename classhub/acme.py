@@ -332,6 +332,14 @@ def explain(error: dict, settings: Settings) -> str:
 # --- setup: the engine's side, after the containers ---
 
 
+def _answered(status: dict, since: float) -> bool:
+    """Whether the renewer has finished an attempt begun at `since` or later (it writes its
+    times to the millisecond)."""
+    attempted = _when(status.get("last_attempt"))
+    done = status.get("state") in ("ok", "failed")
+    return done and attempted is not None and attempted > since - 0.001
+
+
 def certificate_step(
     paths: Paths, settings: Settings, restart: Callable[[str], None], echo: Callable[[str], None]
 ) -> Step:
@@ -361,17 +369,7 @@ def certificate_step(
         deadline = time.monotonic() + ANSWER_WAIT + dns_wait
         while time.monotonic() < deadline:
             now = read_status(paths) or {}
-            attempted = _when(now.get("last_attempt"))
-            # (the renewer writes its times to the millisecond)
-            if (
-                attempted is not None
-                and attempted > since - 0.001
-                and now.get("state")
-                in (
-                    "ok",
-                    "failed",
-                )
-            ):
+            if _answered(now, since):
                 break
             time.sleep(1)
         else:

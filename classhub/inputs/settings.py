@@ -71,9 +71,7 @@ class Settings:
     acme_directory: str  # the ACME CA's directory URL (Let's Encrypt's by default)
     acme_email: str  # "" or the address the CA writes to about the account
     acme_challenge: str  # "http-01" (through the bundled nginx) or "dns-01" (RFC 2136)
-    acme_ca_bundle: (
-        Path | None
-    )  # the CA file the ACME server's HTTPS is checked with (None: public)
+    acme_ca_bundle: Path | None  # the root the ACME server's HTTPS is checked against
     acme_dns_wait: int  # seconds from a DNS-01 record's update to the CA's look
     login_rate_limit: int  # login attempts per minute from one address, at nginx
     authenticator: str  # how people sign in: "roster", "native", "oidc" or "github"

@@ -3,12 +3,15 @@ behind the bundled nginx with ACME=true gets its certificates from pebble, Let's
 CA, on loopback (tests/e2e/acme_lab.py), whose DNS is a BIND server the test writes to.
 
 The tests run in order on one hub: a name that does not resolve, then a certificate through
-HTTP-01, renewed by itself while a kernel's websocket keeps running code, a CA that refuses, a CA
-that requires external account binding, a wildcard through DNS-01; and certbot's lines for a
-host's own nginx (PROXY=none), run against pebble."""
+HTTP-01, renewed by itself while a kernel's websocket keeps running code, a renewal that fails
+when the CA is gone, a closed HTTP port, a CA that refuses, a CA that requires external account
+binding, a wildcard through DNS-01; and certbot's lines for a host's own nginx (PROXY=none), run
+against pebble."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import shutil
 import socket
 import ssl
@@ -21,6 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from classhub import names
 from classhub.student import Browser
 from tests.conftest import invoke, plan_rows
 
@@ -167,11 +171,35 @@ def test_a_short_lived_certificate_renews_itself_while_a_kernels_websocket_keeps
             time.sleep(1)
     finally:
         channels.close()
-    logs = hub.client.containers.get(f"{site['name']}-nginx").logs().decode()
+    logs = hub.client.containers.get(names.nginx_container(site["name"])).logs().decode()
     assert "the certificate changed; nginx reloaded it" in logs
-    renewer = hub.client.containers.get(f"{site['name']}-acme").logs().decode()
+    renewer = hub.client.containers.get(names.acme_container(site["name"])).logs().decode()
     assert renewer.count("got a certificate for") >= 2, renewer[-2000:]
     ann.stop()
+
+
+def test_a_failed_renewal_keeps_the_certificate_shows_in_status_and_backs_off(site):
+    """The CA gone while its certificate is still valid: the renewal fails, nginx keeps serving
+    that certificate, and status says when and why, and when the renewer tries again."""
+    status_file = site["paths"].secrets_dir / "acme" / "status.json"
+    site["pebble"].process.terminate()
+    site["pebble"].process.wait(timeout=30)
+    deadline = time.monotonic() + 150  # the next renewal is due within 80 s
+    while (status := json.loads(status_file.read_text())).get("state") != "failed":
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
+    pair = (site["paths"].secrets_dir / "acme" / "served" / "cert.pem").read_text()
+    end = "-----END CERTIFICATE-----"
+    assert served(site) == pair.split(end)[0].strip() + "\n" + end  # the one it had
+    assert login_page(site) == 200
+    failed = datetime.datetime.fromisoformat(status["last_failure"])
+    again = datetime.datetime.fromisoformat(status["next_attempt"])
+    assert 299 <= (again - failed).total_seconds() <= 301  # the first back-off: 5 minutes
+    shown = invoke(site["paths"], "status", env=engine_environ(), timeout=300)
+    row, action = plan_rows(shown.stdout)[f"certificate for {site['host']}"]
+    assert "from Pebble Intermediate CA" in row and "valid until" in row, row
+    assert "failed: ACME_DIRECTORY" in row and "cannot be reached" in row, row
+    assert "next attempt" in row and action.startswith("ask ")
 
 
 def test_a_closed_http_port_is_said_in_words_and_nginx_keeps_the_certificate_it_had(lab, site):
@@ -225,7 +253,7 @@ def test_external_account_binding_is_sent_when_configured(lab, site, hub: Hub):
     assert any(logs.glob("letsencrypt.log*"))
     for log in logs.glob("letsencrypt.log*"):
         assert hmac not in log.read_text(errors="replace"), log
-    renewer = hub.client.containers.get(f"{site['name']}-acme").logs().decode()
+    renewer = hub.client.containers.get(names.acme_container(site["name"])).logs().decode()
     assert hmac not in renewer and hmac not in output + without
 
 
@@ -233,7 +261,8 @@ def test_a_wildcard_for_user_subdomains_comes_through_dns_01(lab, site, hub: Hub
     secrets = site["paths"].secrets_dir
     for name in ("acme-eab-kid", "acme-eab-hmac"):
         (secrets / name).unlink()
-    set_env(site["paths"], {"ACME_DIRECTORY": site["pebble"].directory,
+    fresh = lab.pebble(site["http"])
+    set_env(site["paths"], {"ACME_DIRECTORY": fresh.directory,
                             "USER_SUBDOMAINS": "true", "ACME_CHALLENGE": "dns-01",
                             "ACME_DNS_WAIT": "1s"})  # fmt: skip
     missing = invoke(site["paths"], "setup", env=engine_environ(), timeout=300)
@@ -245,7 +274,7 @@ def test_a_wildcard_for_user_subdomains_comes_through_dns_01(lab, site, hub: Hub
     lab.remove(site["host"])  # DNS-01 asks for no address at all
     output = setup(site)
     assert "got a certificate from Pebble Intermediate CA" in output, output[-3000:]
-    peer = until_served_verified(site, site["pebble"].root())
+    peer = until_served_verified(site, fresh.root())
     wanted = {("DNS", site["host"]), ("DNS", f"*.{site['host']}")}
     assert wanted <= set(peer["subjectAltName"])
 
