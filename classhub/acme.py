@@ -1,7 +1,7 @@
 """Certificates from an ACME CA (ACME=true): what the host decides for the renewer and reads back.
 
-The renewer (`<hub>-acme`, acme/renew-certificates) runs certbot beside the bundled nginx; this module
-is the one place that says what it is given and where things are:
+The renewer (`<hub>-acme`, acme/renew-certificates) runs certbot beside the bundled nginx; this
+module is the one place that says what it is given and where things are:
 
 - `secrets/acme/` (0700, the renewer's `ACME_STATE`): `certbot/` is certbot's own state (the
   ACME account key under `accounts/`, every certificate and key under `archive/`), `served/` the
@@ -139,10 +139,10 @@ def mounts(paths: Paths, settings: Settings) -> dict[str, dict[str, str]]:
         str(state_dir(paths)): {"bind": IN_STATE, "mode": "rw"},
         str(webroot(paths)): {"bind": IN_WEBROOT, "mode": "rw"},
     }
+    named = set(environment(paths, settings).values())  # only the files it is told to read
     for name in (EAB_KID, EAB_HMAC, RFC2136):
-        path = paths.secrets_dir / name
-        if path.exists():
-            found[str(path)] = {"bind": f"{IN_SECRETS}/{name}", "mode": "ro"}
+        if f"{IN_SECRETS}/{name}" in named:
+            found[str(paths.secrets_dir / name)] = {"bind": f"{IN_SECRETS}/{name}", "mode": "ro"}
     if settings.acme_ca_bundle is not None:
         found[str(settings.acme_ca_bundle)] = {"bind": IN_CA, "mode": "ro"}
     return found
