@@ -396,10 +396,24 @@ def certificate_step(
 # --- your own nginx (PROXY=none) ---
 
 
-def certbot_lines(settings: Settings, webroot_path: str) -> str:
+CERTBOT_WEBROOT = "/var/www/letsencrypt"  # where certbot_lines' webroot is, which the site serves
+
+
+def _certbot_host(settings: Settings) -> str:
+    return settings.public_host or "example.edu"
+
+
+def certbot_pair(settings: Settings) -> tuple[str, str]:
+    """Where certbot keeps the certificate and key `certbot_lines` get (its --cert-name)."""
+    live = f"/etc/letsencrypt/live/{_certbot_host(settings)}"
+    return f"{live}/fullchain.pem", f"{live}/privkey.pem"
+
+
+def certbot_lines(settings: Settings) -> str:
     """The certbot commands (as comment lines) that get and renew the certificate `invoke nginx
-    --server` names, for an administrator's own nginx."""
-    host = settings.public_host or "example.edu"
+    --server` names (`certbot_pair`), for an administrator's own nginx."""
+    host = _certbot_host(settings)
+    webroot_path = CERTBOT_WEBROOT
     command = f"certbot certonly --cert-name {host}"
     if settings.acme_directory != LETS_ENCRYPT:
         command += f" --server {settings.acme_directory}"

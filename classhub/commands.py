@@ -1146,9 +1146,6 @@ def reset_password(
     out.info(_login_text(cfg.settings, who, _password(paths, cfg.roster, who)))
 
 
-CERTBOT_WEBROOT = "/var/www/letsencrypt"  # where `invoke nginx --server`'s certbot lines write
-
-
 def nginx(paths: Paths, environ: Mapping[str, str], out: Output, server: bool = False) -> None:
     """The location block for your nginx's server, or (`server`) a whole TLS site for it."""
     cfg = load(paths, environ, out)
@@ -1167,11 +1164,9 @@ def nginx(paths: Paths, environ: Mapping[str, str], out: Output, server: bool = 
         out.info(render.nginx_site(paths, settings, settings.upstream, cert, key).rstrip("\n"))
         return
     # No certificate of yours yet: certbot's, with the lines that get it (ACME_DIRECTORY's CA).
-    host = settings.public_host or "example.edu"
-    cert = f"/etc/letsencrypt/live/{host}/fullchain.pem"
-    key = f"/etc/letsencrypt/live/{host}/privkey.pem"
-    out.info(acme.certbot_lines(settings, CERTBOT_WEBROOT))
-    site = render.nginx_site(paths, settings, settings.upstream, cert, key, CERTBOT_WEBROOT)
+    cert, key = acme.certbot_pair(settings)
+    out.info(acme.certbot_lines(settings))
+    site = render.nginx_site(paths, settings, settings.upstream, cert, key, acme.CERTBOT_WEBROOT)
     out.info(site.rstrip("\n"))
 
 

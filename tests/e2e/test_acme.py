@@ -77,6 +77,13 @@ def served(site) -> str:
     return pem.strip()
 
 
+def renewers_last(site) -> str:
+    """The certificate the renewer last put in the served folder (the leaf of its chain, PEM)."""
+    chain = (site["paths"].secrets_dir / "acme" / "served" / "cert.pem").read_text()
+    end = "-----END CERTIFICATE-----"
+    return chain.split(end)[0].strip() + "\n" + end
+
+
 def verify(site, root: str) -> dict:
     """Connect as a browser trusting only `root` does, by the hub's name; the peer's certificate."""
     context = ssl.create_default_context(cadata=root)
@@ -188,9 +195,7 @@ def test_a_failed_renewal_keeps_the_certificate_shows_in_status_and_backs_off(si
     while (status := json.loads(status_file.read_text())).get("state") != "failed":
         assert time.monotonic() < deadline, status
         time.sleep(2)
-    pair = (site["paths"].secrets_dir / "acme" / "served" / "cert.pem").read_text()
-    end = "-----END CERTIFICATE-----"
-    assert served(site) == pair.split(end)[0].strip() + "\n" + end  # the one it had
+    assert served(site) == renewers_last(site)  # the one it had
     assert login_page(site) == 200
     failed = datetime.datetime.fromisoformat(status["last_failure"])
     again = datetime.datetime.fromisoformat(status["next_attempt"])
@@ -225,9 +230,7 @@ def test_a_ca_that_refuses_is_said_in_words_and_nginx_keeps_the_certificate_it_h
     assert "nginx keeps serving the certificate it had" in output
     assert login_page(site) == 200
     # nginx still serves the last certificate the renewer got from the first pebble
-    pair = (site["paths"].secrets_dir / "acme" / "served" / "cert.pem").read_text()
-    end = "-----END CERTIFICATE-----"
-    assert served(site) == pair.split(end)[0].strip() + "\n" + end
+    assert served(site) == renewers_last(site)
     selfsigned = (site["paths"].secrets_dir / "tls" / "selfsigned.crt").read_text().strip()
     assert served(site) != selfsigned
     refusing.process.terminate()
